@@ -1,0 +1,532 @@
+//! Configuration: a TOML file over embedded defaults, then command-line overrides.
+//!
+//! A broken file is refused with its path, the line and the reason, so an operator never starts a
+//! proxy that silently ignores a setting.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{what}: {reason}")]
+    Override { what: String, reason: String },
+}
+
+/// The whole configuration. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the proxy listens on. Loopback by default: regdoc is never an open relay.
+    pub listen: SocketAddr,
+    /// Clients allowed to use the proxy.
+    pub allowed_clients: Vec<IpNet>,
+    /// Destination ports a CONNECT may reach.
+    pub allowed_ports: Vec<u16>,
+    /// At most this many client connections at once; further ones wait in the accept queue.
+    pub max_connections: usize,
+    /// Largest request head accepted (431 beyond).
+    pub max_head_bytes: usize,
+    /// Per-direction copy buffer of a tunnel.
+    pub buffer_bytes: usize,
+    pub timeouts: Timeouts,
+    pub dns: DnsConfig,
+    pub upstream: UpstreamConfig,
+    pub auth: Option<ProxyAuth>,
+    pub log: LogConfig,
+    pub intercept: InterceptConfig,
+    pub diagnosis: DiagnosisConfig,
+    #[serde(rename = "registry")]
+    pub registries: Vec<RegistryConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3128)),
+            allowed_clients: vec![
+                "127.0.0.0/8".parse().expect("literal CIDR"),
+                "::1/128".parse().expect("literal CIDR"),
+            ],
+            allowed_ports: vec![443, 80],
+            max_connections: 9_000,
+            max_head_bytes: 16 * 1024,
+            buffer_bytes: 64 * 1024,
+            timeouts: Timeouts::default(),
+            dns: DnsConfig::default(),
+            upstream: UpstreamConfig::default(),
+            auth: None,
+            log: LogConfig::default(),
+            intercept: InterceptConfig::default(),
+            diagnosis: DiagnosisConfig::default(),
+            registries: Vec::new(),
+        }
+    }
+}
+
+/// Deadlines, written as `"10s"`, `"500ms"`, `"5m"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    /// The client must send its whole request head within this.
+    #[serde(deserialize_with = "duration")]
+    pub request_head: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub dns: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub connect: Duration,
+    /// The upstream proxy must answer our CONNECT within this.
+    #[serde(deserialize_with = "duration")]
+    pub upstream_proxy: Duration,
+    /// A server must answer the client's ClientHello within this.
+    #[serde(deserialize_with = "duration")]
+    pub tls: Duration,
+    /// Response headers must arrive within this (forwarding and interception).
+    #[serde(deserialize_with = "duration")]
+    pub response_headers: Duration,
+    /// A tunnel with no traffic either way for this long is closed.
+    #[serde(deserialize_with = "duration")]
+    pub idle: Duration,
+    /// A transfer that made progress and then none for this long is reported as stalled.
+    #[serde(deserialize_with = "duration")]
+    pub stall: Duration,
+    /// On shutdown, open tunnels get this long to finish.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            request_head: Duration::from_secs(10),
+            dns: Duration::from_secs(5),
+            connect: Duration::from_secs(10),
+            upstream_proxy: Duration::from_secs(15),
+            tls: Duration::from_secs(10),
+            response_headers: Duration::from_secs(30),
+            idle: Duration::from_secs(300),
+            stall: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Name resolution.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Nameservers (`ip` or `ip:port`, UDP then TCP). Empty: the system configuration
+    /// (`/etc/resolv.conf`) and `/etc/hosts`.
+    pub nameservers: Vec<String>,
+    /// Static answers: `"host" = ["10.0.0.5"]`, consulted before any query.
+    pub overrides: BTreeMap<String, Vec<IpAddr>>,
+    /// `host:port=addr:port` rules, like curl's `--connect-to`: the client still asks for
+    /// `host:port`, TLS still names `host`, but the TCP connection goes to `addr:port`.
+    pub connect_to: Vec<String>,
+}
+
+/// A parsed `connect_to` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectTo {
+    pub host: String,
+    pub port: u16,
+    pub to_host: String,
+    pub to_port: u16,
+}
+
+impl ConnectTo {
+    /// Parse `host:port=addr:port` (IPv6 literals in brackets).
+    pub fn parse(rule: &str) -> Result<ConnectTo, String> {
+        let (from, to) = rule
+            .split_once('=')
+            .ok_or_else(|| format!("connect_to rule {rule:?} must be HOST:PORT=ADDR:PORT"))?;
+        let (host, port) = split_host_port(from)
+            .ok_or_else(|| format!("connect_to rule {rule:?}: {from:?} is not HOST:PORT"))?;
+        let (to_host, to_port) = split_host_port(to)
+            .ok_or_else(|| format!("connect_to rule {rule:?}: {to:?} is not ADDR:PORT"))?;
+        Ok(ConnectTo {
+            host: host.to_ascii_lowercase(),
+            port,
+            to_host,
+            to_port,
+        })
+    }
+}
+
+/// Split `host:port`, accepting `[v6]:port`.
+pub fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let s = s.trim();
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:")?;
+        (h, p)
+    } else {
+        s.rsplit_once(':')?
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return None;
+    }
+    let port: u16 = port.parse().ok()?;
+    Some((host.to_string(), port))
+}
+
+/// Chaining to a corporate proxy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `http://[user:pass@]host:port`. Its credentials are sent to it, never logged.
+    pub proxy: Option<String>,
+    /// Hosts reached directly (NO_PROXY rules: `host`, `.domain`, `*`, `10.0.0.0/8`).
+    pub no_proxy: Vec<String>,
+}
+
+/// Basic authentication clients must present to use regdoc (407 otherwise).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyAuth {
+    pub username: String,
+    pub password: String,
+}
+
+/// Output format of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Pretty,
+}
+
+/// Where and how records are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// Append to this file (reopened on SIGHUP); standard output when absent.
+    pub file: Option<PathBuf>,
+    /// `connection` records for healthy connections too (failures are always logged).
+    pub connections: bool,
+    /// Identical failures within this interval are counted, not repeated.
+    #[serde(deserialize_with = "duration")]
+    pub aggregate_interval: Duration,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Json,
+            file: None,
+            connections: true,
+            aggregate_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// TLS interception with a local CA.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InterceptConfig {
+    /// CA certificate and key made by `regdoc ca init`. Without them everything is passthrough.
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+    /// Host patterns to intercept (`*.azurecr.io` style). Default when a CA is set: registry REST
+    /// endpoints and the registries named in `[[registry]]`.
+    pub hosts: Vec<String>,
+    /// Host patterns never intercepted (data endpoints and blob storage by default).
+    pub passthrough: Vec<String>,
+    /// Extra CA files trusted for upstream servers, besides the system roots.
+    pub extra_roots: Vec<PathBuf>,
+    /// Bound of the minted-certificate cache.
+    pub cert_cache: Option<usize>,
+}
+
+/// Tuning of the diagnosis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiagnosisConfig {
+    /// How long a client's recent successes count as context for its failures.
+    #[serde(deserialize_with = "duration")]
+    pub context_window: Duration,
+    /// Lifetime assumed for registry tokens that carry no `exp`.
+    #[serde(deserialize_with = "duration")]
+    pub token_lifetime: Duration,
+    /// Clock difference beyond which clock skew is reported.
+    #[serde(deserialize_with = "duration")]
+    pub max_clock_skew: Duration,
+}
+
+impl Default for DiagnosisConfig {
+    fn default() -> Self {
+        DiagnosisConfig {
+            context_window: Duration::from_secs(600),
+            token_lifetime: Duration::from_secs(3 * 3600),
+            max_clock_skew: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A registry the operator names, with what its network should look like.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Login server, e.g. `myregistry.azurecr.io` or `registry.internal:5000`'s host part.
+    pub host: String,
+    /// The registry is reached through a private endpoint: a public answer is a DNS fault.
+    #[serde(default)]
+    pub private_endpoint: bool,
+    /// Addresses its endpoints must resolve into.
+    #[serde(default)]
+    pub expected_cidrs: Vec<IpNet>,
+    /// Data endpoint regions expected (for replicas).
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// Parse `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (use e.g. \"500ms\", \"10s\", \"5m\")"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {s:?} (ms, s, m, h)"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 86_400.0 * 365.0 {
+        return Err(format!("duration {s:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl Config {
+    /// Parse a configuration text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                reason: e.message().to_string(),
+            }
+        })?;
+        cfg.validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_key_line(text, &key).unwrap_or(1),
+                reason,
+            })?;
+        Ok(cfg)
+    }
+
+    /// Read and parse a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Checks serde cannot express. Returns the offending key and the reason.
+    fn validate(&self) -> Result<(), (String, String)> {
+        for rule in &self.dns.connect_to {
+            ConnectTo::parse(rule).map_err(|r| ("connect_to".to_string(), r))?;
+        }
+        for ns in &self.dns.nameservers {
+            parse_nameserver(ns).map_err(|r| ("nameservers".to_string(), r))?;
+        }
+        if let Some(p) = &self.upstream.proxy {
+            crate::net::upstream::UpstreamProxy::parse(p)
+                .map_err(|e| ("proxy".to_string(), e.to_string()))?;
+        }
+        if self.allowed_ports.is_empty() {
+            return Err((
+                "allowed_ports".into(),
+                "allowed_ports must name at least one port".into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err((
+                "max_connections".into(),
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        if self.max_head_bytes < 1024 {
+            return Err((
+                "max_head_bytes".into(),
+                "max_head_bytes must be at least 1024".into(),
+            ));
+        }
+        if !(4096..=4 * 1024 * 1024).contains(&self.buffer_bytes) {
+            return Err((
+                "buffer_bytes".into(),
+                "buffer_bytes must be between 4096 and 4194304".into(),
+            ));
+        }
+        if self.intercept.ca_cert.is_some() != self.intercept.ca_key.is_some() {
+            return Err((
+                "ca_cert".into(),
+                "ca_cert and ca_key must be given together".into(),
+            ));
+        }
+        for r in &self.registries {
+            if r.host.is_empty() || r.host.contains(['/', ':', ' ']) {
+                return Err((
+                    "host".into(),
+                    format!("registry host {:?} must be a bare host name", r.host),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parsed `connect_to` rules (validated at load).
+    pub fn connect_to_rules(&self) -> Vec<ConnectTo> {
+        self.dns
+            .connect_to
+            .iter()
+            .filter_map(|r| ConnectTo::parse(r).ok())
+            .collect()
+    }
+
+    /// Hosts of the registries named in the configuration.
+    pub fn registry_hosts(&self) -> Vec<String> {
+        self.registries
+            .iter()
+            .map(|r| r.host.to_ascii_lowercase())
+            .collect()
+    }
+}
+
+/// Parse a nameserver entry: `ip` (port 53) or `ip:port` / `[v6]:port`.
+pub fn parse_nameserver(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    s.parse::<SocketAddr>()
+        .map_err(|_| format!("nameserver {s:?} must be IP or IP:PORT"))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+/// Line of the first `key =` assignment, to point validation errors at the setting.
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .map(|r| r.trim_start().starts_with('='))
+                .unwrap_or(false)
+        })
+        .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let c = Config::parse("", Path::new("x.toml")).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:3128".parse().unwrap());
+        assert_eq!(c.allowed_ports, vec![443, 80]);
+    }
+
+    #[test]
+    fn syntax_error_names_file_and_line() {
+        let text = "listen = \"127.0.0.1:3128\"\n\n[timeouts]\nconnect = 10s\n";
+        let e = Config::parse(text, Path::new("/etc/regdoc.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/etc/regdoc.toml:4: "), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_and_unknown_key_are_refused_with_line() {
+        let e = Config::parse("[timeouts]\nconnect = \"10 parsecs\"\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c:2: ") && e.contains("unknown duration unit"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "listen = \"127.0.0.1:1\"\nlisten_port = 3\n",
+            Path::new("c"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("c:2: ") && e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_point_at_the_key() {
+        let text = "[dns]\nnameservers = []\nconnect_to = [\"a.example:443\"]\n";
+        let e = Config::parse(text, Path::new("c")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("c:3: ") && e.contains("HOST:PORT=ADDR:PORT"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn connect_to_parses_v6_and_names() {
+        let r = ConnectTo::parse("Reg.azurecr.io:443=[::1]:8443").unwrap();
+        assert_eq!(
+            r,
+            ConnectTo {
+                host: "reg.azurecr.io".into(),
+                port: 443,
+                to_host: "::1".into(),
+                to_port: 8443
+            }
+        );
+        assert!(ConnectTo::parse("reg:443=").is_err());
+        assert!(ConnectTo::parse("reg=1.2.3.4:5").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

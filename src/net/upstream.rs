@@ -1,0 +1,236 @@
+//! Chaining to an upstream (corporate) proxy: its URL, NO_PROXY exceptions, and the CONNECT
+//! exchange with it, whose answer is recorded as its own phase.
+
+use base64::Engine;
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// A parsed `upstream.proxy` URL. The credentials are kept only to build the
+/// `Proxy-Authorization` header; [`UpstreamProxy::display`] never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamProxy {
+    pub host: String,
+    pub port: u16,
+    /// Precomputed `Basic ...` value, if the URL had credentials.
+    authorization: Option<String>,
+}
+
+impl std::fmt::Debug for UpstreamProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamProxy")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("credentials", &self.authorization.is_some())
+            .finish()
+    }
+}
+
+/// Why an upstream proxy URL is unusable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UpstreamUrlError {
+    #[error("upstream proxy URL must start with http:// (got {0:?})")]
+    Scheme(String),
+    #[error("upstream proxy URL has no host")]
+    NoHost,
+    #[error("upstream proxy URL has an invalid port")]
+    Port,
+    #[error("upstream proxy URL must not have a path")]
+    Path,
+}
+
+impl UpstreamProxy {
+    /// Parse `http://[user[:pass]@]host[:port]` (port 3128 when absent, as Squid's default).
+    pub fn parse(url: &str) -> Result<UpstreamProxy, UpstreamUrlError> {
+        let rest = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+            Some((scheme, _)) => return Err(UpstreamUrlError::Scheme(scheme.to_string())),
+            None => return Err(UpstreamUrlError::Scheme(String::new())),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains('/') {
+            return Err(UpstreamUrlError::Path);
+        }
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            match v6.split_once(']') {
+                Some((h, "")) => (h.to_string(), 3128),
+                Some((h, p)) => (
+                    h.to_string(),
+                    p.strip_prefix(':')
+                        .and_then(|p| p.parse().ok())
+                        .ok_or(UpstreamUrlError::Port)?,
+                ),
+                None => return Err(UpstreamUrlError::NoHost),
+            }
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_string(),
+                    p.parse().map_err(|_| UpstreamUrlError::Port)?,
+                ),
+                None => (hostport.to_string(), 3128),
+            }
+        };
+        if host.is_empty() {
+            return Err(UpstreamUrlError::NoHost);
+        }
+        let authorization = userinfo.map(|u| {
+            let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+            let creds = format!("{}:{}", percent_decode(user), percent_decode(pass));
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(creds)
+            )
+        });
+        Ok(UpstreamProxy {
+            host,
+            port,
+            authorization,
+        })
+    }
+
+    /// `host:port`, without credentials: what logs show.
+    pub fn display(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The `Proxy-Authorization` value to send, if any. Never log it.
+    pub fn authorization(&self) -> Option<&str> {
+        self.authorization.as_deref()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// NO_PROXY rules, with the semantics curl and Go share: `*` matches everything; `.example.com`
+/// and `example.com` match the domain and its subdomains; an IP or CIDR matches addresses;
+/// an optional `:port` restricts the rule to that port.
+#[derive(Debug, Clone, Default)]
+pub struct NoProxy {
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+enum Rule {
+    All,
+    Domain { suffix: String, port: Option<u16> },
+    Net(IpNet),
+}
+
+impl NoProxy {
+    pub fn new(entries: &[String]) -> NoProxy {
+        let mut rules = Vec::new();
+        for e in entries.iter().flat_map(|e| e.split(',')) {
+            let e = e.trim().to_ascii_lowercase();
+            if e.is_empty() {
+                continue;
+            }
+            if e == "*" {
+                rules.push(Rule::All);
+            } else if let Ok(net) = e.parse::<IpNet>() {
+                rules.push(Rule::Net(net));
+            } else if let Ok(ip) = e.trim_matches(['[', ']']).parse::<IpAddr>() {
+                rules.push(Rule::Net(IpNet::from(ip)));
+            } else {
+                let (name, port) = match e.rsplit_once(':') {
+                    Some((n, p)) if p.parse::<u16>().is_ok() => (n.to_string(), p.parse().ok()),
+                    _ => (e.clone(), None),
+                };
+                let suffix = name
+                    .trim_start_matches("*.")
+                    .trim_start_matches('.')
+                    .to_string();
+                rules.push(Rule::Domain { suffix, port });
+            }
+        }
+        NoProxy { rules }
+    }
+
+    /// Whether `host:port` is reached directly.
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let ip = host.trim_matches(['[', ']']).parse::<IpAddr>().ok();
+        self.rules.iter().any(|r| match r {
+            Rule::All => true,
+            Rule::Net(net) => ip.map(|ip| net.contains(&ip)).unwrap_or(false),
+            Rule::Domain { suffix, port: p } => {
+                p.map(|p| p == port).unwrap_or(true)
+                    && (host == *suffix || host.ends_with(&format!(".{suffix}")))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_url_and_hides_credentials() {
+        let p = UpstreamProxy::parse("http://alice:s%40cret@corp-proxy:8080").unwrap();
+        assert_eq!(p.display(), "corp-proxy:8080");
+        // base64("alice:s@cret")
+        assert_eq!(p.authorization(), Some("Basic YWxpY2U6c0BjcmV0"));
+        assert!(!format!("{p:?}").contains("cret"));
+        assert_eq!(
+            UpstreamProxy::parse("http://[::1]:3129/")
+                .unwrap()
+                .display(),
+            "[::1]:3129"
+        );
+        assert_eq!(UpstreamProxy::parse("http://squid").unwrap().port, 3128);
+        assert!(matches!(
+            UpstreamProxy::parse("https://x:1"),
+            Err(UpstreamUrlError::Scheme(_))
+        ));
+        assert_eq!(
+            UpstreamProxy::parse("http://x:port"),
+            Err(UpstreamUrlError::Port)
+        );
+        assert_eq!(
+            UpstreamProxy::parse("http://x:1/path"),
+            Err(UpstreamUrlError::Path)
+        );
+    }
+
+    #[test]
+    fn no_proxy_semantics() {
+        let n = NoProxy::new(&[
+            ".internal, localhost".into(),
+            "10.0.0.0/8".into(),
+            "reg.io:5000".into(),
+        ]);
+        assert!(n.matches("a.b.internal", 443));
+        assert!(n.matches("internal", 443));
+        assert!(n.matches("localhost", 80));
+        assert!(!n.matches("notinternal", 443));
+        assert!(n.matches("10.2.3.4", 443));
+        assert!(!n.matches("11.2.3.4", 443));
+        assert!(n.matches("reg.io", 5000));
+        assert!(!n.matches("reg.io", 443));
+        assert!(NoProxy::new(&["*".into()]).matches("anything", 1));
+    }
+}

@@ -1,0 +1,217 @@
+//! Typed facts about a connection, as the transport and the parsers see them.
+//!
+//! These types are the contract between the three kinds of code in regdoc: the transport fills
+//! them in, the diagnosis reads them (and never touches a socket), and the log sink serialises
+//! them. None of them ever holds a secret: credentials are described (scheme, claims, kind of
+//! user name), never copied.
+
+use serde::Serialize;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::endpoint::Endpoint;
+
+/// The phase of a connection in which something happened. Serialised in snake_case because
+/// dashboards filter on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Reading and validating the client's request head.
+    Request,
+    /// Client address, destination port and proxy authentication checks.
+    Policy,
+    Dns,
+    Connect,
+    UpstreamProxy,
+    Tls,
+    Http,
+    Tunnel,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Request => "request",
+            Phase::Policy => "policy",
+            Phase::Dns => "dns",
+            Phase::Connect => "connect",
+            Phase::UpstreamProxy => "upstream_proxy",
+            Phase::Tls => "tls",
+            Phase::Http => "http",
+            Phase::Tunnel => "tunnel",
+        }
+    }
+}
+
+/// What went wrong, as a closed set the diagnosis rules can match on. The `error` text of a
+/// failure record is the human sentence; this is the machine fact behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The request head could not be parsed.
+    MalformedRequest,
+    /// The request head exceeded the size limit.
+    HeadTooLarge {
+        limit: usize,
+    },
+    /// The client did not finish its request head in time.
+    RequestTimeout,
+    /// The client opened a TLS handshake where an HTTP request was expected: its proxy URL says
+    /// `https://` but regdoc speaks plain HTTP.
+    TlsInsteadOfHttp,
+    /// The client's address is not allowed to use this proxy.
+    ClientNotAllowed,
+    /// The destination port is outside the allowed set.
+    PortNotAllowed {
+        port: u16,
+    },
+    /// Proxy authentication is configured and the client sent none or a wrong one.
+    ProxyAuthRequired {
+        provided: bool,
+    },
+    /// The name does not exist (NXDOMAIN).
+    DnsNxDomain,
+    /// The name exists but has no address records.
+    DnsNoAddresses,
+    DnsTimeout,
+    DnsError,
+    ConnectRefused,
+    ConnectTimeout,
+    /// No route to host / network unreachable.
+    ConnectUnreachable,
+    ConnectError,
+    /// The upstream proxy answered the CONNECT with a non-2xx status.
+    UpstreamProxyStatus {
+        status: u16,
+        reason: String,
+    },
+    /// The upstream proxy closed the connection before answering the CONNECT.
+    UpstreamProxyClosed,
+    UpstreamProxyTimeout,
+    /// regdoc could not reach the upstream proxy itself.
+    UpstreamProxyUnreachable,
+    /// The server accepted TCP but did not answer the ClientHello within `tls_timeout`.
+    TlsServerSilent,
+    /// The server answered the ClientHello with a TLS alert.
+    TlsAlert {
+        level: String,
+        description: String,
+    },
+    /// The server answered with bytes that are not TLS.
+    TlsNotTls,
+    /// The server closed the connection right after the ClientHello.
+    TlsServerClosed,
+    /// Interception: the upstream certificate failed verification.
+    TlsUpstreamCertificate {
+        problem: CertProblem,
+        detail: String,
+    },
+    /// Interception: the client refused regdoc's minted certificate.
+    TlsClientRejected {
+        detail: String,
+    },
+    /// Interception: an HTTP exchange inside TLS that the rules judge a failure.
+    HttpStatus {
+        status: u16,
+    },
+    /// Interception or plain forwarding: no response headers in time.
+    ResponseHeadersTimeout,
+    /// Data flowed and then stopped for longer than the stall timeout.
+    TransferStalled {
+        idle_secs: u64,
+        bytes_before: u64,
+    },
+}
+
+/// Why an upstream certificate was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertProblem {
+    UnknownIssuer,
+    NameMismatch,
+    Expired,
+    NotYetValid,
+    Other,
+}
+
+/// The answer the resolver gave, kept as evidence for private-endpoint rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DnsAnswer {
+    /// CNAME chain from the queried name to the final name, in order (without the queried name).
+    pub cnames: Vec<String>,
+    pub addresses: Vec<IpAddr>,
+    /// Where the answer came from: `override`, `connect_to`, `literal` or `resolver`.
+    pub source: &'static str,
+}
+
+/// A fact seen in the TLS handshake without decrypting it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TlsObservation {
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+    /// Versions the client offered, e.g. `["TLS1.3", "TLS1.2"]`.
+    pub client_versions: Vec<String>,
+    /// Version the server chose.
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    /// Time from the ClientHello being forwarded to the server's first byte.
+    #[serde(skip)]
+    pub server_first_byte: Option<Duration>,
+    pub alert: Option<String>,
+}
+
+/// One HTTP exchange seen inside an intercepted TLS session (or on plain forwarding). Secrets are
+/// described, never stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HttpExchange {
+    pub method: String,
+    /// Path class: `ping`, `token`, `exchange`, `manifest`, `blob`, `upload`, `catalog`, `tags`,
+    /// `other`.
+    pub path_class: String,
+    /// Repository named in the path, if any.
+    pub repository: Option<String>,
+    /// Tag or digest named in the path, if any.
+    pub reference: Option<String>,
+    pub status: u16,
+    /// Milliseconds from request sent to response headers.
+    pub headers_ms: Option<u64>,
+    pub www_authenticate: Option<crate::http::challenge::Challenge>,
+    /// `errors[]` of a registry JSON error body, or a plain-text body reduced to one line.
+    pub registry_errors: Vec<crate::http::registry_error::RegistryError>,
+    /// Plain-text error body (for non-JSON replies like "Application not registered with AAD."),
+    /// trimmed and capped.
+    pub body_text: Option<String>,
+    pub location: Option<String>,
+    /// What the client presented as credentials.
+    pub auth: Option<crate::http::credentials::CredentialFacts>,
+    /// Claims of a token the server issued in this exchange (token endpoint replies).
+    pub issued_token: Option<crate::http::jwt::Claims>,
+    pub user_agent: Option<String>,
+    /// The upstream `Date` header minus local time, in seconds.
+    pub date_skew_secs: Option<i64>,
+    /// Query `scope` (token requests) requested by the client.
+    pub requested_scopes: Vec<String>,
+}
+
+/// A failure at the moment it happens: the input of the diagnosis.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureEvent {
+    pub conn_id: u64,
+    pub client: SocketAddr,
+    /// `host:port` the client asked for.
+    pub target: String,
+    pub host: String,
+    pub port: u16,
+    #[serde(skip)]
+    pub endpoint: Endpoint,
+    pub phase: Phase,
+    pub kind: FailureKind,
+    /// One human sentence: what happened.
+    pub error: String,
+    pub dns: Option<DnsAnswer>,
+    pub tls: Option<TlsObservation>,
+    pub http: Option<HttpExchange>,
+    pub upstream_proxy: Option<String>,
+    /// Milliseconds spent in the failed phase.
+    pub elapsed_ms: u64,
+}

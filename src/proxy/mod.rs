@@ -1,0 +1,1 @@
+//! Protocol handling of client connections: CONNECT, absolute-form forwarding, replies.
