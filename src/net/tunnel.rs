@@ -133,7 +133,7 @@ where
                 tls.client_versions = hello.versions;
                 break;
             }
-            Err(client_hello::HelloError::Incomplete) if cbuf.len() < MAX_HELLO => {
+            Err(crate::tls::HelloError::Incomplete) if cbuf.len() < MAX_HELLO => {
                 let n = match tokio::time::timeout(cfg.tls_timeout, client.read(&mut tmp)).await {
                     Ok(r) => r?,
                     Err(_) => break,
@@ -241,8 +241,8 @@ where
                             elapsed,
                         );
                     }
-                    Err(server_hello::HelloError::Incomplete) if sbuf.len() < MAX_HELLO => continue,
-                    Err(server_hello::HelloError::NotTls) => {
+                    Err(crate::tls::HelloError::Incomplete) if sbuf.len() < MAX_HELLO => continue,
+                    Err(crate::tls::HelloError::NotTls) => {
                         report.tls_ok = Some(false);
                         sink.failure(
                             Phase::Tls,
