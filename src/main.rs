@@ -211,12 +211,10 @@ async fn serve(cfg: Config, source: String, log: &LogHandle) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
+    tokio::spawn(reopen_on_hangup(hup, log.clone()));
     let bound = listener.local_addr().unwrap_or(cfg.listen);
     announce(&cfg, bound, &source);
     notify(sd_notify::NotifyState::Ready);
-
-    let reopener = log.clone();
-    tokio::spawn(reopen_on_hangup(hup, reopener));
 
     let result = regdoc::run(listener, cfg, shutdown(term, int)).await;
     notify(sd_notify::NotifyState::Stopping);
