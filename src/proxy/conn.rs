@@ -85,9 +85,8 @@ pub async fn serve(
             return;
         }
     };
-    rec.requests = 1;
-
     if head.method.eq_ignore_ascii_case("CONNECT") {
+        rec.requests = 1;
         let Some((host, port)) = split_host_port(&head.target).filter(|(h, _)| valid_host(h))
         else {
             let ev = target.event(
