@@ -197,7 +197,6 @@ async fn tunnel(
         shared,
         target,
         dns: est.dns.clone(),
-        tls: std::sync::Mutex::new(None),
         failed: AtomicBool::new(false),
     };
     let mut client = Prefixed::new(rest, client);
