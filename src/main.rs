@@ -216,7 +216,7 @@ async fn serve(cfg: Config, source: String, log: &LogHandle) -> ExitCode {
     announce(&cfg, bound, &source);
     notify(sd_notify::NotifyState::Ready);
 
-    let result = regdoc::run(listener, cfg, shutdown(term, int)).await;
+    let result = regdoc::run(listener, cfg, shutdown(term, int, log.clone())).await;
     notify(sd_notify::NotifyState::Stopping);
     match result {
         Ok(()) => {
@@ -239,16 +239,26 @@ fn notify(state: sd_notify::NotifyState) {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown(mut term: Signal, mut int: Signal) {
+/// Resolves on the first SIGTERM or SIGINT. A second one ends the process at once, for an
+/// operator who does not want to wait for the drain.
+async fn shutdown(mut term: Signal, mut int: Signal, log: LogHandle) {
     let which = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(
         signal = which,
-        "shutting down: no new connections, draining open ones"
+        "shutting down: no new connections, draining open ones (send it again to stop at once)"
     );
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::warn!("second signal: exiting without waiting for open connections");
+        let _ = log.flush();
+        std::process::exit(i32::from(EXIT_RUNTIME));
+    });
 }
 
 async fn reopen_on_hangup(mut hup: Signal, log: LogHandle) {
@@ -375,8 +385,11 @@ fn summary(cfg: &Config) -> String {
     let _ = writeln!(s, "auth              {auth}");
     let _ = writeln!(
         s,
-        "log               format={:?} file={} connections={} aggregate_interval={:?}",
-        cfg.log.format,
+        "log               format={} file={} connections={} aggregate_interval={:?}",
+        match cfg.log.format {
+            LogFormat::Json => "json",
+            LogFormat::Pretty => "pretty",
+        },
         cfg.log
             .file
             .as_deref()

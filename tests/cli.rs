@@ -322,3 +322,30 @@ fn systemd_unit_verifies() {
         .collect();
     assert!(about_unit.is_empty(), "{about_unit:#?}");
 }
+
+#[test]
+fn readiness_and_stopping_are_notified_to_systemd() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .env_remove("REGDOC_CONFIG")
+        .env_remove("REGDOC_LOG")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
+    signal(&running.0, libc::SIGTERM);
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
+    assert_eq!(wait_exit(&mut running.0).code(), Some(0));
+}
