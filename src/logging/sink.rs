@@ -127,8 +127,14 @@ impl Writer {
             self.check_reopen();
             match msg {
                 Msg::Line(line) => {
+                    self.check_identity(false);
                     self.report_drops();
                     self.write_line(&line);
+                }
+                Msg::Record { kind, json } => {
+                    self.check_identity(false);
+                    self.report_drops();
+                    self.write_line(&pretty::record(kind.as_deref(), &json));
                 }
                 Msg::Flush(ack) => {
                     self.report_drops();
