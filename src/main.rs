@@ -68,9 +68,9 @@ enum Command {
     //     enum CaCommand {
     //         /// Create a CA certificate and key for interception.
     //         Init {
-    //             /// Directory for ca.crt and ca.key (default: the current directory).
-    //             #[arg(long, default_value = ".")]
-    //             dir: PathBuf,
+    //             /// Directory for the CA certificate and key (default chosen by `ca init`).
+    //             #[arg(long, value_name = "DIR")]
+    //             dir: Option<PathBuf>,
     //             /// Overwrite an existing CA.
     //             #[arg(long)]
     //             force: bool,
@@ -81,7 +81,7 @@ enum Command {
     //
     //     Command::Explain { cause_id, list } => regdoc::cmd::explain::main(cause_id.as_deref(), list),
     //     Command::Report { logfile, json } => regdoc::cmd::report::main(logfile.as_deref(), json),
-    //     Command::Ca(CaCommand::Init { dir, force }) => regdoc::cmd::ca::init(&dir, force),
+    //     Command::Ca(CaCommand::Init { dir, force }) => regdoc::cmd::ca::init(dir.as_deref(), force),
     //
     // (each returning ExitCode; adjust the paths to wherever those functions land).
     // ---------------------------------------------------------------------------------------
