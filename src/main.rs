@@ -427,3 +427,73 @@ fn summary(cfg: &Config) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> RunArgs {
+        let mut argv = vec!["regdoc", "run"];
+        argv.extend_from_slice(list);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(a) => a,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_connect_to_rules_are_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("regdoc.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:4000\"\n[dns]\nconnect_to = [\"a.example:443=127.0.0.1:1\"]\n\
+             [log]\nformat = \"pretty\"\n",
+        )
+        .unwrap();
+        let a = args(&[
+            "--listen",
+            "127.0.0.1:5000",
+            "--connect-to",
+            "b.example:443=127.0.0.1:2",
+            "--log-file",
+            "/tmp/x.log",
+            "--log-format",
+            "json",
+        ]);
+        let cfg = effective_config(&a, Some(&path)).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(
+            cfg.dns.connect_to,
+            vec!["a.example:443=127.0.0.1:1", "b.example:443=127.0.0.1:2"]
+        );
+        assert_eq!(cfg.log.file, Some(PathBuf::from("/tmp/x.log")));
+        assert_eq!(cfg.log.format, LogFormat::Json);
+
+        // Without flags the file's values stand.
+        let cfg = effective_config(&args(&[]), Some(&path)).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(cfg.log.format, LogFormat::Pretty);
+
+        // Without a file: the embedded defaults.
+        let cfg = effective_config(&args(&[]), None).unwrap();
+        assert_eq!(cfg.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn summary_never_shows_secrets() {
+        let text = "[upstream]\nproxy = \"http://alice:s3cret-pw@proxy.corp.example:8080\"\n\
+                    [auth]\nusername = \"docker\"\npassword = \"hunter2-pw\"\n";
+        let cfg = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let s = summary(&cfg);
+        assert!(
+            s.contains("proxy.corp.example:8080 (with credentials)"),
+            "{s}"
+        );
+        assert!(s.contains("password set"), "{s}");
+        assert!(
+            !s.contains("s3cret") && !s.contains("hunter2") && !s.contains("alice"),
+            "{s}"
+        );
+    }
+}
