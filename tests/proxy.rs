@@ -1,6 +1,8 @@
 //! Core proxy behaviour over loopback: tunnels, refusals and their records, forwarding,
 //! upstream chaining, shutdown.
 
+#[path = "support/dns.rs"]
+mod dns;
 #[path = "support/proxy.rs"]
 mod support;
 
@@ -562,4 +564,71 @@ async fn passthrough_records_a_server_alert() {
     assert_eq!(f[0]["kind"]["level"], "fatal");
     assert_eq!(f[0]["kind"]["description"], "protocol_version");
     assert_eq!(f[0]["tls"]["sni"], "alert.azurecr.io");
+}
+
+#[tokio::test]
+async fn resolver_answers_nxdomain_no_data_and_cname_chains() {
+    let origin = server(|mut s: TcpStream| async move {
+        let _ = s.write_all(b"ok").await;
+    })
+    .await;
+    let port = origin.port();
+    let zone = dns::Zone::new()
+        .cname("chain.azurecr.io", "chain.privatelink.azurecr.io")
+        .a("chain.privatelink.azurecr.io", [127, 0, 0, 1])
+        .nodata("empty.azurecr.io")
+        .silent("slow.azurecr.io");
+    let dns = dns::TestDns::start("127.0.0.1:0".parse().unwrap(), zone);
+    let mut cfg = config(&[port]);
+    cfg.dns.nameservers = vec![dns.local_addr().to_string()];
+    let proxy = Proxy::start(cfg).await;
+
+    // The CNAME chain is followed and kept as evidence.
+    let target = format!("chain.azurecr.io:{port}");
+    let (mut s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    let mut b = [0u8; 2];
+    s.read_exact(&mut b).await.unwrap();
+    assert!(dns.was_asked("chain.azurecr.io"));
+
+    let cases = [
+        ("typo.azurecr.io", 502, "dns_nx_domain", "NXDOMAIN"),
+        ("empty.azurecr.io", 502, "dns_no_addresses", "no address"),
+        ("slow.azurecr.io", 504, "dns_timeout", "no DNS answer"),
+    ];
+    for (host, want, kind, words) in cases {
+        let target = format!("{host}:{port}");
+        let (_s, status, reason) = connect(proxy.addr, &target, "").await;
+        assert_eq!(status, want, "{host}: {reason}");
+        assert!(reason.contains(words), "{host}: {reason}");
+        let f = wait_records(1, by_target("failure", target)).await;
+        assert_eq!(f[0]["kind"]["kind"], kind);
+        assert_eq!(f[0]["phase"], "dns");
+        assert_eq!(f[0]["endpoint"], "registry_rest");
+    }
+}
+
+#[tokio::test]
+async fn connect_failure_record_keeps_the_dns_answer() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let zone = dns::Zone::new()
+        .cname("pe.azurecr.io", "pe.privatelink.azurecr.io")
+        .a("pe.privatelink.azurecr.io", [127, 0, 0, 1]);
+    let dns = dns::TestDns::start("127.0.0.1:0".parse().unwrap(), zone);
+    let mut cfg = config(&[port]);
+    cfg.dns.nameservers = vec![dns.local_addr().to_string()];
+    let proxy = Proxy::start(cfg).await;
+    let target = format!("pe.azurecr.io:{port}");
+    let (_s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 502);
+    let f = wait_records(1, by_target("failure", target)).await;
+    assert_eq!(
+        f[0]["dns"]["cnames"],
+        serde_json::json!(["pe.privatelink.azurecr.io"])
+    );
+    assert_eq!(f[0]["dns"]["addresses"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(f[0]["dns"]["source"], "resolver");
 }
