@@ -134,8 +134,7 @@ fn bearer_challenge(host: &str) -> Challenge {
         scheme: "Bearer".into(),
         realm: Some(format!("https://{host}/oauth2/token")),
         service: Some(host.into()),
-        scope: None,
-        error: None,
+        ..Challenge::default()
     }
 }
 
@@ -178,6 +177,7 @@ fn access_token(repo: &str, actions: &[&str]) -> Claims {
             name: repo.into(),
             actions: actions.iter().map(|s| s.to_string()).collect(),
         }]),
+        ..Claims::default()
     }
 }
 
