@@ -95,6 +95,8 @@ struct Tables {
 #[derive(Debug)]
 pub struct Context {
     window: Duration,
+    /// Tokens stay relevant for their lifetime, which is longer than the success window.
+    token_window: Duration,
     tables: Mutex<Tables>,
 }
 
@@ -134,15 +136,24 @@ impl ContextView {
     }
 }
 
+/// Age of `at` if within `window`. A clock that stepped back makes `at` look future: count it
+/// as just now.
+fn within(now: SystemTime, at: SystemTime, window: Duration) -> Option<Duration> {
+    let age = now.duration_since(at).unwrap_or(Duration::ZERO);
+    (age <= window).then_some(age)
+}
+
 fn key(s: &str) -> String {
     s.trim_end_matches('.').to_ascii_lowercase()
 }
 
 impl Context {
-    /// A context remembering events for `window`, each table holding at most `capacity` entries.
-    pub fn new(window: Duration, capacity: usize) -> Self {
+    /// A context remembering successes for `window` and issued tokens for the longer of
+    /// `window` and `token_lifetime`, each table holding at most `capacity` entries.
+    pub fn new(window: Duration, token_lifetime: Duration, capacity: usize) -> Self {
         Context {
             window,
+            token_window: window.max(token_lifetime),
             tables: Mutex::new(Tables {
                 rest_ok: Bounded::new(capacity),
                 rest_ok_any: Bounded::new(capacity),
@@ -232,9 +243,7 @@ impl Context {
     }
 
     fn age(&self, now: SystemTime, at: SystemTime) -> Option<Duration> {
-        // A clock that stepped back makes `at` look future: count it as just now.
-        let age = now.duration_since(at).unwrap_or(Duration::ZERO);
-        (age <= self.window).then_some(age)
+        within(now, at, self.window)
     }
 
     /// Everything the context knows that bears on a failure of `client` reaching `host`.
@@ -281,7 +290,7 @@ impl Context {
         view.token = t
             .tokens
             .get(&(client, reg.clone()))
-            .filter(|n| self.age(now, n.at).is_some())
+            .filter(|n| within(now, n.at, self.token_window).is_some())
             .cloned();
         view.registry = Some(reg);
         view
@@ -314,7 +323,7 @@ mod tests {
 
     #[test]
     fn rest_success_is_seen_from_the_data_endpoint_within_the_window() {
-        let ctx = Context::new(Duration::from_secs(600), 16);
+        let ctx = Context::new(Duration::from_secs(600), Duration::from_secs(10_800), 16);
         ctx.note_rest_ok(ip(1), "myreg", at(0));
         let ep = classify("myreg.westeurope.data.azurecr.io", &[]);
         let v = ctx.view(ip(1), "myreg.westeurope.data.azurecr.io", &ep, at(30));
@@ -330,7 +339,7 @@ mod tests {
 
     #[test]
     fn blob_host_learns_its_registry_from_a_redirect() {
-        let ctx = Context::new(Duration::from_secs(600), 16);
+        let ctx = Context::new(Duration::from_secs(600), Duration::from_secs(10_800), 16);
         ctx.note_redirect("myreg", "weumyreg123.blob.core.windows.net", None, at(5));
         let ep = classify("weumyreg123.blob.core.windows.net", &[]);
         let v = ctx.view(ip(1), "weumyreg123.blob.core.windows.net", &ep, at(10));
@@ -340,7 +349,7 @@ mod tests {
 
     #[test]
     fn other_working_regions_are_listed() {
-        let ctx = Context::new(Duration::from_secs(600), 16);
+        let ctx = Context::new(Duration::from_secs(600), Duration::from_secs(10_800), 16);
         let eus = classify("myreg.eastus.data.azurecr.io", &[]);
         ctx.note_data_ok(&eus, "myreg.eastus.data.azurecr.io", at(1));
         let weu = classify("myreg.westeurope.data.azurecr.io", &[]);
@@ -349,8 +358,31 @@ mod tests {
     }
 
     #[test]
+    fn issued_tokens_outlive_the_success_window() {
+        let ctx = Context::new(Duration::from_secs(600), Duration::from_secs(10_800), 16);
+        ctx.note_rest_ok(ip(1), "myreg", at(0));
+        let note = TokenNote {
+            claims: Claims {
+                exp: Some(1_800_010_800),
+                ..Claims::default()
+            },
+            requested_scopes: vec!["repository:app:pull".into()],
+            at: at(0),
+        };
+        ctx.note_token(ip(1), "myreg", note.clone());
+        let ep = classify("myreg.azurecr.io", &[]);
+        let v = ctx.view(ip(1), "myreg.azurecr.io", &ep, at(3600));
+        assert_eq!(v.rest_ok_age, None);
+        assert_eq!(v.token, Some(note));
+        assert_eq!(
+            ctx.view(ip(1), "myreg.azurecr.io", &ep, at(10_801)).token,
+            None
+        );
+    }
+
+    #[test]
     fn tables_are_bounded_and_forget_the_oldest() {
-        let ctx = Context::new(Duration::from_secs(600), 4);
+        let ctx = Context::new(Duration::from_secs(600), Duration::from_secs(10_800), 4);
         for i in 0..10u8 {
             ctx.note_rest_ok(ip(i), &format!("reg{i}"), at(u64::from(i)));
         }
@@ -383,7 +415,7 @@ mod tests {
 
     #[test]
     fn a_clock_step_back_does_not_panic_or_hide_context() {
-        let ctx = Context::new(Duration::from_secs(600), 4);
+        let ctx = Context::new(Duration::from_secs(600), Duration::from_secs(10_800), 4);
         ctx.note_rest_ok(ip(1), "myreg", at(100));
         let ep = classify("myreg.azurecr.io", &[]);
         let v = ctx.view(ip(1), "myreg.azurecr.io", &ep, at(50));

@@ -89,7 +89,11 @@ impl Diagnoser {
     pub fn new(cfg: &Config) -> Self {
         Diagnoser {
             rules: RulesConfig::from_config(cfg),
-            context: Context::new(cfg.diagnosis.context_window, context::DEFAULT_CAPACITY),
+            context: Context::new(
+                cfg.diagnosis.context_window,
+                cfg.diagnosis.token_lifetime,
+                context::DEFAULT_CAPACITY,
+            ),
         }
     }
 

@@ -128,7 +128,7 @@ pub fn evaluate(ev: &FailureEvent, ctx: &ContextView, cfg: &RulesConfig) -> Vec<
         FailureKind::TlsServerSilent
         | FailureKind::TlsServerClosed
         | FailureKind::TlsNotTls
-        | FailureKind::TlsAlert { .. } => tls_path(ev, t, ctx, cfg),
+        | FailureKind::TlsAlert { .. } => tls_path(ev, t, ctx),
         FailureKind::TlsUpstreamCertificate { problem, detail } => {
             upstream_certificate(*problem, detail, ev, cfg)
         }
@@ -241,59 +241,46 @@ fn proxy_policy(ev: &FailureEvent) -> Vec<Finding> {
 // ---------------------------------------------------------------------------------------------
 // DNS.
 
-/// Hints that a registry host name is mistyped. Facts about ACR names: lower case, 5 to 50
+/// Hints that a registry host name is mistyped, as sentences, from
+/// [`crate::endpoint::registry_name_issues`]. Facts about ACR names: lower case, 5 to 50
 /// letters and digits, login server `<name>.azurecr.io`.
 pub fn name_hints(host: &str) -> Vec<String> {
-    let mut hints = Vec::new();
-    let host = host.trim_end_matches('.');
-    if host.chars().any(|c| c.is_ascii_uppercase()) {
-        hints.push(format!(
-            "{host:?} has upper-case letters; login servers are lower case"
-        ));
-    }
-    let lower = host.to_ascii_lowercase();
-    if !lower.contains('.') {
-        hints.push(format!(
-            "{host:?} has no domain; use the full login server {lower}.azurecr.io"
-        ));
-        return hints;
-    }
-    if let Some(name) = lower.strip_suffix(".azurecr.io") {
-        if name.contains(".data") || name.contains(".privatelink") {
-            return hints;
-        }
-        if name.contains('.') {
-            hints.push(format!(
-                "{name:?} contains a dot; ACR registry names are letters and digits only"
-            ));
-        } else {
-            if name.contains('-') || name.contains('_') {
-                hints.push(format!(
-                    "{name:?} contains '-' or '_'; ACR registry names are letters and digits only"
-                ));
+    let shown = text::cap(&redact(host.trim()), 120);
+    let lower = shown.to_ascii_lowercase();
+    let acr_name = lower.split('.').next().unwrap_or("").to_string();
+    crate::endpoint::registry_name_issues(host)
+        .into_iter()
+        .map(|issue| match issue {
+            "empty" => "the registry host is empty".to_string(),
+            "surrounding_whitespace" => format!("{shown:?} has spaces around it"),
+            "has_scheme_or_path" => {
+                format!("{shown:?} has a scheme or path; give only the login server")
             }
-            let len = name.chars().count();
-            if !(5..=50).contains(&len) {
-                hints.push(format!(
-                    "{name:?} is {len} characters; ACR registry names are 5 to 50"
-                ));
+            "upper_case" => {
+                format!("{shown:?} has upper-case letters; login servers are lower case")
             }
-        }
-        return hints;
-    }
-    // A suffix that looks like azurecr.io but is not.
-    let labels: Vec<&str> = lower.split('.').collect();
-    if labels.len() >= 2 {
-        let domain = labels[labels.len() - 2];
-        let tld = labels[labels.len() - 1];
-        let near = text::edit_distance(domain, "azurecr") <= 2 && domain.len() >= 5;
-        if domain == "azurecr" && tld != "io" || near && domain != "azurecr" {
-            hints.push(format!(
-                "{host:?} ends in .{domain}.{tld}; ACR login servers end in .azurecr.io"
-            ));
-        }
-    }
-    hints
+            "invalid_host_characters" => {
+                format!("{shown:?} has characters no host name can contain")
+            }
+            "missing_azurecr_suffix" => format!(
+                "{shown:?} has no domain; use the full login server {lower}.azurecr.io"
+            ),
+            "data_endpoint_not_login_server" => format!(
+                "{shown:?} is a data endpoint; log in to the login server <name>.azurecr.io"
+            ),
+            "acr_name_invalid_characters" => format!(
+                "{acr_name:?} has characters other than letters and digits; ACR registry names are letters and digits only"
+            ),
+            "acr_name_length" => format!(
+                "{acr_name:?} is {} characters; ACR registry names are 5 to 50",
+                acr_name.chars().count()
+            ),
+            "wrong_azurecr_suffix" => {
+                format!("{shown:?} looks mistyped; ACR login servers end in .azurecr.io")
+            }
+            other => format!("name check: {other}"),
+        })
+        .collect()
 }
 
 fn describe_answer(host: &str, dns: &DnsAnswer) -> String {
@@ -653,12 +640,10 @@ fn upstream_proxy(ev: &FailureEvent, t: Target<'_>, ctx: &ContextView) -> Vec<Fi
         _ => {}
     }
     let mut out = vec![find(&c::UPSTREAM_PROXY, High, e)];
+    // A policy refusal of the data host only; 407 concerns regdoc's own credentials.
     let refused = matches!(
         ev.kind,
-        FailureKind::UpstreamProxyStatus {
-            status: 403 | 407..=499,
-            ..
-        }
+        FailureKind::UpstreamProxyStatus { status: 403, .. }
     );
     if t.is_data() && refused && (ctx.rest_ok_age.is_some() || ctx.rest_ok_any_age.is_some()) {
         let mut d = data_context_evidence(t, ctx);
@@ -671,12 +656,7 @@ fn upstream_proxy(ev: &FailureEvent, t: Target<'_>, ctx: &ContextView) -> Vec<Fi
 // ---------------------------------------------------------------------------------------------
 // TLS seen in passthrough.
 
-fn tls_path(
-    ev: &FailureEvent,
-    t: Target<'_>,
-    ctx: &ContextView,
-    cfg: &RulesConfig,
-) -> Vec<Finding> {
+fn tls_path(ev: &FailureEvent, t: Target<'_>, ctx: &ContextView) -> Vec<Finding> {
     let private_addr = ev
         .dns
         .as_ref()
@@ -758,7 +738,6 @@ fn tls_path(
     if ev.kind == FailureKind::TlsNotTls {
         out.push(find(&c::TLS_INTERCEPTION, Low, e));
     }
-    let _ = cfg;
     out
 }
 
@@ -1125,6 +1104,9 @@ fn token_unauthorized(
         return vec![find(&c::INVALID_CREDENTIALS, High, e)];
     }
     let Some(auth) = &ex.auth else {
+        if ex.method.eq_ignore_ascii_case("POST") || ex.path_class == "exchange" {
+            return body_token_unauthorized(ex, e, ctx, cfg, now);
+        }
         e.push("the client sent no credentials: anonymous pull is off, run docker login".into());
         return vec![find(&c::INVALID_CREDENTIALS, High, e)];
     };
@@ -1148,6 +1130,41 @@ fn token_unauthorized(
             vec![
                 "an expired service principal secret or token password gets the same answer".into(),
             ],
+        ),
+    ]
+}
+
+/// A 401 to a POST whose token travels in the form body (`/oauth2/exchange` with an Entra
+/// token, `/oauth2/token` with an ACR refresh token): the token itself was refused.
+fn body_token_unauthorized(
+    ex: &HttpExchange,
+    mut e: Vec<String>,
+    ctx: &ContextView,
+    cfg: &RulesConfig,
+    now: i64,
+) -> Vec<Finding> {
+    // The refresh token this client was issued earlier tells whether it simply ran out.
+    if let Some(note) = ctx
+        .token
+        .as_ref()
+        .filter(|n| n.claims.grant_type.as_deref() == Some("refresh_token"))
+    {
+        if let Some(f) = claims_time_findings(&note.claims, now, &e, cfg, "refresh") {
+            return f;
+        }
+    }
+    e.push(if ex.path_class == "exchange" {
+        "the Entra ID token sent to /oauth2/exchange was refused: run `az login`, then `az acr login` again"
+            .into()
+    } else {
+        "the token sent in the request body was refused: log in again".to_string()
+    });
+    vec![
+        find(&c::EXPIRED_CREDENTIALS, Medium, e),
+        find(
+            &c::INVALID_CREDENTIALS,
+            Medium,
+            vec!["the identity behind the token may not be valid for this registry".into()],
         ),
     ]
 }

@@ -790,6 +790,36 @@ fn login_article_expose_token_null_guid_with_non_jwt_password() {
 }
 
 #[test]
+fn login_article_expired_credentials_exchange_refuses_entra_token() {
+    let d = diagnoser(vec![]);
+    let mut ex = exchange("POST", "exchange", 401);
+    ex.registry_errors = vec![acr_error(
+        "UNAUTHORIZED",
+        "authentication required, visit https://aka.ms/acr/authorization for more information.",
+    )];
+    let f = judge(&d, REG, &ex);
+    assert_eq!(ids(&f), vec!["expired_credentials", "invalid_credentials"]);
+    assert!(evidence(&f, "expired_credentials").contains("az login"));
+}
+
+#[test]
+fn login_article_expired_refresh_token_known_from_context() {
+    let d = diagnoser(vec![]);
+    let mut issued = exchange("POST", "exchange", 200);
+    let mut refresh = access_token("app/web", &["pull"]);
+    refresh.grant_type = Some("refresh_token".into());
+    refresh.exp = Some(NOW as i64 + 600);
+    issued.issued_token = Some(refresh);
+    assert!(judge(&d, REG, &issued).is_empty());
+    // An hour later the daemon trades the refresh token (in the form body) and is refused.
+    let ex = exchange("POST", "token", 401);
+    let f = d.judge_exchange_at(client(), REG, &classify(REG, &[]), &ex, later(3600));
+    assert_eq!(ids(&f), vec!["expired_credentials"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    assert!(evidence(&f, "expired_credentials").contains("refresh token expired"));
+}
+
+#[test]
 fn login_article_admin_user_disabled() {
     let d = diagnoser(vec![]);
     let mut ex = exchange("POST", "exchange", 403);
