@@ -124,11 +124,11 @@ pub fn evaluate(ev: &FailureEvent, ctx: &ContextView, cfg: &RulesConfig) -> Vec<
         FailureKind::UpstreamProxyStatus { .. }
         | FailureKind::UpstreamProxyClosed
         | FailureKind::UpstreamProxyTimeout
-        | FailureKind::UpstreamProxyUnreachable => upstream_proxy(ev, t, ctx),
+        | FailureKind::UpstreamProxyUnreachable => upstream_proxy(ev, t, ctx, cfg),
         FailureKind::TlsServerSilent
         | FailureKind::TlsServerClosed
         | FailureKind::TlsNotTls
-        | FailureKind::TlsAlert { .. } => tls_path(ev, t, ctx),
+        | FailureKind::TlsAlert { .. } => tls_path(ev, t, ctx, cfg),
         FailureKind::TlsUpstreamCertificate { problem, detail } => {
             upstream_certificate(*problem, detail, ev, cfg)
         }
@@ -145,7 +145,7 @@ pub fn evaluate(ev: &FailureEvent, ctx: &ContextView, cfg: &RulesConfig) -> Vec<
             }
             None => status_only(*status, t),
         },
-        FailureKind::ResponseHeadersTimeout => headers_timeout(ev, t, ctx),
+        FailureKind::ResponseHeadersTimeout => headers_timeout(ev, t, ctx, cfg),
         FailureKind::TransferStalled {
             idle_secs,
             bytes_before,
@@ -338,8 +338,19 @@ fn allow_data_host(t: Target<'_>, ctx: &ContextView) -> String {
     }
 }
 
-fn data_context_evidence(t: Target<'_>, ctx: &ContextView) -> Vec<String> {
+fn data_context_evidence(t: Target<'_>, ctx: &ContextView, cfg: &RulesConfig) -> Vec<String> {
     let mut e = vec![allow_data_host(t, ctx)];
+    let region = t.endpoint.region.as_deref().or(ctx.region.as_deref());
+    let reg = cfg.registry_for(t.host, t.endpoint, ctx.registry.as_deref());
+    if let (Some(region), Some(reg)) = (region, reg) {
+        if !reg.regions.is_empty() && !reg.regions.iter().any(|r| r.eq_ignore_ascii_case(region)) {
+            e.push(format!(
+                "region {region} is not among the regions configured for {} ({}): a new replica needs its own firewall rule and DNS record",
+                reg.host,
+                reg.regions.join(", ")
+            ));
+        }
+    }
     if let Some(r) = rest_context(ctx) {
         e.push(r);
     }
@@ -435,7 +446,7 @@ fn dns_failure(
         }
         EndpointKind::DataEndpoint | EndpointKind::BlobStorage => {
             let mut e = ev_base.clone();
-            e.extend(data_context_evidence(t, ctx));
+            e.extend(data_context_evidence(t, ctx, cfg));
             if private || privatelink {
                 e.push(format!(
                     "each data endpoint needs its own record: {} in privatelink.azurecr.io",
@@ -578,7 +589,7 @@ fn connect_failure(
     }
     if t.is_data() {
         let mut e = base;
-        e.extend(data_context_evidence(t, ctx));
+        e.extend(data_context_evidence(t, ctx, cfg));
         let conf = if ctx.rest_ok_age.is_some() || ctx.rest_ok_any_age.is_some() {
             High
         } else {
@@ -606,7 +617,12 @@ fn connect_failure(
 // ---------------------------------------------------------------------------------------------
 // Upstream proxy.
 
-fn upstream_proxy(ev: &FailureEvent, t: Target<'_>, ctx: &ContextView) -> Vec<Finding> {
+fn upstream_proxy(
+    ev: &FailureEvent,
+    t: Target<'_>,
+    ctx: &ContextView,
+    cfg: &RulesConfig,
+) -> Vec<Finding> {
     let via = ev
         .upstream_proxy
         .as_deref()
@@ -646,7 +662,7 @@ fn upstream_proxy(ev: &FailureEvent, t: Target<'_>, ctx: &ContextView) -> Vec<Fi
         FailureKind::UpstreamProxyStatus { status: 403, .. }
     );
     if t.is_data() && refused && (ctx.rest_ok_age.is_some() || ctx.rest_ok_any_age.is_some()) {
-        let mut d = data_context_evidence(t, ctx);
+        let mut d = data_context_evidence(t, ctx, cfg);
         d.push("the upstream proxy lets the REST endpoint through but not this data host".into());
         out.push(find(&c::DATA_ENDPOINT_FIREWALL, Medium, d));
     }
@@ -656,7 +672,12 @@ fn upstream_proxy(ev: &FailureEvent, t: Target<'_>, ctx: &ContextView) -> Vec<Fi
 // ---------------------------------------------------------------------------------------------
 // TLS seen in passthrough.
 
-fn tls_path(ev: &FailureEvent, t: Target<'_>, ctx: &ContextView) -> Vec<Finding> {
+fn tls_path(
+    ev: &FailureEvent,
+    t: Target<'_>,
+    ctx: &ContextView,
+    cfg: &RulesConfig,
+) -> Vec<Finding> {
     let private_addr = ev
         .dns
         .as_ref()
@@ -718,7 +739,7 @@ fn tls_path(ev: &FailureEvent, t: Target<'_>, ctx: &ContextView) -> Vec<Finding>
     }
     if t.is_data() {
         let mut d = e.clone();
-        d.extend(data_context_evidence(t, ctx));
+        d.extend(data_context_evidence(t, ctx, cfg));
         let conf = if ctx.rest_ok_age.is_some() || ctx.rest_ok_any_age.is_some() {
             High
         } else {
@@ -811,14 +832,19 @@ fn client_rejected(detail: &str, t: Target<'_>) -> Vec<Finding> {
 // ---------------------------------------------------------------------------------------------
 // Timeouts and stalls.
 
-fn headers_timeout(ev: &FailureEvent, t: Target<'_>, ctx: &ContextView) -> Vec<Finding> {
+fn headers_timeout(
+    ev: &FailureEvent,
+    t: Target<'_>,
+    ctx: &ContextView,
+    cfg: &RulesConfig,
+) -> Vec<Finding> {
     let e = vec![format!(
         "no response headers from {} within {} ms",
         ev.target, ev.elapsed_ms
     )];
     if t.is_data() {
         let mut d = e.clone();
-        d.extend(data_context_evidence(t, ctx));
+        d.extend(data_context_evidence(t, ctx, cfg));
         return vec![
             find(&c::DATA_ENDPOINT_FIREWALL, Medium, d),
             find(&c::REGISTRY_ERROR, Low, e),

@@ -433,6 +433,42 @@ fn network_article_blob_storage_redirect_target_blocked() {
 }
 
 #[test]
+fn network_article_geo_replica_region_missing_from_firewall() {
+    let reg = RegistryConfig {
+        host: REG.into(),
+        private_endpoint: false,
+        expected_cidrs: Vec::new(),
+        regions: vec!["westeurope".into()],
+    };
+    let d = diagnoser(vec![reg]);
+    let eus = classify("myregistry.eastus.data.azurecr.io", &[]);
+    d.note_success(SuccessNote {
+        client: client(),
+        host: DATA.into(),
+        endpoint: classify(DATA, &[]),
+        at: now(),
+        http: None,
+    });
+    let mut ev = event(
+        "myregistry.eastus.data.azurecr.io",
+        FailureKind::ConnectTimeout,
+    );
+    ev.endpoint = eus;
+    let f = d.diagnose_at(&ev, later(1));
+    let e = evidence(&f, "data_endpoint_firewall");
+    assert!(
+        e.contains("region eastus is not among the regions configured"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "other data hosts of this registry worked: {DATA} (westeurope)"
+        )),
+        "{e}"
+    );
+}
+
+#[test]
 fn network_article_data_endpoint_dns_for_private_registry() {
     let d = diagnoser(vec![private_registry(REG)]);
     let f = d.diagnose_at(&event(DATA, FailureKind::DnsNxDomain), now());
