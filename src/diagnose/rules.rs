@@ -426,6 +426,21 @@ fn dns_failure(
             let hints = name_hints(t.host);
             let mut e = ev_base.clone();
             e.extend(hints.iter().cloned());
+            if let Some(worked) = rest_context(ctx) {
+                // The name resolved and answered moments ago: it exists. The resolver or the
+                // zone it consults changed, or answers differently for this client.
+                let mut p = ev_base.clone();
+                p.push(worked.clone());
+                let cause = if private {
+                    &c::PRIVATE_ENDPOINT_DNS
+                } else {
+                    &c::CLIENT_FIREWALL
+                };
+                p.push("the name exists: DNS answers differ between lookups (resolver, private zone or DNS filtering)".into());
+                out.push(find(cause, Medium, p));
+                out.push(find(&c::REGISTRY_NAME, Low, e));
+                return out;
+            }
             if private {
                 out.push(find(&c::REGISTRY_NAME, Medium, e));
                 let mut p = ev_base;

@@ -267,6 +267,21 @@ fn network_article_nxdomain_for_private_registry_offers_private_endpoint_dns() {
 }
 
 #[test]
+fn network_article_nxdomain_after_the_name_worked_is_not_a_name_problem() {
+    let d = diagnoser(vec![private_registry(REG)]);
+    let mut ping = exchange("GET", "ping", 401);
+    ping.www_authenticate = Some(bearer_challenge(REG));
+    assert!(judge(&d, REG, &ping).is_empty());
+    let f = d.diagnose_at(&event(REG, FailureKind::DnsNxDomain), later(30));
+    assert_eq!(ids(&f), vec!["private_endpoint_dns", "registry_name"]);
+    assert!(evidence(&f, "private_endpoint_dns").contains("worked for this client 30s earlier"));
+    let d = diagnoser(vec![]);
+    assert!(judge(&d, REG, &ping).is_empty());
+    let f = d.diagnose_at(&event(REG, FailureKind::DnsNxDomain), later(30));
+    assert_eq!(ids(&f), vec!["client_firewall", "registry_name"]);
+}
+
+#[test]
 fn network_article_private_endpoint_dns_privatelink_zone_without_record() {
     let d = diagnoser(vec![]);
     let mut ev = event(REG, FailureKind::DnsNoAddresses);
