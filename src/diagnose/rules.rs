@@ -620,10 +620,7 @@ fn connect_failure(
     };
     let mut e = base;
     if t.kind() == EndpointKind::RegistryRest {
-        e.push(format!("allow {}:443 on the path from this host", t.host));
-        if is_private_registry(t, ctx, cfg) {
-            e.push("this registry is configured private but resolved to a public address".into());
-        }
+        e.push(format!("allow {}:{} on the path from this host", t.host, ev.port));
     }
     out.push(find(&c::CLIENT_FIREWALL, conf, e));
     out
