@@ -180,6 +180,15 @@ pub fn rank(findings: Vec<Finding>) -> Vec<Finding> {
     }
     for m in &mut merged {
         m.evidence.truncate(10);
+        // Hosts and server text are already vetted; this only bounds the record's size.
+        for e in &mut m.evidence {
+            if e.len() > 2 * text::MAX_EVIDENCE_CHARS || e.chars().any(char::is_control) {
+                *e = text::cap(
+                    &e.chars().filter(|c| !c.is_control()).collect::<String>(),
+                    2 * text::MAX_EVIDENCE_CHARS,
+                );
+            }
+        }
     }
     merged.sort_by_key(|f| std::cmp::Reverse(f.confidence));
     merged
@@ -287,7 +296,8 @@ fn describe_answer(host: &str, dns: &DnsAnswer) -> String {
     let mut s = host.to_string();
     for cn in dns.cnames.iter().take(8) {
         s.push_str(" -> ");
-        s.push_str(cn);
+        // Names come from DNS, which anyone on the path can shape: vet them like server text.
+        s.push_str(&text::cap(&redact(cn), 120));
     }
     if !dns.addresses.is_empty() {
         let addrs: Vec<String> = dns
@@ -620,7 +630,10 @@ fn connect_failure(
     };
     let mut e = base;
     if t.kind() == EndpointKind::RegistryRest {
-        e.push(format!("allow {}:{} on the path from this host", t.host, ev.port));
+        e.push(format!(
+            "allow {}:{} on the path from this host",
+            t.host, ev.port
+        ));
     }
     out.push(find(&c::CLIENT_FIREWALL, conf, e));
     out
@@ -1221,7 +1234,7 @@ fn claims_time_findings(
         e.push(format!(
             "the {which} token expired at {} ({} s before this request)",
             unix_to_rfc3339(exp),
-            now - exp
+            now.saturating_sub(exp)
         ));
         if let Some(iat) = claims.iat {
             e.push(format!("it was issued at {}", unix_to_rfc3339(iat)));
@@ -1233,7 +1246,7 @@ fn claims_time_findings(
         e.push(format!(
             "the {which} token is not valid before {} ({} s ahead of the local clock)",
             unix_to_rfc3339(nbf),
-            nbf - now
+            nbf.saturating_sub(now)
         ));
         return Some(vec![find(&c::CLOCK_SKEW, High, e)]);
     }
@@ -1461,7 +1474,7 @@ fn issued_token_skew(ex: &HttpExchange, ctx: &ContextView, cfg: &RulesConfig) ->
         e.push(format!(
             "the registry issued a token valid from {}, {} s ahead of the local clock",
             unix_to_rfc3339(nbf),
-            nbf - now
+            nbf.saturating_sub(now)
         ));
     }
     if let Some(exp) = claims.exp.filter(|exp| *exp <= now) {
