@@ -1581,7 +1581,7 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
                     .map(|_| *rng.pick(&["10.1.2.3", "20.1.2.3", "::1", "fd00::5", "127.0.0.1"]))
                     .map(|a| a.parse().unwrap())
                     .collect(),
-                source: *rng.pick(&["resolver", "override", "literal", "connect_to"]),
+                source: rng.pick(&["resolver", "override", "literal", "connect_to"]),
             });
         }
         let claims = Claims {

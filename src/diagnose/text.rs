@@ -61,7 +61,7 @@ fn looks_secret(word: &str) -> bool {
     .any(|run| {
         let digits = run.chars().filter(|c| c.is_ascii_digit()).count();
         let letters = run.chars().filter(|c| c.is_ascii_alphabetic()).count();
-        let uniform = run.chars().all(|c| Some(c) == run.chars().next());
+        let uniform = run.chars().all(|c| run.starts_with(c));
         // Pure hex runs are digests and request ids, which the evidence needs.
         let hex = run.chars().all(|c| c.is_ascii_hexdigit());
         run.len() >= 32 && !uniform && !hex && (digits > 0 || letters > 0) && !looks_like_host(run)
