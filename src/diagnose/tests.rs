@@ -1575,13 +1575,15 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
         let mut ev = event(host, kind);
         ev.error = rng.text();
         if rng.next() % 2 == 0 {
+            let sources: [&'static str; 4] = ["resolver", "override", "literal", "connect_to"];
+            let source: &'static str = sources[(rng.next() % 4) as usize];
             ev.dns = Some(DnsAnswer {
                 cnames: (0..rng.next() % 20).map(|_| rng.text()).collect(),
                 addresses: (0..rng.next() % 3)
                     .map(|_| *rng.pick(&["10.1.2.3", "20.1.2.3", "::1", "fd00::5", "127.0.0.1"]))
                     .map(|a| a.parse().unwrap())
                     .collect(),
-                source: rng.pick(&["resolver", "override", "literal", "connect_to"]),
+                source,
             });
         }
         let claims = Claims {
