@@ -1054,6 +1054,32 @@ fn beyond_registry_error_5xx() {
 }
 
 #[test]
+fn beyond_registry_did_not_issue_a_challenge() {
+    let d = diagnoser(vec![]);
+    let f = judge(&d, REG, &exchange("GET", "ping", 401));
+    assert_eq!(ids(&f), vec!["registry_error"]);
+    assert!(evidence(&f, "registry_error").contains("without a WWW-Authenticate"));
+}
+
+#[test]
+fn http_status_without_exchange_details_still_names_a_cause() {
+    let d = diagnoser(vec![]);
+    for (status, id) in [
+        (429, "throttled"),
+        (503, "registry_error"),
+        (404, "not_found"),
+        (401, "invalid_credentials"),
+        (403, "not_authorized"),
+    ] {
+        let f = d.diagnose_at(&event(REG, FailureKind::HttpStatus { status }), now());
+        assert_eq!(ids(&f)[0], id, "{status}");
+    }
+    // An exchange the transport reports although the rules find it healthy.
+    let f = d.diagnose_at(&http_event(REG, exchange("GET", "ping", 200)), now());
+    assert_eq!(ids(&f), vec!["registry_error"]);
+}
+
+#[test]
 fn beyond_geo_replication_manifest_blob_unknown() {
     let d = diagnoser(vec![]);
     let mut m = manifest("PUT", 400, "app/web", "1.0");
