@@ -38,53 +38,22 @@ enum Command {
         /// The configuration file to check.
         file: PathBuf,
     },
-    // ---------------------------------------------------------------------------------------
-    // For the lead: the subcommands below are handled on other branches. Paste them into this
-    // enum and the matching arms into `main` once those functions are merged.
-    //
-    //     /// Explain a cause: what it means, how to confirm it, how to fix it.
-    //     Explain {
-    //         /// Cause id as printed in `cause` fields (e.g. `registry_name`).
-    //         cause_id: Option<String>,
-    //         /// List every cause id with its title.
-    //         #[arg(long, conflicts_with = "cause_id")]
-    //         list: bool,
-    //     },
-    //     /// Summarise a log: failures by cause, registry and client.
-    //     Report {
-    //         /// Log file of JSON lines; `-` or absent reads standard input.
-    //         logfile: Option<PathBuf>,
-    //         /// Print the summary as JSON instead of text.
-    //         #[arg(long)]
-    //         json: bool,
-    //     },
-    //     /// Manage the local CA used for TLS interception.
-    //     #[command(subcommand)]
-    //     Ca(CaCommand),
-    //
-    // with
-    //
-    //     #[derive(Debug, Subcommand)]
-    //     enum CaCommand {
-    //         /// Create a CA certificate and key for interception.
-    //         Init {
-    //             /// Directory for ca.crt and ca.key (default: the current directory).
-    //             #[arg(long, default_value = ".")]
-    //             dir: PathBuf,
-    //             /// Overwrite an existing CA.
-    //             #[arg(long)]
-    //             force: bool,
-    //         },
-    //     }
-    //
-    // and in `main`:
-    //
-    //     Command::Explain { cause_id, list } => regdoc::cmd::explain::main(cause_id.as_deref(), list),
-    //     Command::Report { logfile, json } => regdoc::cmd::report::main(logfile.as_deref(), json),
-    //     Command::Ca(CaCommand::Init { dir, force }) => regdoc::cmd::ca::init(&dir, force),
-    //
-    // (each returning ExitCode; adjust the paths to wherever those functions land).
-    // ---------------------------------------------------------------------------------------
+    /// Explain a cause: what it means, how to confirm it, how to fix it.
+    Explain {
+        /// Cause id as printed in `cause` fields (e.g. `registry_name`).
+        cause_id: Option<String>,
+        /// List every cause id with its title.
+        #[arg(long, conflicts_with = "cause_id")]
+        list: bool,
+    },
+    /// Summarise a log: failures by cause, with endpoints, registries and the remedy.
+    Report {
+        /// Log file of JSON lines; `-` or absent reads standard input.
+        logfile: Option<PathBuf>,
+        /// Print the summary as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +83,10 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::CheckConfig { file } => check_config(file),
+        Command::Explain { cause_id, list } => {
+            regdoc::cmd::explain::main(cause_id.as_deref(), list)
+        }
+        Command::Report { logfile, json } => regdoc::cmd::report::main(logfile.as_deref(), json),
     }
 }
 
@@ -216,7 +189,7 @@ async fn serve(cfg: Config, source: String, log: &LogHandle) -> ExitCode {
     announce(&cfg, bound, &source);
     notify(sd_notify::NotifyState::Ready);
 
-    let result = regdoc::run(listener, cfg, shutdown(term, int)).await;
+    let result = regdoc::run(listener, cfg, shutdown(term, int, log.clone())).await;
     notify(sd_notify::NotifyState::Stopping);
     match result {
         Ok(()) => {
@@ -239,16 +212,26 @@ fn notify(state: sd_notify::NotifyState) {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown(mut term: Signal, mut int: Signal) {
+/// Resolves on the first SIGTERM or SIGINT. A second one ends the process at once, for an
+/// operator who does not want to wait for the drain.
+async fn shutdown(mut term: Signal, mut int: Signal, log: LogHandle) {
     let which = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(
         signal = which,
-        "shutting down: no new connections, draining open ones"
+        "shutting down: no new connections, draining open ones (send it again to stop at once)"
     );
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::warn!("second signal: exiting without waiting for open connections");
+        let _ = log.flush();
+        std::process::exit(i32::from(EXIT_RUNTIME));
+    });
 }
 
 async fn reopen_on_hangup(mut hup: Signal, log: LogHandle) {
@@ -375,8 +358,11 @@ fn summary(cfg: &Config) -> String {
     let _ = writeln!(s, "auth              {auth}");
     let _ = writeln!(
         s,
-        "log               format={:?} file={} connections={} aggregate_interval={:?}",
-        cfg.log.format,
+        "log               format={} file={} connections={} aggregate_interval={:?}",
+        match cfg.log.format {
+            LogFormat::Json => "json",
+            LogFormat::Pretty => "pretty",
+        },
         cfg.log
             .file
             .as_deref()
@@ -413,4 +399,74 @@ fn summary(cfg: &Config) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> RunArgs {
+        let mut argv = vec!["regdoc", "run"];
+        argv.extend_from_slice(list);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(a) => a,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_connect_to_rules_are_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("regdoc.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:4000\"\n[dns]\nconnect_to = [\"a.example:443=127.0.0.1:1\"]\n\
+             [log]\nformat = \"pretty\"\n",
+        )
+        .unwrap();
+        let a = args(&[
+            "--listen",
+            "127.0.0.1:5000",
+            "--connect-to",
+            "b.example:443=127.0.0.1:2",
+            "--log-file",
+            "/tmp/x.log",
+            "--log-format",
+            "json",
+        ]);
+        let cfg = effective_config(&a, Some(&path)).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(
+            cfg.dns.connect_to,
+            vec!["a.example:443=127.0.0.1:1", "b.example:443=127.0.0.1:2"]
+        );
+        assert_eq!(cfg.log.file, Some(PathBuf::from("/tmp/x.log")));
+        assert_eq!(cfg.log.format, LogFormat::Json);
+
+        // Without flags the file's values stand.
+        let cfg = effective_config(&args(&[]), Some(&path)).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(cfg.log.format, LogFormat::Pretty);
+
+        // Without a file: the embedded defaults.
+        let cfg = effective_config(&args(&[]), None).unwrap();
+        assert_eq!(cfg.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn summary_never_shows_secrets() {
+        let text = "[upstream]\nproxy = \"http://alice:s3cret-pw@proxy.corp.example:8080\"\n\
+                    [auth]\nusername = \"docker\"\npassword = \"hunter2-pw\"\n";
+        let cfg = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let s = summary(&cfg);
+        assert!(
+            s.contains("proxy.corp.example:8080 (with credentials)"),
+            "{s}"
+        );
+        assert!(s.contains("password set"), "{s}");
+        assert!(
+            !s.contains("s3cret") && !s.contains("hunter2") && !s.contains("alice"),
+            "{s}"
+        );
+    }
 }

@@ -117,6 +117,12 @@ pub fn evaluate(ev: &FailureEvent, ctx: &ContextView, cfg: &RulesConfig) -> Vec<
         | FailureKind::DnsNoAddresses
         | FailureKind::DnsTimeout
         | FailureKind::DnsError => dns_failure(ev, t, ctx, cfg),
+        FailureKind::DnsUnexpectedAnswer => ev
+            .dns
+            .as_ref()
+            .and_then(|a| resolution(t, a, cfg, None))
+            .into_iter()
+            .collect(),
         FailureKind::ConnectRefused
         | FailureKind::ConnectTimeout
         | FailureKind::ConnectUnreachable

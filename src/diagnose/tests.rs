@@ -151,6 +151,7 @@ fn basic(kind: UsernameKind, claims: Option<Claims>) -> CredentialFacts {
         scheme: "basic".into(),
         username_kind: Some(kind),
         claims,
+        ..Default::default()
     }
 }
 
@@ -159,6 +160,7 @@ fn bearer(claims: Claims) -> CredentialFacts {
         scheme: "bearer".into(),
         username_kind: None,
         claims: Some(claims),
+        ..Default::default()
     }
 }
 
@@ -926,6 +928,7 @@ fn login_article_not_authorized_insufficient_scope() {
         scheme: "bearer".into(),
         username_kind: None,
         claims: None,
+        ..Default::default()
     });
     m.www_authenticate = Some(Challenge {
         error: Some("insufficient_scope".into()),
@@ -969,6 +972,7 @@ fn login_article_not_authorized_from_last_issued_token_when_bearer_is_opaque() {
         scheme: "bearer".into(),
         username_kind: None,
         claims: None,
+        ..Default::default()
     });
     let f = d.judge_exchange_at(client(), REG, &classify(REG, &[]), &m, later(1));
     assert_eq!(ids(&f), vec!["not_authorized"]);

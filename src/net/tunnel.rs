@@ -24,7 +24,15 @@ pub struct TunnelConfig {
 
 /// Receives failures the moment they happen (the tunnel goes on or ends as the failure says).
 pub trait FailureSink: Send + Sync {
-    fn failure(&self, phase: Phase, kind: FailureKind, error: String, elapsed: Duration);
+    /// `tls` is what the handshake showed so far, if it was observed.
+    fn failure(
+        &self,
+        phase: Phase,
+        kind: FailureKind,
+        error: String,
+        elapsed: Duration,
+        tls: Option<&TlsObservation>,
+    );
 }
 
 /// What a tunnel saw, for its `connection` record.
@@ -37,6 +45,8 @@ pub struct TunnelReport {
     pub tls_ms: Option<f64>,
     pub tls_ok: Option<bool>,
     pub close_reason: &'static str,
+    /// Record framing of the server's side, when the tunnel carries TLS.
+    pub server_records: Option<RecordTracker>,
 }
 
 /// Largest handshake prefix kept for parsing; beyond it the handshake is not observed.
@@ -180,6 +190,7 @@ where
                         cfg.tls_timeout.as_millis()
                     ),
                     elapsed,
+                    report.tls.as_ref(),
                 );
                 return Ok(false);
             }
@@ -198,6 +209,7 @@ where
                         elapsed.as_millis()
                     ),
                     elapsed,
+                    report.tls.as_ref(),
                 );
                 return Ok(false);
             }
@@ -215,6 +227,7 @@ where
                     FailureKind::TlsServerClosed,
                     "server closed the connection in answer to the TLS ClientHello".into(),
                     elapsed,
+                    report.tls.as_ref(),
                 );
                 return Ok(false);
             }
@@ -230,6 +243,9 @@ where
                         tls.version = Some(version);
                         tls.cipher = Some(cipher);
                         report.tls_ok = Some(true);
+                        let mut rt = RecordTracker::default();
+                        rt.feed(&sbuf);
+                        report.server_records = Some(rt);
                     }
                     Ok(server_hello::ServerFirst::Alert { level, description }) => {
                         tls.alert = Some(format!("{level} {description}"));
@@ -239,6 +255,7 @@ where
                             FailureKind::TlsAlert { level: level.clone(), description: description.clone() },
                             format!("server refused the TLS handshake with a {level} alert: {description}"),
                             elapsed,
+                            Some(&tls),
                         );
                     }
                     Err(crate::tls::HelloError::Incomplete) if sbuf.len() < MAX_HELLO => continue,
@@ -250,6 +267,7 @@ where
                             "server answered the TLS ClientHello with bytes that are not TLS"
                                 .into(),
                             elapsed,
+                            Some(&tls),
                         );
                     }
                     Err(_) => {}
@@ -273,6 +291,8 @@ struct Flow {
     /// Milliseconds since the tunnel's copy phase began, at the last read with data.
     last_ms: AtomicU64,
     last_read: AtomicU64,
+    /// The server stopped inside a TLS record (see [`RecordTracker`]).
+    mid_record: std::sync::atomic::AtomicBool,
 }
 
 /// Counts what is read from a stream, without touching the bytes.
@@ -280,6 +300,44 @@ struct Metered<'a, T> {
     inner: &'a mut T,
     flow: &'a Flow,
     epoch: Instant,
+    /// Follows TLS record boundaries on the server's side of a TLS tunnel.
+    records: Option<RecordTracker>,
+}
+
+/// Follows TLS record framing without looking inside records: O(records), not O(bytes). A
+/// server that goes quiet in the middle of a record was cut off mid-transfer, which is the
+/// precise signal of a stall (an idle keep-alive connection always rests on a boundary).
+#[derive(Debug, Default, Clone)]
+pub struct RecordTracker {
+    /// Bytes of the current record body still to come.
+    remaining: usize,
+    header: [u8; 5],
+    header_len: usize,
+}
+
+impl RecordTracker {
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let n = self.remaining.min(data.len());
+                self.remaining -= n;
+                data = &data[n..];
+                continue;
+            }
+            let n = (5 - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
+            self.header_len += n;
+            data = &data[n..];
+            if self.header_len == 5 {
+                self.remaining = u16::from_be_bytes([self.header[3], self.header[4]]) as usize;
+                self.header_len = 0;
+            }
+        }
+    }
+
+    pub fn mid_record(&self) -> bool {
+        self.remaining > 0 || self.header_len > 0
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Metered<'_, T> {
@@ -292,6 +350,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Metered<'_, T> {
         let r = Pin::new(&mut *self.inner).poll_read(cx, buf);
         let n = (buf.filled().len() - before) as u64;
         if n > 0 {
+            if let Some(rt) = self.records.as_mut() {
+                rt.feed(&buf.filled()[before..]);
+                let mid = rt.mid_record();
+                self.flow.mid_record.store(mid, Ordering::Relaxed);
+            }
             self.flow.bytes.fetch_add(n, Ordering::Relaxed);
             self.flow
                 .last_ms
@@ -339,11 +402,13 @@ async fn copy<C, S>(
         inner: client,
         flow: &up,
         epoch,
+        records: None,
     };
     let mut s = Metered {
         inner: server,
         flow: &down,
         epoch,
+        records: report.server_records.take(),
     };
     let copying = tokio::io::copy_bidirectional_with_sizes(&mut c, &mut s, cfg.buffer, cfg.buffer);
     tokio::pin!(copying);
@@ -366,7 +431,8 @@ async fn copy<C, S>(
                 let down_bytes = down.bytes.load(Ordering::Relaxed);
                 if !stalled_reported
                     && down_bytes > 0
-                    && down.last_read.load(Ordering::Relaxed) >= MID_STREAM_READ
+                    && (down.mid_record.load(Ordering::Relaxed)
+                        || down.last_read.load(Ordering::Relaxed) >= MID_STREAM_READ)
                     && down_idle >= cfg.stall.as_millis() as u64
                 {
                     stalled_reported = true;
@@ -379,6 +445,7 @@ async fn copy<C, S>(
                             down_bytes + report.bytes_down
                         ),
                         Duration::from_millis(down_idle),
+                        report.tls.as_ref(),
                     );
                 }
             }
@@ -395,5 +462,32 @@ fn close_reason_of(e: &io::Error) -> &'static str {
         io::ErrorKind::BrokenPipe => "broken_pipe",
         io::ErrorKind::TimedOut => "timeout",
         _ => "io_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecordTracker;
+
+    #[test]
+    fn record_tracker_follows_boundaries_across_reads() {
+        let mut rec = vec![0x17, 0x03, 0x03, 0x00, 0x04, 1, 2, 3, 4];
+        rec.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x02, 9, 9]);
+        let mut t = RecordTracker::default();
+        t.feed(&rec);
+        assert!(!t.mid_record());
+        // Split everywhere, one byte at a time.
+        let mut t = RecordTracker::default();
+        for (i, b) in rec.iter().enumerate() {
+            t.feed(&[*b]);
+            assert_eq!(
+                t.mid_record(),
+                i != 8 && i != rec.len() - 1,
+                "after byte {i}"
+            );
+        }
+        let mut t = RecordTracker::default();
+        t.feed(&rec[..7]);
+        assert!(t.mid_record());
     }
 }
