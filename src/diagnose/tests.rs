@@ -1657,6 +1657,8 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
                     UsernameKind::Other,
                 ])),
                 claims: Some(claims.clone()),
+                empty_secret: rng.next() % 2 == 0,
+                malformed: rng.next() % 2 == 0,
             }),
             issued_token: Some(claims),
             user_agent: Some(rng.text()),
