@@ -267,13 +267,27 @@ impl Context {
             .and_then(|at| self.age(now, *at));
         view.rest_ok_any_age = t.rest_ok_any.get(&reg).and_then(|at| self.age(now, *at));
         let host = key(host);
+        // Only data hosts (named or learnt from a redirect) need the data-path memory; the scan
+        // below is skipped for the REST exchanges interception judges one after another.
         if endpoint.kind.is_data() || endpoint.kind == EndpointKind::Other {
             view.redirected_age = t
                 .data_hosts
                 .get(&host)
                 .and_then(|d| d.redirected_at)
                 .and_then(|at| self.age(now, at));
+            view.data_ok = self.data_ok(&t, &reg, &host, now);
         }
+        view.token = t
+            .tokens
+            .get(&(client, reg.clone()))
+            .filter(|n| within(now, n.at, self.token_window).is_some())
+            .cloned();
+        view.registry = Some(reg);
+        view
+    }
+
+    /// Other data hosts of `reg` that worked within the window, `host (region)`.
+    fn data_ok(&self, t: &Tables, reg: &str, host: &str, now: SystemTime) -> Vec<String> {
         let mut data_ok: Vec<String> = t
             .data_hosts
             .values()
@@ -286,14 +300,7 @@ impl Context {
             .collect();
         data_ok.sort();
         data_ok.truncate(8);
-        view.data_ok = data_ok;
-        view.token = t
-            .tokens
-            .get(&(client, reg.clone()))
-            .filter(|n| within(now, n.at, self.token_window).is_some())
-            .cloned();
-        view.registry = Some(reg);
-        view
+        data_ok
     }
 
     /// Total entries held, for tests and metrics.
