@@ -529,11 +529,7 @@ fn not_found(ex: &HttpExchange, base: &[String], token_ep: bool) -> Vec<Finding>
     vec![find(&c::NOT_FOUND, Medium, e)]
 }
 
-fn bad_request_reply(
-    ex: &HttpExchange,
-    base: &[String],
-    token_ep: bool,
-) -> Vec<Finding> {
+fn bad_request_reply(ex: &HttpExchange, base: &[String], token_ep: bool) -> Vec<Finding> {
     let e = base.to_vec();
     if has_code(ex, "MANIFEST_BLOB_UNKNOWN") {
         return vec![
@@ -562,11 +558,7 @@ fn bad_request_reply(
 }
 
 /// Issued token whose times only make sense with a wrong local clock.
-fn issued_token_skew(
-    ex: &HttpExchange,
-    ctx: &ContextView,
-    cfg: &RulesConfig,
-) -> Vec<Finding> {
+fn issued_token_skew(ex: &HttpExchange, ctx: &ContextView, cfg: &RulesConfig) -> Vec<Finding> {
     let Some(claims) = &ex.issued_token else {
         return Vec::new();
     };
