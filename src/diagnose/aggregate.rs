@@ -43,46 +43,6 @@ impl Summary {
     }
 }
 
-/// A `failure_summary` log record, as `regdoc report` reads it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SummaryRecord<'a> {
-    pub timestamp: String,
-    pub event: &'static str,
-    pub cause: &'a str,
-    pub phase: &'a str,
-    pub target: &'a str,
-    /// `target` without its port.
-    pub host: &'a str,
-    /// Repeats not written as `failure` records.
-    pub count: u64,
-    pub first: String,
-    pub last: String,
-}
-
-impl Summary {
-    /// The record to emit (`record::emit("failure_summary", &s.record(now))`).
-    pub fn record(&self, now: SystemTime) -> SummaryRecord<'_> {
-        let (cause, phase, target) = self.parts();
-        let host = match target.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
-                h.trim_start_matches('[').trim_end_matches(']')
-            }
-            _ => target,
-        };
-        SummaryRecord {
-            timestamp: crate::record::timestamp(now),
-            event: "failure_summary",
-            cause,
-            phase,
-            target,
-            host,
-            count: self.count,
-            first: crate::record::timestamp(self.first),
-            last: crate::record::timestamp(self.last),
-        }
-    }
-}
-
 /// The aggregation key of a failure.
 pub fn key(cause: &str, phase: &str, target: &str) -> String {
     format!("{cause}|{phase}|{target}")
@@ -263,29 +223,6 @@ mod tests {
         );
         assert!(a.is_empty());
         assert_eq!(a.admit(&k, t(61)), Admit::Emit);
-    }
-
-    #[test]
-    fn summary_record_is_what_report_reads() {
-        let a = Aggregator::new(Duration::from_secs(60));
-        let k = key("data_endpoint_firewall", "connect", "[::1]:443");
-        a.admit(&k, t(0));
-        a.admit(&k, t(1));
-        a.admit(&k, t(2));
-        let s = a.drain_due(t(60));
-        let line = serde_json::to_string(&s[0].record(t(60))).unwrap();
-        let r = crate::cmd::report::report(line.as_bytes());
-        assert_eq!(r.failures, 2);
-        assert_eq!(r.causes[0].cause, "data_endpoint_firewall");
-        assert_eq!(
-            r.causes[0].first_seen.as_deref(),
-            Some("2027-01-15T08:00:01.000Z")
-        );
-        assert_eq!(
-            r.causes[0].last_seen.as_deref(),
-            Some("2027-01-15T08:00:02.000Z")
-        );
-        assert_eq!(s[0].record(t(60)).host, "::1");
     }
 
     #[test]
