@@ -11,10 +11,12 @@
 //!
 //! Logging ([`record`], [`logging`]) sits at the edge.
 
+pub mod cmd;
 pub mod config;
 pub mod diagnose;
 pub mod endpoint;
 pub mod http;
+pub mod intercept;
 pub mod logging;
 pub mod net;
 pub mod observe;

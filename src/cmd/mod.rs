@@ -1,0 +1,3 @@
+//! Subcommands beyond `run`.
+
+pub mod ca;
