@@ -165,7 +165,7 @@ async fn harness_with(trust_fixture: bool, headers_timeout: Duration) -> Harness
     // unknown issuer, like a server behind a TLS-inspecting middlebox.
     let roots = if trust_fixture { &fx.ca_file } else { &p.cert };
     let text = format!(
-        "[intercept]\nca_cert = {:?}\nca_key = {:?}\nextra_roots = [{:?}]\n",
+        "[timeouts]\ntls = \"2s\"\n[intercept]\nca_cert = {:?}\nca_key = {:?}\nextra_roots = [{:?}]\n",
         p.cert, p.key, roots
     );
     let cfg = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
@@ -250,6 +250,18 @@ impl Harness {
         u64,
         tokio::task::JoinHandle<InterceptOutcome>,
     ) {
+        self.start_to(self.fx.addr)
+    }
+
+    /// Like `start`, with the upstream TCP connection going to `addr`.
+    fn start_to(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> (
+        tokio::io::DuplexStream,
+        u64,
+        tokio::task::JoinHandle<InterceptOutcome>,
+    ) {
         let (client_io, regdoc_io) = tokio::io::duplex(64 * 1024);
         let conn_id = CONN_IDS.fetch_add(1, Ordering::Relaxed);
         let ctx = InterceptCtx {
@@ -262,7 +274,6 @@ impl Harness {
             response_headers_timeout: self.headers_timeout,
         };
         let ic = self.ic.clone();
-        let addr = self.fx.addr;
         let served = tokio::spawn(async move {
             let up = tokio::net::TcpStream::connect(addr).await.unwrap();
             ic.serve(regdoc_io, up, ctx).await
@@ -289,7 +300,11 @@ impl Harness {
     }
 
     async fn client(&self, h2: bool) -> Client {
-        let (io, conn_id, served) = self.start();
+        self.client_to(h2, self.fx.addr).await
+    }
+
+    async fn client_to(&self, h2: bool, addr: std::net::SocketAddr) -> Client {
+        let (io, conn_id, served) = self.start_to(addr);
         let alpn = if h2 {
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         } else {
@@ -666,6 +681,48 @@ async fn untrusted_upstream_certificate_gets_502_naming_the_issuer() {
         "nothing is sent to an unverified server"
     );
     c.finish().await;
+}
+
+/// Servers that break the handshake: one closes at once, one never answers, one is not TLS.
+#[tokio::test]
+async fn broken_upstream_handshakes_are_typed() {
+    let h = harness().await;
+    for (behaviour, kind) in [
+        ("close", "tls_server_closed"),
+        ("silent", "tls_server_silent"),
+        ("http", "tls_not_tls"),
+    ] {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            match behaviour {
+                "close" => drop(s),
+                "silent" => tokio::time::sleep(Duration::from_secs(10)).await,
+                _ => {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 512];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+            }
+        });
+        let mut c = h.client_to(false, addr).await;
+        let r = c.send(c.req("GET", "/v2/").body(empty()).unwrap()).await;
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "{behaviour}");
+        assert!(cause(&r).is_some());
+        let recs = failures_of(c.conn_id);
+        assert!(
+            kinds(&recs).iter().any(|k| k == kind),
+            "{behaviour}: {recs:?}"
+        );
+        body(r).await;
+        c.finish().await;
+        server.abort();
+    }
 }
 
 #[tokio::test]

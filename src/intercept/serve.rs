@@ -33,6 +33,11 @@ use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// Longest wait for the server's handshake while the client's own handshake waits on it. Docker
+/// gives up a TLS handshake after 10 s (`TLSHandshakeTimeout`); answering a 502 that names the
+/// problem before then is worth more than waiting out a longer `timeouts.tls`.
+const UPSTREAM_HANDSHAKE_CAP: std::time::Duration = std::time::Duration::from_secs(8);
+
 const H2: &[u8] = b"h2";
 const H1: &[u8] = b"http/1.1";
 
@@ -202,17 +207,15 @@ impl Interceptor {
             .filter(|p| p.as_slice() == H2 || p.as_slice() == H1)
             .cloned()
             .collect();
+        let upstream_limit = self.tls_timeout.min(UPSTREAM_HANDSHAKE_CAP);
         let connected = tokio::time::timeout(
-            self.tls_timeout,
+            upstream_limit,
             self.upstream.connect(upstream, &ctx.host, to_server),
         )
         .await
         .unwrap_or_else(|_| {
-            Err(UpstreamTlsError::Handshake {
-                detail: format!(
-                    "server did not finish the TLS handshake within {} s",
-                    self.tls_timeout.as_secs()
-                ),
+            Err(UpstreamTlsError::Timeout {
+                secs: upstream_limit.as_secs(),
             })
         });
 
@@ -345,13 +348,18 @@ impl Interceptor {
                 },
                 format!("the server's certificate was refused: {detail}"),
             ),
-            UpstreamTlsError::Handshake { detail } => (
+            UpstreamTlsError::Alert { description } => (
                 FailureKind::TlsAlert {
                     level: "fatal".into(),
-                    description: detail.clone(),
+                    description: description.clone(),
                 },
-                format!("TLS handshake with the server failed: {detail}"),
+                e.to_string(),
             ),
+            UpstreamTlsError::Closed { .. } => (FailureKind::TlsServerClosed, e.to_string()),
+            UpstreamTlsError::NotTls { .. } => (FailureKind::TlsNotTls, e.to_string()),
+            UpstreamTlsError::Timeout { .. } => (FailureKind::TlsServerSilent, e.to_string()),
+            // No closer kind: a name rustls cannot use, or a local TLS configuration problem.
+            UpstreamTlsError::Handshake { .. } => (FailureKind::TlsServerClosed, e.to_string()),
         };
         let ev = failure_event(
             ctx,

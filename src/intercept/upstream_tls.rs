@@ -40,7 +40,15 @@ pub enum UpstreamTlsError {
         problem: CertProblem,
         detail: String,
     },
-    /// The handshake failed otherwise (alert, reset, not TLS, timeout).
+    /// The server answered with a TLS alert.
+    Alert { description: String },
+    /// The server closed or reset the connection during the handshake.
+    Closed { detail: String },
+    /// The server's bytes are not TLS.
+    NotTls { detail: String },
+    /// The server did not finish the handshake in time.
+    Timeout { secs: u64 },
+    /// Anything else (a name that cannot be used, a local configuration problem).
     Handshake { detail: String },
 }
 
@@ -49,6 +57,27 @@ impl std::fmt::Display for UpstreamTlsError {
         match self {
             UpstreamTlsError::Certificate { problem, detail } => {
                 write!(f, "upstream certificate refused ({problem:?}): {detail}")
+            }
+            UpstreamTlsError::Alert { description } => {
+                write!(
+                    f,
+                    "the server refused the TLS handshake with alert {description}"
+                )
+            }
+            UpstreamTlsError::Closed { detail } => {
+                write!(
+                    f,
+                    "the server closed the connection during the TLS handshake ({detail})"
+                )
+            }
+            UpstreamTlsError::NotTls { detail } => {
+                write!(f, "the server did not answer with TLS ({detail})")
+            }
+            UpstreamTlsError::Timeout { secs } => {
+                write!(
+                    f,
+                    "the server did not finish the TLS handshake within {secs} s"
+                )
             }
             UpstreamTlsError::Handshake { detail } => {
                 write!(f, "upstream TLS handshake failed: {detail}")
@@ -136,12 +165,43 @@ impl UpstreamTls {
                         problem: r.problem,
                         detail: r.detail,
                     },
-                    None => UpstreamTlsError::Handshake {
-                        detail: e.to_string(),
-                    },
+                    None => handshake_error(&e),
                 })
             }
         }
+    }
+}
+
+/// Type a handshake failure that is not a certificate refusal.
+fn handshake_error(e: &std::io::Error) -> UpstreamTlsError {
+    use std::io::ErrorKind;
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return match tls {
+            rustls::Error::AlertReceived(a) => UpstreamTlsError::Alert {
+                description: format!("{a:?}"),
+            },
+            rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+                UpstreamTlsError::NotTls {
+                    detail: tls.to_string(),
+                }
+            }
+            other => UpstreamTlsError::Handshake {
+                detail: other.to_string(),
+            },
+        };
+    }
+    match e.kind() {
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+            UpstreamTlsError::Closed {
+                detail: e.to_string(),
+            }
+        }
+        ErrorKind::InvalidData => UpstreamTlsError::NotTls {
+            detail: e.to_string(),
+        },
+        _ => UpstreamTlsError::Handshake {
+            detail: e.to_string(),
+        },
     }
 }
 
@@ -323,6 +383,29 @@ mod tests {
         assert_eq!(c(CertificateError::NotValidYet), CertProblem::NotYetValid);
         assert_eq!(c(CertificateError::BadSignature), CertProblem::Other);
         assert_eq!(classify(&rustls::Error::DecryptError).0, CertProblem::Other);
+    }
+
+    #[test]
+    fn handshake_errors_are_typed() {
+        let io = |k, inner: rustls::Error| std::io::Error::new(k, inner);
+        assert!(matches!(
+            handshake_error(&io(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure)
+            )),
+            UpstreamTlsError::Alert { .. }
+        ));
+        assert!(matches!(
+            handshake_error(&io(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+            )),
+            UpstreamTlsError::NotTls { .. }
+        ));
+        assert!(matches!(
+            handshake_error(&std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+            UpstreamTlsError::Closed { .. }
+        ));
     }
 
     #[test]
