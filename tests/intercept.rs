@@ -24,20 +24,18 @@ use std::time::Duration;
 
 const HOST: &str = "myreg.azurecr.io";
 
-// Cause ids the diagnosis gives each scenario. Pre-merge they come from the interceptor's
-// shim (src/intercept/shim.rs); when the diagnosis branch is merged, this table is the one
-// place to update.
-const CAUSE_BAD_CREDS: &str = "login_invalid_credentials";
-const CAUSE_APP_NOT_REG: &str = "login_app_not_registered";
-const CAUSE_EXPIRED: &str = "login_token_expired";
+// Cause ids (src/diagnose/catalog.rs) the diagnosis gives each scenario.
+const CAUSE_BAD_CREDS: &str = "invalid_credentials";
+const CAUSE_APP_NOT_REG: &str = "invalid_credentials";
+const CAUSE_EXPIRED: &str = "expired_credentials";
 const CAUSE_NOT_AUTHORIZED: &str = "not_authorized";
-const CAUSE_NOT_FOUND_401: &str = "not_found_as_unauthorized";
-const CAUSE_NOT_FOUND: &str = "repository_or_tag_not_found";
-const CAUSE_FIREWALL: &str = "registry_firewall_denied";
-const CAUSE_THROTTLED: &str = "registry_throttled";
-const CAUSE_SERVER: &str = "registry_server_error";
-const CAUSE_TIMEOUT: &str = "registry_response_timeout";
-const CAUSE_UPSTREAM_CERT: &str = "upstream_tls_interception";
+const CAUSE_NOT_FOUND_401: &str = "not_found";
+const CAUSE_NOT_FOUND: &str = "not_found";
+const CAUSE_FIREWALL: &str = "public_access_rules";
+const CAUSE_THROTTLED: &str = "throttled";
+const CAUSE_SERVER: &str = "registry_error";
+const CAUSE_TIMEOUT: &str = "registry_error";
+const CAUSE_UPSTREAM_CERT: &str = "tls_interception";
 
 // ---------------------------------------------------------------------------------------------
 // Log capture: every event of every target (and `log` records, e.g. from rustls) as text.

@@ -1,18 +1,12 @@
-//! `regdoc ca init [--dir certs/] [--force]`: make the local CA used for interception.
+//! `regdoc ca init [--dir DIR] [--force]`: make the local CA used for interception.
 
 use crate::intercept::ca::{self, CaError, CaPaths};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-/// Arguments of `regdoc ca init`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct InitArgs {
-    /// Directory for `ca.crt` and `ca.key`.
-    #[arg(long, default_value = "certs")]
-    pub dir: PathBuf,
-    /// Replace an existing CA (every client must then trust the new one).
-    #[arg(long)]
-    pub force: bool,
-}
+/// Where `ca init` writes without `--dir`: `certs/` under the working directory (its README and
+/// .gitignore keep keys out of version control).
+pub const DEFAULT_DIR: &str = "certs";
 
 /// Create `ca.crt` and `ca.key` (ECDSA P-256, CA with path length 0, 10 years, key file 0600)
 /// in `dir`; refuses to replace existing files unless `force`.
@@ -46,9 +40,22 @@ fn absolute(p: &Path) -> String {
         .to_string()
 }
 
-/// Run `regdoc ca init`: the message to print, or the error.
-pub fn run_init(args: &InitArgs) -> Result<String, CaError> {
-    init_ca(&args.dir, args.force).map(|p| next_steps(&p))
+/// `regdoc ca init`: create the CA in `dir` (default [`DEFAULT_DIR`]), print the next steps on
+/// standard output, or the error on standard error (exit status 1).
+pub fn init(dir: Option<&Path>, force: bool) -> ExitCode {
+    let dir = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
+    match init_ca(&dir, force) {
+        Ok(paths) => {
+            print!("{}", next_steps(&paths));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("regdoc ca init: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]
@@ -58,20 +65,18 @@ mod tests {
     #[test]
     fn init_then_refuse_then_force() {
         let dir = tempfile::tempdir().unwrap();
-        let args = InitArgs {
-            dir: dir.path().join("certs"),
-            force: false,
-        };
-        let msg = run_init(&args).unwrap();
+        let d = dir.path().join("certs");
+        let paths = init_ca(&d, false).unwrap();
+        let msg = next_steps(&paths);
         assert!(
             msg.contains("ca.crt") && msg.contains("/etc/docker/certs.d/"),
             "{msg}"
         );
-        assert!(run_init(&args).unwrap_err().to_string().contains("--force"));
-        run_init(&InitArgs {
-            force: true,
-            ..args
-        })
-        .unwrap();
+        assert!(init_ca(&d, false)
+            .unwrap_err()
+            .to_string()
+            .contains("--force"));
+        assert_eq!(init(Some(&d), false), ExitCode::FAILURE);
+        assert_eq!(init(Some(&d), true), ExitCode::SUCCESS);
     }
 }

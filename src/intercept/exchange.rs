@@ -6,7 +6,7 @@
 //! redirects carry a SAS signature there). Nothing here keeps a header value that could be
 //! replayed.
 
-use super::shim;
+use crate::http::{challenge, credentials, jwt, path, registry_error};
 use crate::observe::HttpExchange;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::time::SystemTime;
@@ -22,7 +22,7 @@ pub const CAUSE_HEADER: HeaderName = HeaderName::from_static("x-regdoc-cause");
 /// Facts of the request, before it is sent.
 pub fn from_request(method: &http::Method, uri: &http::Uri, headers: &HeaderMap) -> HttpExchange {
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let info = shim::path_classify(method.as_str(), pq); // wire: http::path::classify
+    let info = path::classify(method.as_str(), pq);
     HttpExchange {
         method: method.as_str().to_string(),
         path_class: info.class.to_string(),
@@ -31,7 +31,7 @@ pub fn from_request(method: &http::Method, uri: &http::Uri, headers: &HeaderMap)
         auth: headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(shim::credentials_describe), // wire: http::credentials::describe
+            .and_then(credentials::describe),
         user_agent: header_text(headers, http::header::USER_AGENT, 200),
         requested_scopes: info.scopes,
         ..HttpExchange::default()
@@ -44,7 +44,7 @@ pub fn add_response(ex: &mut HttpExchange, status: u16, headers: &HeaderMap, now
     ex.www_authenticate = headers
         .get(http::header::WWW_AUTHENTICATE)
         .and_then(|v| v.to_str().ok())
-        .and_then(shim::challenge_parse); // wire: http::challenge::parse
+        .and_then(challenge::parse);
     ex.location = headers
         .get(http::header::LOCATION)
         .and_then(|v| v.to_str().ok())
@@ -65,9 +65,9 @@ pub fn wants_body(ex: &HttpExchange) -> bool {
 /// Facts of a body prefix (at most [`BODY_CAP`] bytes; `complete` when it is the whole body).
 pub fn add_body(ex: &mut HttpExchange, body: &[u8], complete: bool) {
     if ex.status >= 400 {
-        ex.registry_errors = shim::registry_errors(body); // wire: http::registry_error::parse
+        ex.registry_errors = registry_error::parse(body);
         if ex.registry_errors.is_empty() {
-            ex.body_text = shim::body_line(body, TEXT_CAP); // wire: http::registry_error::body_line
+            ex.body_text = registry_error::body_line(body, TEXT_CAP);
         }
     } else if complete {
         ex.issued_token = issued_token_claims(body);
@@ -76,12 +76,12 @@ pub fn add_body(ex: &mut HttpExchange, body: &[u8], complete: bool) {
 
 /// Claims of the token a token endpoint issued: the access token when there is one (that is
 /// what the client presents next), else the refresh token (`/oauth2/exchange`).
-fn issued_token_claims(body: &[u8]) -> Option<crate::http::jwt::Claims> {
+fn issued_token_claims(body: &[u8]) -> Option<jwt::Claims> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     ["access_token", "token", "refresh_token"]
         .iter()
         .filter_map(|k| v.get(k).and_then(|t| t.as_str()))
-        .find_map(shim::jwt_claims) // wire: http::jwt::decode_claims
+        .find_map(jwt::decode_claims)
 }
 
 /// `scheme://host/path` of a URL, without its query and fragment.

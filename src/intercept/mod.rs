@@ -16,7 +16,6 @@ pub mod ca;
 pub mod exchange;
 pub mod mint;
 pub mod serve;
-mod shim;
 pub mod upstream_tls;
 
 use crate::config::Config;

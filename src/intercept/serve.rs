@@ -10,8 +10,8 @@
 use super::body::ReplyBody;
 use super::exchange::{self, BODY_CAP, CAUSE_HEADER};
 use super::upstream_tls::UpstreamTlsError;
-use super::{shim, InterceptCtx, InterceptOutcome, Interceptor};
-use crate::diagnose::{Finding, SuccessNote};
+use super::{InterceptCtx, InterceptOutcome, Interceptor};
+use crate::diagnose::Finding;
 use crate::observe::{FailureEvent, FailureKind, HttpExchange, Phase, TlsObservation};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -370,11 +370,11 @@ impl Interceptor {
             None,
             started,
         );
-        let findings = shim::diagnose(&ctx.diagnoser, &ev); // wire: ctx.diagnoser.diagnose
+        let findings = ctx.diagnoser.diagnose(&ev);
         let cause = cause_of(&findings).unwrap_or_else(|| {
             exchange::cause_value("upstream_tls_failed", "TLS to the server failed")
         });
-        shim::record_failure(&ev, &findings, Some((502, "Bad Gateway"))); // wire: record::failure
+        record_failure(&ev, &findings, Some((502, "Bad Gateway")));
         OwnReply {
             status: StatusCode::BAD_GATEWAY,
             cause,
@@ -400,8 +400,8 @@ impl Interceptor {
             None,
             started,
         );
-        let findings = shim::diagnose(&ctx.diagnoser, &ev); // wire: ctx.diagnoser.diagnose
-        shim::record_failure(&ev, &findings, None); // wire: record::failure
+        let findings = ctx.diagnoser.diagnose(&ev);
+        record_failure(&ev, &findings, None);
     }
 }
 
@@ -452,6 +452,15 @@ fn failure_event(
         upstream_proxy: None,
         elapsed_ms: started.elapsed().as_millis() as u64,
     }
+}
+
+/// Write the failure record of `ev`. `reply` is regdoc's own answer to the client, when it made
+/// one (502, 504); a judged server reply is passed through unchanged and has none.
+fn record_failure(ev: &FailureEvent, findings: &[Finding], reply: Option<(u16, &str)>) {
+    // Inside TLS the client prints the cause's documented symptom, not a CONNECT reason.
+    let symptom = crate::proxy::reply::client_symptom(ev, findings, None);
+    let rec = crate::record::failure_record(ev, findings, reply, symptom);
+    crate::record::emit("failure", &rec);
 }
 
 fn cause_of(findings: &[Finding]) -> Option<HeaderValue> {
@@ -553,25 +562,15 @@ impl Conn {
             ReplyBody::stream(body)
         };
 
-        let client_ip = self.ctx.client.ip();
-        let findings = shim::judge_exchange(
-            &self.ctx.diagnoser,
-            client_ip,
+        // Judging also remembers a healthy exchange as context (REST success, redirects,
+        // issued tokens) for later failures of this client.
+        let findings = self.ctx.diagnoser.judge_exchange(
+            self.ctx.client.ip(),
             &self.ctx.host,
             &self.ctx.endpoint,
             &ex,
-        ); // wire: self.ctx.diagnoser.judge_exchange(client_ip, &host, &endpoint, &ex)
-        if findings.is_empty() {
-            if ex.status < 400 {
-                self.ctx.diagnoser.note_success(SuccessNote {
-                    client: client_ip,
-                    host: self.ctx.host.clone(),
-                    endpoint: self.ctx.endpoint.clone(),
-                    at: SystemTime::now(),
-                    http: Some(ex),
-                });
-            }
-        } else {
+        );
+        if !findings.is_empty() {
             self.failures.fetch_add(1, Ordering::Relaxed);
             let status = ex.status;
             let error = match ex.registry_errors.first() {
@@ -590,7 +589,7 @@ impl Conn {
                 Some(ex),
                 self.started,
             );
-            shim::record_failure(&ev, &findings, None); // wire: record::failure
+            record_failure(&ev, &findings, None);
             if let Some(v) = cause_of(&findings) {
                 parts.headers.insert(CAUSE_HEADER, v);
             }
@@ -618,9 +617,9 @@ impl Conn {
             Some(ex),
             self.started,
         );
-        let findings = shim::diagnose(&self.ctx.diagnoser, &ev); // wire: ctx.diagnoser.diagnose
+        let findings = self.ctx.diagnoser.diagnose(&ev);
         let reason = status.canonical_reason().unwrap_or("");
-        shim::record_failure(&ev, &findings, Some((status.as_u16(), reason))); // wire: record::failure
+        record_failure(&ev, &findings, Some((status.as_u16(), reason)));
         let cause =
             cause_of(&findings).unwrap_or_else(|| exchange::cause_value(fallback.0, fallback.1));
         own_reply(
