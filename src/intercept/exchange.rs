@@ -74,6 +74,30 @@ pub fn add_body(ex: &mut HttpExchange, body: &[u8], complete: bool) {
     }
 }
 
+/// Facts of a token-endpoint form body (`grant_type=refresh_token|password|access_token`):
+/// when the client sent no `Authorization`, the credential it presented is the form's refresh
+/// token, password or Entra ID token, described like a header credential would be.
+pub fn add_form(ex: &mut HttpExchange, body: &[u8]) {
+    let form = credentials::describe_form_body(body);
+    if ex.requested_scopes.is_empty() {
+        ex.requested_scopes = form.scopes.clone();
+    }
+    if ex.auth.is_some() {
+        return;
+    }
+    let presented = form.has_refresh_token || form.has_password || form.has_access_token;
+    if !presented {
+        return;
+    }
+    ex.auth = Some(credentials::CredentialFacts {
+        scheme: format!("form:{}", form.grant_type.as_deref().unwrap_or("unknown")),
+        username_kind: form.username_kind,
+        claims: form.refresh_token_claims.or(form.access_token_claims),
+        empty_secret: false,
+        malformed: false,
+    });
+}
+
 /// Claims of the token a token endpoint issued: the access token when there is one (that is
 /// what the client presents next), else the refresh token (`/oauth2/exchange`).
 fn issued_token_claims(body: &[u8]) -> Option<jwt::Claims> {
@@ -228,6 +252,35 @@ mod tests {
         };
         add_body(&mut ex2, &body.as_bytes()[..20], false);
         assert!(ex2.issued_token.is_none());
+    }
+
+    #[test]
+    fn form_credentials_are_described_not_kept() {
+        let rt = jwt(r#"{"exp":1000,"grant_type":"refresh_token"}"#);
+        let body = format!(
+            "grant_type=refresh_token&service=r.azurecr.io&scope=repository%3Ahello%3Apull&refresh_token={rt}"
+        );
+        let mut ex = HttpExchange {
+            path_class: "token".into(),
+            ..HttpExchange::default()
+        };
+        add_form(&mut ex, body.as_bytes());
+        let auth = ex.auth.clone().unwrap();
+        assert_eq!(auth.scheme, "form:refresh_token");
+        assert_eq!(auth.claims.unwrap().exp, Some(1000));
+        assert_eq!(ex.requested_scopes, vec!["repository:hello:pull"]);
+        assert!(!serde_json::to_string(&ex).unwrap().contains(&rt));
+
+        let mut ex = HttpExchange::default();
+        add_form(
+            &mut ex,
+            b"grant_type=password&username=alice&password=pw-S3cret",
+        );
+        assert_eq!(ex.auth.as_ref().unwrap().scheme, "form:password");
+        assert!(!serde_json::to_string(&ex).unwrap().contains("pw-S3cret"));
+        let mut ex = HttpExchange::default();
+        add_form(&mut ex, b"service=r.azurecr.io");
+        assert!(ex.auth.is_none());
     }
 
     #[test]

@@ -110,12 +110,12 @@ impl<C: AsyncWrite + Unpin> AsyncWrite for Counting<C> {
 enum Sender {
     /// HTTP/1.1 carries one exchange at a time; the client side is sequential too, so the lock
     /// is only ever contended by a request waiting for the previous response head.
-    H1(tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<Incoming>>),
-    H2(hyper::client::conn::http2::SendRequest<Incoming>),
+    H1(tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<ReplyBody>>),
+    H2(hyper::client::conn::http2::SendRequest<ReplyBody>),
 }
 
 impl Sender {
-    async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, hyper::Error> {
+    async fn send(&self, req: Request<ReplyBody>) -> Result<Response<Incoming>, hyper::Error> {
         match self {
             Sender::H1(m) => {
                 let mut s = m.lock().await;
@@ -283,10 +283,7 @@ impl Interceptor {
                     Err(e) => {
                         refused = Some(OwnReply {
                             status: StatusCode::BAD_GATEWAY,
-                            cause: exchange::cause_value(
-                                "upstream_http_error",
-                                "server broke the HTTP connection",
-                            ),
+                            cause: fallback_cause(),
                             body: format!("regdoc: the server's HTTP connection failed: {e}\n"),
                         });
                         None
@@ -371,9 +368,7 @@ impl Interceptor {
             started,
         );
         let findings = ctx.diagnoser.diagnose(&ev);
-        let cause = cause_of(&findings).unwrap_or_else(|| {
-            exchange::cause_value("upstream_tls_failed", "TLS to the server failed")
-        });
+        let cause = cause_of(&findings).unwrap_or_else(fallback_cause);
         record_failure(&ev, &findings, Some((502, "Bad Gateway")));
         OwnReply {
             status: StatusCode::BAD_GATEWAY,
@@ -463,6 +458,15 @@ fn record_failure(ev: &FailureEvent, findings: &[Finding], reply: Option<(u16, &
     crate::record::emit("failure", &rec);
 }
 
+/// The header for a failure no rule explained: the catalog's "registry service error or no
+/// answer", which every such case is from the client's point of view.
+fn fallback_cause() -> HeaderValue {
+    match crate::diagnose::catalog::by_id("registry_error") {
+        Some(c) => exchange::cause_value(c.id, c.short),
+        None => exchange::cause_value("registry_error", "registry service error"),
+    }
+}
+
 fn cause_of(findings: &[Finding]) -> Option<HeaderValue> {
     findings
         .first()
@@ -506,13 +510,28 @@ impl Conn {
             return own_reply(
                 OwnReply {
                     status: StatusCode::BAD_GATEWAY,
-                    cause: exchange::cause_value("upstream_http_error", "no server connection"),
+                    cause: fallback_cause(),
                     body: "regdoc: no connection to the server\n".into(),
                 },
                 false,
             );
         };
-        let req = self.prepare(req);
+        let (parts, body) = req.into_parts();
+        // Token-endpoint forms carry the credential (refresh token, password) in the body, not
+        // in Authorization: read the small form to describe it, then send it on unchanged.
+        let body = if parts.method == http::Method::POST
+            && matches!(ex.path_class.as_str(), "token" | "exchange")
+        {
+            let (frames, data, complete, error, rest) =
+                read_prefix(body, self.ctx.response_headers_timeout).await;
+            if complete {
+                exchange::add_form(&mut ex, &data);
+            }
+            ReplyBody::replay(frames, error, rest)
+        } else {
+            ReplyBody::stream(body)
+        };
+        let req = self.prepare(Request::from_parts(parts, body));
         let t0 = Instant::now();
         let sent = tokio::time::timeout(self.ctx.response_headers_timeout, sender.send(req)).await;
         let resp = match sent {
@@ -524,10 +543,6 @@ impl Conn {
                     FailureKind::ResponseHeadersTimeout,
                     StatusCode::GATEWAY_TIMEOUT,
                     error,
-                    (
-                        "registry_response_timeout",
-                        "registry sent no response headers in time",
-                    ),
                 );
             }
             Ok(Err(e)) => {
@@ -538,7 +553,6 @@ impl Conn {
                     FailureKind::HttpStatus { status: 502 },
                     StatusCode::BAD_GATEWAY,
                     error,
-                    ("upstream_http_error", "server broke the HTTP connection"),
                 );
             }
             Ok(Ok(r)) => r,
@@ -573,10 +587,12 @@ impl Conn {
         if !findings.is_empty() {
             self.failures.fetch_add(1, Ordering::Relaxed);
             let status = ex.status;
-            let error = match ex.registry_errors.first() {
-                Some(e) => format!("the server answered {status}: {}: {}", e.code, e.message),
-                None => match &ex.body_text {
-                    Some(t) => format!("the server answered {status}: {t}"),
+            let error = match (ex.registry_errors.first(), &ex.body_text) {
+                (Some(e), _) => format!("the server answered {status}: {}: {}", e.code, e.message),
+                (None, Some(t)) => format!("the server answered {status}: {t}"),
+                // A 2xx/3xx judged a failure (e.g. a token issued already expired): say why.
+                (None, None) => match findings.first().and_then(|f| f.evidence.first()) {
+                    Some(why) => format!("the server answered {status}, but {why}"),
                     None => format!("the server answered {status}"),
                 },
             };
@@ -604,7 +620,6 @@ impl Conn {
         kind: FailureKind,
         status: StatusCode,
         error: String,
-        fallback: (&str, &str),
     ) -> Response<ReplyBody> {
         self.failures.fetch_add(1, Ordering::Relaxed);
         ex.status = 0; // no status came from the server
@@ -620,8 +635,7 @@ impl Conn {
         let findings = self.ctx.diagnoser.diagnose(&ev);
         let reason = status.canonical_reason().unwrap_or("");
         record_failure(&ev, &findings, Some((status.as_u16(), reason)));
-        let cause =
-            cause_of(&findings).unwrap_or_else(|| exchange::cause_value(fallback.0, fallback.1));
+        let cause = cause_of(&findings).unwrap_or_else(fallback_cause);
         own_reply(
             OwnReply {
                 status,
@@ -635,7 +649,7 @@ impl Conn {
 
     /// Rewrite the request for the upstream protocol: origin form plus Host for HTTP/1.1,
     /// absolute form for HTTP/2.
-    fn prepare(&self, req: Request<Incoming>) -> Request<Incoming> {
+    fn prepare(&self, req: Request<ReplyBody>) -> Request<ReplyBody> {
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let default_authority = if self.ctx.port == 443 {
