@@ -816,6 +816,28 @@ async fn bodies_stream_through_and_large_error_bodies_replay_whole() {
     }
 }
 
+/// A server that ends its connection takes the client's intercepted connection with it, so the
+/// client's next request opens a new tunnel instead of meeting a dead upstream.
+#[tokio::test]
+async fn server_closing_its_connection_closes_the_clients() {
+    let h = harness().await;
+    let mut c = h.client(false).await;
+    let r = c
+        .send(c.req("GET", "/_fixture/close").body(empty()).unwrap())
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[header::CONNECTION], "close");
+    body(r).await;
+    let served = c.served;
+    let out = tokio::time::timeout(Duration::from_secs(30), served)
+        .await
+        .expect("the interceptor ends without the client closing first")
+        .unwrap();
+    assert_eq!(out.failures, 0);
+    assert_eq!(out.requests, 1);
+    drop(c.sender);
+}
+
 #[tokio::test]
 async fn no_secret_reaches_the_log() {
     let h = harness().await;

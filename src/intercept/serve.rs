@@ -274,12 +274,16 @@ impl Interceptor {
 
         // 5. The upstream HTTP connection.
         let mut h2_upstream = false;
+        let mut upstream_closed = None;
         let sender = match upstream_tls {
             None => None,
             Some(s) => {
                 h2_upstream = s.get_ref().1.alpn_protocol() == Some(H2);
                 match handshake(s, h2_upstream).await {
-                    Ok(sender) => Some(sender),
+                    Ok((sender, closed)) => {
+                        upstream_closed = Some(closed);
+                        Some(sender)
+                    }
                     Err(e) => {
                         refused = Some(OwnReply {
                             status: StatusCode::BAD_GATEWAY,
@@ -315,12 +319,30 @@ impl Interceptor {
         } else {
             builder = builder.http1_only();
         }
-        let served = builder
-            .serve_connection(TokioIo::new(client_tls), service)
-            .await;
-        let close_reason = match served {
-            Ok(()) => "client_closed",
-            Err(_) => "client_error",
+        let serving = builder.serve_connection(TokioIo::new(client_tls), service);
+        tokio::pin!(serving);
+        // When the server ends its connection (idle timeout, `Connection: close`), end the
+        // client's too, gracefully: its next request then opens a new tunnel instead of
+        // meeting a dead upstream.
+        let server_gone = async {
+            match upstream_closed {
+                Some(rx) => {
+                    let _ = rx.await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let (served, server_closed) = tokio::select! {
+            r = serving.as_mut() => (r, false),
+            _ = server_gone => {
+                serving.as_mut().graceful_shutdown();
+                (serving.await, true)
+            }
+        };
+        let close_reason = match (served, server_closed) {
+            (Ok(()), false) => "client_closed",
+            (Ok(()), true) => "server_closed",
+            (Err(_), _) => "client_error",
         };
         outcome(
             tls,
@@ -400,25 +422,30 @@ impl Interceptor {
     }
 }
 
+/// The upstream HTTP connection, and a receiver that completes when that connection ends
+/// (the server closed it, e.g. after its idle timeout).
 async fn handshake(
     s: tokio_rustls::client::TlsStream<TcpStream>,
     h2: bool,
-) -> Result<Sender, hyper::Error> {
+) -> Result<(Sender, tokio::sync::oneshot::Receiver<()>), hyper::Error> {
     let io = TokioIo::new(s);
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
     if h2 {
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await?;
         tokio::spawn(async move {
             let _ = conn.await;
+            let _ = closed_tx.send(());
         });
-        Ok(Sender::H2(sender))
+        Ok((Sender::H2(sender), closed_rx))
     } else {
         let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(async move {
             let _ = conn.await;
+            let _ = closed_tx.send(());
         });
-        Ok(Sender::H1(tokio::sync::Mutex::new(sender)))
+        Ok((Sender::H1(tokio::sync::Mutex::new(sender)), closed_rx))
     }
 }
 
@@ -471,6 +498,15 @@ fn cause_of(findings: &[Finding]) -> Option<HeaderValue> {
     findings
         .first()
         .map(|f| exchange::cause_value(f.cause.id, f.cause.short))
+}
+
+/// `Connection: close` among the connection options.
+fn wants_close(h: &HeaderMap) -> bool {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("close"))
 }
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
@@ -565,7 +601,14 @@ impl Conn {
             &parts.headers,
             SystemTime::now(),
         );
+        let server_closes = !self.h2_upstream && wants_close(&parts.headers);
         strip_hop_by_hop(&mut parts.headers);
+        if server_closes {
+            // The server ends its connection after this reply; the client's must end too.
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
 
         let body = if exchange::wants_body(&ex) {
             let (frames, data, complete, error, rest) =

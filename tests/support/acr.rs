@@ -703,6 +703,14 @@ async fn route_inner(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         }
         // Test-only: a body streamed in gated chunks (checks that regdoc never buffers a body).
         (Method::GET, "/_fixture/stream") => stream_body(st),
+        // Test-only: a reply after which the server closes its connection (as servers do at
+        // their idle timeout or with `Connection: close`).
+        (Method::GET, "/_fixture/close") => {
+            let mut r = json_reply(StatusCode::OK, &serde_json::json!({}));
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
         // Test-only: an error body larger than regdoc's 16 KiB diagnosis cap.
         (Method::GET, "/_fixture/big-error") => {
             let body: String = (0..40_000)
