@@ -265,10 +265,11 @@ impl Interceptor {
         let client_tls = match tokio::time::timeout(self.tls_timeout, start.into_stream(cfg)).await
         {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
+            Ok(Err(e)) if is_rejection(&e) => {
                 self.client_rejected(&ctx, &tls, e.to_string(), started);
                 return outcome(tls, 0, 1, "client_rejected_certificate");
             }
+            Ok(Err(_)) => return outcome(tls, 0, 0, "client_handshake_failed"),
             Err(_) => return outcome(tls, 0, 0, "client_handshake_timeout"),
         };
 
@@ -498,6 +499,19 @@ fn cause_of(findings: &[Finding]) -> Option<HeaderValue> {
     findings
         .first()
         .map(|f| exchange::cause_value(f.cause.id, f.cause.short))
+}
+
+/// Whether a failed client handshake means the client refused regdoc's certificate: it sent an
+/// alert (Go sends `bad_certificate` for an unknown authority), or hung up right after seeing
+/// the certificate, as some clients do instead.
+fn is_rejection(e: &io::Error) -> bool {
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return matches!(tls, rustls::Error::AlertReceived(_));
+    }
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+    )
 }
 
 /// `Connection: close` among the connection options.
@@ -794,6 +808,33 @@ async fn read_prefix(mut body: Incoming, limit: std::time::Duration) -> Prefix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejection_is_an_alert_or_a_hang_up() {
+        let alert = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate),
+        );
+        assert!(is_rejection(&alert));
+        assert!(is_rejection(&io::Error::from(io::ErrorKind::UnexpectedEof)));
+        let garbage = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        assert!(!is_rejection(&garbage));
+    }
+
+    #[test]
+    fn connection_close_is_seen_among_options() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Close"),
+        );
+        assert!(wants_close(&h));
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        assert!(!wants_close(&h));
+    }
 
     #[test]
     fn hop_by_hop_headers_go() {
