@@ -838,6 +838,42 @@ async fn server_closing_its_connection_closes_the_clients() {
     drop(c.sender);
 }
 
+/// One server configuration per host (not per connection): a returning client resumes its TLS
+/// session instead of a full handshake.
+#[tokio::test]
+async fn returning_clients_resume_tls_sessions() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = harness().await;
+    let connector = h.client_tls(vec![b"http/1.1".to_vec()], &h.regdoc_ca);
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let (io, _, served) = h.start();
+        let mut tls = connector
+            .connect(HOST.try_into().unwrap(), io)
+            .await
+            .unwrap();
+        kinds.push(tls.get_ref().1.handshake_kind());
+        // Reading the reply also reads the session tickets sent after the handshake.
+        tls.write_all(
+            format!("GET /v2/ HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut reply = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut reply)).await;
+        assert!(reply.starts_with(b"HTTP/1.1 401"));
+        drop(tls);
+        served.await.unwrap();
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+}
+
 #[tokio::test]
 async fn no_secret_reaches_the_log() {
     let h = harness().await;

@@ -16,7 +16,9 @@ use rcgen::{
     KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::ResolvesServerCert;
 use rustls::sign::{CertifiedKey, SigningKey};
+use rustls::ServerConfig;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +46,8 @@ pub enum MintError {
     Sign { host: String, source: rcgen::Error },
     #[error("cannot generate the leaf key: {0}")]
     Key(String),
+    #[error("cannot build the TLS configuration for {host}: {reason}")]
+    Config { host: String, reason: String },
 }
 
 /// How a lookup was served, for the connection record.
@@ -67,8 +71,61 @@ impl CacheUse {
 }
 
 struct Minted {
-    key: Arc<CertifiedKey>,
+    leaf: Arc<Leaf>,
     at: Instant,
+}
+
+/// A minted leaf with its server configurations, one per protocol offer. Sharing one
+/// configuration per host (not one per connection) lets clients resume TLS sessions.
+pub struct Leaf {
+    pub key: Arc<CertifiedKey>,
+    h2: Arc<ServerConfig>,
+    h1: Arc<ServerConfig>,
+    none: Arc<ServerConfig>,
+}
+
+impl Leaf {
+    fn new(key: Arc<CertifiedKey>) -> Result<Leaf, rustls::Error> {
+        Ok(Leaf {
+            h2: server_config(key.clone(), vec![b"h2".to_vec()])?,
+            h1: server_config(key.clone(), vec![b"http/1.1".to_vec()])?,
+            none: server_config(key.clone(), Vec::new())?,
+            key,
+        })
+    }
+
+    /// The configuration offering `alpn`: `h2`, `http/1.1`, or nothing (empty).
+    pub fn server_config(&self, alpn: &[u8]) -> Arc<ServerConfig> {
+        match alpn {
+            b"h2" => self.h2.clone(),
+            b"http/1.1" => self.h1.clone(),
+            _ => self.none.clone(),
+        }
+    }
+}
+
+/// A rustls server configuration presenting `key`, offering `alpn`.
+pub fn server_config(
+    key: Arc<CertifiedKey>,
+    alpn: Vec<Vec<u8>>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Fixed(key)));
+    cfg.alpn_protocols = alpn;
+    Ok(Arc::new(cfg))
+}
+
+/// The leaf is chosen before the handshake (from the ClientHello), so resolution is fixed.
+#[derive(Debug)]
+struct Fixed(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Fixed {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
 }
 
 struct Entry {
@@ -141,7 +198,7 @@ impl LeafMinter {
     }
 
     /// The leaf for `host` (a DNS name or an IP literal), minting it on a miss.
-    pub async fn get(&self, host: &str) -> Result<(Arc<CertifiedKey>, CacheUse), MintError> {
+    pub async fn get(&self, host: &str) -> Result<(Arc<Leaf>, CacheUse), MintError> {
         let host = normalize(host);
         let cell = {
             let mut lru = self.lock();
@@ -176,21 +233,21 @@ impl LeafMinter {
         };
         if let Some(m) = cell.get() {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok((m.key.clone(), CacheUse::Hit));
+            return Ok((m.leaf.clone(), CacheUse::Hit));
         }
         let mut minted_here = false;
         let result = cell
             .get_or_try_init(|| async {
                 minted_here = true;
-                self.mint(&host).map(|key| Minted {
-                    key,
+                self.mint(&host).map(|leaf| Minted {
+                    leaf,
                     at: Instant::now(),
                 })
             })
             .await;
         match result {
             Ok(m) => Ok((
-                m.key.clone(),
+                m.leaf.clone(),
                 if minted_here {
                     CacheUse::Minted
                 } else {
@@ -213,7 +270,7 @@ impl LeafMinter {
         }
     }
 
-    fn mint(&self, host: &str) -> Result<Arc<CertifiedKey>, MintError> {
+    fn mint(&self, host: &str) -> Result<Arc<Leaf>, MintError> {
         let params = leaf_params(host)?;
         let cert = self
             .ca
@@ -223,10 +280,14 @@ impl LeafMinter {
                 source,
             })?;
         self.mints.fetch_add(1, Ordering::Relaxed);
-        Ok(Arc::new(CertifiedKey::new(
+        let key = Arc::new(CertifiedKey::new(
             vec![cert.der().clone()],
             self.signer.clone(),
-        )))
+        ));
+        Leaf::new(key).map(Arc::new).map_err(|e| MintError::Config {
+            host: host.to_string(),
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -311,7 +372,7 @@ pub(crate) mod tests {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let server_cfg = super::super::serve::server_config(key, vec![b"h2".to_vec()]).unwrap();
+        let server_cfg = server_config(key, vec![b"h2".to_vec()]).unwrap();
         let mut client = rustls::ClientConnection::new(
             Arc::new(client_cfg),
             ServerName::try_from(name.to_string()).unwrap(),
@@ -337,7 +398,8 @@ pub(crate) mod tests {
     async fn leaf_verifies_against_the_ca_only_for_its_name() {
         let (_d, ca) = test_ca();
         let m = LeafMinter::new(ca.clone(), 8).unwrap();
-        let (key, used) = m.get("MyReg.azurecr.io.").await.unwrap();
+        let (leaf, used) = m.get("MyReg.azurecr.io.").await.unwrap();
+        let key = leaf.key.clone();
         assert_eq!(used, CacheUse::Minted);
         handshake(&ca, key.clone(), "myreg.azurecr.io").unwrap();
         let e = handshake(&ca, key.clone(), "other.azurecr.io").unwrap_err();
@@ -367,7 +429,7 @@ pub(crate) mod tests {
     async fn leaf_fields() {
         let (_d, ca) = test_ca();
         let m = LeafMinter::new(ca.clone(), 8).unwrap();
-        let (key, _) = m.get("reg.azurecr.io").await.unwrap();
+        let key = m.get("reg.azurecr.io").await.unwrap().0.key.clone();
         let (_, c) = x509_parser::parse_x509_certificate(&key.cert[0]).unwrap();
         let eku = c.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.server_auth);
@@ -385,7 +447,7 @@ pub(crate) mod tests {
         assert_ne!(c.public_key().raw, cac.public_key().raw);
 
         // IP literal: IP SAN, and it verifies for the IP name.
-        let (ipkey, _) = m.get("127.0.0.1").await.unwrap();
+        let ipkey = m.get("127.0.0.1").await.unwrap().0.key.clone();
         let (_, ipc) = x509_parser::parse_x509_certificate(&ipkey.cert[0]).unwrap();
         let san = format!(
             "{:?}",
@@ -395,7 +457,7 @@ pub(crate) mod tests {
         handshake(&ca, ipkey, "127.0.0.1").unwrap();
 
         // Serials differ between leaves.
-        let (k2, _) = m.get("other.azurecr.io").await.unwrap();
+        let k2 = m.get("other.azurecr.io").await.unwrap().0.key.clone();
         let (_, c2) = x509_parser::parse_x509_certificate(&k2.cert[0]).unwrap();
         assert_ne!(c.raw_serial(), c2.raw_serial());
     }
@@ -439,7 +501,7 @@ pub(crate) mod tests {
                 tokio::spawn(async move { m.get("same.azurecr.io").await.unwrap() })
             })
             .collect();
-        let mut first: Option<Arc<CertifiedKey>> = None;
+        let mut first: Option<Arc<Leaf>> = None;
         for t in tasks {
             let (k, _) = t.await.unwrap();
             if let Some(f) = &first {

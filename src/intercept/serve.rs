@@ -20,9 +20,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::server::{Acceptor, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::server::Acceptor;
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
@@ -40,30 +38,6 @@ const UPSTREAM_HANDSHAKE_CAP: std::time::Duration = std::time::Duration::from_se
 
 const H2: &[u8] = b"h2";
 const H1: &[u8] = b"http/1.1";
-
-/// A rustls server configuration presenting `key`, offering `alpn`.
-pub fn server_config(
-    key: Arc<CertifiedKey>,
-    alpn: Vec<Vec<u8>>,
-) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Fixed(key)));
-    cfg.alpn_protocols = alpn;
-    Ok(Arc::new(cfg))
-}
-
-/// The leaf was chosen before the handshake (from the ClientHello), so resolution is fixed.
-#[derive(Debug)]
-struct Fixed(Arc<CertifiedKey>);
-
-impl ResolvesServerCert for Fixed {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
-    }
-}
 
 /// Counts the bytes that cross the client side (TLS records included).
 struct Counting<C> {
@@ -253,13 +227,7 @@ impl Interceptor {
             }
         };
         let h2_client = to_client.first().map(|p| p == H2).unwrap_or(false);
-        let cfg = match server_config(leaf, to_client) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(conn_id = ctx.conn_id, "interception: {e}");
-                return outcome(tls, 0, 0, "server_config_failed");
-            }
-        };
+        let cfg = leaf.server_config(to_client.first().map(Vec::as_slice).unwrap_or_default());
 
         // 4. Finish the client's handshake under the leaf.
         let client_tls = match tokio::time::timeout(self.tls_timeout, start.into_stream(cfg)).await
