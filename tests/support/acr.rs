@@ -6,6 +6,7 @@
 //! * [OAUTH] Azure/acr `docs/AAD-OAuth.md` (ACR's `/oauth2/exchange` and `/oauth2/token`, claims);
 //! * [ERRCODE] distribution `registry/api/errcode/register.go` (error codes and messages);
 //! * [M-SESS] moby's vendored `registry/client/auth/session.go` (Docker's token requests);
+//! * [LOGIN] Microsoft's ACR login troubleshooting article (null-GUID token login);
 //! * issue threads named inline for bodies ACR sends (firewall, AAD, 401-for-missing).
 //!
 //! The fixture makes its own CA (rcgen) and serves a leaf for its host name and 127.0.0.1.
@@ -833,8 +834,8 @@ fn stream_body(st: Arc<State>) -> Response<Body> {
 
 type Wait = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>;
 
-/// 4 chunks of 64 KiB; chunk n+1 is produced only after `release_chunk()` (or 10 s), so a
-/// client sees chunk 1 only if every hop streams.
+/// 4 chunks of 64 KiB; chunk n+1 is produced only after `release_chunk()` (or 60 s), so a
+/// client sees chunk 1 within its 30 s bound only if every hop streams.
 struct Chunks {
     st: Arc<State>,
     sent: usize,
@@ -857,7 +858,7 @@ impl http_body::Body for Chunks {
                 let st = self.st.clone();
                 self.wait = Some(Box::pin(async move {
                     let _ =
-                        tokio::time::timeout(Duration::from_secs(10), st.stream_gate.notified())
+                        tokio::time::timeout(Duration::from_secs(60), st.stream_gate.notified())
                             .await;
                 }));
             }
