@@ -152,6 +152,10 @@ async fn harness() -> Harness {
 }
 
 async fn harness_with(trust_fixture: bool, headers_timeout: Duration) -> Harness {
+    harness_idle(trust_fixture, headers_timeout, "300s").await
+}
+
+async fn harness_idle(trust_fixture: bool, headers_timeout: Duration, idle: &str) -> Harness {
     capture();
     let fx = AcrFixture::start(HOST).await;
     fx.add_user("alice", "alice-S3cret-pw!", &[("*", &["pull", "push"])]);
@@ -163,7 +167,7 @@ async fn harness_with(trust_fixture: bool, headers_timeout: Duration) -> Harness
     // unknown issuer, like a server behind a TLS-inspecting middlebox.
     let roots = if trust_fixture { &fx.ca_file } else { &p.cert };
     let text = format!(
-        "[timeouts]\ntls = \"2s\"\n[intercept]\nca_cert = {:?}\nca_key = {:?}\nextra_roots = [{:?}]\n",
+        "[timeouts]\ntls = \"2s\"\nidle = {idle:?}\n[intercept]\nca_cert = {:?}\nca_key = {:?}\nextra_roots = [{:?}]\n",
         p.cert, p.key, roots
     );
     let cfg = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
@@ -835,6 +839,23 @@ async fn server_closing_its_connection_closes_the_clients() {
         .unwrap();
     assert_eq!(out.failures, 0);
     assert_eq!(out.requests, 1);
+    drop(c.sender);
+}
+
+/// An HTTP/1.1 client that goes quiet after a request is let go after `timeouts.idle`.
+#[tokio::test]
+async fn idle_http1_client_is_let_go() {
+    let h = harness_idle(true, Duration::from_secs(20), "300ms").await;
+    let mut c = h.client(false).await;
+    let r = c.send(c.req("GET", "/v2/").body(empty()).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    body(r).await;
+    // The client keeps its connection open and sends nothing more.
+    let out = tokio::time::timeout(Duration::from_secs(30), c.served)
+        .await
+        .expect("the idle client is let go")
+        .unwrap();
+    assert_eq!((out.requests, out.failures), (1, 0));
     drop(c.sender);
 }
 

@@ -52,6 +52,8 @@ pub struct Interceptor {
     passthrough: Vec<String>,
     registries: Vec<String>,
     tls_timeout: Duration,
+    /// An intercepted HTTP/1.1 client that sends no request head for this long is let go.
+    idle_timeout: Duration,
 }
 
 /// What the CONNECT path knows about the tunnel it hands over.
@@ -100,6 +102,7 @@ impl Interceptor {
             passthrough,
             registries: cfg.registry_hosts(),
             tls_timeout: cfg.timeouts.tls,
+            idle_timeout: cfg.timeouts.idle,
         }))
     }
 

@@ -287,6 +287,12 @@ impl Interceptor {
             builder = builder.http2_only();
         } else {
             builder = builder.http1_only();
+            // Bounds a keep-alive client that never sends its next request (an HTTP/2 client
+            // is bounded by the server closing its side, see below).
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(self.idle_timeout);
         }
         let serving = builder.serve_connection(TokioIo::new(client_tls), service);
         tokio::pin!(serving);
