@@ -772,6 +772,9 @@ async fn client_that_does_not_trust_the_ca_is_recorded() {
         kinds(&recs).iter().any(|k| k == "tls_client_rejected"),
         "{recs:?}"
     );
+    let mut ids = Vec::new();
+    recs.iter().for_each(|r| values_of(r, "cause", &mut ids));
+    assert!(ids.iter().any(|i| i == "intercept_ca_untrusted"), "{ids:?}");
 }
 
 #[tokio::test]
