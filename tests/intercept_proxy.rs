@@ -3,7 +3,6 @@
 //! fixture) upstream, and judges every exchange.
 
 #[path = "support/acr.rs"]
-#[allow(dead_code)]
 mod acr;
 #[path = "support/proxy.rs"]
 mod support;
