@@ -1,0 +1,87 @@
+//! End to end with skopeo (containers/image, another Go client) through regdoc.
+//!
+//! Same prerequisites and skipping rules as `e2e_docker.rs`; no Docker daemon is started.
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+use harness::*;
+
+fn source() -> String {
+    format!("docker://{REG_HOST}/{IMAGE_REPO}:{IMAGE_TAG}")
+}
+
+fn copy(env: &Env, password: &str) -> Output {
+    let dest = format!("dir:{}", env.dir.join("copied").display());
+    let certs = env.skopeo_cert_dir();
+    let creds = format!("{USER}:{password}");
+    env.skopeo(&[
+        "copy",
+        "--src-cert-dir",
+        &certs,
+        "--src-creds",
+        &creds,
+        &source(),
+        &dest,
+    ])
+}
+
+fn healthy(opts: Options) {
+    let env = Env::start(Options {
+        docker: false,
+        ..opts
+    });
+    let out = copy(&env, PASSWORD);
+    assert!(out.success, "skopeo copy failed:\n{}", env.dump());
+    assert_printed(&out, "Writing manifest to image destination");
+    assert_no_failures(&env);
+}
+
+#[test]
+fn skopeo_healthy_passthrough() {
+    if !ready("skopeo_healthy_passthrough") {
+        return;
+    }
+    healthy(Options::default());
+}
+
+#[test]
+fn skopeo_healthy_interception_token_server() {
+    if !ready("skopeo_healthy_interception_token_server") {
+        return;
+    }
+    healthy(Options {
+        mode: Mode::Intercept,
+        auth: Auth::Token,
+        ..Options::default()
+    });
+}
+
+fn wrong_password(auth: Auth) {
+    let env = Env::start(Options {
+        mode: Mode::Intercept,
+        auth,
+        docker: false,
+        ..Options::default()
+    });
+    let out = copy(&env, "not-the-password");
+    assert!(!out.success, "a wrong password must fail");
+    assert_printed(&out, "unauthorized");
+    assert_diagnosed(&env, &out, &["invalid_credentials"]);
+}
+
+#[test]
+fn skopeo_wrong_password_htpasswd() {
+    if !ready("skopeo_wrong_password_htpasswd") {
+        return;
+    }
+    wrong_password(Auth::Htpasswd);
+}
+
+#[test]
+fn skopeo_wrong_password_token_server() {
+    if !ready("skopeo_wrong_password_token_server") {
+        return;
+    }
+    wrong_password(Auth::Token);
+}
