@@ -62,6 +62,31 @@ fn harness_self_check_through_squid() {
 }
 
 #[test]
+fn harness_self_check_token_server_through_squid() {
+    // The token server, its RS256 tokens and the registry's trust in them, without regdoc: a
+    // pull-only user pulls and runs, and its push is refused by the registry.
+    if !ready("harness_self_check_token_server_through_squid") {
+        return;
+    }
+    let env = Env::start(Options {
+        daemon_proxy: DaemonProxy::SquidOnly,
+        auth: Auth::Token,
+        ..Options::default()
+    });
+    login_pull_run(&env, PULL_USER);
+    let target = format!("{REG_HOST}/{IMAGE_REPO}:pushed");
+    assert!(env.docker(&["tag", &image(REG_HOST), &target]).success);
+    let push = env.docker(&["push", &target]);
+    assert!(!push.success, "a pull-only token must not push");
+    let bad = env.docker_login(USER, "not-the-password");
+    assert!(!bad.success);
+    assert_printed(
+        &bad,
+        "unauthorized: authentication required, visit https://aka.ms/acr/authorization for more information.",
+    );
+}
+
+#[test]
 fn healthy_passthrough() {
     if !ready("healthy_passthrough") {
         return;
@@ -269,6 +294,7 @@ fn push_without_push_rights() {
     assert!(env.docker(&["tag", &image(REG_HOST), &target]).success);
     let out = env.docker(&["push", &target]);
     assert!(!out.success, "push must be refused");
+    assert_printed(&out, "denied: requested access to the resource is denied");
     assert_diagnosed(&env, &out, &["not_authorized"]);
 }
 

@@ -38,6 +38,25 @@ fn healthy(opts: Options) {
 }
 
 #[test]
+fn skopeo_harness_self_check_through_squid() {
+    // skopeo, its --cert-dir trust and the proxy settings, without regdoc.
+    if !ready("skopeo_harness_self_check_through_squid") {
+        return;
+    }
+    let env = Env::start(Options {
+        daemon_proxy: DaemonProxy::SquidOnly,
+        auth: Auth::Token,
+        docker: false,
+        ..Options::default()
+    });
+    let out = copy(&env, PASSWORD);
+    assert!(out.success, "skopeo copy failed:\n{}", env.dump());
+    let bad = copy(&env, "not-the-password");
+    assert!(!bad.success);
+    assert_printed(&bad, "unauthorized");
+}
+
+#[test]
 fn skopeo_healthy_passthrough() {
     if !ready("skopeo_healthy_passthrough") {
         return;
