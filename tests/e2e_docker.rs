@@ -35,23 +35,6 @@ fn login_pull_run(env: &Env, user: &str) {
     assert_printed(&run, "regdoc-e2e-ran");
 }
 
-/// regdoc must have carried the traffic: a connection record names the host, in `mode`
-/// (`tunnel`, `intercept`) when given.
-fn assert_regdoc_saw(env: &Env, host: &str, mode: Option<&str>) {
-    let seen = env.records().iter().any(|r| {
-        r.get("event").and_then(|v| v.as_str()) == Some("connection")
-            && r.get("target")
-                .and_then(|v| v.as_str())
-                .is_some_and(|t| t.starts_with(host))
-            && mode.map_or(true, |m| r.get("mode").and_then(|v| v.as_str()) == Some(m))
-    });
-    assert!(
-        seen,
-        "regdoc logged no connection to {host} (mode {mode:?}):\n{}",
-        env.dump()
-    );
-}
-
 #[test]
 fn harness_self_check_through_squid() {
     // The stack without regdoc: if this fails, the environment is broken, not regdoc.

@@ -34,6 +34,11 @@ fn healthy(opts: Options) {
     let out = copy(&env, PASSWORD);
     assert!(out.success, "skopeo copy failed:\n{}", env.dump());
     assert_printed(&out, "Writing manifest to image destination");
+    let mode = match env.opts.mode {
+        Mode::Passthrough => "tunnel",
+        Mode::Intercept => "intercept",
+    };
+    assert_regdoc_saw(&env, REG_HOST, Some(mode));
     assert_no_failures(&env);
 }
 

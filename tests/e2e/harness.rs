@@ -63,6 +63,11 @@ const SILENT_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 7);
 /// The zone server's address: port 53 because resolv.conf cannot name a port.
 const DNS_ADDR: &str = "127.0.0.77:53";
 const LOCK_FILE: &str = "/tmp/regdoc-e2e.lock";
+/// Process ids the harness started, so a later run can stop what a killed run left behind.
+const PID_FILE: &str = "/tmp/regdoc-e2e.pids";
+/// Prefix of every test directory; a recorded pid is only stopped if its command line names one,
+/// so a reused pid is never touched.
+const DIR_PREFIX: &str = "regdoc-e2e-";
 
 /// Programs the harness runs. Checked before anything starts.
 const PROGRAMS: &[&str] = &[
@@ -290,10 +295,52 @@ impl Proc {
             .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        if let Ok(mut f) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(PID_FILE)
+        {
+            let _ = writeln!(f, "{}", child.id());
+        }
         Proc {
             name: name.to_string(),
             child,
             log,
+        }
+    }
+
+    /// Stop processes a previous, killed test run left behind (recorded in [`PID_FILE`]).
+    fn reap_stale() {
+        let Ok(list) = fs::read_to_string(PID_FILE) else {
+            return;
+        };
+        for pid in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(DIR_PREFIX) {
+                eprintln!("e2e: stopping pid {pid} left by an earlier run");
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+                let gone = wait_until(Duration::from_secs(15), || {
+                    !Path::new(&format!("/proc/{pid}")).exists()
+                });
+                if !gone {
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+        let _ = fs::remove_file(PID_FILE);
+        // Directories of killed runs (their processes are gone now), unless kept on purpose.
+        if std::env::var_os("REGDOC_E2E_KEEP").is_none() {
+            if let Ok(rd) = fs::read_dir(std::env::temp_dir()) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+                        let _ = fs::remove_dir_all(e.path());
+                    }
+                }
+            }
         }
     }
 
@@ -616,8 +663,9 @@ impl Env {
     /// Start everything `opts` asks for. Panics (after cleaning up) when a piece cannot start.
     pub fn start(opts: Options) -> Env {
         let lock = Lock::take();
+        Proc::reap_stale();
         let tmp = tempfile::Builder::new()
-            .prefix("regdoc-e2e-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .unwrap();
         let dir = tmp.path().to_path_buf();
@@ -1132,6 +1180,23 @@ pub fn assert_diagnosed(env: &Env, client: &Output, causes: &[&str]) -> serde_js
         cause_id(rec).unwrap_or_default()
     );
     rec.clone()
+}
+
+/// regdoc must have carried the traffic: a connection record names the host, in `mode`
+/// (`tunnel`, `intercept`) when given.
+pub fn assert_regdoc_saw(env: &Env, host: &str, mode: Option<&str>) {
+    let seen = env.records().iter().any(|r| {
+        r.get("event").and_then(|v| v.as_str()) == Some("connection")
+            && r.get("target")
+                .and_then(|v| v.as_str())
+                .is_some_and(|t| t.starts_with(host))
+            && mode.map_or(true, |m| r.get("mode").and_then(|v| v.as_str()) == Some(m))
+    });
+    assert!(
+        seen,
+        "regdoc logged no connection to {host} (mode {mode:?}):\n{}",
+        env.dump()
+    );
 }
 
 /// Assert regdoc logged no failure at all (healthy scenarios).
