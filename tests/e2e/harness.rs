@@ -309,39 +309,46 @@ impl Proc {
         }
     }
 
-    /// Stop processes a previous, killed test run left behind (recorded in [`PID_FILE`]).
+    /// Stop processes a previous, killed test run left behind (recorded in [`PID_FILE`]), then
+    /// remove its directories (unless kept on purpose with `REGDOC_E2E_KEEP`).
     fn reap_stale() {
+        Self::reap_processes();
+        if std::env::var_os("REGDOC_E2E_KEEP").is_some() {
+            return;
+        }
+        let Ok(rd) = fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    fn reap_processes() {
         let Ok(list) = fs::read_to_string(PID_FILE) else {
             return;
         };
         for pid in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(DIR_PREFIX) {
-                eprintln!("e2e: stopping pid {pid} left by an earlier run");
+            if !String::from_utf8_lossy(&cmdline).contains(DIR_PREFIX) {
+                continue;
+            }
+            eprintln!("e2e: stopping pid {pid} left by an earlier run");
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            let gone = wait_until(Duration::from_secs(15), || {
+                !Path::new(&format!("/proc/{pid}")).exists()
+            });
+            if !gone {
                 unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
-                let gone = wait_until(Duration::from_secs(15), || {
-                    !Path::new(&format!("/proc/{pid}")).exists()
-                });
-                if !gone {
-                    unsafe {
-                        libc::kill(pid, libc::SIGKILL);
-                    }
+                    libc::kill(pid, libc::SIGKILL);
                 }
             }
         }
         let _ = fs::remove_file(PID_FILE);
-        // Directories of killed runs (their processes are gone now), unless kept on purpose.
-        if std::env::var_os("REGDOC_E2E_KEEP").is_none() {
-            if let Ok(rd) = fs::read_dir(std::env::temp_dir()) {
-                for e in rd.flatten() {
-                    if e.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
-                        let _ = fs::remove_dir_all(e.path());
-                    }
-                }
-            }
-        }
     }
 
     pub fn pid(&self) -> u32 {
