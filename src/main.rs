@@ -68,9 +68,9 @@ enum Command {
     //     enum CaCommand {
     //         /// Create a CA certificate and key for interception.
     //         Init {
-    //             /// Directory for ca.crt and ca.key (default: the current directory).
-    //             #[arg(long, default_value = ".")]
-    //             dir: PathBuf,
+    //             /// Directory for the CA certificate and key (default chosen by `ca init`).
+    //             #[arg(long, value_name = "DIR")]
+    //             dir: Option<PathBuf>,
     //             /// Overwrite an existing CA.
     //             #[arg(long)]
     //             force: bool,
@@ -81,7 +81,7 @@ enum Command {
     //
     //     Command::Explain { cause_id, list } => regdoc::cmd::explain::main(cause_id.as_deref(), list),
     //     Command::Report { logfile, json } => regdoc::cmd::report::main(logfile.as_deref(), json),
-    //     Command::Ca(CaCommand::Init { dir, force }) => regdoc::cmd::ca::init(&dir, force),
+    //     Command::Ca(CaCommand::Init { dir, force }) => regdoc::cmd::ca::init(dir.as_deref(), force),
     //
     // (each returning ExitCode; adjust the paths to wherever those functions land).
     // ---------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ async fn serve(cfg: Config, source: String, log: &LogHandle) -> ExitCode {
     announce(&cfg, bound, &source);
     notify(sd_notify::NotifyState::Ready);
 
-    let result = regdoc::run(listener, cfg, shutdown(term, int)).await;
+    let result = regdoc::run(listener, cfg, shutdown(term, int, log.clone())).await;
     notify(sd_notify::NotifyState::Stopping);
     match result {
         Ok(()) => {
@@ -239,16 +239,26 @@ fn notify(state: sd_notify::NotifyState) {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown(mut term: Signal, mut int: Signal) {
+/// Resolves on the first SIGTERM or SIGINT. A second one ends the process at once, for an
+/// operator who does not want to wait for the drain.
+async fn shutdown(mut term: Signal, mut int: Signal, log: LogHandle) {
     let which = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(
         signal = which,
-        "shutting down: no new connections, draining open ones"
+        "shutting down: no new connections, draining open ones (send it again to stop at once)"
     );
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::warn!("second signal: exiting without waiting for open connections");
+        let _ = log.flush();
+        std::process::exit(i32::from(EXIT_RUNTIME));
+    });
 }
 
 async fn reopen_on_hangup(mut hup: Signal, log: LogHandle) {
@@ -375,8 +385,11 @@ fn summary(cfg: &Config) -> String {
     let _ = writeln!(s, "auth              {auth}");
     let _ = writeln!(
         s,
-        "log               format={:?} file={} connections={} aggregate_interval={:?}",
-        cfg.log.format,
+        "log               format={} file={} connections={} aggregate_interval={:?}",
+        match cfg.log.format {
+            LogFormat::Json => "json",
+            LogFormat::Pretty => "pretty",
+        },
         cfg.log
             .file
             .as_deref()
@@ -413,4 +426,74 @@ fn summary(cfg: &Config) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> RunArgs {
+        let mut argv = vec!["regdoc", "run"];
+        argv.extend_from_slice(list);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(a) => a,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_connect_to_rules_are_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("regdoc.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:4000\"\n[dns]\nconnect_to = [\"a.example:443=127.0.0.1:1\"]\n\
+             [log]\nformat = \"pretty\"\n",
+        )
+        .unwrap();
+        let a = args(&[
+            "--listen",
+            "127.0.0.1:5000",
+            "--connect-to",
+            "b.example:443=127.0.0.1:2",
+            "--log-file",
+            "/tmp/x.log",
+            "--log-format",
+            "json",
+        ]);
+        let cfg = effective_config(&a, Some(&path)).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(
+            cfg.dns.connect_to,
+            vec!["a.example:443=127.0.0.1:1", "b.example:443=127.0.0.1:2"]
+        );
+        assert_eq!(cfg.log.file, Some(PathBuf::from("/tmp/x.log")));
+        assert_eq!(cfg.log.format, LogFormat::Json);
+
+        // Without flags the file's values stand.
+        let cfg = effective_config(&args(&[]), Some(&path)).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(cfg.log.format, LogFormat::Pretty);
+
+        // Without a file: the embedded defaults.
+        let cfg = effective_config(&args(&[]), None).unwrap();
+        assert_eq!(cfg.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn summary_never_shows_secrets() {
+        let text = "[upstream]\nproxy = \"http://alice:s3cret-pw@proxy.corp.example:8080\"\n\
+                    [auth]\nusername = \"docker\"\npassword = \"hunter2-pw\"\n";
+        let cfg = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let s = summary(&cfg);
+        assert!(
+            s.contains("proxy.corp.example:8080 (with credentials)"),
+            "{s}"
+        );
+        assert!(s.contains("password set"), "{s}");
+        assert!(
+            !s.contains("s3cret") && !s.contains("hunter2") && !s.contains("alice"),
+            "{s}"
+        );
+    }
 }

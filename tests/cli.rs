@@ -322,3 +322,64 @@ fn systemd_unit_verifies() {
         .collect();
     assert!(about_unit.is_empty(), "{about_unit:#?}");
 }
+
+#[test]
+fn readiness_and_stopping_are_notified_to_systemd() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .env_remove("REGDOC_CONFIG")
+        .env_remove("REGDOC_LOG")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
+    signal(&running.0, libc::SIGTERM);
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
+    assert_eq!(wait_exit(&mut running.0).code(), Some(0));
+}
+
+#[test]
+fn startup_line_names_the_upstream_proxy_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("regdoc.log");
+    let conf = dir.path().join("regdoc.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[upstream]\nproxy = \"http://alice:s3cret-pw@proxy.corp.example:8080\"\n\
+             [log]\nfile = \"{}\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .arg("run")
+        .env("REGDOC_CONFIG", &conf)
+        .env_remove("REGDOC_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let line = wait_for_line(&log, "regdoc listening");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["upstream_proxy"], "proxy.corp.example:8080");
+    assert_eq!(v["config"], conf.display().to_string());
+    signal(&running.0, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut running.0).code(), Some(0));
+    let all = std::fs::read_to_string(&log).unwrap();
+    assert!(!all.contains("s3cret") && !all.contains("alice"), "{all}");
+}

@@ -1,6 +1,8 @@
 //! Core proxy behaviour over loopback: tunnels, refusals and their records, forwarding,
 //! upstream chaining, shutdown.
 
+#[path = "support/dns.rs"]
+mod dns;
 #[path = "support/proxy.rs"]
 mod support;
 
@@ -447,4 +449,186 @@ async fn shutdown_drains_an_open_tunnel() {
         .await
         .expect("run returns after the drain")
         .unwrap();
+}
+
+/// A rustls server on loopback for `name`, offering `alpn`; returns its address and the
+/// certificate to trust.
+async fn tls_origin(
+    name: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (
+    std::net::SocketAddr,
+    rustls::pki_types::CertificateDer<'static>,
+) {
+    use std::sync::Arc;
+    let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    let der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let addr = server(move |s: TcpStream| {
+        let acceptor = acceptor.clone();
+        async move {
+            if let Ok(mut tls) = acceptor.accept(s).await {
+                let _ = tls.write_all(b"registry").await;
+                let _ = tls.shutdown().await;
+            }
+        }
+    })
+    .await;
+    (addr, der)
+}
+
+fn tls_client(
+    ca: rustls::pki_types::CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::TlsConnector {
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+#[tokio::test]
+async fn passthrough_observes_client_hello_and_server_hello() {
+    let (origin, ca) = tls_origin("hello.azurecr.io", rustls::DEFAULT_VERSIONS).await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.dns.overrides.insert(
+        "hello.azurecr.io".into(),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
+    let proxy = Proxy::start(cfg).await;
+    let target = format!("hello.azurecr.io:{}", origin.port());
+    let (s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    let name = rustls::pki_types::ServerName::try_from("hello.azurecr.io").unwrap();
+    let mut tls = tls_client(ca, rustls::DEFAULT_VERSIONS)
+        .connect(name, s)
+        .await
+        .expect("handshake through the tunnel");
+    let mut got = Vec::new();
+    tls.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"registry");
+    drop(tls);
+    let c = wait_records(1, by_target("connection", target.clone())).await;
+    assert_eq!(c[0]["sni"], "hello.azurecr.io");
+    assert_eq!(c[0]["alpn"], serde_json::json!(["h2", "http/1.1"]));
+    assert_eq!(c[0]["tls_version"], "TLS1.3");
+    assert!(
+        c[0]["cipher"].as_str().unwrap_or("").starts_with("TLS13_"),
+        "{}",
+        c[0]
+    );
+    assert_eq!(c[0]["phases"]["tls"]["outcome"], "ok");
+    assert_eq!(c[0]["endpoint"], "registry_rest");
+    assert!(records(by_target("failure", target)).is_empty());
+}
+
+#[tokio::test]
+async fn passthrough_records_a_server_alert() {
+    // The server speaks only TLS 1.2; a TLS 1.3-only client gets a fatal protocol_version alert.
+    let (origin, ca) = tls_origin("alert.azurecr.io", &[&rustls::version::TLS12]).await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.dns.overrides.insert(
+        "alert.azurecr.io".into(),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
+    let proxy = Proxy::start(cfg).await;
+    let target = format!("alert.azurecr.io:{}", origin.port());
+    let (s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    let name = rustls::pki_types::ServerName::try_from("alert.azurecr.io").unwrap();
+    assert!(tls_client(ca, &[&rustls::version::TLS13])
+        .connect(name, s)
+        .await
+        .is_err());
+    let c = wait_records(1, by_target("connection", target.clone())).await;
+    let f = wait_records(1, by_target("failure", target)).await;
+    assert!(!f.is_empty(), "no failure record; connection: {:?}", c);
+    assert_eq!(f[0]["phase"], "tls");
+    assert_eq!(f[0]["kind"]["kind"], "tls_alert");
+    assert_eq!(f[0]["kind"]["level"], "fatal");
+    assert_eq!(f[0]["kind"]["description"], "protocol_version");
+    assert_eq!(f[0]["tls"]["sni"], "alert.azurecr.io");
+}
+
+#[tokio::test]
+async fn resolver_answers_nxdomain_no_data_and_cname_chains() {
+    let origin = server(|mut s: TcpStream| async move {
+        let _ = s.write_all(b"ok").await;
+    })
+    .await;
+    let port = origin.port();
+    let zone = dns::Zone::new()
+        .cname("chain.azurecr.io", "chain.privatelink.azurecr.io")
+        .a("chain.privatelink.azurecr.io", [127, 0, 0, 1])
+        .nodata("empty.azurecr.io")
+        .silent("slow.azurecr.io");
+    let dns = dns::TestDns::start("127.0.0.1:0".parse().unwrap(), zone);
+    let mut cfg = config(&[port]);
+    cfg.dns.nameservers = vec![dns.local_addr().to_string()];
+    let proxy = Proxy::start(cfg).await;
+
+    // The CNAME chain is followed and kept as evidence.
+    let target = format!("chain.azurecr.io:{port}");
+    let (mut s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    let mut b = [0u8; 2];
+    s.read_exact(&mut b).await.unwrap();
+    assert!(dns.was_asked("chain.azurecr.io"));
+
+    let cases = [
+        ("typo.azurecr.io", 502, "dns_nx_domain", "NXDOMAIN"),
+        ("empty.azurecr.io", 502, "dns_no_addresses", "no address"),
+        ("slow.azurecr.io", 504, "dns_timeout", "no DNS answer"),
+    ];
+    for (host, want, kind, words) in cases {
+        let target = format!("{host}:{port}");
+        let (_s, status, reason) = connect(proxy.addr, &target, "").await;
+        assert_eq!(status, want, "{host}: {reason}");
+        assert!(reason.contains(words), "{host}: {reason}");
+        let f = wait_records(1, by_target("failure", target)).await;
+        assert_eq!(f[0]["kind"]["kind"], kind);
+        assert_eq!(f[0]["phase"], "dns");
+        assert_eq!(f[0]["endpoint"], "registry_rest");
+    }
+}
+
+#[tokio::test]
+async fn connect_failure_record_keeps_the_dns_answer() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let zone = dns::Zone::new()
+        .cname("pe.azurecr.io", "pe.privatelink.azurecr.io")
+        .a("pe.privatelink.azurecr.io", [127, 0, 0, 1]);
+    let dns = dns::TestDns::start("127.0.0.1:0".parse().unwrap(), zone);
+    let mut cfg = config(&[port]);
+    cfg.dns.nameservers = vec![dns.local_addr().to_string()];
+    let proxy = Proxy::start(cfg).await;
+    let target = format!("pe.azurecr.io:{port}");
+    let (_s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 502);
+    let f = wait_records(1, by_target("failure", target)).await;
+    assert_eq!(
+        f[0]["dns"]["cnames"],
+        serde_json::json!(["pe.privatelink.azurecr.io"])
+    );
+    assert_eq!(f[0]["dns"]["addresses"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(f[0]["dns"]["source"], "resolver");
 }

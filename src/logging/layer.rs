@@ -30,10 +30,10 @@ impl LogLayer {
         LogLayer { tx, shared, format }
     }
 
-    fn send(&self, line: String) {
+    fn send(&self, msg: Msg) {
         // try_send: the proxy must never wait for the disk. A lost line is counted and the count
         // is written later by the writer.
-        if self.tx.try_send(Msg::Line(line)).is_err() {
+        if self.tx.try_send(msg).is_err() {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -209,11 +209,10 @@ where
             let mut r = RecordVisitor::default();
             event.record(&mut r);
             if let Some(json) = r.json {
-                let line = match self.format {
-                    LogFormat::Json => json,
-                    LogFormat::Pretty => pretty::record(r.kind.as_deref(), &json),
-                };
-                self.send(line);
+                self.send(match self.format {
+                    LogFormat::Json => Msg::Line(json),
+                    LogFormat::Pretty => Msg::Record { kind: r.kind, json },
+                });
                 return;
             }
             // A record without `json` is a programming slip; it still gets logged below.
@@ -239,6 +238,6 @@ where
             LogFormat::Json => ev.to_json_line(&super::timestamp_now()),
             LogFormat::Pretty => pretty::log(&ev),
         };
-        self.send(line);
+        self.send(Msg::Line(line));
     }
 }

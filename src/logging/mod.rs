@@ -73,7 +73,10 @@ pub(crate) struct Shared {
 
 /// What the layer and the handle send to the writer thread.
 pub(crate) enum Msg {
+    /// A finished line.
     Line(String),
+    /// A record's JSON, formatted by the writer (pretty form) so the proxy does not parse it.
+    Record { kind: Option<String>, json: String },
     /// Write out everything buffered, report drops, then answer.
     Flush(SyncSender<()>),
     /// Nothing to write; look at the reopen request.

@@ -7,6 +7,7 @@ use crate::config::LogFormat;
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -15,6 +16,9 @@ use std::time::{Duration, Instant};
 
 /// At most one complaint about a failing sink per this interval on stderr.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// How often an idle writer checks that the log path still names the file it writes to.
+const IDENTITY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Where lines go.
 #[derive(Debug, Clone)]
@@ -37,6 +41,9 @@ pub(crate) struct Writer {
     format: LogFormat,
     /// `None` after a failure: the next write tries to open the sink again.
     out: Option<Box<dyn Write + Send>>,
+    /// `(device, inode)` of the open log file, to notice it was removed or replaced.
+    identity: Option<(u64, u64)>,
+    last_identity_check: Instant,
     shared: Arc<Shared>,
     /// Lines written into `out` but not yet flushed.
     unflushed: bool,
@@ -45,12 +52,21 @@ pub(crate) struct Writer {
     last_warning: Option<Instant>,
 }
 
-fn open_target(target: &Target) -> io::Result<Box<dyn Write + Send>> {
+type Opened = (Box<dyn Write + Send>, Option<(u64, u64)>);
+
+fn open_target(target: &Target) -> io::Result<Opened> {
     Ok(match target {
-        Target::Stdout => Box::new(BufWriter::with_capacity(64 * 1024, io::stdout())),
+        Target::Stdout => (
+            Box::new(BufWriter::with_capacity(64 * 1024, io::stdout())),
+            None,
+        ),
         Target::File(path) => {
             let f: File = OpenOptions::new().create(true).append(true).open(path)?;
-            Box::new(BufWriter::with_capacity(64 * 1024, f))
+            let meta = f.metadata()?;
+            (
+                Box::new(BufWriter::with_capacity(64 * 1024, f)),
+                Some((meta.dev(), meta.ino())),
+            )
         }
     })
 }
@@ -62,8 +78,8 @@ impl Writer {
         format: LogFormat,
         shared: Arc<Shared>,
     ) -> Result<Writer, LogError> {
-        let out = match open_target(&target) {
-            Ok(out) => out,
+        let (out, identity) = match open_target(&target) {
+            Ok(opened) => opened,
             Err(source) => {
                 return Err(LogError::Open {
                     path: match &target {
@@ -78,6 +94,8 @@ impl Writer {
             target,
             format,
             out: Some(out),
+            identity,
+            last_identity_check: Instant::now(),
             shared,
             unflushed: false,
             reported_drops: 0,
@@ -95,6 +113,7 @@ impl Writer {
                     Ok(m) => m,
                     Err(TryRecvError::Empty) => {
                         self.flush();
+                        self.check_identity(false);
                         continue;
                     }
                     Err(TryRecvError::Disconnected) => break,
@@ -108,12 +127,19 @@ impl Writer {
             self.check_reopen();
             match msg {
                 Msg::Line(line) => {
+                    self.check_identity(false);
                     self.report_drops();
                     self.write_line(&line);
+                }
+                Msg::Record { kind, json } => {
+                    self.check_identity(false);
+                    self.report_drops();
+                    self.write_line(&pretty::record(kind.as_deref(), &json));
                 }
                 Msg::Flush(ack) => {
                     self.report_drops();
                     self.flush();
+                    self.check_identity(true);
                     let _ = ack.send(());
                 }
                 Msg::Wake => {}
@@ -134,13 +160,34 @@ impl Writer {
         }
     }
 
+    /// If the log path no longer names the open file (removed, or renamed without a SIGHUP),
+    /// drop the handle so the next write creates the file afresh. Lines written to a removed
+    /// file would otherwise vanish without any error. Rate-limited unless `now`.
+    fn check_identity(&mut self, now: bool) {
+        let Target::File(path) = &self.target else {
+            return;
+        };
+        if self.out.is_none() || (!now && self.last_identity_check.elapsed() < IDENTITY_CHECK_EVERY)
+        {
+            return;
+        }
+        self.last_identity_check = Instant::now();
+        let current = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        if current != self.identity {
+            self.flush();
+            self.out = None;
+            self.identity = None;
+        }
+    }
+
     fn ensure_open(&mut self) -> bool {
         if self.out.is_some() {
             return true;
         }
         match open_target(&self.target) {
-            Ok(out) => {
+            Ok((out, identity)) => {
                 self.out = Some(out);
+                self.identity = identity;
                 true
             }
             Err(e) => {

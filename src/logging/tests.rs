@@ -305,3 +305,24 @@ fn a_full_channel_drops_lines_and_a_later_line_reports_the_count() {
     // The layer (inside the dropped subscriber) and the handle held the only senders.
     thread.join().unwrap();
 }
+
+#[test]
+fn a_removed_log_file_is_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("regdoc.log");
+    let (layer, handle) = build(&file_config(&path, LogFormat::Json)).unwrap();
+    let sub = tracing_subscriber::registry().with(layer.with_filter(filter(None).unwrap()));
+    tracing::subscriber::with_default(sub, || {
+        tracing::info!("first");
+        handle.flush().unwrap();
+        // Removed without a SIGHUP: writes to the open handle would vanish silently.
+        std::fs::remove_file(&path).unwrap();
+        handle.flush().unwrap();
+        tracing::info!("second");
+        handle.flush().unwrap();
+    });
+    let got = lines(&path);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].contains("second"));
+    assert_eq!(handle.errors(), 0);
+}

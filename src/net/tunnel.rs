@@ -24,7 +24,15 @@ pub struct TunnelConfig {
 
 /// Receives failures the moment they happen (the tunnel goes on or ends as the failure says).
 pub trait FailureSink: Send + Sync {
-    fn failure(&self, phase: Phase, kind: FailureKind, error: String, elapsed: Duration);
+    /// `tls` is what the handshake showed so far, if it was observed.
+    fn failure(
+        &self,
+        phase: Phase,
+        kind: FailureKind,
+        error: String,
+        elapsed: Duration,
+        tls: Option<&TlsObservation>,
+    );
 }
 
 /// What a tunnel saw, for its `connection` record.
@@ -180,6 +188,7 @@ where
                         cfg.tls_timeout.as_millis()
                     ),
                     elapsed,
+                    report.tls.as_ref(),
                 );
                 return Ok(false);
             }
@@ -198,6 +207,7 @@ where
                         elapsed.as_millis()
                     ),
                     elapsed,
+                    report.tls.as_ref(),
                 );
                 return Ok(false);
             }
@@ -215,6 +225,7 @@ where
                     FailureKind::TlsServerClosed,
                     "server closed the connection in answer to the TLS ClientHello".into(),
                     elapsed,
+                    report.tls.as_ref(),
                 );
                 return Ok(false);
             }
@@ -239,6 +250,7 @@ where
                             FailureKind::TlsAlert { level: level.clone(), description: description.clone() },
                             format!("server refused the TLS handshake with a {level} alert: {description}"),
                             elapsed,
+                            Some(&tls),
                         );
                     }
                     Err(crate::tls::HelloError::Incomplete) if sbuf.len() < MAX_HELLO => continue,
@@ -250,6 +262,7 @@ where
                             "server answered the TLS ClientHello with bytes that are not TLS"
                                 .into(),
                             elapsed,
+                            Some(&tls),
                         );
                     }
                     Err(_) => {}
@@ -379,6 +392,7 @@ async fn copy<C, S>(
                             down_bytes + report.bytes_down
                         ),
                         Duration::from_millis(down_idle),
+                        report.tls.as_ref(),
                     );
                 }
             }

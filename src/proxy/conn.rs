@@ -85,9 +85,8 @@ pub async fn serve(
             return;
         }
     };
-    rec.requests = 1;
-
     if head.method.eq_ignore_ascii_case("CONNECT") {
+        rec.requests = 1;
         let Some((host, port)) = split_host_port(&head.target).filter(|(h, _)| valid_host(h))
         else {
             let ev = target.event(
@@ -198,7 +197,6 @@ async fn tunnel(
         shared,
         target,
         dns: est.dns.clone(),
-        tls: std::sync::Mutex::new(None),
         failed: AtomicBool::new(false),
     };
     let mut client = Prefixed::new(rest, client);

@@ -89,10 +89,23 @@ pub async fn serve<I>(
 }
 
 async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
-    let started = Instant::now();
     if let Ok(mut r) = st.rec.lock() {
         r.requests += 1;
     }
+    match exchange(&st, req).await {
+        Ok(resp) => resp,
+        Err(refusal) => {
+            if let Ok(mut rec) = st.rec.lock() {
+                rec.failed = true;
+            }
+            refusal_response(&refusal)
+        }
+    }
+}
+
+/// Forward one request. A refusal has already been diagnosed and logged.
+async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
+    let started = Instant::now();
     let uri = req.uri().clone();
     let Some((host, port)) = origin_of(&uri) else {
         let mut t = st.base.clone();
@@ -111,7 +124,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             msg,
             started.elapsed(),
         );
-        return refusal_response(&refuse(&st.shared, &ev));
+        return Err(refuse(&st.shared, &ev));
     };
     let mut target = st.base.clone();
     target.endpoint = classify(&host, &st.shared.registries);
@@ -126,46 +139,29 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         .get("proxy-authorization")
         .map(|v| v.as_bytes());
     if let Some(r) = super::conn::policy(&st.shared, &target, auth, started) {
-        return refusal_response(&r);
+        return Err(r);
     }
     let key = target.target();
     let mut guard = st.upstream.lock().await;
     let reusable = matches!(&*guard, Some(u) if u.key == key && !u.sender.is_closed());
     if !reusable {
         *guard = None;
-        match open_upstream(&st, &mut target).await {
-            Ok(u) => *guard = Some(u),
-            Err(r) => {
-                if let Ok(mut rec) = st.rec.lock() {
-                    rec.failed = true;
-                }
-                return refusal_response(&r);
-            }
-        }
+        *guard = Some(open_upstream(st, &mut target).await?);
     }
     let Some(up) = guard.as_mut() else {
-        return text_response(
-            StatusCode::BAD_GATEWAY,
-            "regdoc: no upstream connection",
-            None,
-        );
+        return Err(internal("no upstream connection"));
     };
-    let via_proxy = up.via_proxy;
-    let req = prepare_request(req, via_proxy);
-    if up.sender.ready().await.is_err() {
-        *guard = None;
-        return text_response(
-            StatusCode::BAD_GATEWAY,
-            "regdoc: upstream connection closed",
-            None,
-        );
-    }
+    let req = prepare_request(req, up.via_proxy);
     let timeout = st.shared.config.timeouts.response_headers;
-    let sent = tokio::time::timeout(timeout, up.sender.send_request(req)).await;
+    let sent = tokio::time::timeout(timeout, async {
+        up.sender.ready().await?;
+        up.sender.send_request(req).await
+    })
+    .await;
     match sent {
         Ok(Ok(mut resp)) => {
             strip_hop_by_hop(resp.headers_mut());
-            resp.map(|b| b.boxed())
+            Ok(resp.map(|b| b.boxed()))
         }
         Ok(Err(e)) => {
             *guard = None;
@@ -175,7 +171,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
                 format!("upstream closed the connection before answering: {e}"),
                 started.elapsed(),
             );
-            refusal_response(&refuse(&st.shared, &ev))
+            Err(refuse(&st.shared, &ev))
         }
         Err(_) => {
             *guard = None;
@@ -189,11 +185,16 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
                 ),
                 started.elapsed(),
             );
-            if let Ok(mut rec) = st.rec.lock() {
-                rec.failed = true;
-            }
-            refusal_response(&refuse(&st.shared, &ev))
+            Err(refuse(&st.shared, &ev))
         }
+    }
+}
+
+fn internal(what: &str) -> Refusal {
+    Refusal {
+        status: 502,
+        reason: format!("regdoc: {what}"),
+        cause: None,
     }
 }
 
@@ -260,11 +261,7 @@ async fn open_upstream(st: &State, target: &mut TargetInfo) -> Result<Upstream, 
         .title_case_headers(true)
         .handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| Refusal {
-            status: 502,
-            reason: format!("regdoc: HTTP handshake with upstream failed: {e}"),
-            cause: None,
-        })?;
+        .map_err(|e| internal(&format!("HTTP handshake with upstream failed: {e}")))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });

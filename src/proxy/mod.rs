@@ -175,16 +175,22 @@ pub struct TunnelFailures<'a> {
     pub shared: &'a Shared,
     pub target: &'a TargetInfo,
     pub dns: Option<DnsAnswer>,
-    pub tls: std::sync::Mutex<Option<TlsObservation>>,
     pub failed: AtomicBool,
 }
 
 impl FailureSink for TunnelFailures<'_> {
-    fn failure(&self, phase: Phase, kind: FailureKind, error: String, elapsed: Duration) {
+    fn failure(
+        &self,
+        phase: Phase,
+        kind: FailureKind,
+        error: String,
+        elapsed: Duration,
+        tls: Option<&TlsObservation>,
+    ) {
         self.failed.store(true, Ordering::Relaxed);
         let mut ev = self.target.event(phase, kind, error, elapsed);
         ev.dns = self.dns.clone();
-        ev.tls = self.tls.lock().ok().and_then(|t| t.clone());
+        ev.tls = tls.cloned();
         self.shared.report(&ev, None);
     }
 }
