@@ -107,3 +107,60 @@ fn answer(q: &[u8], zone: &BTreeMap<String, Ipv4Addr>) -> Option<Vec<u8>> {
     }
     Some(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query as dig sends it: id 0xbeef, RD, one question, an EDNS OPT record.
+    fn query(name: &str, qtype: u16) -> Vec<u8> {
+        let mut q = vec![0xbe, 0xef, 0x01, 0x20, 0, 1, 0, 0, 0, 0, 0, 1];
+        for label in name.split('.') {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.push(0);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&1u16.to_be_bytes());
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        q
+    }
+
+    fn zone() -> BTreeMap<String, Ipv4Addr> {
+        [("r.azurecr.io".to_string(), Ipv4Addr::new(10, 231, 0, 2))].into()
+    }
+
+    #[test]
+    fn answers_a_records_of_the_zone() {
+        let r = answer(&query("R.azurecr.io", 1), &zone()).unwrap();
+        assert_eq!(&r[0..2], &[0xbe, 0xef]);
+        assert_eq!(r[3] & 0x0f, 0, "NOERROR");
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1, "one answer");
+        assert_eq!(&r[r.len() - 4..], &[10, 231, 0, 2]);
+    }
+
+    #[test]
+    fn aaaa_of_a_zone_name_is_empty_noerror() {
+        let r = answer(&query("r.azurecr.io", 28), &zone()).unwrap();
+        assert_eq!(r[3] & 0x0f, 0);
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 0);
+    }
+
+    #[test]
+    fn other_names_are_nxdomain() {
+        let r = answer(&query("nope.azurecr.io", 1), &zone()).unwrap();
+        assert_eq!(r[3] & 0x0f, 3);
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 0);
+    }
+
+    #[test]
+    fn garbage_gets_no_reply() {
+        assert!(answer(&[0u8; 5], &zone()).is_none());
+        let mut truncated = query("r.azurecr.io", 1);
+        truncated.truncate(20);
+        assert!(answer(&truncated, &zone()).is_none());
+        let mut response = query("r.azurecr.io", 1);
+        response[2] |= 0x80;
+        assert!(answer(&response, &zone()).is_none());
+    }
+}

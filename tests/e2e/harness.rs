@@ -1228,3 +1228,37 @@ pub fn assert_printed(client: &Output, needle: &str) {
 pub fn note(msg: &str) {
     let _ = writeln!(std::io::stderr(), "e2e: {msg}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOCKER_SAID: &str = "Error response from daemon: Get \"https://r.azurecr.io/v2/\": regdoc: connection to 10.0.0.5:443 refused\n";
+
+    #[test]
+    fn symptom_must_be_what_the_client_printed() {
+        assert!(symptom_matches(
+            DOCKER_SAID,
+            "Error response from daemon: Get \"https://r.azurecr.io/v2/\": regdoc: connection to 10.0.0.5:443 refused"
+        ));
+        assert!(symptom_matches(
+            DOCKER_SAID,
+            "Get \"https://r.azurecr.io/v2/\": regdoc: connection to 10.0.0.5:443 refused"
+        ));
+        assert!(!symptom_matches(
+            DOCKER_SAID,
+            "Error response from daemon: Get \"https://r.azurecr.io/v2/\": Bad Gateway"
+        ));
+        assert!(!symptom_matches(DOCKER_SAID, ""));
+    }
+
+    #[test]
+    fn cause_is_an_id_or_an_object() {
+        let a = serde_json::json!({"cause": "registry_name"});
+        let b = serde_json::json!({"cause": {"id": "registry_name"}});
+        let c = serde_json::json!({"cause": null});
+        assert_eq!(cause_id(&a).as_deref(), Some("registry_name"));
+        assert_eq!(cause_id(&b).as_deref(), Some("registry_name"));
+        assert_eq!(cause_id(&c), None);
+    }
+}
