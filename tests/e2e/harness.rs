@@ -553,6 +553,8 @@ fn make_pki(dir: &Path) -> Pki {
     fs::write(&pki.server_key, leaf_key.serialize_pem()).unwrap();
     fs::write(&pki.regdoc_ca, rca.pem()).unwrap();
     fs::write(&pki.regdoc_ca_key, rca_key.serialize_pem()).unwrap();
+    // A CA key is private: regdoc may refuse one that others can read.
+    fs::set_permissions(&pki.regdoc_ca_key, fs::Permissions::from_mode(0o600)).unwrap();
     // RS256 like ACR: an RSA key, which rcgen's ring backend cannot generate.
     sh(Command::new(program("openssl"))
         .args([
