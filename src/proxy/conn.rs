@@ -216,6 +216,17 @@ async fn tunnel(
         rec.phases.tls = Some(PhaseOutcome { outcome, ms });
     }
     rec.failed |= failures.failed.load(Ordering::Relaxed);
+    // A tunnel that completed a handshake and carried data is a success the diagnosis can
+    // use as context (REST worked, so a later data-endpoint failure is a firewall gap).
+    if !rec.failed && report.tls_ok != Some(false) && report.bytes_down > 0 {
+        shared.diagnoser.note_success(crate::diagnose::SuccessNote {
+            client: target.client.ip(),
+            host: target.host.clone(),
+            endpoint: target.endpoint.clone(),
+            at: SystemTime::now(),
+            http: None,
+        });
+    }
 }
 
 fn finish(
