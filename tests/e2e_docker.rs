@@ -194,11 +194,17 @@ fn registry_firewalled_connect_timeout() {
     }
     let env = Env::start(Options::default());
     let out = failed_pull(&env, DROP_HOST);
-    assert_diagnosed(
-        &env,
-        &out,
-        &["client_firewall", "private_endpoint_unreachable"],
-    );
+    assert_diagnosed(&env, &out, &["client_firewall"]);
+}
+
+#[test]
+fn private_endpoint_firewalled_connect_timeout() {
+    if !ready("private_endpoint_firewalled_connect_timeout") {
+        return;
+    }
+    let env = Env::start(Options::default());
+    let out = failed_pull(&env, PRIVATE_HOST);
+    assert_diagnosed(&env, &out, &["private_endpoint_unreachable"]);
 }
 
 #[test]

@@ -39,6 +39,8 @@ pub const DOWN_HOST: &str = "regdoce2edown.azurecr.io";
 pub const DROP_HOST: &str = "regdoce2efw.azurecr.io";
 /// A registry that accepts TCP and never answers.
 pub const SILENT_HOST: &str = "regdoce2ehang.azurecr.io";
+/// A registry reached through a private endpoint (RFC 1918 address) that drops SYNs.
+pub const PRIVATE_HOST: &str = "regdoce2epriv.azurecr.io";
 /// A registry name that does not exist (NXDOMAIN).
 pub const NX_HOST: &str = "regdoce2enx.azurecr.io";
 
@@ -53,13 +55,18 @@ pub const IMAGE_TAG: &str = "1";
 const NETNS: &str = "rde2e";
 const VETH_HOST: &str = "rde2e-h";
 const VETH_NS: &str = "rde2e-n";
-const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 1);
-const REG_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 2);
-const DATA_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 3);
-const AUTH_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 4);
-const DOWN_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 5);
-const DROP_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 6);
-const SILENT_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 7);
+// TEST-NET-3 (RFC 5737): public-looking addresses, like a registry without a private endpoint,
+// that exist only inside the test's namespace (routed there by the veth's on-link route).
+const HOST_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const REG_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+const DATA_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 3);
+const AUTH_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 4);
+const DOWN_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+const DROP_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 6);
+const SILENT_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+// A private-endpoint address (RFC 1918), also only inside the namespace, firewalled.
+const PRIVATE_HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 1);
+const PRIVATE_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 8);
 /// The zone server's address: port 53 because resolv.conf cannot name a port.
 const DNS_ADDR: &str = "127.0.0.77:53";
 const LOCK_FILE: &str = "/tmp/regdoc-e2e.lock";
@@ -209,9 +216,13 @@ impl Netns {
             "link", "add", VETH_HOST, "type", "veth", "peer", "name", VETH_NS,
         ]));
         sh(Command::new(&ip).args(["link", "set", VETH_NS, "netns", NETNS]));
-        sh(Command::new(&ip).args(["addr", "add", &format!("{HOST_IP}/24"), "dev", VETH_HOST]));
+        for a in [HOST_IP, PRIVATE_HOST_IP] {
+            sh(Command::new(&ip).args(["addr", "add", &format!("{a}/24"), "dev", VETH_HOST]));
+        }
         sh(Command::new(&ip).args(["link", "set", VETH_HOST, "up"]));
-        for a in [REG_IP, DATA_IP, AUTH_IP, DOWN_IP, DROP_IP, SILENT_IP] {
+        for a in [
+            REG_IP, DATA_IP, AUTH_IP, DOWN_IP, DROP_IP, SILENT_IP, PRIVATE_IP,
+        ] {
             sh(Command::new(&ip).args([
                 "netns",
                 "exec",
@@ -227,6 +238,7 @@ impl Netns {
         sh(Command::new(&ip).args(["netns", "exec", NETNS, "ip", "link", "set", VETH_NS, "up"]));
         sh(Command::new(&ip).args(["netns", "exec", NETNS, "ip", "link", "set", "lo", "up"]));
         guard.drop_tcp(DROP_IP);
+        guard.drop_tcp(PRIVATE_IP);
         guard
     }
 
@@ -636,6 +648,7 @@ fn zone() -> BTreeMap<String, Ipv4Addr> {
         (DOWN_HOST, DOWN_IP),
         (DROP_HOST, DROP_IP),
         (SILENT_HOST, SILENT_IP),
+        (PRIVATE_HOST, PRIVATE_IP),
     ]
     .into_iter()
     .map(|(h, a)| (h.to_string(), a))
