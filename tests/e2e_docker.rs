@@ -176,15 +176,7 @@ fn registry_down_connection_refused() {
     }
     let env = Env::start(Options::default());
     let out = failed_pull(&env, DOWN_HOST);
-    assert_diagnosed(
-        &env,
-        &out,
-        &[
-            "client_firewall",
-            "registry_error",
-            "private_endpoint_unreachable",
-        ],
-    );
+    assert_diagnosed(&env, &out, &["client_firewall", "registry_error"]);
 }
 
 #[test]
