@@ -129,15 +129,15 @@ pub fn ready(test: &str) -> bool {
     }
     let mut why = Vec::new();
     if !missing.is_empty() {
-        why.push(format!("missing programs: {}", missing.join(", ")));
+        why.push(format!(
+            "missing programs: {} (`bash .ci/run` installs their Debian packages)",
+            missing.join(", ")
+        ));
     }
     if !root {
         why.push("needs root (network namespaces, dockerd)".to_string());
     }
-    let msg = format!(
-        "e2e test {test} SKIPPED: {} (bash .ci/run installs them)",
-        why.join("; ")
-    );
+    let msg = format!("e2e test {test} SKIPPED: {}", why.join("; "));
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{msg}; CI=true requires every end-to-end test to run");
     }
