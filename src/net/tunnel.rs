@@ -33,6 +33,9 @@ pub trait FailureSink: Send + Sync {
         elapsed: Duration,
         tls: Option<&TlsObservation>,
     );
+    /// The server answered the handshake: the path works. Called at once, not when the tunnel
+    /// ends, because clients keep REST tunnels open while they fetch layers elsewhere.
+    fn handshake_ok(&self, _tls: &TlsObservation) {}
 }
 
 /// What a tunnel saw, for its `connection` record.
@@ -252,6 +255,7 @@ where
                         let mut rt = RecordTracker::default();
                         rt.feed(&sbuf);
                         report.server_records = Some(rt);
+                        sink.handshake_ok(&tls);
                     }
                     Ok(server_hello::ServerFirst::Alert { level, description }) => {
                         tls.alert = Some(format!("{level} {description}"));

@@ -211,4 +211,16 @@ impl FailureSink for TunnelFailures<'_> {
         ev.tls = tls.cloned();
         self.shared.report(&ev, None);
     }
+
+    fn handshake_ok(&self, _tls: &TlsObservation) {
+        self.shared
+            .diagnoser
+            .note_success(crate::diagnose::SuccessNote {
+                client: self.target.client.ip(),
+                host: self.target.host.clone(),
+                endpoint: self.target.endpoint.clone(),
+                at: std::time::SystemTime::now(),
+                http: None,
+            });
+    }
 }
