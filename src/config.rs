@@ -66,7 +66,7 @@ impl Default for Config {
             allowed_ports: vec![443, 80],
             max_connections: 9_000,
             max_head_bytes: 16 * 1024,
-            buffer_bytes: 64 * 1024,
+            buffer_bytes: 256 * 1024,
             timeouts: Timeouts::default(),
             dns: DnsConfig::default(),
             upstream: UpstreamConfig::default(),
