@@ -205,7 +205,7 @@ impl Interceptor {
         let (to_client, upstream_tls) = match connected {
             Ok(s) => {
                 let (_, c) = s.get_ref();
-                tls.version = c.protocol_version().map(|v| format!("{v:?}"));
+                tls.version = c.protocol_version().map(version_name);
                 tls.cipher = c
                     .negotiated_cipher_suite()
                     .map(|s| format!("{:?}", s.suite()));
@@ -486,6 +486,15 @@ fn is_rejection(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
     )
+}
+
+/// `TLS1.3` style, as the passthrough observation names versions.
+fn version_name(v: rustls::ProtocolVersion) -> String {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLS1.3".into(),
+        rustls::ProtocolVersion::TLSv1_2 => "TLS1.2".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// `Connection: close` among the connection options.
