@@ -111,24 +111,8 @@ async fn network_article_client_firewall_connect_refused_and_timeout() {
         "fwreg.azurecr.io".into(),
         vec!["127.0.0.1".parse().unwrap()],
     );
-    // A black hole: a listener whose accept queue is full drops SYNs.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    sock.listen(0).unwrap();
-    let hole = sock.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..8 {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.set_nonblocking(true).unwrap();
-        let _ = s.connect(&hole.into());
-        fillers.push(s);
-    }
+    let black = black_hole().await;
+    let hole = black.addr;
     cfg.dns
         .connect_to
         .push(format!("dropreg.azurecr.io:443={hole}"));
