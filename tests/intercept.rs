@@ -483,6 +483,9 @@ async fn healthy_flow(h2: bool) {
     assert_eq!(out.failures, 0);
     assert!(failures_of(id).is_empty(), "{:?}", failures_of(id));
     assert_eq!(out.tls.sni.as_deref(), Some(HOST));
+    assert_eq!(out.tls.version.as_deref(), Some("TLS1.3"));
+    assert_eq!(out.tls.client_versions, vec!["TLS1.3", "TLS1.2"]);
+    assert!(out.tls.cipher.as_deref().unwrap().starts_with("TLS13_"));
     assert!(out.bytes_up > 0 && out.bytes_down > 0);
 }
 

@@ -39,11 +39,39 @@ const UPSTREAM_HANDSHAKE_CAP: std::time::Duration = std::time::Duration::from_se
 const H2: &[u8] = b"h2";
 const H1: &[u8] = b"http/1.1";
 
-/// Counts the bytes that cross the client side (TLS records included).
+/// Counts the bytes that cross the client side (TLS records included), and keeps a copy of the
+/// first bytes read (the ClientHello) until told to stop.
 struct Counting<C> {
     inner: C,
     up: Arc<AtomicU64>,
     down: Arc<AtomicU64>,
+    hello: Arc<HelloCopy>,
+}
+
+/// Largest ClientHello copy kept; rustls refuses larger hellos anyway.
+const HELLO_CAP: usize = 16 * 1024;
+
+#[derive(Default)]
+struct HelloCopy {
+    done: std::sync::atomic::AtomicBool,
+    bytes: std::sync::Mutex<Vec<u8>>,
+}
+
+impl HelloCopy {
+    fn push(&self, b: &[u8]) {
+        if self.done.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut v = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        let room = HELLO_CAP.saturating_sub(v.len());
+        v.extend_from_slice(&b[..b.len().min(room)]);
+    }
+
+    /// Stop copying and hand over what was copied.
+    fn take(&self) -> Vec<u8> {
+        self.done.store(true, Ordering::Relaxed);
+        std::mem::take(&mut *self.bytes.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 impl<C: AsyncRead + Unpin> AsyncRead for Counting<C> {
@@ -56,6 +84,9 @@ impl<C: AsyncRead + Unpin> AsyncRead for Counting<C> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len().saturating_sub(before);
         self.up.fetch_add(n as u64, Ordering::Relaxed);
+        if n > 0 {
+            self.hello.push(&buf.filled()[before..]);
+        }
         r
     }
 }
@@ -138,10 +169,12 @@ impl Interceptor {
     {
         let up_bytes = Arc::new(AtomicU64::new(0));
         let down_bytes = Arc::new(AtomicU64::new(0));
+        let hello_copy = Arc::new(HelloCopy::default());
         let client = Counting {
             inner: client,
             up: up_bytes.clone(),
             down: down_bytes.clone(),
+            hello: hello_copy.clone(),
         };
         let started = Instant::now();
         let mut tls = TlsObservation::default();
@@ -161,6 +194,10 @@ impl Interceptor {
             Ok(Err(_)) => return outcome(tls, 0, 0, "client_hello_invalid"),
             Err(_) => return outcome(tls, 0, 0, "client_hello_timeout"),
         };
+        // The versions the client offered are not exposed by rustls: read them from the copy.
+        if let Ok(h) = crate::tls::client_hello::parse(&hello_copy.take()) {
+            tls.client_versions = h.versions;
+        }
         let offered: Vec<Vec<u8>> = {
             let hello = start.client_hello();
             tls.sni = hello.server_name().map(str::to_string);
@@ -205,7 +242,7 @@ impl Interceptor {
         let (to_client, upstream_tls) = match connected {
             Ok(s) => {
                 let (_, c) = s.get_ref();
-                tls.version = c.protocol_version().map(|v| format!("{v:?}"));
+                tls.version = c.protocol_version().map(version_name);
                 tls.cipher = c
                     .negotiated_cipher_suite()
                     .map(|s| format!("{:?}", s.suite()));
@@ -486,6 +523,15 @@ fn is_rejection(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
     )
+}
+
+/// `TLS1.3` style, as the passthrough observation names versions.
+fn version_name(v: rustls::ProtocolVersion) -> String {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLS1.3".into(),
+        rustls::ProtocolVersion::TLSv1_2 => "TLS1.2".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// `Connection: close` among the connection options.
