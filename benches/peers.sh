@@ -314,11 +314,12 @@ run_idle() { # name
     sleep 1
     before=$(rss_kib "$pid")
     "$LOADGEN" idle --proxy "${ADDR[$n]}" --target "127.0.0.1:$PLAIN" --count "$IDLE_COUNT" \
-        --hold 120 >"$out" 2>"$TMP/idle-$n.err" &
+        --hold 360 >"$out" 2>"$TMP/idle-$n.err" &
     local lpid=$!
     PIDS+=("$lpid")
     local i
-    for ((i = 0; i < 1200; i++)); do
+    # A thread-per-connection proxy under load may need minutes to accept them all.
+    for ((i = 0; i < 3000; i++)); do
         grep -q '^ready=' "$out" 2>/dev/null && break
         kill -0 "$lpid" 2>/dev/null || break
         sleep 0.1
