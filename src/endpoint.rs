@@ -2,7 +2,10 @@
 //!
 //! Pure functions: the diagnosis needs to know whether a failing host is a registry's REST
 //! endpoint, one of its data endpoints, blob storage or an identity service, and which registry
-//! and region it belongs to.
+//! and region it belongs to. [`registry_name_issues`] spots the usual ways a registry name is
+//! mistyped, for the "registry name wrong" cause.
+
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -10,21 +13,23 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointKind {
-    /// `<name>.azurecr.io`, or a registry named in the configuration.
+    /// `<name>.azurecr.io` (or a sovereign-cloud twin, or a geo-replica's regional endpoint
+    /// `<name>.<region>.geo.azurecr.io`), or a registry named in the configuration.
     RegistryRest,
     /// `<name>.<region>.data.azurecr.io`
     DataEndpoint,
-    /// `*.blob.core.windows.net`
+    /// `*.blob.core.windows.net` (and sovereign-cloud twins)
     BlobStorage,
     /// `login.microsoftonline.com` and other Entra ID hosts.
     Identity,
-    /// `management.azure.com`
+    /// `management.azure.com` (and sovereign-cloud twins)
     Management,
     #[default]
     Other,
 }
 
 impl EndpointKind {
+    /// The snake_case name used in log records.
     pub fn as_str(self) -> &'static str {
         match self {
             EndpointKind::RegistryRest => "registry_rest",
@@ -49,65 +54,452 @@ pub struct Endpoint {
     pub kind: EndpointKind,
     /// Registry name (`myregistry` for `myregistry.azurecr.io`), or the configured host.
     pub registry: Option<String>,
-    /// Region of a data endpoint (`westeurope`).
+    /// Region of a data endpoint or a regional (geo) endpoint (`westeurope`).
     pub region: Option<String>,
 }
 
-/// Classify `host` (without port). `configured` lists registry hosts named in the
-/// configuration, which count as REST endpoints whatever their domain.
+/// Registry domains of the public and sovereign Azure clouds.
+const REGISTRY_SUFFIXES: &[&str] = &[".azurecr.io", ".azurecr.cn", ".azurecr.us"];
+const BLOB_SUFFIXES: &[&str] = &[
+    ".blob.core.windows.net",
+    ".blob.core.chinacloudapi.cn",
+    ".blob.core.usgovcloudapi.net",
+];
+const IDENTITY_HOSTS: &[&str] = &[
+    "login.microsoftonline.com",
+    "login.windows.net",
+    "login.microsoft.com",
+    "sts.windows.net",
+    "login.microsoftonline.us",
+    "login.chinacloudapi.cn",
+    "login.partner.microsoftonline.cn",
+];
+const MANAGEMENT_HOSTS: &[&str] = &[
+    "management.azure.com",
+    "management.core.windows.net",
+    "management.usgovcloudapi.net",
+    "management.chinacloudapi.cn",
+];
+
+/// Classify `host` (without port; the caller strips it). `configured` lists registry hosts
+/// named in the configuration, which count as REST endpoints whatever their domain; they are
+/// compared case-insensitively and without trailing dots, schemes or ports.
 pub fn classify(host: &str, configured: &[String]) -> Endpoint {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if configured.iter().any(|c| c.eq_ignore_ascii_case(&host)) {
-        let registry = host
-            .strip_suffix(".azurecr.io")
+    let host = normalise(host);
+    if configured.iter().any(|c| normalise_configured(c) == host) {
+        let registry = strip_registry_suffix(&host)
+            .filter(|name| is_label(name))
             .unwrap_or(&host)
             .to_string();
-        return Endpoint {
-            kind: EndpointKind::RegistryRest,
-            registry: Some(registry),
-            region: None,
-        };
+        return endpoint(EndpointKind::RegistryRest, Some(registry), None);
     }
-    if let Some(rest) = host.strip_suffix(".data.azurecr.io") {
-        if let Some((name, region)) = rest.split_once('.') {
-            if !name.is_empty() && !region.is_empty() && !region.contains('.') {
-                return Endpoint {
-                    kind: EndpointKind::DataEndpoint,
-                    registry: Some(name.to_string()),
-                    region: Some(region.to_string()),
-                };
+    if host.parse::<IpAddr>().is_ok() {
+        return Endpoint::default();
+    }
+    if let Some(rest) = strip_registry_suffix(&host) {
+        return classify_registry_host(rest);
+    }
+    if BLOB_SUFFIXES
+        .iter()
+        .any(|s| host.strip_suffix(s).is_some_and(is_label))
+    {
+        return endpoint(EndpointKind::BlobStorage, None, None);
+    }
+    if IDENTITY_HOSTS.contains(&host.as_str()) {
+        return endpoint(EndpointKind::Identity, None, None);
+    }
+    if MANAGEMENT_HOSTS.contains(&host.as_str()) {
+        return endpoint(EndpointKind::Management, None, None);
+    }
+    Endpoint::default()
+}
+
+/// `rest` is the host without its `.azurecr.*` suffix.
+fn classify_registry_host(rest: &str) -> Endpoint {
+    let labels: Vec<&str> = rest.split('.').collect();
+    if labels.iter().any(|l| !is_label(l)) {
+        return Endpoint::default();
+    }
+    let own = |s: &str| Some(s.to_string());
+    match labels.as_slice() {
+        [name] => endpoint(EndpointKind::RegistryRest, own(name), None),
+        // The private-link CNAME target; a client that uses it directly still talks to REST.
+        [name, "privatelink"] => endpoint(EndpointKind::RegistryRest, own(name), None),
+        [name, region, "data"] => endpoint(EndpointKind::DataEndpoint, own(name), own(region)),
+        [name, region, "data", "privatelink"] => {
+            endpoint(EndpointKind::DataEndpoint, own(name), own(region))
+        }
+        // Regional endpoint of a geo-replica: a login server of its own.
+        [name, region, "geo"] => endpoint(EndpointKind::RegistryRest, own(name), own(region)),
+        _ => Endpoint::default(),
+    }
+}
+
+fn endpoint(kind: EndpointKind, registry: Option<String>, region: Option<String>) -> Endpoint {
+    Endpoint {
+        kind,
+        registry,
+        region,
+    }
+}
+
+fn strip_registry_suffix(host: &str) -> Option<&str> {
+    REGISTRY_SUFFIXES
+        .iter()
+        .find_map(|s| host.strip_suffix(s))
+        .filter(|rest| !rest.is_empty())
+}
+
+/// Lower case, without the root dot, and without IPv6 brackets.
+fn normalise(host: &str) -> String {
+    let host = host.trim().trim_end_matches('.');
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.to_ascii_lowercase()
+}
+
+/// A configured registry may be written as a URL or with a port: keep only the host.
+fn normalise_configured(entry: &str) -> String {
+    let entry = entry.trim();
+    let entry = entry.split_once("://").map_or(entry, |(_, rest)| rest);
+    let entry = entry.split('/').next().unwrap_or(entry);
+    let host = if let Some(v6) = entry.strip_prefix('[') {
+        v6.split(']').next().unwrap_or(v6)
+    } else {
+        match entry.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
+            _ => entry,
+        }
+    };
+    normalise(host)
+}
+
+/// One DNS label of letters, digits and hyphens.
+fn is_label(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Hints about a registry name as a user typed it (`docker login <name>`, an image reference's
+/// host). Each hint is a stable id the diagnosis maps to advice:
+///
+/// * `empty`: nothing left after trimming;
+/// * `surrounding_whitespace`: leading or trailing spaces;
+/// * `has_scheme_or_path`: `https://…` or `…/repo` where a host is expected;
+/// * `upper_case`: registry login servers are lower case;
+/// * `missing_azurecr_suffix`: a single label like `myregistry` instead of the login server
+///   `myregistry.azurecr.io`;
+/// * `wrong_azurecr_suffix`: something like `myreg.azurecr.com` or `myreg.azurcr.io`;
+/// * `data_endpoint_not_login_server`: a `<name>.<region>.data.azurecr.io` host used as the
+///   login server;
+/// * `acr_name_invalid_characters`: ACR names are letters and digits only;
+/// * `acr_name_length`: ACR names are 5 to 50 characters;
+/// * `invalid_host_characters`: characters no host name can contain.
+pub fn registry_name_issues(host: &str) -> Vec<&'static str> {
+    let mut issues = Vec::new();
+    let trimmed = host.trim();
+    if trimmed.is_empty() {
+        issues.push("empty");
+        return issues;
+    }
+    if trimmed.len() != host.len() {
+        issues.push("surrounding_whitespace");
+    }
+    let mut name = trimmed;
+    if let Some((_, rest)) = name.split_once("://") {
+        issues.push("has_scheme_or_path");
+        name = rest;
+    }
+    if let Some((h, _path)) = name.split_once('/') {
+        if !issues.contains(&"has_scheme_or_path") {
+            issues.push("has_scheme_or_path");
+        }
+        name = h;
+    }
+    // A port is legitimate for a registry host; judge the host part.
+    if let Some((h, port)) = name.rsplit_once(':') {
+        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+            name = h;
+        }
+    }
+    let name = name.trim_end_matches('.');
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        issues.push("upper_case");
+    }
+    let lower = name.to_ascii_lowercase();
+    if !lower
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        issues.push("invalid_host_characters");
+    }
+    if lower.is_empty() || lower.parse::<IpAddr>().is_ok() {
+        return issues;
+    }
+    if !lower.contains('.') {
+        if lower != "localhost" {
+            issues.push("missing_azurecr_suffix");
+        }
+        return issues;
+    }
+    match strip_registry_suffix(&lower) {
+        Some(rest) => {
+            let labels: Vec<&str> = rest.split('.').collect();
+            if labels.len() == 3 && labels[2] == "data" {
+                issues.push("data_endpoint_not_login_server");
+            }
+            let acr_name = labels[0];
+            if !acr_name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                issues.push("acr_name_invalid_characters");
+            }
+            if !(5..=50).contains(&acr_name.len()) {
+                issues.push("acr_name_length");
+            }
+        }
+        None => {
+            if looks_like_azurecr_typo(&lower) {
+                issues.push("wrong_azurecr_suffix");
             }
         }
     }
-    if let Some(name) = host.strip_suffix(".azurecr.io") {
-        if !name.is_empty() && !name.contains('.') {
-            return Endpoint {
-                kind: EndpointKind::RegistryRest,
-                registry: Some(name.to_string()),
-                region: None,
-            };
+    issues
+}
+
+/// A host that was probably meant to end in `.azurecr.io`: a label close to `azurecr`, or
+/// `azurecr` under the wrong top-level domain.
+fn looks_like_azurecr_typo(host: &str) -> bool {
+    let labels: Vec<&str> = host.split('.').collect();
+    labels.iter().skip(1).any(|l| {
+        *l == "azurecr"
+            || (l.starts_with("azur") && l.ends_with("cr"))
+            || (l.len() >= 6 && edit_distance(l, "azurecr") <= 1)
+    })
+}
+
+/// Levenshtein distance, for short labels only.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<u8> = b.bytes().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(host: &str) -> Endpoint {
+        classify(host, &[])
+    }
+
+    fn rest(name: &str, region: Option<&str>) -> Endpoint {
+        endpoint(
+            EndpointKind::RegistryRest,
+            Some(name.into()),
+            region.map(Into::into),
+        )
+    }
+
+    #[test]
+    fn registry_rest_endpoints() {
+        assert_eq!(c("myregistry.azurecr.io"), rest("myregistry", None));
+        assert_eq!(c("MyRegistry.AzureCR.io."), rest("myregistry", None));
+        assert_eq!(c("  myregistry.azurecr.io  "), rest("myregistry", None));
+        assert_eq!(c("contoso.azurecr.cn"), rest("contoso", None));
+        assert_eq!(c("contoso.azurecr.us"), rest("contoso", None));
+        assert_eq!(
+            c("myregistry.privatelink.azurecr.io"),
+            rest("myregistry", None)
+        );
+    }
+
+    #[test]
+    fn geo_endpoints_are_rest_with_region() {
+        assert_eq!(
+            c("myregistry.westeurope.geo.azurecr.io"),
+            rest("myregistry", Some("westeurope"))
+        );
+    }
+
+    #[test]
+    fn data_endpoints() {
+        let want = endpoint(
+            EndpointKind::DataEndpoint,
+            Some("myregistry".into()),
+            Some("eastus2".into()),
+        );
+        assert_eq!(c("myregistry.eastus2.data.azurecr.io"), want);
+        assert_eq!(c("MYREGISTRY.EASTUS2.DATA.AZURECR.IO."), want);
+        assert_eq!(c("myregistry.eastus2.data.privatelink.azurecr.io"), want);
+        assert_eq!(
+            c("contoso.chinanorth3.data.azurecr.cn").kind,
+            EndpointKind::DataEndpoint
+        );
+        assert!(c("myregistry.eastus2.data.azurecr.io").kind.is_data());
+    }
+
+    #[test]
+    fn malformed_registry_hosts_are_other() {
+        for host in [
+            "azurecr.io",
+            ".azurecr.io",
+            "a..azurecr.io",
+            "a.b.c.d.azurecr.io",
+            ".westeurope.data.azurecr.io",
+            "myreg.westeurope.data.azurecr.io.evil.example",
+            "myreg_x.azurecr.io",
+            "myregistry.azurecr.io.example.com",
+            "myregistry.azurecr.com",
+        ] {
+            assert_eq!(c(host), Endpoint::default(), "{host}");
         }
     }
-    if host.ends_with(".blob.core.windows.net") {
-        return Endpoint {
-            kind: EndpointKind::BlobStorage,
-            registry: None,
-            region: None,
-        };
+
+    #[test]
+    fn blob_identity_management() {
+        let blob = c("acrprodweu123.blob.core.windows.net");
+        assert_eq!(blob.kind, EndpointKind::BlobStorage);
+        assert_eq!(blob.registry, None);
+        assert_eq!(blob.region, None);
+        assert!(blob.kind.is_data());
+        assert_eq!(
+            c("ACCOUNT.blob.core.windows.net.").kind,
+            EndpointKind::BlobStorage
+        );
+        assert_eq!(
+            c("x.blob.core.usgovcloudapi.net").kind,
+            EndpointKind::BlobStorage
+        );
+        assert_eq!(c("blob.core.windows.net").kind, EndpointKind::Other);
+        assert_eq!(c("a.b.blob.core.windows.net").kind, EndpointKind::Other);
+        assert_eq!(c("login.microsoftonline.com").kind, EndpointKind::Identity);
+        assert_eq!(c("Login.Windows.Net.").kind, EndpointKind::Identity);
+        assert_eq!(c("management.azure.com").kind, EndpointKind::Management);
+        assert_eq!(c("registry-1.docker.io").kind, EndpointKind::Other);
+        assert_eq!(c("").kind, EndpointKind::Other);
     }
-    if host == "login.microsoftonline.com" || host == "login.windows.net" {
-        return Endpoint {
-            kind: EndpointKind::Identity,
-            registry: None,
-            region: None,
-        };
+
+    #[test]
+    fn ip_literals_are_other() {
+        for host in ["10.0.0.4", "127.0.0.1", "::1", "[2001:db8::1]", "fe80::1"] {
+            assert_eq!(c(host), Endpoint::default(), "{host}");
+        }
     }
-    if host == "management.azure.com" {
-        return Endpoint {
-            kind: EndpointKind::Management,
-            registry: None,
-            region: None,
-        };
+
+    #[test]
+    fn configured_registries_count_as_rest() {
+        let configured = vec![
+            "registry.internal.example".to_string(),
+            "https://Harbor.Example.com:8443/".to_string(),
+            "MyReg.azurecr.io".to_string(),
+            "10.1.2.3:5000".to_string(),
+        ];
+        assert_eq!(
+            classify("registry.internal.example.", &configured),
+            rest("registry.internal.example", None)
+        );
+        assert_eq!(
+            classify("harbor.example.com", &configured),
+            rest("harbor.example.com", None)
+        );
+        assert_eq!(
+            classify("myreg.azurecr.io", &configured),
+            rest("myreg", None)
+        );
+        // An explicitly configured address wins over the IP-literal rule.
+        assert_eq!(classify("10.1.2.3", &configured), rest("10.1.2.3", None));
+        assert_eq!(classify("10.1.2.4", &configured).kind, EndpointKind::Other);
+        assert_eq!(
+            classify("other.example", &configured).kind,
+            EndpointKind::Other
+        );
     }
-    Endpoint::default()
+
+    #[test]
+    fn kind_names() {
+        assert_eq!(EndpointKind::DataEndpoint.as_str(), "data_endpoint");
+        assert_eq!(
+            serde_json::to_value(c("x.blob.core.windows.net")).unwrap()["kind"],
+            "blob_storage"
+        );
+    }
+
+    #[test]
+    fn name_issues() {
+        assert!(registry_name_issues("myregistry.azurecr.io").is_empty());
+        assert!(registry_name_issues("myregistry.azurecr.io:443").is_empty());
+        assert!(registry_name_issues("localhost").is_empty());
+        assert!(registry_name_issues("localhost:5000").is_empty());
+        assert!(registry_name_issues("registry-1.docker.io").is_empty());
+        assert!(registry_name_issues("10.0.0.4:5000").is_empty());
+        assert_eq!(
+            registry_name_issues("myregistry"),
+            vec!["missing_azurecr_suffix"]
+        );
+        assert_eq!(
+            registry_name_issues("MyRegistry.azurecr.io"),
+            vec!["upper_case"]
+        );
+        assert_eq!(
+            registry_name_issues("https://myregistry.azurecr.io/"),
+            vec!["has_scheme_or_path"]
+        );
+        assert_eq!(
+            registry_name_issues("myregistry.azurecr.io/team/app"),
+            vec!["has_scheme_or_path"]
+        );
+        assert_eq!(
+            registry_name_issues(" myregistry.azurecr.io"),
+            vec!["surrounding_whitespace"]
+        );
+        assert_eq!(
+            registry_name_issues("my-registry.azurecr.io"),
+            vec!["acr_name_invalid_characters"]
+        );
+        assert_eq!(
+            registry_name_issues("acr.azurecr.io"),
+            vec!["acr_name_length"]
+        );
+        assert_eq!(
+            registry_name_issues("myregistry.westeurope.data.azurecr.io"),
+            vec!["data_endpoint_not_login_server"]
+        );
+        for typo in [
+            "myregistry.azurecr.com",
+            "myregistry.azurcr.io",
+            "myregistry.azureacr.io",
+            "myregistry.azurecr.net",
+        ] {
+            assert_eq!(
+                registry_name_issues(typo),
+                vec!["wrong_azurecr_suffix"],
+                "{typo}"
+            );
+        }
+        assert_eq!(
+            registry_name_issues("HTTPS://MYREG"),
+            vec!["has_scheme_or_path", "upper_case", "missing_azurecr_suffix"]
+        );
+        assert_eq!(
+            registry_name_issues("my reg.azurecr.io"),
+            vec!["invalid_host_characters", "acr_name_invalid_characters"]
+        );
+        assert_eq!(registry_name_issues("   "), vec!["empty"]);
+    }
+
+    #[test]
+    fn edit_distance_small_cases() {
+        assert_eq!(edit_distance("azurecr", "azurecr"), 0);
+        assert_eq!(edit_distance("azurcr", "azurecr"), 1);
+        assert_eq!(edit_distance("azureacr", "azurecr"), 1);
+        assert_eq!(edit_distance("docker", "azurecr"), 5);
+    }
 }

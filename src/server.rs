@@ -1,15 +1,76 @@
 //! Accept loop, connection limits and graceful shutdown.
 
 use crate::config::Config;
+use crate::proxy::{SetupError, Shared};
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
 
-/// Serve proxy clients on `listener` until `shutdown` completes, then drain.
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+}
+
+/// Serve proxy clients on `listener` until `shutdown` completes; then stop accepting, let open
+/// connections finish for up to `timeouts.shutdown_grace`, and return.
 pub async fn run(
-    _listener: TcpListener,
-    _config: Config,
+    listener: TcpListener,
+    config: Config,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    shutdown.await;
+) -> Result<(), ServeError> {
+    let grace = config.timeouts.shutdown_grace;
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let shared = Arc::new(Shared::new(config)?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Each connection task holds a clone; when all are dropped, every connection is done.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = &mut shutdown => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                backoff = Duration::from_millis(5);
+                a
+            }
+            Err(e) => {
+                // Out of file descriptors or a transient network error: back off instead of
+                // spinning, and keep serving the connections already open.
+                tracing::warn!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let stop = stop_rx.clone();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            crate::proxy::conn::serve(shared, stream, peer, stop).await;
+            drop(permit);
+            drop(done);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(done_tx);
+    tracing::info!(
+        "shutting down: waiting up to {} s for open connections",
+        grace.as_secs()
+    );
+    if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
+        tracing::warn!("grace period over: closing the remaining connections");
+    }
     Ok(())
 }

@@ -3,17 +3,28 @@
 //! The catalog ([`catalog`]) is data; the rules ([`rules`]) are small pure functions from a
 //! [`FailureEvent`] plus context to [`Finding`]s; [`context`] keeps a small bounded memory of each
 //! client's and registry's recent successes, so that a data-endpoint failure after REST success is
-//! recognised as such. Nothing here touches a socket.
+//! recognised as such; [`symptom`] renders what the Docker client printed; [`aggregate`] counts
+//! repeats so the log is not flooded. Nothing here touches a socket. The only clock read is in
+//! the thin [`Diagnoser`] methods without an `_at` suffix; rules get the time as a value.
 
+pub mod aggregate;
 pub mod catalog;
+pub mod context;
+pub mod rules;
+pub mod symptom;
+pub mod text;
 
 use crate::config::Config;
-use crate::observe::{FailureEvent, HttpExchange};
-use serde::Serialize;
+use crate::endpoint::{Endpoint, EndpointKind};
+use crate::observe::{DnsAnswer, FailureEvent, HttpExchange};
+use serde::{Serialize, Serializer};
 use std::net::IpAddr;
 use std::time::SystemTime;
 
 pub use catalog::Cause;
+pub use context::{Context, ContextView, TokenNote};
+pub use rules::RulesConfig;
+pub use symptom::client_symptom;
 
 /// How sure a rule is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -24,14 +35,36 @@ pub enum Confidence {
     High,
 }
 
+impl Confidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        }
+    }
+}
+
+fn cause_id<S: Serializer>(cause: &&'static Cause, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(cause.id)
+}
+
 /// One cause a rule found, with the facts that made it think so.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    #[serde(skip)]
+    /// Serialised as the cause id.
+    #[serde(serialize_with = "cause_id")]
     pub cause: &'static Cause,
     pub confidence: Confidence,
     /// Facts, each a short sentence or `key=value`, never a secret.
     pub evidence: Vec<String>,
+}
+
+impl Finding {
+    /// The cause's stable id.
+    pub fn cause_id(&self) -> &'static str {
+        self.cause.id
+    }
 }
 
 /// A success worth remembering as context: a connection or exchange that worked.
@@ -45,23 +78,162 @@ pub struct SuccessNote {
     pub http: Option<HttpExchange>,
 }
 
-/// The diagnosis engine: rules plus their bounded context.
+/// The diagnosis engine: rules plus their bounded context. `Send + Sync`: share it in an `Arc`.
+#[derive(Debug)]
 pub struct Diagnoser {
-    _cfg: crate::config::DiagnosisConfig,
+    rules: RulesConfig,
+    context: Context,
 }
 
 impl Diagnoser {
     pub fn new(cfg: &Config) -> Self {
         Diagnoser {
-            _cfg: cfg.diagnosis.clone(),
+            rules: RulesConfig::from_config(cfg),
+            context: Context::new(cfg.diagnosis.context_window, context::DEFAULT_CAPACITY),
         }
     }
 
+    /// The rule configuration in use.
+    pub fn rules(&self) -> &RulesConfig {
+        &self.rules
+    }
+
     /// Remember a success (REST call that worked, tunnel that carried data).
-    pub fn note_success(&self, _note: SuccessNote) {}
+    pub fn note_success(&self, note: SuccessNote) {
+        let registry = registry_key(&note.host, &note.endpoint);
+        match note.endpoint.kind {
+            EndpointKind::RegistryRest => {
+                self.context.note_rest_ok(note.client, &registry, note.at)
+            }
+            k if k.is_data() => self
+                .context
+                .note_data_ok(&note.endpoint, &note.host, note.at),
+            _ => {}
+        }
+        if let Some(ex) = &note.http {
+            if rules::is_healthy(ex) {
+                self.remember_exchange(note.client, &note.host, &note.endpoint, ex, note.at);
+            }
+        }
+    }
 
     /// Causes of a failure, most likely first. Empty when no rule applies.
-    pub fn diagnose(&self, _ev: &FailureEvent) -> Vec<Finding> {
-        Vec::new()
+    pub fn diagnose(&self, ev: &FailureEvent) -> Vec<Finding> {
+        self.diagnose_at(ev, SystemTime::now())
+    }
+
+    /// [`Diagnoser::diagnose`] at a given time.
+    pub fn diagnose_at(&self, ev: &FailureEvent, now: SystemTime) -> Vec<Finding> {
+        let view = self
+            .context
+            .view(ev.client.ip(), &ev.host, &ev.endpoint, now);
+        rules::evaluate(ev, &view, &self.rules)
+    }
+
+    /// Judge one HTTP exchange seen through interception or plain forwarding. Empty means
+    /// healthy (the success is remembered as context); otherwise the causes, most likely first.
+    pub fn judge_exchange(
+        &self,
+        client: IpAddr,
+        host: &str,
+        endpoint: &Endpoint,
+        ex: &HttpExchange,
+    ) -> Vec<Finding> {
+        self.judge_exchange_at(client, host, endpoint, ex, SystemTime::now())
+    }
+
+    /// [`Diagnoser::judge_exchange`] at a given time.
+    pub fn judge_exchange_at(
+        &self,
+        client: IpAddr,
+        host: &str,
+        endpoint: &Endpoint,
+        ex: &HttpExchange,
+        now: SystemTime,
+    ) -> Vec<Finding> {
+        let view = self.context.view(client, host, endpoint, now);
+        let target = rules::Target { host, endpoint };
+        let findings = rules::exchange(ex, target, &view, &self.rules);
+        if rules::is_healthy(ex) {
+            self.remember_exchange(client, host, endpoint, ex, now);
+        }
+        findings
+    }
+
+    /// Check a successful DNS answer against the configuration (a private registry resolving to
+    /// a public address). `None` when the answer is as expected or the host is not configured.
+    pub fn judge_resolution(
+        &self,
+        host: &str,
+        endpoint: &Endpoint,
+        answer: &DnsAnswer,
+    ) -> Option<Finding> {
+        rules::resolution(rules::Target { host, endpoint }, answer, &self.rules, None)
+    }
+
+    fn remember_exchange(
+        &self,
+        client: IpAddr,
+        host: &str,
+        endpoint: &Endpoint,
+        ex: &HttpExchange,
+        at: SystemTime,
+    ) {
+        let registry = registry_key(host, endpoint);
+        if endpoint.kind == EndpointKind::RegistryRest {
+            self.context.note_rest_ok(client, &registry, at);
+        }
+        if (300..400).contains(&ex.status) {
+            if let Some(to) = ex.location.as_deref().and_then(location_host) {
+                if !to.eq_ignore_ascii_case(host) {
+                    let ep = crate::endpoint::classify(&to, &[]);
+                    self.context
+                        .note_redirect(&registry, &to, ep.region.as_deref(), at);
+                }
+            }
+        }
+        if let (Some(claims), true) = (&ex.issued_token, (200..300).contains(&ex.status)) {
+            self.context.note_token(
+                client,
+                &registry,
+                TokenNote {
+                    claims: claims.clone(),
+                    requested_scopes: ex.requested_scopes.iter().take(16).cloned().collect(),
+                    at,
+                },
+            );
+        }
     }
 }
+
+/// The context key of a registry: its name for ACR, the host otherwise.
+fn registry_key(host: &str, endpoint: &Endpoint) -> String {
+    endpoint
+        .registry
+        .clone()
+        .unwrap_or_else(|| host.to_ascii_lowercase())
+}
+
+/// Host of an absolute `Location` (no user info, port, path or query: SAS signatures live in the
+/// query and must never be kept).
+pub fn location_host(location: &str) -> Option<String> {
+    let rest = location
+        .strip_prefix("https://")
+        .or_else(|| location.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.split(':').next()?
+    };
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    ok.then(|| host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests;

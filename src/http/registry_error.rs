@@ -1,13 +1,290 @@
-//! Registry error bodies: `{"errors":[{"code":..,"message":..,"detail":..}]}`.
+//! Registry error bodies: `{"errors":[{"code":..,"message":..,"detail":..}]}` (distribution,
+//! ACR), and plain-text bodies reduced to one loggable line.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Entries kept from one body; a registry never sends more than a handful.
+const MAX_ERRORS: usize = 16;
+/// Characters kept of a message.
+const MAX_MESSAGE_CHARS: usize = 1024;
+/// Bytes of a `detail` value kept (serialised); larger details are dropped.
+const MAX_DETAIL_BYTES: usize = 2048;
 
 /// One entry of a registry `errors` array.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegistryError {
+    /// `UNAUTHORIZED`, `DENIED`, `NAME_UNKNOWN`, `TOOMANYREQUESTS`, … as sent.
     pub code: String,
     #[serde(default)]
     pub message: String,
+    /// ACR puts the refused access here: `[{"Type":"repository","Name":"app","Action":"pull"}]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
+}
+
+/// Parse a registry error body. Also accepts the OAuth 2 error shape
+/// (`{"error":"invalid_grant","error_description":"…"}`) some token servers use, as one entry
+/// with `code` = `error`. Anything else (invalid JSON, another shape) gives an empty vector.
+pub fn parse(body: &[u8]) -> Vec<RegistryError> {
+    let Ok(value) = serde_json::from_slice::<Value>(trim_bom(body)) else {
+        return Vec::new();
+    };
+    if let Some(errors) = value.get("errors").and_then(Value::as_array) {
+        return errors.iter().filter_map(entry).take(MAX_ERRORS).collect();
+    }
+    if let Some(code) = value.get("error").and_then(Value::as_str) {
+        let message = value
+            .get("error_description")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return vec![RegistryError {
+            code: cap_chars(code, 64),
+            message: cap_chars(message, MAX_MESSAGE_CHARS),
+            detail: None,
+        }];
+    }
+    Vec::new()
+}
+
+fn entry(v: &Value) -> Option<RegistryError> {
+    let code = v.get("code")?.as_str()?;
+    let message = v.get("message").and_then(Value::as_str).unwrap_or_default();
+    let detail = v
+        .get("detail")
+        .filter(|d| !d.is_null())
+        .filter(|d| d.to_string().len() <= MAX_DETAIL_BYTES)
+        .cloned();
+    Some(RegistryError {
+        code: cap_chars(code, 64),
+        message: cap_chars(message, MAX_MESSAGE_CHARS),
+        detail,
+    })
+}
+
+fn trim_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body)
+}
+
+fn cap_chars(s: &str, cap: usize) -> String {
+    s.chars().take(cap).collect()
+}
+
+/// A plain-text body (`Application not registered with AAD.`) as one line: whitespace runs
+/// (newlines included) become one space, control characters are dropped, the result is
+/// trimmed and cut to `cap` characters (ending in `…` when cut). Anything that looks like a
+/// JWT is replaced by `<jwt>`, so a token reply passed here by mistake leaks nothing. `None`
+/// for an empty or binary body.
+pub fn body_line(body: &[u8], cap: usize) -> Option<String> {
+    if cap == 0 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(trim_bom(body));
+    let total = text.chars().count();
+    let garbage = text
+        .chars()
+        .filter(|&c| c == '\u{fffd}' || (c.is_control() && !c.is_whitespace()))
+        .count();
+    // Compressed or binary bodies decode to mostly junk: nothing useful to show.
+    if total == 0 || garbage * 10 > total {
+        return None;
+    }
+    let mut words = Vec::new();
+    for word in text.split_whitespace() {
+        let clean: String = word
+            .chars()
+            .filter(|c| !c.is_control() && *c != '\u{fffd}')
+            .collect();
+        if clean.is_empty() {
+            continue;
+        }
+        words.push(if contains_jwt(&clean) {
+            "<jwt>".to_string()
+        } else {
+            clean
+        });
+    }
+    let line = words.join(" ");
+    if line.is_empty() {
+        return None;
+    }
+    if line.chars().count() <= cap {
+        return Some(line);
+    }
+    let mut cut: String = line.chars().take(cap.saturating_sub(1)).collect();
+    cut.push('…');
+    Some(cut)
+}
+
+/// Whether a word holds a JWT, possibly inside quotes or JSON punctuation.
+fn contains_jwt(word: &str) -> bool {
+    word.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .any(crate::http::jwt::looks_like_jwt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    // Bodies as the reference notes record them.
+    const FIREWALL: &str = r#"{"errors":[{"code":"DENIED","message":"client with IP \u0027172.214.169.102\u0027 is not allowed access. Refer https://aka.ms/acr/firewall to grant access."}]}"#;
+    const UNAUTHORIZED_REPO: &str = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required, visit https://aka.ms/acr/authorization for more information.","detail":[{"Type":"repository","Name":"billing","Action":"pull"}]}]}"#;
+    const UNAUTHORIZED_PING: &str = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required, visit https://aka.ms/acr/authorization for more information."}]}"#;
+    const CATALOG: &str = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"registry","Name":"catalog","Action":"*"}]}]}"#;
+
+    #[test]
+    fn acr_firewall_denial() {
+        let errs = parse(FIREWALL.as_bytes());
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].code, "DENIED");
+        assert_eq!(
+            errs[0].message,
+            "client with IP '172.214.169.102' is not allowed access. Refer https://aka.ms/acr/firewall to grant access."
+        );
+        assert_eq!(errs[0].detail, None);
+    }
+
+    #[test]
+    fn acr_unauthorized_with_detail() {
+        let errs = parse(UNAUTHORIZED_REPO.as_bytes());
+        assert_eq!(errs[0].code, "UNAUTHORIZED");
+        assert_eq!(
+            errs[0].detail,
+            Some(json!([{"Type":"repository","Name":"billing","Action":"pull"}]))
+        );
+        let errs = parse(UNAUTHORIZED_PING.as_bytes());
+        assert!(errs[0]
+            .message
+            .starts_with("authentication required, visit"));
+        let errs = parse(CATALOG.as_bytes());
+        assert_eq!(errs[0].detail.as_ref().unwrap()[0]["Name"], "catalog");
+    }
+
+    #[test]
+    fn distribution_codes_and_several_entries() {
+        let body = br#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry","detail":{"name":"app"}},{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"},{"code":"TOOMANYREQUESTS","message":"too many requests"}]}"#;
+        let errs = parse(body);
+        let codes: Vec<&str> = errs.iter().map(|e| e.code.as_str()).collect();
+        assert_eq!(
+            codes,
+            ["NAME_UNKNOWN", "MANIFEST_UNKNOWN", "TOOMANYREQUESTS"]
+        );
+        assert_eq!(errs[1].message, "manifest unknown");
+    }
+
+    #[test]
+    fn oauth_error_shape() {
+        let errs =
+            parse(br#"{"error":"invalid_grant","error_description":"refresh token expired"}"#);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].code, "invalid_grant");
+        assert_eq!(errs[0].message, "refresh token expired");
+    }
+
+    #[test]
+    fn lenient_about_odd_entries() {
+        // Entries without a string code are skipped; a BOM is fine; null detail is dropped.
+        let body = "\u{feff}{\"errors\":[{\"message\":\"no code\"},{\"code\":5},{\"code\":\"DENIED\",\"detail\":null}]}";
+        let errs = parse(body.as_bytes());
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].code, "DENIED");
+        assert_eq!(errs[0].message, "");
+        assert_eq!(errs[0].detail, None);
+    }
+
+    #[test]
+    fn limits() {
+        let many = format!(
+            "{{\"errors\":[{}]}}",
+            vec![r#"{"code":"X","message":"m"}"#; 100].join(",")
+        );
+        assert_eq!(parse(many.as_bytes()).len(), MAX_ERRORS);
+        let long = format!(
+            r#"{{"errors":[{{"code":"X","message":"{}","detail":"{}"}}]}}"#,
+            "m".repeat(5000),
+            "d".repeat(5000)
+        );
+        let errs = parse(long.as_bytes());
+        assert_eq!(errs[0].message.len(), MAX_MESSAGE_CHARS);
+        assert_eq!(errs[0].detail, None);
+    }
+
+    #[test]
+    fn not_registry_errors() {
+        for body in [
+            &b""[..],
+            b"Application not registered with AAD.",
+            b"<html><body>403 Forbidden</body></html>",
+            b"{\"errors\":",
+            b"{\"errors\":{}}",
+            b"[1,2]",
+            b"{\"details\":\"incorrect username or password\"}",
+            b"\xff\xfe\x00",
+        ] {
+            assert!(parse(body).is_empty(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn body_line_of_plain_text() {
+        assert_eq!(
+            body_line(b"Application not registered with AAD.", 200).as_deref(),
+            Some("Application not registered with AAD.")
+        );
+        assert_eq!(
+            body_line(b"\r\n  Application not registered\r\n with AAD.\n\n", 200).as_deref(),
+            Some("Application not registered with AAD.")
+        );
+        assert_eq!(
+            body_line(
+                b"aad access token with sp failed client id must be guid",
+                200
+            )
+            .as_deref(),
+            Some("aad access token with sp failed client id must be guid")
+        );
+        assert_eq!(
+            body_line(b"Application not registered with AAD.", 12).as_deref(),
+            Some("Application…")
+        );
+        assert_eq!(body_line(b"abc", 3).as_deref(), Some("abc"));
+        assert_eq!(
+            body_line(b"\x1b[31mupstream registry unavailable\x1b[0m\x07", 50).as_deref(),
+            Some("[31mupstream registry unavailable[0m")
+        );
+        // Mostly control bytes: treated as binary.
+        assert_eq!(body_line(b"\x1b[31mred\x1b[0m\x07", 50), None);
+        assert_eq!(
+            body_line("caf\u{e9} \u{2014} ok".as_bytes(), 50).as_deref(),
+            Some("café — ok")
+        );
+    }
+
+    #[test]
+    fn body_line_rejects_empty_and_binary() {
+        assert_eq!(body_line(b"", 100), None);
+        assert_eq!(body_line(b" \r\n\t ", 100), None);
+        assert_eq!(body_line(b"abc", 0), None);
+        // A gzip header and some deflate bytes.
+        assert_eq!(
+            body_line(
+                b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcb\x48\xcd\xc9\xc9\x07\x00",
+                100
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn body_line_hides_tokens() {
+        let jwt = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl";
+        let body = format!("{{\"access_token\":\"{jwt}\"}}");
+        let line = body_line(body.as_bytes(), 500).unwrap();
+        assert!(!line.contains(jwt));
+        assert!(!line.contains("c2lnbmF0dXJl"));
+        assert_eq!(line, "<jwt>");
+        let line = body_line(format!("token {jwt} expired").as_bytes(), 500).unwrap();
+        assert_eq!(line, "token <jwt> expired");
+    }
 }

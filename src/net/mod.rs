@@ -1,3 +1,7 @@
 //! Transport: name resolution, dialing (directly or through an upstream proxy) and tunnels.
 
+pub mod dial;
+pub mod prefixed;
+pub mod resolve;
+pub mod tunnel;
 pub mod upstream;

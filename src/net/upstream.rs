@@ -107,6 +107,129 @@ impl UpstreamProxy {
     }
 }
 
+/// How a CONNECT through the upstream proxy failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum UpstreamError {
+    #[error("upstream proxy {proxy} answered {status} {reason}")]
+    Status {
+        proxy: String,
+        status: u16,
+        reason: String,
+    },
+    #[error("upstream proxy {proxy} closed the connection without answering")]
+    Closed { proxy: String },
+    #[error("upstream proxy {proxy} did not answer within {timeout_ms} ms")]
+    Timeout { proxy: String, timeout_ms: u64 },
+    #[error("upstream proxy {proxy} sent an unreadable answer: {reason}")]
+    Garbled { proxy: String, reason: String },
+    #[error("cannot write to upstream proxy {proxy}: {reason}")]
+    Io { proxy: String, reason: String },
+}
+
+/// Largest answer head accepted from an upstream proxy.
+const MAX_ANSWER: usize = 16 * 1024;
+
+/// Send `CONNECT host:port` on `stream` (already connected to the upstream proxy) and read its
+/// answer. On success returns any bytes the proxy sent after its answer head, which belong to
+/// the tunnel.
+pub async fn connect_through(
+    stream: &mut tokio::net::TcpStream,
+    proxy: &UpstreamProxy,
+    host: &str,
+    port: u16,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, UpstreamError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let name = proxy.display();
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+    if let Some(auth) = proxy.authorization() {
+        req.push_str("Proxy-Authorization: ");
+        req.push_str(auth);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    let exchange = async {
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|e| UpstreamError::Io {
+                proxy: name.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = match stream.read(&mut chunk).await {
+                Ok(0) => {
+                    return Err(UpstreamError::Closed {
+                        proxy: name.clone(),
+                    })
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Err(UpstreamError::Closed {
+                        proxy: name.clone(),
+                    })
+                }
+                Err(e) => {
+                    return Err(UpstreamError::Io {
+                        proxy: name.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = resp.code.unwrap_or(0);
+                    if (200..300).contains(&status) {
+                        return Ok(buf[len..].to_vec());
+                    }
+                    let reason = resp
+                        .reason
+                        .unwrap_or("")
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(200)
+                        .collect();
+                    return Err(UpstreamError::Status {
+                        proxy: name.clone(),
+                        status,
+                        reason,
+                    });
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_ANSWER => continue,
+                Ok(httparse::Status::Partial) => {
+                    return Err(UpstreamError::Garbled {
+                        proxy: name.clone(),
+                        reason: "answer head too large".into(),
+                    })
+                }
+                Err(e) => {
+                    return Err(UpstreamError::Garbled {
+                        proxy: name.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Timeout {
+            proxy: name.clone(),
+            timeout_ms: timeout.as_millis() as u64,
+        }),
+    }
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

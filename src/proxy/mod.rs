@@ -1,1 +1,196 @@
 //! Protocol handling of client connections: CONNECT, absolute-form forwarding, replies.
+//!
+//! [`conn`] reads a client's first request head and dispatches it; [`connect`] resolves and
+//! dials (directly or through the upstream proxy) before anything is answered; [`reply`] is the
+//! one place that maps a failure to the status and reason phrase the client sees; [`forward`]
+//! relays plain `http://` requests with hyper.
+
+pub mod conn;
+pub mod connect;
+pub mod forward;
+pub mod head;
+pub mod reply;
+
+use crate::config::Config;
+use crate::diagnose::{Diagnoser, Finding};
+use crate::endpoint::Endpoint;
+use crate::net::resolve::Resolver;
+use crate::net::tunnel::{FailureSink, TunnelConfig};
+use crate::net::upstream::{NoProxy, UpstreamProxy};
+use crate::observe::{DnsAnswer, FailureEvent, FailureKind, Phase, TlsObservation};
+use base64::Engine;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the proxy could not be set up from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("DNS resolver: {0}")]
+    Resolver(#[from] crate::net::resolve::ResolverSetupError),
+    #[error("upstream proxy: {0}")]
+    Upstream(#[from] crate::net::upstream::UpstreamUrlError),
+}
+
+/// Everything connections share, built once from the configuration.
+pub struct Shared {
+    pub config: Config,
+    pub resolver: Resolver,
+    pub diagnoser: Arc<Diagnoser>,
+    pub upstream: Option<UpstreamProxy>,
+    pub no_proxy: NoProxy,
+    pub registries: Vec<String>,
+    pub tunnel: TunnelConfig,
+    /// `Basic …` value clients must present, when proxy authentication is configured.
+    expected_auth: Option<String>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Result<Shared, SetupError> {
+        let resolver = Resolver::from_config(&config)?;
+        let upstream = config
+            .upstream
+            .proxy
+            .as_deref()
+            .map(UpstreamProxy::parse)
+            .transpose()?;
+        let expected_auth = config.auth.as_ref().map(|a| {
+            let creds = format!("{}:{}", a.username, a.password);
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(creds)
+            )
+        });
+        Ok(Shared {
+            resolver,
+            diagnoser: Arc::new(Diagnoser::new(&config)),
+            upstream,
+            no_proxy: NoProxy::new(&config.upstream.no_proxy),
+            registries: config.registry_hosts(),
+            tunnel: TunnelConfig {
+                idle: config.timeouts.idle,
+                tls_timeout: config.timeouts.tls,
+                stall: config.timeouts.stall,
+                buffer: config.buffer_bytes,
+            },
+            expected_auth,
+            next_id: AtomicU64::new(1),
+            config,
+        })
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether the request carries the configured proxy credentials (always true when none are
+    /// configured). Compared in constant time: it is a password check.
+    pub fn auth_ok(&self, header: Option<&[u8]>) -> bool {
+        match &self.expected_auth {
+            None => true,
+            Some(expected) => header
+                .map(|h| constant_time_eq(h, expected.as_bytes()))
+                .unwrap_or(false),
+        }
+    }
+
+    pub fn auth_required(&self) -> bool {
+        self.expected_auth.is_some()
+    }
+
+    /// Diagnose `ev`, write its failure record, and return the findings and the reason phrase
+    /// for the reply (when `status` says the client gets one).
+    pub fn report(&self, ev: &FailureEvent, status: Option<u16>) -> (Vec<Finding>, String) {
+        let findings = self.diagnoser.diagnose(ev);
+        let reason = reply::reason_phrase(ev, &findings);
+        let symptom = reply::client_symptom(ev, &findings, status.map(|_| reason.as_str()));
+        let rec = crate::record::failure_record(
+            ev,
+            &findings,
+            status.map(|s| (s, reason.as_str())),
+            symptom,
+        );
+        crate::record::emit("failure", &rec);
+        (findings, reason)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// What a connection knows about its target, to build failure events.
+#[derive(Debug, Clone)]
+pub struct TargetInfo {
+    pub conn_id: u64,
+    pub client: SocketAddr,
+    pub host: String,
+    pub port: u16,
+    pub endpoint: Endpoint,
+    pub upstream_proxy: Option<String>,
+}
+
+impl TargetInfo {
+    pub fn target(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    pub fn event(
+        &self,
+        phase: Phase,
+        kind: FailureKind,
+        error: String,
+        elapsed: Duration,
+    ) -> FailureEvent {
+        FailureEvent {
+            conn_id: self.conn_id,
+            client: self.client,
+            target: self.target(),
+            host: self.host.clone(),
+            port: self.port,
+            endpoint: self.endpoint.clone(),
+            phase,
+            kind,
+            error,
+            dns: None,
+            tls: None,
+            http: None,
+            upstream_proxy: self.upstream_proxy.clone(),
+            elapsed_ms: elapsed.as_millis() as u64,
+        }
+    }
+}
+
+/// Turns tunnel failures into failure records as they happen.
+pub struct TunnelFailures<'a> {
+    pub shared: &'a Shared,
+    pub target: &'a TargetInfo,
+    pub dns: Option<DnsAnswer>,
+    pub failed: AtomicBool,
+}
+
+impl FailureSink for TunnelFailures<'_> {
+    fn failure(
+        &self,
+        phase: Phase,
+        kind: FailureKind,
+        error: String,
+        elapsed: Duration,
+        tls: Option<&TlsObservation>,
+    ) {
+        self.failed.store(true, Ordering::Relaxed);
+        let mut ev = self.target.event(phase, kind, error, elapsed);
+        ev.dns = self.dns.clone();
+        ev.tls = tls.cloned();
+        self.shared.report(&ev, None);
+    }
+}

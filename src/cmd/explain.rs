@@ -1,0 +1,228 @@
+//! `regdoc explain CAUSE_ID` and `regdoc explain --list`: the catalog, for people.
+
+use crate::diagnose::catalog::{self, Cause};
+use crate::diagnose::text::edit_distance;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+/// Why a cause could not be explained.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExplainError {
+    #[error("unknown cause id {id:?}{}", suggest(.close))]
+    Unknown {
+        id: String,
+        close: Vec<&'static str>,
+    },
+}
+
+fn suggest(close: &[&str]) -> String {
+    if close.is_empty() {
+        "; `regdoc explain --list` shows every id".into()
+    } else {
+        format!("; did you mean: {}?", close.join(", "))
+    }
+}
+
+/// Ids close to `id`: small edit distance, or sharing a word.
+fn close_ids(id: &str) -> Vec<&'static str> {
+    let id = id.trim().to_ascii_lowercase().replace(['-', ' '], "_");
+    let mut scored: Vec<(usize, &'static str)> = catalog::CAUSES
+        .iter()
+        .filter_map(|c| {
+            let d = edit_distance(&id, c.id);
+            let shares_word = id
+                .split('_')
+                .filter(|w| w.len() >= 4)
+                .any(|w| c.id.split('_').any(|cw| cw == w || cw.starts_with(w)));
+            (d <= 3 || shares_word || (id.len() >= 4 && c.id.contains(&id))).then_some((d, c.id))
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(5).map(|(_, id)| id).collect()
+}
+
+fn wrap(out: &mut String, indent: &str, text: &str) {
+    // Keep lines readable in a terminal without a dependency: wrap at ~96 columns.
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + word.len() + 1 > 96 - indent.len() {
+            let _ = writeln!(out, "{indent}{line}");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        let _ = writeln!(out, "{indent}{line}");
+    }
+}
+
+fn list_items(out: &mut String, items: &[&str]) {
+    for (i, item) in items.iter().enumerate() {
+        let mut body = String::new();
+        wrap(&mut body, "     ", item);
+        let body = body.trim_start();
+        let _ = write!(out, "  {}. {body}", i + 1);
+    }
+}
+
+/// The full explanation of one cause.
+pub fn render(c: &Cause) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} - {}", c.id, c.title);
+    let _ = writeln!(out, "source: {}", c.source.label());
+    let _ = writeln!(out);
+    let _ = writeln!(out, "What the Docker client shows:");
+    wrap(
+        &mut out,
+        "  ",
+        &c.client_symptom.replace("{host}", "<registry>"),
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "How to confirm:");
+    list_items(&mut out, c.how_to_confirm);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "How to fix:");
+    list_items(&mut out, c.remedy);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Documentation: {}", c.doc);
+    if c.observable {
+        let _ = writeln!(
+            out,
+            "regdoc reports this cause when it sees it on the Docker host's traffic."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "regdoc cannot observe this cause: it happens outside the Docker host's path (listed for completeness)."
+        );
+    }
+    out
+}
+
+/// Explain the cause `id`, or say which ids are close.
+pub fn explain(id: &str) -> Result<String, ExplainError> {
+    match catalog::by_id(id.trim()) {
+        Some(c) => Ok(render(c)),
+        None => Err(ExplainError::Unknown {
+            id: id.to_string(),
+            close: close_ids(id),
+        }),
+    }
+}
+
+/// Every cause id with its title, grouped by source.
+pub fn list() -> String {
+    let mut out = String::new();
+    let width = catalog::CAUSES
+        .iter()
+        .map(|c| c.id.len())
+        .max()
+        .unwrap_or(0);
+    for source in [
+        catalog::Source::NetworkArticle,
+        catalog::Source::LoginArticle,
+        catalog::Source::Beyond,
+    ] {
+        let _ = writeln!(out, "{}:", source.label());
+        for c in catalog::CAUSES.iter().filter(|c| c.source == source) {
+            let mark = if c.observable {
+                ""
+            } else {
+                " (not observable)"
+            };
+            let _ = writeln!(out, "  {:width$}  {}{mark}", c.id, c.title);
+        }
+    }
+    out
+}
+
+/// Entry point of `regdoc explain`: prints to stdout, errors to stderr.
+pub fn main(cause_id: Option<&str>, list_all: bool) -> ExitCode {
+    match (cause_id, list_all) {
+        (_, true) | (None, false) => {
+            print!("{}", list());
+            ExitCode::SUCCESS
+        }
+        (Some(id), false) => match explain(id) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("regdoc explain: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explains_every_cause_with_all_sections() {
+        for c in catalog::CAUSES {
+            let text = explain(c.id).unwrap();
+            for section in [
+                "What the Docker client shows:",
+                "How to confirm:",
+                "How to fix:",
+                "Documentation: https://",
+            ] {
+                assert!(text.contains(section), "{} lacks {section}", c.id);
+            }
+            assert!(text.starts_with(&format!("{} - {}", c.id, c.title)));
+        }
+    }
+
+    #[test]
+    fn unobservable_cause_says_so() {
+        let text = explain("azure_service_access").unwrap();
+        assert!(text.contains("cannot observe"));
+        assert!(explain("client_firewall")
+            .unwrap()
+            .contains("reports this cause"));
+    }
+
+    #[test]
+    fn data_endpoint_explanation_names_hosts_to_allow() {
+        let text = explain("data_endpoint_firewall").unwrap();
+        assert!(text.contains("<name>.<region>.data.azurecr.io"));
+        assert!(text.contains("*.blob.core.windows.net"));
+    }
+
+    #[test]
+    fn unknown_id_suggests_close_ids() {
+        let err = explain("registry_nmae").unwrap_err();
+        let ExplainError::Unknown { close, .. } = &err;
+        assert_eq!(close.first(), Some(&"registry_name"));
+        assert!(err.to_string().contains("did you mean: registry_name"));
+        let ExplainError::Unknown { close, .. } = explain("firewall").unwrap_err();
+        assert!(close.contains(&"client_firewall") && close.contains(&"data_endpoint_firewall"));
+        let ExplainError::Unknown { close, .. } = explain("expired-credentials ").unwrap_err();
+        assert_eq!(close.first(), Some(&"expired_credentials"));
+        let err = explain("zzzzzzzzzzzz").unwrap_err();
+        assert!(err.to_string().contains("--list"));
+    }
+
+    #[test]
+    fn list_names_every_cause_once() {
+        let l = list();
+        for c in catalog::CAUSES {
+            assert_eq!(
+                l.lines()
+                    .filter(|line| line.split_whitespace().next() == Some(c.id))
+                    .count(),
+                1,
+                "{}",
+                c.id
+            );
+        }
+        assert!(l.contains("network article:") && l.contains("login article:"));
+        assert!(l.contains("(not observable)"));
+    }
+}

@@ -1,0 +1,530 @@
+//! `regdoc report [LOGFILE|-] [--json]`: a summary of a regdoc log, by cause.
+//!
+//! Reads the JSON-lines log regdoc writes. `failure` records count one each, `failure_summary`
+//! records add their `count` of suppressed repeats; `connection` records are tallied; any other
+//! line is skipped. A line that is not a JSON object, or is absurdly long, is counted as bad and
+//! skipped: a report never fails on a damaged log.
+
+use crate::diagnose::catalog;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Longest line read; longer ones are skipped as bad.
+pub const MAX_LINE: usize = 1 << 20;
+/// Distinct causes tracked; more are folded into `other`.
+const MAX_CAUSES: usize = 256;
+/// Distinct values tracked per breakdown (targets, registries, ...).
+const MAX_VALUES: usize = 1024;
+/// Values shown per breakdown in the text rendering.
+const SHOWN: usize = 8;
+
+/// The whole report.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Lines read (blank lines excluded).
+    pub lines: u64,
+    /// Failures, counting each summary's repeats.
+    pub failures: u64,
+    pub failure_records: u64,
+    pub summary_records: u64,
+    pub connection_records: u64,
+    /// Valid JSON lines of other kinds (start-up, log lines).
+    pub other_records: u64,
+    /// Lines that were not JSON objects or were too long.
+    pub bad_lines: u64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    /// Most frequent cause first.
+    pub causes: Vec<CauseReport>,
+}
+
+/// Failures of one cause.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CauseReport {
+    pub cause: String,
+    pub title: String,
+    pub count: u64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    /// Breakdowns: value → failures, most frequent first.
+    pub endpoints: Vec<(String, u64)>,
+    pub registries: Vec<(String, u64)>,
+    pub regions: Vec<(String, u64)>,
+    pub targets: Vec<(String, u64)>,
+    pub phases: Vec<(String, u64)>,
+    pub clients: Vec<(String, u64)>,
+    pub remedy: Vec<String>,
+    pub doc: Option<String>,
+    /// What the Docker client printed, from the first record that said.
+    pub client_symptom: Option<String>,
+}
+
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    first: Option<(i128, String)>,
+    last: Option<(i128, String)>,
+    title: Option<String>,
+    remedy: Vec<String>,
+    doc: Option<String>,
+    symptom: Option<String>,
+    endpoints: HashMap<String, u64>,
+    registries: HashMap<String, u64>,
+    regions: HashMap<String, u64>,
+    targets: HashMap<String, u64>,
+    phases: HashMap<String, u64>,
+    clients: HashMap<String, u64>,
+}
+
+fn bump(map: &mut HashMap<String, u64>, value: Option<&str>, n: u64) {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return;
+    };
+    let v = cap(v, 200);
+    if let Some(c) = map.get_mut(&v) {
+        *c += n;
+    } else if map.len() < MAX_VALUES {
+        map.insert(v, n);
+    } else {
+        *map.entry("(other)".into()).or_insert(0) += n;
+    }
+}
+
+fn cap(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+fn sorted(map: HashMap<String, u64>) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = map.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 timestamp (`2026-11-23T18:40:00.123Z`,
+/// `...+01:00`), for ordering. `None` when it does not parse.
+pub fn parse_rfc3339(s: &str) -> Option<i128> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[13] != b':' || b[16] != b':' || hour > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?)
+            .ok()?;
+    let days = i64::from(date.to_julian_day()) - 2_440_588; // Julian day of 1970-01-01
+    let mut rest = &s[19..];
+    let mut nanos: i128 = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let kept = &frac[..digits.min(9)];
+        nanos = kept.parse::<i128>().ok()? * 10i128.pow(9 - kept.len() as u32);
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6
+            && matches!(tz.as_bytes()[0], b'+' | b'-')
+            && tz.as_bytes()[3] == b':' =>
+        {
+            let h: i64 = tz.get(1..3)?.parse().ok()?;
+            let m: i64 = tz.get(4..6)?.parse().ok()?;
+            let o = h * 3600 + m * 60;
+            if tz.starts_with('-') {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset;
+    Some(i128::from(secs) * 1_000_000_000 + nanos)
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .take(32)
+                .map(|s| cap(s, 1000))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Builder {
+    report: Report,
+    tallies: HashMap<String, Tally>,
+    first: Option<(i128, String)>,
+    last: Option<(i128, String)>,
+}
+
+fn widen(first: &mut Option<(i128, String)>, last: &mut Option<(i128, String)>, ts: &str) {
+    let Some(t) = parse_rfc3339(ts) else {
+        return;
+    };
+    if !matches!(first, Some((f, _)) if *f <= t) {
+        *first = Some((t, ts.to_string()));
+    }
+    if !matches!(last, Some((l, _)) if *l >= t) {
+        *last = Some((t, ts.to_string()));
+    }
+}
+
+impl Builder {
+    fn line(&mut self, line: &str) {
+        let line = line.trim();
+        if line.is_empty() {
+            return;
+        }
+        self.report.lines += 1;
+        let v: Value = match serde_json::from_str(line) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                self.report.bad_lines += 1;
+                return;
+            }
+        };
+        match str_field(&v, "event") {
+            Some("failure") => {
+                self.report.failure_records += 1;
+                self.failure(&v, 1);
+            }
+            Some("failure_summary") => {
+                self.report.summary_records += 1;
+                let n = v.get("count").and_then(Value::as_u64).unwrap_or(0);
+                if n > 0 {
+                    self.failure(&v, n);
+                }
+            }
+            Some("connection") => self.report.connection_records += 1,
+            _ => self.report.other_records += 1,
+        }
+    }
+
+    fn failure(&mut self, v: &Value, n: u64) {
+        self.report.failures += n;
+        let mut cause = str_field(v, "cause")
+            .map(|c| cap(c, 64))
+            .unwrap_or_else(|| "undiagnosed".into());
+        if !self.tallies.contains_key(&cause) && self.tallies.len() >= MAX_CAUSES {
+            cause = "other".into();
+        }
+        let t = self.tallies.entry(cause).or_default();
+        t.count += n;
+        // A summary spans its first..last repeats (its own timestamp is when it was written); a
+        // failure is one instant.
+        let span: Vec<&str> = ["first", "last"]
+            .iter()
+            .filter_map(|k| str_field(v, k))
+            .collect();
+        let instants = if span.is_empty() {
+            str_field(v, "timestamp").into_iter().collect()
+        } else {
+            span
+        };
+        for ts in instants {
+            widen(&mut t.first, &mut t.last, ts);
+            widen(&mut self.first, &mut self.last, ts);
+        }
+        if t.title.is_none() {
+            t.title = str_field(v, "cause_title").map(|s| cap(s, 200));
+        }
+        if t.remedy.is_empty() {
+            t.remedy = strings(v, "remedy");
+        }
+        if t.doc.is_none() {
+            t.doc = str_field(v, "doc").map(|s| cap(s, 300));
+        }
+        if t.symptom.is_none() {
+            t.symptom = str_field(v, "client_symptom").map(|s| cap(s, 500));
+        }
+        bump(&mut t.endpoints, str_field(v, "endpoint"), n);
+        bump(&mut t.registries, str_field(v, "registry"), n);
+        bump(&mut t.regions, str_field(v, "region"), n);
+        bump(&mut t.targets, str_field(v, "target"), n);
+        bump(&mut t.phases, str_field(v, "phase"), n);
+        // The client's address without its ephemeral port.
+        let client = str_field(v, "client").map(|c| match c.rsplit_once(':') {
+            Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                ip.trim_start_matches('[').trim_end_matches(']')
+            }
+            _ => c,
+        });
+        bump(&mut t.clients, client, n);
+    }
+
+    fn finish(mut self) -> Report {
+        let mut causes: Vec<CauseReport> = self
+            .tallies
+            .into_iter()
+            .map(|(cause, t)| {
+                let known = catalog::by_id(&cause);
+                CauseReport {
+                    title: t
+                        .title
+                        .or_else(|| known.map(|c| c.title.to_string()))
+                        .unwrap_or_else(|| match cause.as_str() {
+                            "undiagnosed" => "No rule matched these failures".into(),
+                            _ => "Unknown cause".into(),
+                        }),
+                    count: t.count,
+                    first_seen: t.first.map(|f| f.1),
+                    last_seen: t.last.map(|l| l.1),
+                    endpoints: sorted(t.endpoints),
+                    registries: sorted(t.registries),
+                    regions: sorted(t.regions),
+                    targets: sorted(t.targets),
+                    phases: sorted(t.phases),
+                    clients: sorted(t.clients),
+                    remedy: if t.remedy.is_empty() {
+                        known
+                            .map(|c| c.remedy.iter().map(|s| s.to_string()).collect())
+                            .unwrap_or_default()
+                    } else {
+                        t.remedy
+                    },
+                    doc: t.doc.or_else(|| known.map(|c| c.doc.to_string())),
+                    client_symptom: t.symptom,
+                    cause,
+                }
+            })
+            .collect();
+        causes.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.cause.cmp(&b.cause)));
+        self.report.causes = causes;
+        self.report.first_seen = self.first.map(|f| f.1);
+        self.report.last_seen = self.last.map(|l| l.1);
+        self.report
+    }
+}
+
+/// Read one line of at most [`MAX_LINE`] bytes into `buf`. Returns `Ok(None)` at the end,
+/// `Ok(Some(false))` for an over-long line (its rest is discarded).
+fn read_line<R: BufRead>(input: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(any.then_some(!too_long));
+        }
+        any = true;
+        let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        if !too_long {
+            if buf.len() + part.len() > MAX_LINE {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(part);
+            }
+        }
+        let used = done.unwrap_or(chunk.len());
+        input.consume(used);
+        if done.is_some() {
+            return Ok(Some(!too_long));
+        }
+    }
+}
+
+/// Build the report of a log. A read error ends the input early; what was read is reported.
+pub fn report<R: BufRead>(mut input: R) -> Report {
+    let mut b = Builder {
+        report: Report::default(),
+        tallies: HashMap::new(),
+        first: None,
+        last: None,
+    };
+    let mut buf = Vec::new();
+    while let Ok(Some(ok)) = read_line(&mut input, &mut buf) {
+        if !ok {
+            b.report.lines += 1;
+            b.report.bad_lines += 1;
+            continue;
+        }
+        match std::str::from_utf8(&buf) {
+            Ok(line) => b.line(line),
+            Err(_) => {
+                b.report.lines += 1;
+                b.report.bad_lines += 1;
+            }
+        }
+    }
+    b.finish()
+}
+
+fn breakdown(out: &mut String, label: &str, values: &[(String, u64)]) {
+    if values.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = values
+        .iter()
+        .take(SHOWN)
+        .map(|(v, n)| format!("{v} ({n})"))
+        .collect();
+    let more = if values.len() > SHOWN {
+        format!(", +{} more", values.len() - SHOWN)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(out, "    {label}: {}{more}", shown.join(", "));
+}
+
+impl Report {
+    /// The report for people.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "regdoc report: {} lines, {} failures ({} failure records, {} summaries), {} connections",
+            self.lines,
+            self.failures,
+            self.failure_records,
+            self.summary_records,
+            self.connection_records
+        );
+        if self.bad_lines > 0 {
+            let _ = writeln!(out, "skipped {} unreadable lines", self.bad_lines);
+        }
+        if let (Some(f), Some(l)) = (&self.first_seen, &self.last_seen) {
+            let _ = writeln!(out, "failures from {f} to {l}");
+        }
+        if self.causes.is_empty() {
+            let _ = writeln!(out, "\nno failures");
+            return out;
+        }
+        for c in &self.causes {
+            let _ = writeln!(out);
+            let _ = writeln!(out, "{:>6} x {}: {}", c.count, c.cause, c.title);
+            if let (Some(f), Some(l)) = (&c.first_seen, &c.last_seen) {
+                let _ = writeln!(out, "    first {f}, last {l}");
+            }
+            breakdown(&mut out, "registries", &c.registries);
+            breakdown(&mut out, "regions", &c.regions);
+            breakdown(&mut out, "endpoints", &c.endpoints);
+            breakdown(&mut out, "targets", &c.targets);
+            breakdown(&mut out, "phases", &c.phases);
+            breakdown(&mut out, "clients", &c.clients);
+            if let Some(s) = &c.client_symptom {
+                let _ = writeln!(out, "    docker shows: {s}");
+            }
+            if !c.remedy.is_empty() {
+                let _ = writeln!(out, "    fix:");
+                for (i, r) in c.remedy.iter().enumerate() {
+                    let _ = writeln!(out, "      {}. {r}", i + 1);
+                }
+            }
+            if let Some(d) = &c.doc {
+                let _ = writeln!(out, "    doc: {d}");
+            }
+        }
+        out
+    }
+}
+
+/// Entry point of `regdoc report`: `None` or `-` reads standard input.
+pub fn main(logfile: Option<&Path>, json: bool) -> ExitCode {
+    let r = match logfile {
+        None => report(std::io::stdin().lock()),
+        Some(p) if p == Path::new("-") => report(std::io::stdin().lock()),
+        Some(p) => match std::fs::File::open(p) {
+            Ok(f) => report(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("regdoc report: cannot read {}: {e}", p.display());
+                return ExitCode::from(1);
+            }
+        },
+    };
+    if json {
+        match serde_json::to_string_pretty(&r) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("regdoc report: cannot encode the report: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        print!("{}", r.render_text());
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_orders_across_offsets_and_fractions() {
+        let a = parse_rfc3339("2026-11-23T18:40:00.123Z").unwrap();
+        let b = parse_rfc3339("2026-11-23T19:40:00.000+01:00").unwrap();
+        assert_eq!(a - b, 123_000_000);
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert!(parse_rfc3339("2026-13-01T00:00:00Z").is_none());
+        assert!(parse_rfc3339("yesterday").is_none());
+        assert!(parse_rfc3339("2026-11-23T18:40:00").is_none());
+        assert!(parse_rfc3339("2026-11-23T18:40:00.Z").is_none());
+    }
+
+    #[test]
+    fn over_long_and_binary_lines_are_bad_not_fatal() {
+        let mut log = Vec::new();
+        log.extend(vec![b'x'; MAX_LINE + 10]);
+        log.push(b'\n');
+        log.extend_from_slice(b"\xff\xfe\n");
+        log.extend_from_slice(
+            br#"{"event":"failure","cause":"throttled","timestamp":"2026-11-23T18:00:00Z"}"#,
+        );
+        let r = report(&log[..]);
+        assert_eq!(r.bad_lines, 2);
+        assert_eq!(r.failures, 1);
+        assert_eq!(r.causes[0].cause, "throttled");
+        assert_eq!(r.causes[0].title, catalog::THROTTLED.title);
+        assert!(!r.causes[0].remedy.is_empty(), "remedy from the catalog");
+    }
+
+    #[test]
+    fn cause_count_is_bounded() {
+        let mut log = String::new();
+        for i in 0..(MAX_CAUSES + 50) {
+            log.push_str(&format!("{{\"event\":\"failure\",\"cause\":\"c{i}\"}}\n"));
+        }
+        let r = report(log.as_bytes());
+        assert_eq!(r.causes.len(), MAX_CAUSES + 1);
+        assert_eq!(r.failures, (MAX_CAUSES + 50) as u64);
+        assert_eq!(r.causes[0].cause, "other");
+        assert_eq!(r.causes[0].count, 50);
+    }
+}

@@ -1,0 +1,1379 @@
+//! Rule tests with real-shaped inputs: the seed articles' symptoms, the healthy flows that must
+//! stay silent, and the secrets that must never reach evidence.
+
+use super::*;
+use crate::config::RegistryConfig;
+use crate::endpoint::classify;
+use crate::http::challenge::Challenge;
+use crate::http::credentials::{CredentialFacts, UsernameKind};
+use crate::http::jwt::{Access, Claims};
+use crate::http::registry_error::RegistryError;
+use crate::observe::{CertProblem, DnsAnswer, FailureKind, Phase, TlsObservation};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const NOW: u64 = 1_800_000_000;
+const REG: &str = "myregistry.azurecr.io";
+const DATA: &str = "myregistry.westeurope.data.azurecr.io";
+
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(NOW)
+}
+
+fn later(s: u64) -> SystemTime {
+    now() + Duration::from_secs(s)
+}
+
+fn client() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
+}
+
+fn private_registry(host: &str) -> RegistryConfig {
+    RegistryConfig {
+        host: host.into(),
+        private_endpoint: true,
+        expected_cidrs: Vec::new(),
+        regions: vec!["westeurope".into()],
+    }
+}
+
+fn diagnoser(registries: Vec<RegistryConfig>) -> Diagnoser {
+    let cfg = Config {
+        registries,
+        ..Config::default()
+    };
+    Diagnoser::new(&cfg)
+}
+
+fn phase_of(kind: &FailureKind) -> Phase {
+    match kind {
+        FailureKind::DnsNxDomain
+        | FailureKind::DnsNoAddresses
+        | FailureKind::DnsTimeout
+        | FailureKind::DnsError => Phase::Dns,
+        FailureKind::ConnectRefused
+        | FailureKind::ConnectTimeout
+        | FailureKind::ConnectUnreachable
+        | FailureKind::ConnectError => Phase::Connect,
+        FailureKind::UpstreamProxyStatus { .. }
+        | FailureKind::UpstreamProxyClosed
+        | FailureKind::UpstreamProxyTimeout
+        | FailureKind::UpstreamProxyUnreachable => Phase::UpstreamProxy,
+        FailureKind::TlsServerSilent
+        | FailureKind::TlsServerClosed
+        | FailureKind::TlsNotTls
+        | FailureKind::TlsAlert { .. }
+        | FailureKind::TlsUpstreamCertificate { .. }
+        | FailureKind::TlsClientRejected { .. } => Phase::Tls,
+        FailureKind::HttpStatus { .. } | FailureKind::ResponseHeadersTimeout => Phase::Http,
+        FailureKind::TransferStalled { .. } => Phase::Tunnel,
+        FailureKind::ClientNotAllowed
+        | FailureKind::PortNotAllowed { .. }
+        | FailureKind::ProxyAuthRequired { .. } => Phase::Policy,
+        _ => Phase::Request,
+    }
+}
+
+fn event(host: &str, kind: FailureKind) -> FailureEvent {
+    FailureEvent {
+        conn_id: 7,
+        client: SocketAddr::new(client(), 50_000),
+        target: format!("{host}:443"),
+        host: host.into(),
+        port: 443,
+        endpoint: classify(host, &[]),
+        phase: phase_of(&kind),
+        kind,
+        error: "failed".into(),
+        dns: None,
+        tls: None,
+        http: None,
+        upstream_proxy: None,
+        elapsed_ms: 10_000,
+    }
+}
+
+fn answer(cnames: &[&str], addrs: &[&str]) -> DnsAnswer {
+    DnsAnswer {
+        cnames: cnames.iter().map(|s| s.to_string()).collect(),
+        addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        source: "resolver",
+    }
+}
+
+/// The public chain of a private-link registry seen from outside the VNet.
+fn public_privatelink_chain() -> DnsAnswer {
+    answer(
+        &[
+            "myregistry.privatelink.azurecr.io",
+            "weu-acr-reg.trafficmanager.net",
+            "r0403weu-3.westeurope.cloudapp.azure.com",
+        ],
+        &["20.50.2.4"],
+    )
+}
+
+fn private_chain() -> DnsAnswer {
+    answer(&["myregistry.privatelink.azurecr.io"], &["10.1.2.4"])
+}
+
+fn ids(f: &[Finding]) -> Vec<&'static str> {
+    f.iter().map(|f| f.cause.id).collect()
+}
+
+fn evidence(f: &[Finding], id: &str) -> String {
+    f.iter()
+        .find(|f| f.cause.id == id)
+        .map(|f| f.evidence.join(" | "))
+        .unwrap_or_default()
+}
+
+fn bearer_challenge(host: &str) -> Challenge {
+    Challenge {
+        scheme: "Bearer".into(),
+        realm: Some(format!("https://{host}/oauth2/token")),
+        service: Some(host.into()),
+        ..Challenge::default()
+    }
+}
+
+fn acr_error(code: &str, message: &str) -> RegistryError {
+    RegistryError {
+        code: code.into(),
+        message: message.into(),
+        detail: None,
+    }
+}
+
+fn basic(kind: UsernameKind, claims: Option<Claims>) -> CredentialFacts {
+    CredentialFacts {
+        scheme: "basic".into(),
+        username_kind: Some(kind),
+        claims,
+    }
+}
+
+fn bearer(claims: Claims) -> CredentialFacts {
+    CredentialFacts {
+        scheme: "bearer".into(),
+        username_kind: None,
+        claims: Some(claims),
+    }
+}
+
+/// Access-token claims as ACR issues them (OAUTH sample shape), valid around NOW.
+fn access_token(repo: &str, actions: &[&str]) -> Claims {
+    let now = NOW as i64;
+    Claims {
+        exp: Some(now + 3 * 3600),
+        nbf: Some(now - 60),
+        iat: Some(now - 60),
+        aud: Some(serde_json::json!(REG)),
+        iss: Some("Azure Container Registry".into()),
+        grant_type: Some("access_token".into()),
+        access: Some(vec![Access {
+            kind: "repository".into(),
+            name: repo.into(),
+            actions: actions.iter().map(|s| s.to_string()).collect(),
+        }]),
+        ..Claims::default()
+    }
+}
+
+fn exchange(method: &str, path_class: &str, status: u16) -> HttpExchange {
+    HttpExchange {
+        method: method.into(),
+        path_class: path_class.into(),
+        status,
+        user_agent: Some(
+            "docker/27.3.1 go/go1.22.7 git-commit/41ca978 kernel/6.8.0 os/linux arch/amd64".into(),
+        ),
+        ..HttpExchange::default()
+    }
+}
+
+fn manifest(method: &str, status: u16, repo: &str, tag: &str) -> HttpExchange {
+    HttpExchange {
+        repository: Some(repo.into()),
+        reference: Some(tag.into()),
+        ..exchange(method, "manifest", status)
+    }
+}
+
+fn judge(d: &Diagnoser, host: &str, ex: &HttpExchange) -> Vec<Finding> {
+    d.judge_exchange_at(client(), host, &classify(host, &[]), ex, now())
+}
+
+fn http_event(host: &str, ex: HttpExchange) -> FailureEvent {
+    let mut ev = event(host, FailureKind::HttpStatus { status: ex.status });
+    ev.http = Some(ex);
+    ev
+}
+
+// --- Network article -------------------------------------------------------------------------
+
+#[test]
+fn network_article_dial_tcp_lookup_nxdomain_is_registry_name() {
+    let d = diagnoser(vec![]);
+    let f = d.diagnose_at(
+        &event("myregistri.azurecr.io", FailureKind::DnsNxDomain),
+        now(),
+    );
+    assert_eq!(ids(&f)[0], "registry_name");
+    assert_eq!(f[0].confidence, Confidence::High);
+    assert!(!ids(&f).contains(&"private_endpoint_dns"));
+}
+
+#[test]
+fn login_article_registry_name_hints() {
+    let h = rules::name_hints("my-registry.azurecr.io");
+    assert!(h.iter().any(|s| s.contains("letters and digits")), "{h:?}");
+    let h = rules::name_hints("myregistry");
+    assert!(
+        h.iter().any(|s| s.contains("myregistry.azurecr.io")),
+        "{h:?}"
+    );
+    let h = rules::name_hints("MyRegistry.azurecr.io");
+    assert!(h.iter().any(|s| s.contains("upper-case")), "{h:?}");
+    let h = rules::name_hints("myregistry.azurecr.com");
+    assert!(h.iter().any(|s| s.contains(".azurecr.io")), "{h:?}");
+    let h = rules::name_hints("myregistry.azurcr.io");
+    assert!(h.iter().any(|s| s.contains(".azurecr.io")), "{h:?}");
+    let h = rules::name_hints("abc.azurecr.io");
+    assert!(h.iter().any(|s| s.contains("5 to 50")), "{h:?}");
+    assert!(rules::name_hints("myregistry.azurecr.io").is_empty());
+    assert!(rules::name_hints("registry-1.docker.io").is_empty());
+}
+
+#[test]
+fn login_article_registry_name_nxdomain_evidence_carries_hints() {
+    let d = diagnoser(vec![]);
+    let f = d.diagnose_at(
+        &event("my-registry.azurecr.io", FailureKind::DnsNxDomain),
+        now(),
+    );
+    assert_eq!(ids(&f)[0], "registry_name");
+    assert!(evidence(&f, "registry_name").contains("letters and digits"));
+}
+
+#[test]
+fn network_article_nxdomain_for_private_registry_offers_private_endpoint_dns() {
+    let d = diagnoser(vec![private_registry(REG)]);
+    let f = d.diagnose_at(&event(REG, FailureKind::DnsNxDomain), now());
+    assert_eq!(ids(&f), vec!["registry_name", "private_endpoint_dns"]);
+    assert!(f[0].confidence > f[1].confidence);
+    assert!(evidence(&f, "private_endpoint_dns").contains("myregistry.privatelink.azurecr.io"));
+}
+
+#[test]
+fn network_article_private_endpoint_dns_privatelink_zone_without_record() {
+    let d = diagnoser(vec![]);
+    let mut ev = event(REG, FailureKind::DnsNoAddresses);
+    ev.dns = Some(answer(&["myregistry.privatelink.azurecr.io"], &[]));
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f)[0], "private_endpoint_dns");
+    assert_eq!(f[0].confidence, Confidence::High);
+}
+
+#[test]
+fn network_article_private_endpoint_dns_public_answer() {
+    let d = diagnoser(vec![private_registry(REG)]);
+    let mut ev = event(REG, FailureKind::ConnectTimeout);
+    ev.dns = Some(public_privatelink_chain());
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f)[0], "private_endpoint_dns", "{:?}", ids(&f));
+    let e = evidence(&f, "private_endpoint_dns");
+    assert!(e.contains("20.50.2.4"), "{e}");
+    assert!(e.contains("cloudapp.azure.com"), "{e}");
+    // The same answer on a successful lookup is reported too.
+    let ep = classify(REG, &[]);
+    let r = d.judge_resolution(REG, &ep, &public_privatelink_chain());
+    assert_eq!(r.map(|f| f.cause.id), Some("private_endpoint_dns"));
+}
+
+#[test]
+fn network_article_private_endpoint_dns_outside_expected_cidrs() {
+    let mut reg = private_registry(REG);
+    reg.expected_cidrs = vec!["10.10.0.0/16".parse().unwrap()];
+    let d = diagnoser(vec![reg]);
+    let ep = classify(REG, &[]);
+    let wrong = answer(&["myregistry.privatelink.azurecr.io"], &["10.20.0.5"]);
+    let f = d.judge_resolution(REG, &ep, &wrong).expect("finding");
+    assert!(f.evidence.join(" ").contains("10.10.0.0/16"));
+    let right = answer(&["myregistry.privatelink.azurecr.io"], &["10.10.0.5"]);
+    assert!(d.judge_resolution(REG, &ep, &right).is_none());
+}
+
+#[test]
+fn private_answer_for_private_registry_is_quiet() {
+    let d = diagnoser(vec![private_registry(REG)]);
+    let ep = classify(REG, &[]);
+    assert!(d.judge_resolution(REG, &ep, &private_chain()).is_none());
+    // Data endpoints of the configured registry are checked by registry name.
+    let dep = classify(DATA, &[]);
+    let public = answer(
+        &["myregistry.westeurope.data.privatelink.azurecr.io"],
+        &["20.60.1.1"],
+    );
+    assert!(d.judge_resolution(DATA, &dep, &public).is_some());
+    // Unconfigured registries are never judged on their answer.
+    let other = classify("other.azurecr.io", &[]);
+    assert!(d
+        .judge_resolution("other.azurecr.io", &other, &public_privatelink_chain())
+        .is_none());
+}
+
+#[test]
+fn network_article_host_is_not_reachable_private_endpoint() {
+    let d = diagnoser(vec![]);
+    for kind in [FailureKind::ConnectTimeout, FailureKind::ConnectUnreachable] {
+        let mut ev = event(REG, kind);
+        ev.dns = Some(private_chain());
+        let f = d.diagnose_at(&ev, now());
+        assert_eq!(ids(&f)[0], "private_endpoint_unreachable");
+        assert_eq!(f[0].confidence, Confidence::High);
+        assert!(evidence(&f, "private_endpoint_unreachable").contains("10.1.2.4"));
+    }
+}
+
+#[test]
+fn network_article_client_firewall_blocks_rest_connect() {
+    let d = diagnoser(vec![]);
+    for kind in [
+        FailureKind::ConnectTimeout,
+        FailureKind::ConnectRefused,
+        FailureKind::ConnectUnreachable,
+    ] {
+        let mut ev = event(REG, kind);
+        ev.dns = Some(answer(
+            &["r0403weu-3.westeurope.cloudapp.azure.com"],
+            &["20.50.2.4"],
+        ));
+        let f = d.diagnose_at(&ev, now());
+        assert_eq!(ids(&f), vec!["client_firewall"]);
+        assert_eq!(f[0].confidence, Confidence::High);
+        assert!(evidence(&f, "client_firewall").contains("allow myregistry.azurecr.io:443"));
+    }
+}
+
+#[test]
+fn network_article_client_timeout_exceeded_while_awaiting_headers() {
+    let d = diagnoser(vec![]);
+    let ev = event(REG, FailureKind::ResponseHeadersTimeout);
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["registry_error", "client_firewall"]);
+    let s = client_symptom(f[0].cause, &ev, None);
+    assert!(
+        s.contains("Client.Timeout exceeded while awaiting headers"),
+        "{s}"
+    );
+    let ev = event(
+        "login.microsoftonline.com",
+        FailureKind::ResponseHeadersTimeout,
+    );
+    assert_eq!(ids(&d.diagnose_at(&ev, now())), vec!["client_firewall"]);
+}
+
+#[test]
+fn network_article_data_endpoint_firewall_after_rest_success() {
+    let d = diagnoser(vec![]);
+    // The healthy pull so far: ping challenge, then a 307 from the blob URL to the data endpoint.
+    let mut ping = exchange("GET", "ping", 401);
+    ping.www_authenticate = Some(bearer_challenge(REG));
+    assert!(judge(&d, REG, &ping).is_empty());
+    let mut blob = exchange("GET", "blob", 307);
+    blob.repository = Some("app/web".into());
+    blob.location = Some(format!(
+        "https://{DATA}/blobs/sha256:ab12?se=2026-11-23T19%3A00Z&sig=ZmFrZXNpZw%3D%3D&sp=r"
+    ));
+    blob.auth = Some(bearer(access_token("app/web", &["pull"])));
+    assert!(judge(&d, REG, &blob).is_empty());
+
+    for kind in [
+        FailureKind::ConnectTimeout,
+        FailureKind::TlsServerClosed,
+        FailureKind::TlsServerSilent,
+    ] {
+        let mut ev = event(DATA, kind);
+        ev.dns = Some(answer(&[], &["20.60.100.5"]));
+        let f = d.diagnose_at(&ev, later(20));
+        assert_eq!(ids(&f)[0], "data_endpoint_firewall", "{:?}", ev.kind);
+        assert_eq!(f[0].confidence, Confidence::High);
+        let e = evidence(&f, "data_endpoint_firewall");
+        assert!(e.contains(&format!("allow {DATA}:443")), "{e}");
+        assert!(e.contains("region westeurope"), "{e}");
+        assert!(e.contains("worked for this client 20s earlier"), "{e}");
+        assert!(!e.contains("sig="), "{e}");
+    }
+}
+
+#[test]
+fn network_article_data_endpoint_without_context_is_still_data_endpoint_firewall() {
+    let d = diagnoser(vec![]);
+    let f = d.diagnose_at(&event(DATA, FailureKind::ConnectTimeout), now());
+    assert_eq!(ids(&f), vec!["data_endpoint_firewall"]);
+    assert_eq!(f[0].confidence, Confidence::Medium);
+}
+
+#[test]
+fn network_article_blob_storage_redirect_target_blocked() {
+    let d = diagnoser(vec![]);
+    let blob_host = "weumyregistry123.blob.core.windows.net";
+    let mut blob = exchange("GET", "blob", 307);
+    blob.location = Some(format!(
+        "https://{blob_host}/abc/def?sv=2019-02-02&sr=b&sig=c2lnbmF0dXJlMTIzNDU2Nzg5MA%3D%3D&sp=r"
+    ));
+    assert!(judge(&d, REG, &blob).is_empty());
+    let f = d.diagnose_at(&event(blob_host, FailureKind::TlsServerClosed), later(5));
+    assert_eq!(ids(&f)[0], "data_endpoint_firewall");
+    assert_eq!(f[0].confidence, Confidence::High);
+    let e = evidence(&f, "data_endpoint_firewall");
+    assert!(e.contains("redirected a client here"), "{e}");
+}
+
+#[test]
+fn network_article_data_endpoint_dns_for_private_registry() {
+    let d = diagnoser(vec![private_registry(REG)]);
+    let f = d.diagnose_at(&event(DATA, FailureKind::DnsNxDomain), now());
+    assert_eq!(ids(&f)[0], "private_endpoint_dns");
+    assert!(evidence(&f, "private_endpoint_dns")
+        .contains("myregistry.westeurope.data.privatelink.azurecr.io"));
+}
+
+#[test]
+fn network_article_data_endpoint_dns_public_registry_after_rest() {
+    let d = diagnoser(vec![]);
+    let mut ping = exchange("GET", "ping", 401);
+    ping.www_authenticate = Some(bearer_challenge(REG));
+    assert!(judge(&d, REG, &ping).is_empty());
+    let f = d.diagnose_at(&event(DATA, FailureKind::DnsNxDomain), later(3));
+    assert_eq!(
+        ids(&f),
+        vec!["data_endpoint_firewall", "private_endpoint_dns"]
+    );
+}
+
+#[test]
+fn network_article_proxyconnect_tcp_eof_https_proxy_scheme() {
+    let d = diagnoser(vec![]);
+    let ev = event(REG, FailureKind::TlsInsteadOfHttp);
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["proxy_scheme_mismatch", "docker_config"]);
+    assert_eq!(
+        client_symptom(f[0].cause, &ev, None),
+        "Error response from daemon: Get \"https://myregistry.azurecr.io/v2/\": proxyconnect tcp: EOF"
+    );
+    assert!(client_symptom(f[0].cause, &ev, Some("Bad Request"))
+        .ends_with("proxyconnect tcp: tls: first record does not look like a TLS handshake"));
+}
+
+#[test]
+fn network_article_login_attempt_failed_403_public_access_rules() {
+    let d = diagnoser(vec![]);
+    let mut ping = exchange("GET", "ping", 403);
+    ping.registry_errors = vec![acr_error(
+        "DENIED",
+        "client with IP '203.0.113.7' is not allowed access. Refer https://aka.ms/acr/firewall to grant access.",
+    )];
+    let f = judge(&d, REG, &ping);
+    assert_eq!(ids(&f), vec!["public_access_rules"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    assert!(evidence(&f, "public_access_rules").contains("203.0.113.7"));
+    let ev = http_event(REG, ping);
+    assert_eq!(
+        client_symptom(f[0].cause, &ev, None),
+        "Error response from daemon: login attempt to https://myregistry.azurecr.io/v2/ failed with status: 403 Forbidden"
+    );
+}
+
+#[test]
+fn network_article_public_access_rules_on_manifest_pull() {
+    let d = diagnoser(vec![]);
+    let mut m = manifest("HEAD", 403, "app/web", "1.0");
+    m.auth = Some(bearer(access_token("app/web", &["pull"])));
+    m.registry_errors = vec![acr_error(
+        "DENIED",
+        "client with IP '2001:db8::7' is not allowed access. Refer https://aka.ms/acr/firewall to grant access.",
+    )];
+    let f = judge(&d, REG, &m);
+    assert_eq!(ids(&f)[0], "public_access_rules");
+    assert!(evidence(&f, "public_access_rules").contains("2001:db8::7"));
+    let s = client_symptom(f[0].cause, &http_event(REG, m), None);
+    assert!(
+        s.starts_with("Error response from daemon: denied: client with IP"),
+        "{s}"
+    );
+}
+
+#[test]
+fn denied_client_ip_extraction() {
+    assert_eq!(
+        rules::denied_client_ip("client with IP '172.214.169.102' is not allowed access."),
+        Some("172.214.169.102".parse().unwrap())
+    );
+    assert_eq!(
+        rules::denied_client_ip("client with IP 'junk' is not"),
+        None
+    );
+    assert_eq!(rules::denied_client_ip("requested access is denied"), None);
+}
+
+#[test]
+fn network_article_ping_403_without_message_is_public_access_rules() {
+    let d = diagnoser(vec![]);
+    let f = judge(&d, REG, &exchange("GET", "ping", 403));
+    assert_eq!(ids(&f), vec!["public_access_rules", "not_authorized"]);
+}
+
+#[test]
+fn network_article_upstream_proxy_refuses_connect() {
+    let d = diagnoser(vec![]);
+    let mut ev = event(
+        REG,
+        FailureKind::UpstreamProxyStatus {
+            status: 403,
+            reason: "Forbidden".into(),
+        },
+    );
+    ev.upstream_proxy = Some("proxy.corp.example:8080".into());
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["upstream_proxy"]);
+    assert!(evidence(&f, "upstream_proxy").contains("proxy.corp.example:8080"));
+
+    let ev = event(
+        REG,
+        FailureKind::UpstreamProxyStatus {
+            status: 407,
+            reason: "Proxy Authentication Required".into(),
+        },
+    );
+    let f = d.diagnose_at(&ev, now());
+    assert!(evidence(&f, "upstream_proxy").contains("credentials"));
+
+    for kind in [
+        FailureKind::UpstreamProxyClosed,
+        FailureKind::UpstreamProxyTimeout,
+        FailureKind::UpstreamProxyUnreachable,
+    ] {
+        assert_eq!(
+            ids(&d.diagnose_at(&event(REG, kind), now())),
+            vec!["upstream_proxy"]
+        );
+    }
+}
+
+#[test]
+fn network_article_upstream_proxy_allows_rest_but_not_data_endpoint() {
+    let d = diagnoser(vec![]);
+    d.note_success(SuccessNote {
+        client: client(),
+        host: REG.into(),
+        endpoint: classify(REG, &[]),
+        at: now(),
+        http: None,
+    });
+    let ev = event(
+        DATA,
+        FailureKind::UpstreamProxyStatus {
+            status: 403,
+            reason: "Forbidden".into(),
+        },
+    );
+    let f = d.diagnose_at(&ev, later(2));
+    assert_eq!(ids(&f), vec!["upstream_proxy", "data_endpoint_firewall"]);
+}
+
+#[test]
+fn tls_silent_server_is_client_firewall_or_private_endpoint() {
+    let d = diagnoser(vec![]);
+    let mut ev = event(REG, FailureKind::TlsServerSilent);
+    ev.dns = Some(answer(&[], &["20.50.2.4"]));
+    assert_eq!(ids(&d.diagnose_at(&ev, now()))[0], "client_firewall");
+    ev.dns = Some(private_chain());
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(
+        ids(&f),
+        vec!["private_endpoint_unreachable", "client_firewall"]
+    );
+    let s = client_symptom(f[0].cause, &ev, None);
+    assert!(s.ends_with("net/http: TLS handshake timeout"), "{s}");
+}
+
+#[test]
+fn tls_not_tls_answer_is_a_middlebox() {
+    let d = diagnoser(vec![]);
+    let f = d.diagnose_at(&event(REG, FailureKind::TlsNotTls), now());
+    assert_eq!(ids(&f), vec!["client_firewall", "tls_interception"]);
+}
+
+#[test]
+fn tls_interception_alert_and_unknown_issuer() {
+    let d = diagnoser(vec![]);
+    let ev = event(
+        REG,
+        FailureKind::TlsAlert {
+            level: "fatal".into(),
+            description: "handshake_failure".into(),
+        },
+    );
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["tls_interception"]);
+    assert!(client_symptom(f[0].cause, &ev, None).ends_with("remote error: tls: handshake failure"));
+
+    let ev = event(
+        REG,
+        FailureKind::TlsUpstreamCertificate {
+            problem: CertProblem::UnknownIssuer,
+            detail: "issuer CN=Corp Inspection CA".into(),
+        },
+    );
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["tls_interception"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    assert!(
+        client_symptom(f[0].cause, &ev, None).contains("certificate signed by unknown authority")
+    );
+}
+
+#[test]
+fn tls_alert_protocol_version_and_unrecognized_name() {
+    let d = diagnoser(vec![]);
+    let mut ev = event(
+        REG,
+        FailureKind::TlsAlert {
+            level: "fatal".into(),
+            description: "protocol_version".into(),
+        },
+    );
+    ev.tls = Some(TlsObservation {
+        client_versions: vec!["TLS1.0".into()],
+        ..TlsObservation::default()
+    });
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f)[0], "docker_config");
+    assert!(evidence(&f, "docker_config").contains("TLS1.0"));
+    let ev = event(
+        REG,
+        FailureKind::TlsAlert {
+            level: "fatal".into(),
+            description: "unrecognized_name".into(),
+        },
+    );
+    assert_eq!(ids(&d.diagnose_at(&ev, now()))[0], "registry_name");
+}
+
+#[test]
+fn clock_skew_from_expired_certificate_and_date_header() {
+    let d = diagnoser(vec![]);
+    let mut ev = event(
+        REG,
+        FailureKind::TlsUpstreamCertificate {
+            problem: CertProblem::Expired,
+            detail: "certificate expired".into(),
+        },
+    );
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["clock_skew", "tls_interception"]);
+    assert_eq!(f[0].confidence, Confidence::Medium);
+    ev.http = Some(HttpExchange {
+        date_skew_secs: Some(-4000),
+        ..HttpExchange::default()
+    });
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(f[0].confidence, Confidence::High);
+    assert!(evidence(&f, "clock_skew").contains("-4000"));
+}
+
+#[test]
+fn intercept_ca_not_trusted_by_client() {
+    let d = diagnoser(vec![]);
+    let ev = event(
+        REG,
+        FailureKind::TlsClientRejected {
+            detail: "received fatal alert: UnknownCA".into(),
+        },
+    );
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["intercept_ca_untrusted"]);
+    assert!(evidence(&f, "intercept_ca_untrusted")
+        .contains("/etc/docker/certs.d/myregistry.azurecr.io/ca.crt"));
+}
+
+// --- Login article ---------------------------------------------------------------------------
+
+fn token_request(status: u16) -> HttpExchange {
+    HttpExchange {
+        requested_scopes: vec!["repository:app/web:pull".into()],
+        ..exchange("GET", "token", status)
+    }
+}
+
+#[test]
+fn login_article_invalid_credentials_application_not_registered() {
+    let d = diagnoser(vec![]);
+    let mut ex = token_request(401);
+    ex.body_text = Some("Application not registered with AAD.".into());
+    ex.auth = Some(basic(UsernameKind::ServicePrincipal, None));
+    let f = judge(&d, REG, &ex);
+    assert_eq!(ids(&f), vec!["invalid_credentials"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    assert!(evidence(&f, "invalid_credentials").contains("service principal application id"));
+    let s = client_symptom(f[0].cause, &http_event(REG, ex), None);
+    assert_eq!(
+        s,
+        "Error response from daemon: Get \"https://myregistry.azurecr.io/v2/\": unauthorized: Application not registered with AAD."
+    );
+}
+
+#[test]
+fn login_article_invalid_credentials_unauthorized_at_token_endpoint() {
+    let d = diagnoser(vec![]);
+    let mut ex = token_request(401);
+    ex.registry_errors = vec![acr_error(
+        "UNAUTHORIZED",
+        "authentication required, visit https://aka.ms/acr/authorization for more information.",
+    )];
+    ex.auth = Some(basic(UsernameKind::Other, None));
+    let f = judge(&d, REG, &ex);
+    assert_eq!(ids(&f), vec!["invalid_credentials", "expired_credentials"]);
+    assert_eq!(f[1].confidence, Confidence::Low);
+    let s = client_symptom(f[0].cause, &http_event(REG, ex), None);
+    assert!(s.ends_with(
+        "unauthorized: authentication required, visit https://aka.ms/acr/authorization for more information."
+    ));
+}
+
+#[test]
+fn login_article_anonymous_token_request_refused_needs_login() {
+    let d = diagnoser(vec![]);
+    let f = judge(&d, REG, &token_request(401));
+    assert_eq!(ids(&f), vec!["invalid_credentials"]);
+    assert!(evidence(&f, "invalid_credentials").contains("docker login"));
+}
+
+#[test]
+fn login_article_expired_credentials_presented_token_exp_past() {
+    let d = diagnoser(vec![]);
+    let mut refresh = access_token("app/web", &["pull"]);
+    refresh.grant_type = Some("refresh_token".into());
+    refresh.iat = Some(NOW as i64 - 4 * 3600);
+    refresh.exp = Some(NOW as i64 - 3600);
+    let mut ex = exchange("POST", "token", 401);
+    ex.auth = Some(basic(UsernameKind::NullGuidToken, Some(refresh)));
+    let f = judge(&d, REG, &ex);
+    assert_eq!(ids(&f), vec!["expired_credentials"]);
+    let e = evidence(&f, "expired_credentials");
+    assert!(e.contains("expired at 2027-01-15T07:00:00Z"), "{e}");
+    assert!(e.contains("3600 s before"), "{e}");
+}
+
+#[test]
+fn login_article_expired_bearer_on_manifest() {
+    let d = diagnoser(vec![]);
+    let mut claims = access_token("app/web", &["pull"]);
+    claims.exp = Some(NOW as i64 - 10);
+    let mut m = manifest("GET", 401, "app/web", "1.0");
+    m.auth = Some(bearer(claims));
+    m.www_authenticate = Some(bearer_challenge(REG));
+    assert_eq!(ids(&judge(&d, REG, &m)), vec!["expired_credentials"]);
+}
+
+#[test]
+fn login_article_expose_token_null_guid_with_non_jwt_password() {
+    let d = diagnoser(vec![]);
+    let mut ex = token_request(401);
+    ex.auth = Some(basic(UsernameKind::NullGuidToken, None));
+    let f = judge(&d, REG, &ex);
+    assert_eq!(ids(&f), vec!["invalid_credentials"]);
+    assert!(evidence(&f, "invalid_credentials").contains("--expose-token"));
+}
+
+#[test]
+fn login_article_admin_user_disabled() {
+    let d = diagnoser(vec![]);
+    let mut ex = exchange("POST", "exchange", 403);
+    ex.body_text =
+        Some("Unable to get admin user credentials with message: Admin user is disabled.".into());
+    assert_eq!(ids(&judge(&d, REG, &ex)), vec!["invalid_credentials"]);
+}
+
+#[test]
+fn login_article_sp_client_id_must_be_guid() {
+    let d = diagnoser(vec![]);
+    let mut ex = token_request(401);
+    ex.body_text = Some("aad access token with sp failed client id must be guid".into());
+    ex.auth = Some(basic(UsernameKind::Other, None));
+    let f = judge(&d, REG, &ex);
+    assert_eq!(ids(&f), vec!["invalid_credentials"]);
+    assert!(evidence(&f, "invalid_credentials").contains("GUID"));
+}
+
+#[test]
+fn login_article_basic_credentials_refused_on_ping() {
+    let d = diagnoser(vec![]);
+    let mut ping = exchange("GET", "ping", 401);
+    ping.www_authenticate = Some(Challenge {
+        scheme: "Basic".into(),
+        realm: Some("Registry Realm".into()),
+        ..Challenge::default()
+    });
+    ping.auth = Some(basic(UsernameKind::Other, None));
+    let f = judge(&d, "registry.internal", &ping);
+    assert_eq!(ids(&f)[0], "invalid_credentials");
+}
+
+#[test]
+fn login_article_not_authorized_token_lacks_push() {
+    let d = diagnoser(vec![]);
+    let mut m = manifest("PUT", 401, "app/web", "1.1");
+    m.auth = Some(bearer(access_token("app/web", &["pull"])));
+    m.www_authenticate = Some(bearer_challenge(REG));
+    let f = judge(&d, REG, &m);
+    assert_eq!(ids(&f), vec!["not_authorized"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    let e = evidence(&f, "not_authorized");
+    assert!(e.contains("grants [pull] on repository app/web"), "{e}");
+    assert!(e.contains("AcrPush"), "{e}");
+}
+
+#[test]
+fn login_article_not_authorized_insufficient_scope() {
+    let d = diagnoser(vec![]);
+    let mut m = manifest("GET", 401, "billing", "latest");
+    m.auth = Some(CredentialFacts {
+        scheme: "bearer".into(),
+        username_kind: None,
+        claims: None,
+    });
+    m.www_authenticate = Some(Challenge {
+        error: Some("insufficient_scope".into()),
+        scope: Some("repository:billing:pull".into()),
+        ..bearer_challenge(REG)
+    });
+    let f = judge(&d, REG, &m);
+    assert_eq!(ids(&f), vec!["not_authorized"]);
+    assert!(evidence(&f, "not_authorized").contains("AcrPull"));
+}
+
+#[test]
+fn login_article_not_authorized_denied_on_push() {
+    let d = diagnoser(vec![]);
+    let mut up = exchange("POST", "upload", 403);
+    up.repository = Some("app/web".into());
+    up.auth = Some(bearer(access_token("app/web", &["pull", "push"])));
+    up.registry_errors = vec![acr_error(
+        "DENIED",
+        "requested access to the resource is denied",
+    )];
+    let f = judge(&d, REG, &up);
+    assert_eq!(ids(&f), vec!["not_authorized"]);
+    let s = client_symptom(f[0].cause, &http_event(REG, up), None);
+    assert_eq!(
+        s,
+        "Error response from daemon: denied: requested access to the resource is denied"
+    );
+}
+
+#[test]
+fn login_article_not_authorized_from_last_issued_token_when_bearer_is_opaque() {
+    let d = diagnoser(vec![]);
+    let mut tok = token_request(200);
+    tok.requested_scopes = vec!["repository:app/web:pull,push".into()];
+    tok.auth = Some(basic(UsernameKind::ServicePrincipal, None));
+    tok.issued_token = Some(access_token("app/web", &["pull"]));
+    assert!(judge(&d, REG, &tok).is_empty());
+    let mut m = manifest("PUT", 401, "app/web", "2.0");
+    m.auth = Some(CredentialFacts {
+        scheme: "bearer".into(),
+        username_kind: None,
+        claims: None,
+    });
+    let f = d.judge_exchange_at(client(), REG, &classify(REG, &[]), &m, later(1));
+    assert_eq!(ids(&f), vec!["not_authorized"]);
+}
+
+#[test]
+fn beyond_not_found_as_401_when_token_grants_pull() {
+    let d = diagnoser(vec![]);
+    let mut m = manifest("GET", 401, "app/web", "does-not-exist");
+    m.auth = Some(bearer(access_token("app/web", &["pull"])));
+    m.www_authenticate = Some(bearer_challenge(REG));
+    m.registry_errors = vec![RegistryError {
+        code: "UNAUTHORIZED".into(),
+        message:
+            "authentication required, visit https://aka.ms/acr/authorization for more information."
+                .into(),
+        detail: Some(serde_json::json!([{"Type":"repository","Name":"app/web","Action":"pull"}])),
+    }];
+    let f = judge(&d, REG, &m);
+    assert_eq!(ids(&f), vec!["not_found", "not_authorized"]);
+    assert_eq!(f[0].confidence, Confidence::Medium);
+}
+
+#[test]
+fn beyond_not_found_manifest_unknown_and_name_unknown() {
+    let d = diagnoser(vec![]);
+    let mut m = manifest("GET", 404, "app/web", "9.9");
+    m.auth = Some(bearer(access_token("app/web", &["pull"])));
+    m.registry_errors = vec![acr_error(
+        "MANIFEST_UNKNOWN",
+        "manifest tagged by \"9.9\" is not found",
+    )];
+    let f = judge(&d, REG, &m);
+    assert_eq!(ids(&f), vec!["not_found"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    let s = client_symptom(f[0].cause, &http_event(REG, m.clone()), None);
+    assert_eq!(
+        s,
+        "Error response from daemon: manifest_unknown: manifest tagged by \"9.9\" is not found"
+    );
+    m.registry_errors = vec![acr_error(
+        "NAME_UNKNOWN",
+        "repository name not known to registry",
+    )];
+    assert_eq!(ids(&judge(&d, REG, &m)), vec!["not_found", "registry_name"]);
+}
+
+#[test]
+fn beyond_ping_404_is_not_a_registry() {
+    let d = diagnoser(vec![]);
+    assert_eq!(
+        ids(&judge(&d, REG, &exchange("GET", "ping", 404))),
+        vec!["registry_name"]
+    );
+}
+
+#[test]
+fn beyond_throttled_429() {
+    let d = diagnoser(vec![]);
+    let mut m = manifest("GET", 429, "app/web", "1.0");
+    m.auth = Some(bearer(access_token("app/web", &["pull"])));
+    m.registry_errors = vec![acr_error("TOOMANYREQUESTS", "too many requests")];
+    let f = judge(&d, REG, &m);
+    assert_eq!(ids(&f), vec!["throttled"]);
+    assert_eq!(
+        client_symptom(f[0].cause, &http_event(REG, m), None),
+        "Error response from daemon: toomanyrequests: too many requests"
+    );
+}
+
+#[test]
+fn beyond_registry_error_5xx() {
+    let d = diagnoser(vec![]);
+    let mut m = manifest("GET", 503, "app/web", "1.0");
+    m.registry_errors = vec![acr_error("UNAVAILABLE", "service unavailable")];
+    let f = judge(&d, REG, &m);
+    assert_eq!(ids(&f), vec!["registry_error"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    assert_eq!(
+        client_symptom(f[0].cause, &http_event(REG, m), None),
+        "Error response from daemon: received unexpected HTTP status: 503 Service Unavailable"
+    );
+}
+
+#[test]
+fn beyond_geo_replication_manifest_blob_unknown() {
+    let d = diagnoser(vec![]);
+    let mut m = manifest("PUT", 400, "app/web", "1.0");
+    m.registry_errors = vec![acr_error(
+        "MANIFEST_BLOB_UNKNOWN",
+        "blob unknown to registry",
+    )];
+    assert_eq!(
+        ids(&judge(&d, REG, &m)),
+        vec!["geo_replication", "not_found"]
+    );
+}
+
+#[test]
+fn beyond_clock_skew_issued_token_not_yet_valid() {
+    let d = diagnoser(vec![]);
+    let mut tok = token_request(200);
+    let mut claims = access_token("app/web", &["pull"]);
+    claims.nbf = Some(NOW as i64 + 900);
+    claims.iat = Some(NOW as i64 + 900);
+    tok.issued_token = Some(claims);
+    let f = judge(&d, REG, &tok);
+    assert_eq!(ids(&f), vec!["clock_skew"]);
+    assert!(evidence(&f, "clock_skew").contains("900 s ahead"));
+}
+
+#[test]
+fn beyond_clock_skew_presented_token_not_yet_valid() {
+    let d = diagnoser(vec![]);
+    let mut claims = access_token("app/web", &["pull"]);
+    claims.nbf = Some(NOW as i64 + 3600);
+    let mut m = manifest("GET", 401, "app/web", "1.0");
+    m.auth = Some(bearer(claims));
+    assert_eq!(ids(&judge(&d, REG, &m)), vec!["clock_skew"]);
+}
+
+#[test]
+fn beyond_clock_skew_date_header_on_auth_failure() {
+    let d = diagnoser(vec![]);
+    let mut ex = token_request(401);
+    ex.auth = Some(basic(UsernameKind::Other, None));
+    ex.date_skew_secs = Some(600);
+    let f = judge(&d, REG, &ex);
+    assert!(ids(&f).contains(&"clock_skew"));
+    ex.date_skew_secs = Some(5);
+    assert!(!ids(&judge(&d, REG, &ex)).contains(&"clock_skew"));
+}
+
+#[test]
+fn login_article_docker_config_old_docker_user_agent() {
+    assert_eq!(
+        rules::old_docker("docker/17.09.0-ce go/go1.8.3 git-commit/afdb6d4 kernel/4.4.0"),
+        Some("17.09.0-ce".into())
+    );
+    assert_eq!(
+        rules::old_docker("docker/1.13.1 go/go1.7.5"),
+        Some("1.13.1".into())
+    );
+    assert_eq!(rules::old_docker("docker/18.03.0-ce go/go1.9.4"), None);
+    assert_eq!(rules::old_docker("docker/27.3.1 go/go1.22.7"), None);
+    assert_eq!(rules::old_docker("containerd/v1.7.2"), None);
+    let d = diagnoser(vec![]);
+    let mut ex = token_request(401);
+    ex.auth = Some(basic(UsernameKind::Other, None));
+    ex.user_agent = Some("docker/17.09.0-ce go/go1.8.3 git-commit/afdb6d4".into());
+    let f = judge(&d, REG, &ex);
+    assert!(evidence(&f, "docker_config").contains("17.09.0-ce"));
+}
+
+#[test]
+fn beyond_transfer_stalled_on_data_endpoint() {
+    let d = diagnoser(vec![]);
+    let ev = event(
+        DATA,
+        FailureKind::TransferStalled {
+            idle_secs: 30,
+            bytes_before: 52_428_800,
+        },
+    );
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["transfer_stalled"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    let e = evidence(&f, "transfer_stalled");
+    assert!(
+        e.contains("52428800 bytes") && e.contains("westeurope"),
+        "{e}"
+    );
+}
+
+#[test]
+fn proxy_policy_refusals() {
+    let d = diagnoser(vec![]);
+    for (kind, needle) in [
+        (FailureKind::PortNotAllowed { port: 22 }, "port 22"),
+        (FailureKind::ClientNotAllowed, "allowed_clients"),
+        (
+            FailureKind::ProxyAuthRequired { provided: false },
+            "sent none",
+        ),
+        (
+            FailureKind::ProxyAuthRequired { provided: true },
+            "not accepted",
+        ),
+    ] {
+        let ev = event(REG, kind);
+        let f = d.diagnose_at(&ev, now());
+        assert_eq!(ids(&f), vec!["proxy_policy"]);
+        assert!(evidence(&f, "proxy_policy").contains(needle));
+        let s = client_symptom(
+            f[0].cause,
+            &ev,
+            Some("regdoc: refused by proxy policy [proxy_policy]"),
+        );
+        assert_eq!(
+            s,
+            "Error response from daemon: Get \"https://myregistry.azurecr.io/v2/\": regdoc: refused by proxy policy [proxy_policy]"
+        );
+    }
+}
+
+#[test]
+fn malformed_client_requests() {
+    let d = diagnoser(vec![]);
+    for kind in [
+        FailureKind::MalformedRequest,
+        FailureKind::HeadTooLarge { limit: 16384 },
+        FailureKind::RequestTimeout,
+    ] {
+        assert_eq!(
+            ids(&d.diagnose_at(&event(REG, kind), now())),
+            vec!["bad_client_request"]
+        );
+    }
+}
+
+#[test]
+fn dns_resolver_failure_is_not_a_name_problem() {
+    let d = diagnoser(vec![]);
+    let f = d.diagnose_at(&event(REG, FailureKind::DnsTimeout), now());
+    assert_eq!(ids(&f), vec!["client_firewall"]);
+}
+
+#[test]
+fn symptom_uses_regdoc_reason_phrase_when_connect_was_refused() {
+    let d = diagnoser(vec![]);
+    let ev = event(REG, FailureKind::DnsNxDomain);
+    let f = d.diagnose_at(&ev, now());
+    let reason = catalog::reason_phrase(f[0].cause, &ev.host);
+    assert_eq!(
+        client_symptom(f[0].cause, &ev, Some(&reason)),
+        "Error response from daemon: Get \"https://myregistry.azurecr.io/v2/\": regdoc: registry name does not resolve (myregistry.azurecr.io) [registry_name]"
+    );
+    assert_eq!(
+        client_symptom(f[0].cause, &ev, None),
+        "Error response from daemon: Get \"https://myregistry.azurecr.io/v2/\": EOF"
+    );
+    let data = event(DATA, FailureKind::ConnectTimeout);
+    assert!(
+        client_symptom(&catalog::DATA_ENDPOINT_FIREWALL, &data, Some("Bad Gateway"))
+            .contains(&format!("https://{DATA}/...\": Bad Gateway"))
+    );
+}
+
+// --- Healthy flows ---------------------------------------------------------------------------
+
+#[test]
+fn healthy_anonymous_ping_with_bearer_challenge() {
+    let d = diagnoser(vec![]);
+    let mut ping = exchange("GET", "ping", 401);
+    ping.www_authenticate = Some(bearer_challenge(REG));
+    ping.registry_errors = vec![acr_error(
+        "UNAUTHORIZED",
+        "authentication required, visit https://aka.ms/acr/authorization for more information.",
+    )];
+    assert!(judge(&d, REG, &ping).is_empty());
+    // ... and it counts as REST success for later data endpoint failures.
+    let v = d
+        .context
+        .view(client(), DATA, &classify(DATA, &[]), later(1));
+    assert!(v.rest_ok_age.is_some());
+}
+
+#[test]
+fn healthy_basic_challenge_before_credentials() {
+    let d = diagnoser(vec![]);
+    let mut ping = exchange("GET", "ping", 401);
+    ping.www_authenticate = Some(Challenge {
+        scheme: "Basic".into(),
+        realm: Some("Registry Realm".into()),
+        ..Challenge::default()
+    });
+    assert!(judge(&d, "registry.internal", &ping).is_empty());
+}
+
+#[test]
+fn healthy_anonymous_manifest_challenge_containerd_style() {
+    let d = diagnoser(vec![]);
+    let mut m = manifest("HEAD", 401, "app/web", "1.0");
+    m.www_authenticate = Some(Challenge {
+        scope: Some("repository:app/web:pull".into()),
+        ..bearer_challenge(REG)
+    });
+    assert!(judge(&d, REG, &m).is_empty());
+}
+
+#[test]
+fn healthy_redirects_and_successes() {
+    let d = diagnoser(vec![]);
+    let mut blob = exchange("GET", "blob", 307);
+    blob.location = Some(format!("https://{DATA}/x?sig=abc"));
+    assert!(judge(&d, REG, &blob).is_empty());
+    let mut tok = token_request(200);
+    tok.auth = Some(basic(UsernameKind::ServicePrincipal, None));
+    tok.issued_token = Some(access_token("app/web", &["pull"]));
+    assert!(judge(&d, REG, &tok).is_empty());
+    let mut m = manifest("GET", 200, "app/web", "1.0");
+    m.auth = Some(bearer(access_token("app/web", &["pull"])));
+    assert!(judge(&d, REG, &m).is_empty());
+    let mut put = manifest("PUT", 201, "app/web", "1.0");
+    put.auth = Some(bearer(access_token("app/web", &["pull", "push"])));
+    assert!(judge(&d, REG, &put).is_empty());
+    assert!(judge(&d, REG, &exchange("GET", "ping", 200)).is_empty());
+}
+
+#[test]
+fn healthy_head_blob_404_during_push() {
+    let d = diagnoser(vec![]);
+    let mut head = exchange("HEAD", "blob", 404);
+    head.repository = Some("app/web".into());
+    head.auth = Some(bearer(access_token("app/web", &["pull", "push"])));
+    assert!(judge(&d, REG, &head).is_empty());
+    // A HEAD on a manifest with a push token is the same existence check.
+    let mut hm = manifest("HEAD", 404, "app/web", "1.2");
+    hm.auth = Some(bearer(access_token("app/web", &["pull", "push"])));
+    assert!(judge(&d, REG, &hm).is_empty());
+    // With a pull-only token it is a pull of a missing tag.
+    hm.auth = Some(bearer(access_token("app/web", &["pull"])));
+    assert_eq!(ids(&judge(&d, REG, &hm)), vec!["not_found"]);
+}
+
+// --- Secrets and invariants ------------------------------------------------------------------
+
+#[test]
+fn evidence_never_contains_tokens_or_passwords() {
+    let d = diagnoser(vec![private_registry(REG)]);
+    let jwt =
+        "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJqdGkiOiIxMjM0NTY3OCJ9.c2lnbmF0dXJlc2lnbmF0dXJl";
+    let mut findings = Vec::new();
+    let mut expired = access_token("app/web", &["pull"]);
+    expired.exp = Some(NOW as i64 - 5);
+    let mut ex = token_request(401);
+    ex.auth = Some(basic(UsernameKind::NullGuidToken, Some(expired.clone())));
+    ex.body_text = Some(format!(
+        "invalid refresh_token={jwt} for password=hunter2secret"
+    ));
+    findings.extend(judge(&d, REG, &ex));
+    let mut m = manifest("GET", 401, "app/web", "1.0");
+    m.auth = Some(bearer(access_token("app/web", &["pull"])));
+    m.registry_errors = vec![acr_error("UNAUTHORIZED", &format!("token {jwt} rejected"))];
+    m.location = Some(format!("https://{DATA}/b?sig=U2VjcmV0U2lnbmF0dXJlMTIz"));
+    findings.extend(judge(&d, REG, &m));
+    let mut f403 = exchange("GET", "ping", 403);
+    f403.body_text = Some(format!("Authorization: Bearer {jwt}"));
+    findings.extend(judge(&d, REG, &f403));
+    let mut ev = event(
+        DATA,
+        FailureKind::TlsUpstreamCertificate {
+            problem: CertProblem::Other,
+            detail: format!("cert for ?sig=QUJDREVGR0hJSktMTU5PUFFSU1RVVldY {jwt}"),
+        },
+    );
+    ev.upstream_proxy = Some("http://proxy:3128".into());
+    findings.extend(d.diagnose_at(&ev, now()));
+    assert!(!findings.is_empty());
+    for f in &findings {
+        let json = serde_json::to_string(f).unwrap();
+        for secret in [
+            "eyJ",
+            "hunter2secret",
+            "U2VjcmV0U2lnbmF0dXJl",
+            "QUJDREVGR0hJSktM",
+            "sig=",
+            "c2lnbmF0dXJl",
+        ] {
+            assert!(!json.contains(secret), "{secret} leaked in {json}");
+        }
+        // The claims themselves are facts and may be quoted: exp as a time.
+        assert!(json.contains(&format!("\"cause\":\"{}\"", f.cause.id)));
+    }
+    let s = client_symptom(findings[0].cause, &http_event(REG, m), None);
+    assert!(!s.contains("eyJ"), "{s}");
+}
+
+#[test]
+fn every_observable_cause_is_reachable() {
+    let d = diagnoser(vec![private_registry("private.azurecr.io")]);
+    let mut seen = BTreeSet::new();
+    let mut add = |f: Vec<Finding>| {
+        for x in f {
+            seen.insert(x.cause.id);
+        }
+    };
+    let kinds = vec![
+        FailureKind::MalformedRequest,
+        FailureKind::TlsInsteadOfHttp,
+        FailureKind::PortNotAllowed { port: 25 },
+        FailureKind::DnsNxDomain,
+        FailureKind::ConnectTimeout,
+        FailureKind::UpstreamProxyClosed,
+        FailureKind::TlsUpstreamCertificate {
+            problem: CertProblem::Expired,
+            detail: String::new(),
+        },
+        FailureKind::TlsClientRejected {
+            detail: String::new(),
+        },
+        FailureKind::TransferStalled {
+            idle_secs: 30,
+            bytes_before: 1,
+        },
+        FailureKind::ResponseHeadersTimeout,
+    ];
+    for k in kinds {
+        add(d.diagnose_at(&event(REG, k.clone()), now()));
+        add(d.diagnose_at(&event(DATA, k.clone()), now()));
+        add(d.diagnose_at(&event("private.azurecr.io", k), now()));
+    }
+    let mut pe = event("private.azurecr.io", FailureKind::ConnectTimeout);
+    pe.dns = Some(answer(&["private.privatelink.azurecr.io"], &["10.0.0.9"]));
+    add(d.diagnose_at(&pe, now()));
+    let mut ip = exchange("GET", "ping", 403);
+    ip.body_text = Some("client with IP '198.51.100.1' is not allowed access".into());
+    add(judge(&d, REG, &ip));
+    let mut push = manifest("PUT", 401, "r", "t");
+    push.auth = Some(bearer(access_token("r", &["pull"])));
+    add(judge(&d, REG, &push));
+    let mut old = access_token("r", &["pull"]);
+    old.exp = Some(1);
+    push.auth = Some(bearer(old));
+    add(judge(&d, REG, &push));
+    add(judge(&d, REG, &exchange("GET", "ping", 429)));
+    let mut geo = manifest("PUT", 400, "r", "t");
+    geo.registry_errors = vec![acr_error(
+        "MANIFEST_BLOB_UNKNOWN",
+        "blob unknown to registry",
+    )];
+    add(judge(&d, REG, &geo));
+    add(judge(&d, REG, &token_request(401)));
+    add(judge(&d, REG, &manifest("GET", 404, "r", "t")));
+    for c in catalog::CAUSES {
+        assert!(
+            seen.contains(c.id) == c.observable,
+            "cause {} observable={} reached={}",
+            c.id,
+            c.observable,
+            seen.contains(c.id)
+        );
+    }
+}
+
+#[test]
+fn diagnoser_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Diagnoser>();
+    check::<aggregate::Aggregator>();
+}
+
+#[test]
+fn location_host_keeps_only_the_host() {
+    assert_eq!(
+        location_host("https://myregistry.westeurope.data.azurecr.io/blobs/x?sig=abc"),
+        Some("myregistry.westeurope.data.azurecr.io".into())
+    );
+    assert_eq!(
+        location_host("https://user:pw@Acct.blob.core.windows.net:443/c/b?sv=1&sig=x"),
+        Some("acct.blob.core.windows.net".into())
+    );
+    assert_eq!(location_host("/v2/app/blobs/uploads/123"), None);
+    assert_eq!(location_host("https://bad host/"), None);
+}
+
+#[test]
+fn findings_are_ranked_and_merged() {
+    let e = |s: &str| vec![s.to_string()];
+    let out = rules::rank(vec![
+        Finding {
+            cause: &catalog::NOT_FOUND,
+            confidence: Confidence::Low,
+            evidence: e("a"),
+        },
+        Finding {
+            cause: &catalog::NOT_AUTHORIZED,
+            confidence: Confidence::Medium,
+            evidence: e("b"),
+        },
+        Finding {
+            cause: &catalog::NOT_FOUND,
+            confidence: Confidence::High,
+            evidence: e("c"),
+        },
+    ]);
+    assert_eq!(ids(&out), vec!["not_found", "not_authorized"]);
+    assert_eq!(out[0].evidence, vec!["a", "c"]);
+}

@@ -1,0 +1,328 @@
+use super::*;
+use crate::config::LogFormat;
+use serde_json::{json, Value};
+use std::path::Path;
+use tracing_subscriber::layer::SubscriberExt;
+
+fn file_config(path: &Path, format: LogFormat) -> LogConfig {
+    LogConfig {
+        format,
+        file: Some(path.to_path_buf()),
+        ..LogConfig::default()
+    }
+}
+
+/// Run `f` with a subscriber made of the layer (filtered by `spec`), then flush.
+fn with_layer(cfg: &LogConfig, spec: Option<&str>, f: impl FnOnce()) -> LogHandle {
+    let (layer, handle) = build(cfg).unwrap();
+    let sub = tracing_subscriber::registry().with(layer.with_filter(filter(spec).unwrap()));
+    tracing::subscriber::with_default(sub, f);
+    handle.flush().unwrap();
+    handle
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn failure_record() -> Value {
+    json!({
+        "timestamp": "2026-11-23T18:00:00.123Z",
+        "event": "failure",
+        "conn_id": 12,
+        "client": "127.0.0.1:50514",
+        "target": "myreg.azurecr.io:443",
+        "phase": "dns",
+        "error": "name does not resolve",
+        "cause": "registry_name",
+        "cause_title": "Registry name wrong or registry deleted",
+        "confidence": "high",
+        "remedy": "Check the login server name with az acr show",
+        "reply_status": 502,
+        "reply_reason": "regdoc: registry_name: myreg.azurecr.io does not resolve"
+    })
+}
+
+#[test]
+fn records_are_written_raw_and_log_events_are_json_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("regdoc.log");
+    let rec = failure_record();
+    let raw = serde_json::to_string(&rec).unwrap();
+    with_layer(&file_config(&path, LogFormat::Json), None, || {
+        crate::record::emit("failure", &rec);
+        tracing::info!(
+            listen = "127.0.0.1:3128",
+            connections = 3u64,
+            ok = true,
+            "regdoc started"
+        );
+        tracing::debug!("below the default level");
+        tracing::warn!(target: "hyper::proto", level = "x", "odd \"quoted\" message\nsecond line");
+    });
+    let got = lines(&path);
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(got[0], raw);
+    let started: Value = serde_json::from_str(&got[1]).unwrap();
+    assert_eq!(started["event"], "log");
+    assert_eq!(started["level"], "info");
+    assert_eq!(started["target"], "regdoc::logging::tests");
+    assert_eq!(started["message"], "regdoc started");
+    assert_eq!(started["listen"], "127.0.0.1:3128");
+    assert_eq!(started["connections"], 3);
+    assert_eq!(started["ok"], true);
+    let ts = started["timestamp"].as_str().unwrap();
+    assert_eq!(ts.len(), "2026-11-23T18:00:00.123Z".len(), "{ts}");
+    assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{ts}");
+    assert!(
+        got[1].starts_with("{\"timestamp\":"),
+        "fixed key order: {}",
+        got[1]
+    );
+    let warn: Value = serde_json::from_str(&got[2]).unwrap();
+    assert_eq!(warn["level"], "warn");
+    assert_eq!(warn["target"], "hyper::proto");
+    assert_eq!(warn["message"], "odd \"quoted\" message\nsecond line");
+    // A field named like a line key cannot overwrite it.
+    assert_eq!(warn["field_level"], "x");
+}
+
+#[test]
+fn span_fields_are_carried_by_events_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("regdoc.log");
+    with_layer(&file_config(&path, LogFormat::Json), None, || {
+        let outer = tracing::info_span!("conn", conn_id = 12u64, phase = tracing::field::Empty);
+        let _o = outer.enter();
+        outer.record("phase", "tls");
+        let inner = tracing::info_span!("inner", conn_id = 13u64);
+        let _i = inner.enter();
+        tracing::warn!(bytes = 5u64, "inside");
+    });
+    let got = lines(&path);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let v: Value = serde_json::from_str(&got[0]).unwrap();
+    assert_eq!(v["conn_id"], 13, "inner span wins: {}", got[0]);
+    assert_eq!(v["phase"], "tls");
+    assert_eq!(v["bytes"], 5);
+    assert_eq!(got[0].matches("conn_id").count(), 1, "{}", got[0]);
+}
+
+#[test]
+fn filter_applies_to_log_events_but_never_to_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("regdoc.log");
+    let rec = json!({"event": "connection", "conn_id": 1});
+    with_layer(
+        &file_config(&path, LogFormat::Json),
+        Some("error,regdoc::net=debug"),
+        || {
+            crate::record::emit("connection", &rec);
+            tracing::warn!("filtered out");
+            tracing::debug!(target: "regdoc::net::resolve", "kept by the directive");
+            tracing::error!("kept by the default");
+        },
+    );
+    let got = lines(&path);
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(got[0], serde_json::to_string(&rec).unwrap());
+    assert!(got[1].contains("kept by the directive"));
+    assert!(got[2].contains("kept by the default"));
+    assert!(matches!(
+        filter(Some("info,[[[")),
+        Err(LogError::Filter { .. })
+    ));
+}
+
+#[test]
+fn pretty_failure_connection_and_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("regdoc.log");
+    let conn = json!({
+        "timestamp": "2026-11-23T18:00:01.500Z",
+        "event": "connection",
+        "conn_id": 13,
+        "target": "myreg.azurecr.io:443",
+        "dns": {"outcome": "ok", "ms": 3},
+        "connect": {"outcome": "ok", "ms": 20},
+        "tls": {"outcome": "ok", "ms": 40},
+        "bytes_up": 12_300_000u64,
+        "bytes_down": 1_200_000_000u64,
+        "duration_ms": 5100,
+        "close_reason": "client_closed"
+    });
+    let stalled = json!({
+        "timestamp": "2026-11-23T18:00:02.000Z",
+        "conn_id": 14,
+        "target": "myreg.westeurope.data.azurecr.io:443",
+        "dns": {"outcome": "ok", "ms": 3},
+        "connect": {"outcome": "timeout", "ms": 10000},
+        "bytes_up": 0, "bytes_down": 0, "duration_ms": 10004,
+        "close_reason": "connect_failed"
+    });
+    with_layer(&file_config(&path, LogFormat::Pretty), None, || {
+        crate::record::emit("failure", &failure_record());
+        crate::record::emit("connection", &conn);
+        crate::record::emit("connection", &stalled);
+        crate::record::emit(
+            "failure_summary",
+            &json!({"timestamp": "2026-11-23T18:01:00.000Z", "cause": "registry_name", "count": 7}),
+        );
+        tracing::warn!(conn_id = 9u64, "upstream slow");
+    });
+    let got = lines(&path);
+    assert_eq!(got.len(), 5, "{got:#?}");
+    assert_eq!(
+        got[0],
+        "18:00:00 FAIL  conn=12 myreg.azurecr.io:443 dns: name does not resolve → registry_name (high): \
+         Registry name wrong or registry deleted  fix: Check the login server name with az acr show"
+    );
+    assert_eq!(
+        got[1],
+        "18:00:01 conn  conn=13 myreg.azurecr.io:443 ok 12.3 MB↑ 1.2 GB↓ 5.1s"
+    );
+    assert_eq!(
+        got[2],
+        "18:00:02 conn  conn=14 myreg.westeurope.data.azurecr.io:443 connect timeout 0 B↑ 0 B↓ 10.0s closed: connect_failed"
+    );
+    assert_eq!(got[3], "18:01:00 again cause=registry_name count=7");
+    assert!(
+        got[4].ends_with(" WARN  regdoc::logging::tests: upstream slow conn_id=9"),
+        "{}",
+        got[4]
+    );
+    assert_eq!(got[4].as_bytes()[2], b':');
+}
+
+#[test]
+fn pretty_shows_unparseable_records_as_they_are() {
+    assert!(pretty::record(Some("failure"), "{not json").ends_with(" failure {not json"));
+    assert_eq!(pretty::bytes(999), "999 B");
+    assert_eq!(pretty::bytes(999_960), "1.0 MB");
+    assert_eq!(pretty::seconds(187_000), "3m07s");
+    assert_eq!(pretty::seconds(850), "850ms");
+}
+
+#[test]
+fn reopen_after_rename_writes_to_the_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("regdoc.log");
+    let rotated = dir.path().join("regdoc.log.1");
+    let (layer, handle) = build(&file_config(&path, LogFormat::Json)).unwrap();
+    let sub = tracing_subscriber::registry().with(layer.with_filter(filter(None).unwrap()));
+    tracing::subscriber::with_default(sub, || {
+        tracing::info!("before rotation");
+        handle.flush().unwrap();
+        // What logrotate does: rename, then signal the program.
+        std::fs::rename(&path, &rotated).unwrap();
+        tracing::info!("after rename, before reopen");
+        handle.reopen();
+        tracing::info!("after reopen");
+        handle.flush().unwrap();
+    });
+    let old = lines(&rotated);
+    let new = lines(&path);
+    assert!(old[0].contains("before rotation"), "{old:#?}");
+    assert!(new.last().unwrap().contains("after reopen"), "{new:#?}");
+    assert!(!old.iter().any(|l| l.contains("after reopen")), "{old:#?}");
+    assert_eq!(old.len() + new.len(), 3);
+    assert_eq!(handle.errors(), 0);
+}
+
+#[test]
+fn a_removed_log_directory_is_counted_and_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub_dir = dir.path().join("logs");
+    std::fs::create_dir(&sub_dir).unwrap();
+    let path = sub_dir.join("regdoc.log");
+    let (layer, handle) = build(&file_config(&path, LogFormat::Json)).unwrap();
+    let sub = tracing_subscriber::registry().with(layer.with_filter(filter(None).unwrap()));
+    tracing::subscriber::with_default(sub, || {
+        tracing::info!("first");
+        handle.flush().unwrap();
+        std::fs::remove_dir_all(&sub_dir).unwrap();
+        handle.reopen();
+        for i in 0..5 {
+            tracing::info!(i, "while the directory is gone");
+        }
+        handle.flush().unwrap();
+        assert!(handle.errors() >= 1, "{handle:?}");
+        // The sink comes back by itself once the path is usable again.
+        std::fs::create_dir(&sub_dir).unwrap();
+        tracing::info!("back");
+        handle.flush().unwrap();
+    });
+    let got = lines(&path);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].contains("back"));
+}
+
+#[test]
+fn an_unopenable_log_file_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing-dir").join("regdoc.log");
+    match build(&file_config(&path, LogFormat::Json)) {
+        Err(LogError::Open { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("expected Open error, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn a_full_channel_drops_lines_and_a_later_line_reports_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("regdoc.log");
+    let shared = Arc::new(Shared::default());
+    // Capacity one and no writer yet: the second and third lines cannot be queued.
+    let (tx, rx) = mpsc::sync_channel(1);
+    let layer = LogLayer::new(tx.clone(), shared.clone(), LogFormat::Json);
+    let sub = tracing_subscriber::registry().with(layer.with_filter(filter(None).unwrap()));
+    tracing::subscriber::with_default(sub, || {
+        for i in 0..3 {
+            tracing::info!(i, "burst");
+        }
+    });
+    assert_eq!(shared.dropped.load(Ordering::Relaxed), 2);
+    let writer = sink::Writer::open(
+        sink::Target::File(path.clone()),
+        LogFormat::Json,
+        shared.clone(),
+    )
+    .unwrap();
+    let thread = std::thread::spawn(move || writer.run(rx));
+    let handle = LogHandle { tx, shared };
+    handle.flush().unwrap();
+    let got = lines(&path);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let report: Value = serde_json::from_str(&got[0]).unwrap();
+    assert_eq!(report["level"], "warn");
+    assert_eq!(report["dropped"], 2);
+    assert!(got[1].contains("burst") && got[1].contains("\"i\":0"));
+    drop(handle);
+    // The layer (inside the dropped subscriber) and the handle held the only senders.
+    thread.join().unwrap();
+}
+
+#[test]
+fn a_removed_log_file_is_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("regdoc.log");
+    let (layer, handle) = build(&file_config(&path, LogFormat::Json)).unwrap();
+    let sub = tracing_subscriber::registry().with(layer.with_filter(filter(None).unwrap()));
+    tracing::subscriber::with_default(sub, || {
+        tracing::info!("first");
+        handle.flush().unwrap();
+        // Removed without a SIGHUP: writes to the open handle would vanish silently.
+        std::fs::remove_file(&path).unwrap();
+        handle.flush().unwrap();
+        tracing::info!("second");
+        handle.flush().unwrap();
+    });
+    let got = lines(&path);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].contains("second"));
+    assert_eq!(handle.errors(), 0);
+}

@@ -1,0 +1,413 @@
+//! A passthrough tunnel: watch the TLS handshake go by without decrypting it, then copy bytes
+//! both ways until both sides are done (half-close respected), with idle and stall detection.
+//!
+//! The handshake is observed only in the first few records; after that the copy loop does no
+//! per-byte work beyond counting, so observation costs nothing on the bulk path.
+
+use crate::observe::{FailureKind, Phase, TlsObservation};
+use crate::tls::{client_hello, server_hello};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// Deadlines and sizes of a tunnel.
+#[derive(Debug, Clone)]
+pub struct TunnelConfig {
+    pub idle: Duration,
+    pub tls_timeout: Duration,
+    pub stall: Duration,
+    pub buffer: usize,
+}
+
+/// Receives failures the moment they happen (the tunnel goes on or ends as the failure says).
+pub trait FailureSink: Send + Sync {
+    /// `tls` is what the handshake showed so far, if it was observed.
+    fn failure(
+        &self,
+        phase: Phase,
+        kind: FailureKind,
+        error: String,
+        elapsed: Duration,
+        tls: Option<&TlsObservation>,
+    );
+}
+
+/// What a tunnel saw, for its `connection` record.
+#[derive(Debug, Default)]
+pub struct TunnelReport {
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub tls: Option<TlsObservation>,
+    /// Duration of the TLS observation (ClientHello forwarded → server's first answer).
+    pub tls_ms: Option<f64>,
+    pub tls_ok: Option<bool>,
+    pub close_reason: &'static str,
+}
+
+/// Largest handshake prefix kept for parsing; beyond it the handshake is not observed.
+const MAX_HELLO: usize = 16 * 1024;
+
+/// Run a tunnel between `client` and `server` to completion.
+pub async fn run<C, S>(
+    client: &mut C,
+    server: &mut S,
+    cfg: &TunnelConfig,
+    sink: &dyn FailureSink,
+) -> TunnelReport
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut report = TunnelReport::default();
+    match observe_handshake(client, server, cfg, sink, &mut report).await {
+        Ok(true) => {}
+        Ok(false) => {
+            // The handshake phase ended the tunnel (server silent, closed, or a side vanished).
+            let _ = server.shutdown().await;
+            let _ = client.shutdown().await;
+            return report;
+        }
+        Err(e) => {
+            report.close_reason = close_reason_of(&e);
+            return report;
+        }
+    }
+    copy(client, server, cfg, sink, &mut report).await;
+    report
+}
+
+/// Forward the first client bytes and the server's first answer, parsing both. Returns
+/// `Ok(true)` when the bulk copy should follow.
+async fn observe_handshake<C, S>(
+    client: &mut C,
+    server: &mut S,
+    cfg: &TunnelConfig,
+    sink: &dyn FailureSink,
+    report: &mut TunnelReport,
+) -> io::Result<bool>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut cbuf: Vec<u8> = Vec::with_capacity(2048);
+    let mut tmp = vec![0u8; 8192];
+    let mut stmp = vec![0u8; 8192];
+
+    // Who speaks first? Clients of TLS do; some plain protocols let the server start.
+    let first = tokio::time::timeout(cfg.idle, async {
+        tokio::select! {
+            r = client.read(&mut tmp) => r.map(|n| (true, n)),
+            r = server.read(&mut stmp) => r.map(|n| (false, n)),
+        }
+    })
+    .await;
+    let (from_client, n) = match first {
+        Err(_) => {
+            report.close_reason = "idle_timeout";
+            return Ok(false);
+        }
+        Ok(r) => r?,
+    };
+    if n == 0 {
+        report.close_reason = if from_client {
+            "client_closed"
+        } else {
+            "server_closed"
+        };
+        return Ok(false);
+    }
+    if !from_client {
+        client.write_all(&stmp[..n]).await?;
+        report.bytes_down += n as u64;
+        return Ok(true);
+    }
+    server.write_all(&tmp[..n]).await?;
+    report.bytes_up += n as u64;
+    cbuf.extend_from_slice(&tmp[..n]);
+    if !client_hello::looks_like_tls(&cbuf) {
+        return Ok(true);
+    }
+
+    // Collect the whole ClientHello (it may span several reads or records).
+    let mut tls = TlsObservation::default();
+    loop {
+        match client_hello::parse(&cbuf) {
+            Ok(hello) => {
+                tls.sni = hello.sni;
+                tls.alpn = hello.alpn;
+                tls.client_versions = hello.versions;
+                break;
+            }
+            Err(crate::tls::HelloError::Incomplete) if cbuf.len() < MAX_HELLO => {
+                let n = match tokio::time::timeout(cfg.tls_timeout, client.read(&mut tmp)).await {
+                    Ok(r) => r?,
+                    Err(_) => break,
+                };
+                if n == 0 {
+                    report.close_reason = "client_closed";
+                    report.tls = Some(tls);
+                    return Ok(false);
+                }
+                server.write_all(&tmp[..n]).await?;
+                report.bytes_up += n as u64;
+                cbuf.extend_from_slice(&tmp[..n]);
+            }
+            Err(_) => break,
+        }
+    }
+    drop(cbuf);
+
+    // Wait for the server's answer, still relaying anything more the client sends.
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + cfg.tls_timeout;
+    let mut sbuf: Vec<u8> = Vec::new();
+    loop {
+        let step = tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                r = server.read(&mut stmp) => r.map(|n| (false, n)),
+                r = client.read(&mut tmp) => r.map(|n| (true, n)),
+            }
+        })
+        .await;
+        let elapsed = start.elapsed();
+        match step {
+            Err(_) => {
+                report.tls_ms = Some(ms(elapsed));
+                report.tls_ok = Some(false);
+                let sni = tls.sni.clone().unwrap_or_else(|| "(no SNI)".into());
+                report.tls = Some(tls);
+                report.close_reason = "tls_timeout";
+                sink.failure(
+                    Phase::Tls,
+                    FailureKind::TlsServerSilent,
+                    format!(
+                        "server accepted TCP but did not answer the TLS ClientHello for {sni} within {} ms",
+                        cfg.tls_timeout.as_millis()
+                    ),
+                    elapsed,
+                    report.tls.as_ref(),
+                );
+                return Ok(false);
+            }
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok((true, 0))) => {
+                // The client gave up before the server said anything.
+                report.tls_ms = Some(ms(elapsed));
+                report.tls_ok = Some(false);
+                report.tls = Some(tls);
+                report.close_reason = "client_closed";
+                sink.failure(
+                    Phase::Tls,
+                    FailureKind::TlsServerSilent,
+                    format!(
+                        "server did not answer the TLS ClientHello; the client gave up after {} ms",
+                        elapsed.as_millis()
+                    ),
+                    elapsed,
+                    report.tls.as_ref(),
+                );
+                return Ok(false);
+            }
+            Ok(Ok((true, n))) => {
+                server.write_all(&tmp[..n]).await?;
+                report.bytes_up += n as u64;
+            }
+            Ok(Ok((false, 0))) => {
+                report.tls_ms = Some(ms(elapsed));
+                report.tls_ok = Some(false);
+                report.tls = Some(tls);
+                report.close_reason = "server_closed";
+                sink.failure(
+                    Phase::Tls,
+                    FailureKind::TlsServerClosed,
+                    "server closed the connection in answer to the TLS ClientHello".into(),
+                    elapsed,
+                    report.tls.as_ref(),
+                );
+                return Ok(false);
+            }
+            Ok(Ok((false, n))) => {
+                if sbuf.is_empty() {
+                    tls.server_first_byte = Some(elapsed);
+                }
+                client.write_all(&stmp[..n]).await?;
+                report.bytes_down += n as u64;
+                sbuf.extend_from_slice(&stmp[..n]);
+                match server_hello::parse(&sbuf) {
+                    Ok(server_hello::ServerFirst::Hello { version, cipher }) => {
+                        tls.version = Some(version);
+                        tls.cipher = Some(cipher);
+                        report.tls_ok = Some(true);
+                    }
+                    Ok(server_hello::ServerFirst::Alert { level, description }) => {
+                        tls.alert = Some(format!("{level} {description}"));
+                        report.tls_ok = Some(false);
+                        sink.failure(
+                            Phase::Tls,
+                            FailureKind::TlsAlert { level: level.clone(), description: description.clone() },
+                            format!("server refused the TLS handshake with a {level} alert: {description}"),
+                            elapsed,
+                            Some(&tls),
+                        );
+                    }
+                    Err(crate::tls::HelloError::Incomplete) if sbuf.len() < MAX_HELLO => continue,
+                    Err(crate::tls::HelloError::NotTls) => {
+                        report.tls_ok = Some(false);
+                        sink.failure(
+                            Phase::Tls,
+                            FailureKind::TlsNotTls,
+                            "server answered the TLS ClientHello with bytes that are not TLS"
+                                .into(),
+                            elapsed,
+                            Some(&tls),
+                        );
+                    }
+                    Err(_) => {}
+                }
+                report.tls_ms = Some(ms(elapsed));
+                report.tls = Some(tls);
+                return Ok(true);
+            }
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Per-direction counters shared between the copy future and the watchdog.
+#[derive(Default)]
+struct Flow {
+    bytes: AtomicU64,
+    /// Milliseconds since the tunnel's copy phase began, at the last read with data.
+    last_ms: AtomicU64,
+    last_read: AtomicU64,
+}
+
+/// Counts what is read from a stream, without touching the bytes.
+struct Metered<'a, T> {
+    inner: &'a mut T,
+    flow: &'a Flow,
+    epoch: Instant,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Metered<'_, T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            self.flow.bytes.fetch_add(n, Ordering::Relaxed);
+            self.flow
+                .last_ms
+                .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            self.flow.last_read.store(n, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<'_, T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A read this large means the sender was mid-stream (a full buffer or several TLS records)
+/// rather than finishing a response.
+const MID_STREAM_READ: u64 = 16 * 1024;
+
+async fn copy<C, S>(
+    client: &mut C,
+    server: &mut S,
+    cfg: &TunnelConfig,
+    sink: &dyn FailureSink,
+    report: &mut TunnelReport,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let up = Flow::default();
+    let down = Flow::default();
+    let epoch = Instant::now();
+    let mut c = Metered {
+        inner: client,
+        flow: &up,
+        epoch,
+    };
+    let mut s = Metered {
+        inner: server,
+        flow: &down,
+        epoch,
+    };
+    let copying = tokio::io::copy_bidirectional_with_sizes(&mut c, &mut s, cfg.buffer, cfg.buffer);
+    tokio::pin!(copying);
+    let tick = cfg.idle.min(cfg.stall).max(Duration::from_secs(2)) / 2;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+    let mut stalled_reported = false;
+    let reason = loop {
+        tokio::select! {
+            r = &mut copying => break match r {
+                Ok(_) => "done",
+                Err(e) => close_reason_of(&e),
+            },
+            _ = ticker.tick() => {
+                let now = epoch.elapsed().as_millis() as u64;
+                let last = up.last_ms.load(Ordering::Relaxed).max(down.last_ms.load(Ordering::Relaxed));
+                if now.saturating_sub(last) >= cfg.idle.as_millis() as u64 {
+                    break "idle_timeout";
+                }
+                let down_idle = now.saturating_sub(down.last_ms.load(Ordering::Relaxed));
+                let down_bytes = down.bytes.load(Ordering::Relaxed);
+                if !stalled_reported
+                    && down_bytes > 0
+                    && down.last_read.load(Ordering::Relaxed) >= MID_STREAM_READ
+                    && down_idle >= cfg.stall.as_millis() as u64
+                {
+                    stalled_reported = true;
+                    sink.failure(
+                        Phase::Tunnel,
+                        FailureKind::TransferStalled { idle_secs: down_idle / 1000, bytes_before: down_bytes + report.bytes_down },
+                        format!(
+                            "download stopped mid-stream: no data from the server for {} s after {} bytes",
+                            down_idle / 1000,
+                            down_bytes + report.bytes_down
+                        ),
+                        Duration::from_millis(down_idle),
+                        report.tls.as_ref(),
+                    );
+                }
+            }
+        }
+    };
+    report.bytes_up += up.bytes.load(Ordering::Relaxed);
+    report.bytes_down += down.bytes.load(Ordering::Relaxed);
+    report.close_reason = reason;
+}
+
+fn close_reason_of(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset => "reset",
+        io::ErrorKind::BrokenPipe => "broken_pipe",
+        io::ErrorKind::TimedOut => "timeout",
+        _ => "io_error",
+    }
+}

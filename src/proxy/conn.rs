@@ -1,0 +1,283 @@
+//! One client connection: read its first request head, apply policy, and dispatch to a CONNECT
+//! tunnel or to plain forwarding. Ends with one `connection` record.
+
+use super::connect::{establish, refuse, Refusal};
+use super::head::{read_head, HeadError};
+use super::{reply, Shared, TargetInfo, TunnelFailures};
+use crate::config::split_host_port;
+use crate::endpoint::classify;
+use crate::net::prefixed::Prefixed;
+use crate::observe::{FailureKind, Phase};
+use crate::record::{timestamp, ConnectionRecord, PhaseOutcome};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Serve one client connection to completion.
+pub async fn serve(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    client: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let started = Instant::now();
+    let conn_id = shared.next_conn_id();
+    let mut rec = ConnectionRecord::new(conn_id, client);
+    let _ = stream.set_nodelay(true);
+    let mut target = TargetInfo {
+        conn_id,
+        client,
+        host: String::new(),
+        port: 0,
+        endpoint: Default::default(),
+        upstream_proxy: None,
+    };
+
+    if !shared
+        .config
+        .allowed_clients
+        .iter()
+        .any(|n| n.contains(&client.ip()))
+    {
+        // Not an open relay: answer without reading anything further.
+        let ev = target.event(
+            Phase::Policy,
+            FailureKind::ClientNotAllowed,
+            format!("client {} is not in allowed_clients", client.ip()),
+            started.elapsed(),
+        );
+        let r = refuse(&shared, &ev);
+        write_refusal(&mut stream, &r, "").await;
+        finish(&shared, rec, started, "refused", true);
+        return;
+    }
+
+    let head = match read_head(
+        &mut stream,
+        shared.config.max_head_bytes,
+        shared.config.timeouts.request_head,
+    )
+    .await
+    {
+        Ok(h) => h,
+        Err(HeadError::Closed) => return, // a health check or port scan: nothing to record
+        Err(e) => {
+            let kind = match &e {
+                HeadError::TooLarge(limit) => FailureKind::HeadTooLarge { limit: *limit },
+                HeadError::Timeout(_) => FailureKind::RequestTimeout,
+                HeadError::Tls { .. } => FailureKind::TlsInsteadOfHttp,
+                _ => FailureKind::MalformedRequest,
+            };
+            let error = match &e {
+                HeadError::Tls { first_bytes } => tls_instead_of_http(first_bytes),
+                other => other.to_string(),
+            };
+            let ev = target.event(Phase::Request, kind, error, started.elapsed());
+            let r = refuse(&shared, &ev);
+            if !matches!(e, HeadError::Io(_)) {
+                write_refusal(&mut stream, &r, "").await;
+            }
+            finish(&shared, rec, started, "bad_request", true);
+            return;
+        }
+    };
+    if head.method.eq_ignore_ascii_case("CONNECT") {
+        rec.requests = 1;
+        let Some((host, port)) = split_host_port(&head.target).filter(|(h, _)| valid_host(h))
+        else {
+            let ev = target.event(
+                Phase::Request,
+                FailureKind::MalformedRequest,
+                format!(
+                    "CONNECT target {:?} is not host:port",
+                    truncate(&head.target, 80)
+                ),
+                started.elapsed(),
+            );
+            let r = refuse(&shared, &ev);
+            write_refusal(&mut stream, &r, "").await;
+            finish(&shared, rec, started, "bad_request", true);
+            return;
+        };
+        target.host = host.trim_end_matches('.').to_ascii_lowercase();
+        target.port = port;
+        target.endpoint = classify(&target.host, &shared.registries);
+        rec.target = Some(target.target());
+        rec.set_endpoint(&target.endpoint);
+        if let Some(r) = policy(
+            &shared,
+            &target,
+            head.header("proxy-authorization"),
+            started,
+        ) {
+            let extra = if r.status == 407 {
+                "Proxy-Authenticate: Basic realm=\"regdoc\"\r\n"
+            } else {
+                ""
+            };
+            write_refusal(&mut stream, &r, extra).await;
+            finish(&shared, rec, started, "refused", true);
+            return;
+        }
+        tunnel(&shared, stream, head.rest, &mut target, &mut rec, shutdown).await;
+        let failed = rec.failed;
+        finish(&shared, rec, started, "", failed);
+    } else {
+        let stream = Prefixed::new(head.raw.clone(), stream);
+        super::forward::serve(shared.clone(), stream, &mut target, &mut rec, shutdown).await;
+        let failed = rec.failed;
+        finish(&shared, rec, started, "", failed);
+    }
+}
+
+/// Port, and proxy authentication. `None` when the request may proceed.
+pub fn policy(
+    shared: &Shared,
+    target: &TargetInfo,
+    auth: Option<&[u8]>,
+    started: Instant,
+) -> Option<Refusal> {
+    if !shared.config.allowed_ports.contains(&target.port) {
+        let ev = target.event(
+            Phase::Policy,
+            FailureKind::PortNotAllowed { port: target.port },
+            format!("destination port {} is not in allowed_ports", target.port),
+            started.elapsed(),
+        );
+        return Some(refuse(shared, &ev));
+    }
+    if !shared.auth_ok(auth) {
+        let ev = target.event(
+            Phase::Policy,
+            FailureKind::ProxyAuthRequired {
+                provided: auth.is_some(),
+            },
+            if auth.is_some() {
+                "proxy credentials were refused".to_string()
+            } else {
+                "this proxy requires authentication and the client sent none".to_string()
+            },
+            started.elapsed(),
+        );
+        return Some(refuse(shared, &ev));
+    }
+    None
+}
+
+async fn tunnel(
+    shared: &Shared,
+    mut client: TcpStream,
+    rest: bytes::Bytes,
+    target: &mut TargetInfo,
+    rec: &mut ConnectionRecord,
+    _shutdown: watch::Receiver<bool>,
+) {
+    let est = match establish(shared, target, rec).await {
+        Ok(e) => e,
+        Err(r) => {
+            write_refusal(&mut client, &r, "").await;
+            rec.failed = true;
+            rec.close_reason = "refused";
+            return;
+        }
+    };
+    rec.mode = "tunnel";
+    let mut server = est.stream;
+    let mut hello = b"HTTP/1.1 200 Connection established\r\n\r\n".to_vec();
+    hello.extend_from_slice(&est.leftover);
+    if let Err(_e) = client.write_all(&hello).await {
+        rec.close_reason = "client_closed";
+        return;
+    }
+    let failures = TunnelFailures {
+        shared,
+        target,
+        dns: est.dns.clone(),
+        failed: AtomicBool::new(false),
+    };
+    let mut client = Prefixed::new(rest, client);
+    let report = crate::net::tunnel::run(&mut client, &mut server, &shared.tunnel, &failures).await;
+    rec.bytes_up = report.bytes_up;
+    rec.bytes_down = report.bytes_down;
+    rec.close_reason = report.close_reason;
+    if let Some(t) = &report.tls {
+        rec.set_tls(t);
+    }
+    if let Some(ms) = report.tls_ms {
+        let outcome = match (report.tls_ok, report.close_reason) {
+            (_, "tls_timeout") => "timeout",
+            (Some(true), _) => "ok",
+            _ => "failed",
+        };
+        rec.phases.tls = Some(PhaseOutcome { outcome, ms });
+    }
+    rec.failed |= failures.failed.load(Ordering::Relaxed);
+    // A tunnel that completed a handshake and carried data is a success the diagnosis can
+    // use as context (REST worked, so a later data-endpoint failure is a firewall gap).
+    if !rec.failed && report.tls_ok != Some(false) && report.bytes_down > 0 {
+        shared.diagnoser.note_success(crate::diagnose::SuccessNote {
+            client: target.client.ip(),
+            host: target.host.clone(),
+            endpoint: target.endpoint.clone(),
+            at: SystemTime::now(),
+            http: None,
+        });
+    }
+}
+
+fn finish(
+    shared: &Shared,
+    mut rec: ConnectionRecord,
+    started: Instant,
+    reason: &'static str,
+    failed: bool,
+) {
+    rec.duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+    if rec.close_reason.is_empty() {
+        rec.close_reason = if reason.is_empty() { "done" } else { reason };
+    }
+    rec.failed = failed;
+    rec.timestamp = timestamp(SystemTime::now());
+    if shared.config.log.connections || failed {
+        crate::record::emit("connection", &rec);
+    }
+}
+
+pub(crate) async fn write_refusal<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    r: &Refusal,
+    extra: &str,
+) {
+    let bytes = reply::raw_reply(r.status, &r.reason, r.cause, extra);
+    let _ = w.write_all(&bytes).await;
+    let _ = w.shutdown().await;
+}
+
+/// Describe a TLS ClientHello that arrived where a request was expected, naming the SNI the
+/// client used for the proxy (it shows which `HTTPS_PROXY` URL is wrong).
+fn tls_instead_of_http(first: &[u8]) -> String {
+    let sni = crate::tls::client_hello::parse(first)
+        .ok()
+        .and_then(|h| h.sni);
+    match sni {
+        Some(s) => format!(
+            "client started TLS (SNI {s}) instead of an HTTP request: its proxy URL uses https:// but this proxy speaks plain HTTP; use http://"
+        ),
+        None => "client started TLS instead of an HTTP request: its proxy URL uses https:// but this proxy speaks plain HTTP; use http://".to_string(),
+    }
+}
+
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}

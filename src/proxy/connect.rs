@@ -1,0 +1,181 @@
+//! Establishing the upstream side of a CONNECT: resolve and dial (directly, or through the
+//! upstream proxy) **before** the client is answered, so that only a working connection gets
+//! `200 Connection established` and every failure gets a status whose reason names the cause.
+
+use super::{reply, Shared, TargetInfo};
+use crate::net::dial::{dial, DialError};
+use crate::net::resolve::ResolveError;
+use crate::net::upstream::{connect_through, UpstreamError};
+use crate::observe::{DnsAnswer, FailureKind, Phase};
+use crate::record::{ConnectionRecord, PhaseOutcome};
+use std::net::SocketAddr;
+use std::time::Instant;
+use tokio::net::TcpStream;
+
+/// A connection ready to carry the tunnel.
+pub struct Established {
+    pub stream: TcpStream,
+    /// Bytes the upstream proxy sent after its answer head (belong to the tunnel).
+    pub leftover: Vec<u8>,
+    pub peer: SocketAddr,
+    pub dns: Option<DnsAnswer>,
+}
+
+/// The client is refused: reply with this status and reason phrase.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: u16,
+    pub reason: String,
+    pub cause: Option<&'static str>,
+}
+
+/// Resolve and dial `target`, recording each phase in `rec`. Failures are diagnosed and logged
+/// here; the caller only writes the reply.
+pub async fn establish(
+    shared: &Shared,
+    target: &mut TargetInfo,
+    rec: &mut ConnectionRecord,
+) -> Result<Established, Refusal> {
+    let direct_rule = shared.config.dns.connect_to.is_empty()
+        || !shared
+            .config
+            .connect_to_rules()
+            .iter()
+            .any(|r| r.host == target.host && r.port == target.port);
+    let via_upstream = match &shared.upstream {
+        Some(p) if direct_rule && !shared.no_proxy.matches(&target.host, target.port) => {
+            Some(p.clone())
+        }
+        _ => None,
+    };
+    if let Some(proxy) = via_upstream {
+        target.upstream_proxy = Some(proxy.display());
+        rec.upstream_proxy = Some(proxy.display());
+        // Resolve and dial the upstream proxy itself.
+        let t = Instant::now();
+        let resolved = match shared.resolver.lookup(&proxy.host, proxy.port).await {
+            Ok(r) => r,
+            Err(e) => {
+                rec.phases.dns = Some(PhaseOutcome::new("failed", t.elapsed()));
+                let ev = target.event(
+                    Phase::UpstreamProxy,
+                    FailureKind::UpstreamProxyUnreachable,
+                    format!("cannot resolve upstream proxy {}: {e}", proxy.display()),
+                    t.elapsed(),
+                );
+                return Err(refuse(shared, &ev));
+            }
+        };
+        rec.phases.dns = Some(PhaseOutcome::new("ok", t.elapsed()));
+        let t = Instant::now();
+        let (mut stream, peer) = match dial(&resolved.addrs, shared.config.timeouts.connect).await {
+            Ok(s) => s,
+            Err(e) => {
+                rec.phases.connect = Some(PhaseOutcome::new("failed", t.elapsed()));
+                let ev = target.event(
+                    Phase::UpstreamProxy,
+                    FailureKind::UpstreamProxyUnreachable,
+                    format!("cannot reach upstream proxy {}: {e}", proxy.display()),
+                    t.elapsed(),
+                );
+                return Err(refuse(shared, &ev));
+            }
+        };
+        rec.phases.connect = Some(PhaseOutcome::new("ok", t.elapsed()));
+        rec.resolved = vec![peer.to_string()];
+        let t = Instant::now();
+        let answer = connect_through(
+            &mut stream,
+            &proxy,
+            &target.host,
+            target.port,
+            shared.config.timeouts.upstream_proxy,
+        )
+        .await;
+        match answer {
+            Ok(leftover) => {
+                rec.phases.upstream_proxy = Some(PhaseOutcome::new("ok", t.elapsed()));
+                Ok(Established {
+                    stream,
+                    leftover,
+                    peer,
+                    dns: None,
+                })
+            }
+            Err(e) => {
+                let (outcome, kind) = match &e {
+                    UpstreamError::Status { status, reason, .. } => (
+                        "failed",
+                        FailureKind::UpstreamProxyStatus {
+                            status: *status,
+                            reason: reason.clone(),
+                        },
+                    ),
+                    UpstreamError::Closed { .. }
+                    | UpstreamError::Io { .. }
+                    | UpstreamError::Garbled { .. } => ("failed", FailureKind::UpstreamProxyClosed),
+                    UpstreamError::Timeout { .. } => ("timeout", FailureKind::UpstreamProxyTimeout),
+                };
+                rec.phases.upstream_proxy = Some(PhaseOutcome::new(outcome, t.elapsed()));
+                let ev = target.event(Phase::UpstreamProxy, kind, e.to_string(), t.elapsed());
+                Err(refuse(shared, &ev))
+            }
+        }
+    } else {
+        let t = Instant::now();
+        let resolved = match shared.resolver.resolve(&target.host, target.port).await {
+            Ok(r) => r,
+            Err(e) => {
+                let (outcome, kind) = match &e {
+                    ResolveError::NxDomain { .. } => ("failed", FailureKind::DnsNxDomain),
+                    ResolveError::NoAddresses { .. } => ("failed", FailureKind::DnsNoAddresses),
+                    ResolveError::Timeout { .. } => ("timeout", FailureKind::DnsTimeout),
+                    ResolveError::Other { .. } => ("failed", FailureKind::DnsError),
+                };
+                rec.phases.dns = Some(PhaseOutcome::new(outcome, t.elapsed()));
+                let ev = target.event(Phase::Dns, kind, e.to_string(), t.elapsed());
+                return Err(refuse(shared, &ev));
+            }
+        };
+        rec.phases.dns = Some(PhaseOutcome::new("ok", t.elapsed()));
+        rec.resolved = resolved.addrs.iter().map(|a| a.to_string()).collect();
+        let t = Instant::now();
+        match dial(&resolved.addrs, shared.config.timeouts.connect).await {
+            Ok((stream, peer)) => {
+                rec.phases.connect = Some(PhaseOutcome::new("ok", t.elapsed()));
+                rec.resolved = vec![peer.to_string()];
+                Ok(Established {
+                    stream,
+                    leftover: Vec::new(),
+                    peer,
+                    dns: Some(resolved.answer),
+                })
+            }
+            Err(e) => {
+                let (outcome, kind) = match &e {
+                    DialError::Refused { .. } => ("failed", FailureKind::ConnectRefused),
+                    DialError::Timeout { .. } => ("timeout", FailureKind::ConnectTimeout),
+                    DialError::Unreachable { .. } => ("failed", FailureKind::ConnectUnreachable),
+                    DialError::Other { .. } | DialError::NoAddress => {
+                        ("failed", FailureKind::ConnectError)
+                    }
+                };
+                rec.phases.connect = Some(PhaseOutcome::new(outcome, t.elapsed()));
+                let mut ev = target.event(Phase::Connect, kind, e.to_string(), t.elapsed());
+                ev.dns = Some(resolved.answer);
+                Err(refuse(shared, &ev))
+            }
+        }
+    }
+}
+
+/// Diagnose and log a failure that the client is told about.
+pub fn refuse(shared: &Shared, ev: &crate::observe::FailureEvent) -> Refusal {
+    let status = reply::status_for(&ev.kind);
+    let (findings, reason) = shared.report(ev, Some(status));
+    Refusal {
+        status,
+        reason,
+        cause: findings.first().map(|f| f.cause.id),
+    }
+}

@@ -1,0 +1,399 @@
+//! Plain `http://` forwarding of absolute-form requests (insecure registries, plain-HTTP token
+//! services), with keep-alive on both sides and bodies streamed both ways. Hop-by-hop headers
+//! are removed per RFC 9110 §7.6.1.
+
+use super::connect::{establish, refuse, Refusal};
+use super::{Shared, TargetInfo};
+use crate::endpoint::classify;
+use crate::net::dial::dial;
+use crate::observe::{FailureKind, Phase};
+use crate::record::ConnectionRecord;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// The upstream connection a client connection is currently using, reused while the client
+/// keeps asking for the same origin.
+struct Upstream {
+    key: String,
+    /// Requests go in absolute form to an upstream proxy rather than origin form to the origin.
+    via_proxy: bool,
+    sender: SendRequest<Incoming>,
+}
+
+struct State {
+    shared: Arc<Shared>,
+    base: TargetInfo,
+    upstream: tokio::sync::Mutex<Option<Upstream>>,
+    /// The connection record is updated by the last request's target.
+    rec: Mutex<ConnectionRecord>,
+}
+
+/// Serve forwarded requests on `io` until the client closes or shutdown is signalled.
+pub async fn serve<I>(
+    shared: Arc<Shared>,
+    io: I,
+    target: &mut TargetInfo,
+    rec: &mut ConnectionRecord,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    rec.mode = "forward";
+    let state = Arc::new(State {
+        shared: shared.clone(),
+        base: target.clone(),
+        upstream: tokio::sync::Mutex::new(None),
+        rec: Mutex::new(rec.clone()),
+    });
+    let svc_state = state.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let st = svc_state.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(shared.config.max_head_bytes.max(8192))
+        .preserve_header_case(true)
+        .title_case_headers(true)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { let _ = shutdown.wait_for(|v| *v).await; } => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    let mut final_rec = state
+        .rec
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    final_rec.close_reason = match result {
+        Ok(()) => "done",
+        Err(e) if e.is_parse_too_large() => "head_too_large",
+        Err(e) if e.is_parse() => "bad_request",
+        Err(_) => "client_error",
+    };
+    *rec = final_rec;
+}
+
+async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    if let Ok(mut r) = st.rec.lock() {
+        r.requests += 1;
+    }
+    match exchange(&st, req).await {
+        Ok(resp) => resp,
+        Err(refusal) => {
+            if let Ok(mut rec) = st.rec.lock() {
+                rec.failed = true;
+            }
+            refusal_response(&refusal)
+        }
+    }
+}
+
+/// Forward one request. A refusal has already been diagnosed and logged.
+async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
+    let started = Instant::now();
+    let uri = req.uri().clone();
+    let Some((host, port)) = origin_of(&uri) else {
+        let mut t = st.base.clone();
+        t.host = "-".into();
+        let msg = if uri.scheme_str() == Some("https") {
+            "absolute-form https:// request: use CONNECT for HTTPS through this proxy".to_string()
+        } else {
+            format!(
+                "request target {:?} is not an absolute http:// URL (this is a proxy)",
+                uri.to_string()
+            )
+        };
+        let ev = t.event(
+            Phase::Request,
+            FailureKind::MalformedRequest,
+            msg,
+            started.elapsed(),
+        );
+        return Err(refuse(&st.shared, &ev));
+    };
+    let mut target = st.base.clone();
+    target.endpoint = classify(&host, &st.shared.registries);
+    target.host = host;
+    target.port = port;
+    if let Ok(mut r) = st.rec.lock() {
+        r.target = Some(target.target());
+        r.set_endpoint(&target.endpoint);
+    }
+    let auth = req
+        .headers()
+        .get("proxy-authorization")
+        .map(|v| v.as_bytes());
+    if let Some(r) = super::conn::policy(&st.shared, &target, auth, started) {
+        return Err(r);
+    }
+    let key = target.target();
+    let mut guard = st.upstream.lock().await;
+    let reusable = matches!(&*guard, Some(u) if u.key == key && !u.sender.is_closed());
+    if !reusable {
+        *guard = None;
+        *guard = Some(open_upstream(st, &mut target).await?);
+    }
+    let Some(up) = guard.as_mut() else {
+        return Err(internal("no upstream connection"));
+    };
+    let req = prepare_request(req, up.via_proxy);
+    let timeout = st.shared.config.timeouts.response_headers;
+    let sent = tokio::time::timeout(timeout, async {
+        up.sender.ready().await?;
+        up.sender.send_request(req).await
+    })
+    .await;
+    match sent {
+        Ok(Ok(mut resp)) => {
+            strip_hop_by_hop(resp.headers_mut());
+            Ok(resp.map(|b| b.boxed()))
+        }
+        Ok(Err(e)) => {
+            *guard = None;
+            let ev = target.event(
+                Phase::Http,
+                FailureKind::ConnectError,
+                format!("upstream closed the connection before answering: {e}"),
+                started.elapsed(),
+            );
+            Err(refuse(&st.shared, &ev))
+        }
+        Err(_) => {
+            *guard = None;
+            let ev = target.event(
+                Phase::Http,
+                FailureKind::ResponseHeadersTimeout,
+                format!(
+                    "no response headers from {} within {} ms",
+                    target.target(),
+                    timeout.as_millis()
+                ),
+                started.elapsed(),
+            );
+            Err(refuse(&st.shared, &ev))
+        }
+    }
+}
+
+fn internal(what: &str) -> Refusal {
+    Refusal {
+        status: 502,
+        reason: format!("regdoc: {what}"),
+        cause: None,
+    }
+}
+
+/// Dial the origin (or the upstream proxy, which then gets absolute-form requests).
+async fn open_upstream(st: &State, target: &mut TargetInfo) -> Result<Upstream, Refusal> {
+    let shared = &st.shared;
+    let proxy = shared
+        .upstream
+        .as_ref()
+        .filter(|_| !shared.no_proxy.matches(&target.host, target.port))
+        .filter(|_| {
+            !shared
+                .config
+                .connect_to_rules()
+                .iter()
+                .any(|r| r.host == target.host && r.port == target.port)
+        });
+    let mut rec = st
+        .rec
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    let result = if let Some(proxy) = proxy {
+        target.upstream_proxy = Some(proxy.display());
+        let started = Instant::now();
+        let addrs = shared
+            .resolver
+            .lookup(&proxy.host, proxy.port)
+            .await
+            .map(|r| r.addrs);
+        let dialed = match addrs {
+            Ok(a) => dial(&a, shared.config.timeouts.connect)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match dialed {
+            Ok((s, _)) => Ok((s, true)),
+            Err(e) => {
+                let ev = target.event(
+                    Phase::UpstreamProxy,
+                    FailureKind::UpstreamProxyUnreachable,
+                    format!("cannot reach upstream proxy {}: {e}", proxy.display()),
+                    started.elapsed(),
+                );
+                Err(refuse(shared, &ev))
+            }
+        }
+    } else {
+        establish(shared, target, &mut rec)
+            .await
+            .map(|e| (e.stream, false))
+    };
+    if let Ok(mut r) = st.rec.lock() {
+        *r = ConnectionRecord {
+            requests: r.requests,
+            ..rec
+        };
+        r.mode = "forward";
+    }
+    let (stream, via_proxy) = result?;
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .title_case_headers(true)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| internal(&format!("HTTP handshake with upstream failed: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Upstream {
+        key: target.target(),
+        via_proxy,
+        sender,
+    })
+}
+
+fn origin_of(uri: &Uri) -> Option<(String, u16)> {
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let host = uri
+        .host()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    Some((host, uri.port_u16().unwrap_or(80)))
+}
+
+/// Remove hop-by-hop headers and turn the target into origin form (unless an upstream proxy
+/// takes the request in absolute form).
+fn prepare_request(mut req: Request<Incoming>, via_proxy: bool) -> Request<Incoming> {
+    let uri = req.uri().clone();
+    if let Some(auth) = uri.authority() {
+        if !req.headers().contains_key(HOST) {
+            if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
+                req.headers_mut().insert(HOST, v);
+            }
+        }
+    }
+    strip_hop_by_hop(req.headers_mut());
+    if !via_proxy {
+        let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        if let Ok(u) = pq.parse::<Uri>() {
+            *req.uri_mut() = u;
+        }
+    }
+    req
+}
+
+/// RFC 9110 §7.6.1: the fixed hop-by-hop set plus whatever `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(n);
+    }
+}
+
+fn refusal_response(r: &Refusal) -> Response<Body> {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut resp = text_response(status, &r.reason, r.cause);
+    if r.status == 407 {
+        resp.headers_mut().insert(
+            "proxy-authenticate",
+            HeaderValue::from_static("Basic realm=\"regdoc\""),
+        );
+    }
+    resp
+}
+
+fn text_response(status: StatusCode, reason: &str, cause: Option<&str>) -> Response<Body> {
+    let body = Full::new(Bytes::from(format!("{reason}\n")))
+        .map_err(|never| match never {})
+        .boxed();
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(c) = cause.and_then(|c| HeaderValue::from_str(c).ok()) {
+        resp.headers_mut().insert("x-regdoc-cause", c);
+    }
+    if let Ok(rp) = hyper::ext::ReasonPhrase::try_from(reason.as_bytes().to_vec()) {
+        resp.extensions_mut().insert(rp);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic abc"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer kept-for-origin"),
+        );
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("authorization"));
+    }
+
+    #[test]
+    fn origin_of_absolute_uris() {
+        assert_eq!(
+            origin_of(&"http://Reg.Local:5000/v2/".parse().unwrap()),
+            Some(("reg.local".into(), 5000))
+        );
+        assert_eq!(
+            origin_of(&"http://reg/".parse().unwrap()),
+            Some(("reg".into(), 80))
+        );
+        assert_eq!(origin_of(&"https://reg/".parse().unwrap()), None);
+        assert_eq!(origin_of(&"/v2/".parse().unwrap()), None);
+    }
+}

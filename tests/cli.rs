@@ -1,0 +1,385 @@
+//! The `regdoc` binary as an operator meets it: flags, exit codes, start-up line, signals, the
+//! shipped configuration and systemd unit.
+
+use regdoc::config::Config;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_regdoc");
+
+fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Run the binary to completion with a clean environment for the variables it reads.
+fn regdoc(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("REGDOC_CONFIG")
+        .env_remove("REGDOC_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn version_and_help() {
+    let o = regdoc(&["--version"]);
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("regdoc {}", env!("CARGO_PKG_VERSION"))
+    );
+    let o = regdoc(&["--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("run") && help.contains("check-config"),
+        "{help}"
+    );
+    let o = regdoc(&["run", "--help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in [
+        "--config",
+        "--listen",
+        "--connect-to",
+        "--log-file",
+        "--log-format",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn invalid_config_is_refused_with_file_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:0\"\n\n[timeouts]\nconnect = \"ten\"\n",
+    )
+    .unwrap();
+    let o = regdoc(&["run", "--config", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!("regdoc: {}:4: ", path.display())),
+        "{err}"
+    );
+
+    // The same through REGDOC_CONFIG.
+    let o = Command::new(BIN)
+        .arg("run")
+        .env("REGDOC_CONFIG", &path)
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains(":4: "), "{}", stderr(&o));
+
+    let o = regdoc(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains(":4: "));
+
+    let o = regdoc(&["run", "--connect-to", "reg.example:443"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--connect-to"), "{}", stderr(&o));
+
+    let o = regdoc(&["run", "--config", "/nonexistent/regdoc.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/regdoc.toml"));
+}
+
+#[test]
+fn check_config_accepts_the_shipped_file() {
+    let o = regdoc(&[
+        "check-config",
+        repo_file("config/regdoc.toml").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("listen            127.0.0.1:3128"), "{out}");
+    assert!(out.trim_end().ends_with(": ok"), "{out}");
+}
+
+#[test]
+fn shipped_config_equals_the_defaults() {
+    let path = repo_file("config/regdoc.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let c = Config::parse(&text, &path).unwrap();
+    let d = Config::default();
+    assert_eq!(c.listen, d.listen);
+    assert_eq!(c.allowed_clients, d.allowed_clients);
+    assert_eq!(c.allowed_ports, d.allowed_ports);
+    assert_eq!(c.max_connections, d.max_connections);
+    assert_eq!(c.max_head_bytes, d.max_head_bytes);
+    assert_eq!(c.buffer_bytes, d.buffer_bytes);
+    // Debug covers every field, including ones added later.
+    assert_eq!(format!("{:?}", c.timeouts), format!("{:?}", d.timeouts));
+    assert_eq!(format!("{:?}", c.dns), format!("{:?}", d.dns));
+    assert_eq!(format!("{:?}", c.upstream), format!("{:?}", d.upstream));
+    assert!(c.auth.is_none());
+    assert_eq!(format!("{:?}", c.log), format!("{:?}", d.log));
+    assert_eq!(format!("{:?}", c.intercept), format!("{:?}", d.intercept));
+    assert_eq!(format!("{:?}", c.diagnosis), format!("{:?}", d.diagnosis));
+    assert!(c.registries.is_empty());
+}
+
+/// Every `# key = value` and `# [section]` line in the shipped file is a valid example.
+#[test]
+fn shipped_config_examples_are_valid_when_uncommented() {
+    let path = repo_file("config/regdoc.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut uncommented = 0;
+    let all: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if is_setting(rest) => {
+                uncommented += 1;
+                rest.to_string()
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c =
+        Config::parse(&all, Path::new("uncommented.toml")).unwrap_or_else(|e| panic!("{e}\n{all}"));
+    assert!(uncommented >= 10, "{uncommented}");
+    assert!(c.upstream.proxy.is_some());
+    assert!(c.auth.is_some());
+    assert!(c.log.file.is_some());
+    assert!(c.intercept.ca_cert.is_some() && c.intercept.ca_key.is_some());
+    assert!(c.intercept.cert_cache.is_some());
+    assert_eq!(c.dns.overrides.len(), 2);
+    assert_eq!(c.registries.len(), 1);
+    assert!(c.registries[0].private_endpoint);
+}
+
+fn is_setting(rest: &str) -> bool {
+    if rest.starts_with('[') {
+        return rest.ends_with(']');
+    }
+    let Some((key, _)) = rest.split_once(" = ") else {
+        return false;
+    };
+    let bare = !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    let quoted = key.len() > 2 && key.starts_with('"') && key.ends_with('"');
+    bare || quoted
+}
+
+/// A running `regdoc run`, killed if the test fails half-way.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid touches no memory of ours.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+/// Poll `path` until a line contains `needle`; bounded in time.
+fn wait_for_line(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(f) = std::fs::File::open(path) {
+            let found = std::io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.contains(needle));
+            if let Some(l) = found {
+                return l;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needle:?} in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "regdoc did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn run_announces_itself_reopens_on_sighup_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("regdoc.log");
+    let child = Command::new(BIN)
+        .args(["run", "--listen", "127.0.0.1:0", "--log-file"])
+        .arg(&log)
+        .args(["--connect-to", "myreg.azurecr.io:443=127.0.0.1:9"])
+        .env_remove("REGDOC_CONFIG")
+        .env_remove("REGDOC_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+
+    let line = wait_for_line(&log, "regdoc listening");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["event"], "log");
+    assert_eq!(v["level"], "info");
+    assert_eq!(v["config"], "embedded defaults");
+    assert_eq!(v["connect_to_rules"], 1);
+    let listen: std::net::SocketAddr = v["listen"].as_str().unwrap().parse().unwrap();
+    assert!(listen.ip().is_loopback() && listen.port() != 0, "{line}");
+    assert!(v["visibility"].as_str().unwrap().contains("passthrough"));
+
+    // logrotate: rename, SIGHUP, the next lines go to a new file at the configured path.
+    let rotated = dir.path().join("regdoc.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    signal(&running.0, libc::SIGHUP);
+    wait_for_line(&log, "log file reopened");
+
+    signal(&running.0, libc::SIGTERM);
+    let status = wait_exit(&mut running.0);
+    assert_eq!(status.code(), Some(0));
+    let last = wait_for_line(&log, "regdoc stopped");
+    assert!(serde_json::from_str::<serde_json::Value>(&last).is_ok());
+    assert!(!std::fs::read_to_string(&rotated)
+        .unwrap()
+        .contains("regdoc stopped"));
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error_with_exit_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = regdoc(&["run", "--listen", &addr]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+}
+
+#[test]
+fn an_unopenable_log_file_is_exit_1() {
+    let o = regdoc(&[
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-file",
+        "/nonexistent-dir/regdoc.log",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent-dir/regdoc.log"));
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("systemd-analyze is required in CI");
+        }
+        println!("skipped: systemd-analyze not installed");
+        return;
+    }
+    let unit = std::fs::read_to_string(repo_file("config/regdoc.service")).unwrap();
+    assert!(unit.contains("\nType=notify\n"));
+    let exec = "ExecStart=/usr/local/bin/regdoc ";
+    assert!(unit.contains(exec), "ExecStart changed: update this test");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("regdoc.service");
+    std::fs::write(&copy, unit.replace(exec, &format!("ExecStart={BIN} "))).unwrap();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    // verify exits 0 on unknown keys and bad values but names the file; any such line fails.
+    let about_unit: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("regdoc.service"))
+        .collect();
+    assert!(about_unit.is_empty(), "{about_unit:#?}");
+}
+
+#[test]
+fn readiness_and_stopping_are_notified_to_systemd() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .env_remove("REGDOC_CONFIG")
+        .env_remove("REGDOC_LOG")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
+    signal(&running.0, libc::SIGTERM);
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
+    assert_eq!(wait_exit(&mut running.0).code(), Some(0));
+}
+
+#[test]
+fn startup_line_names_the_upstream_proxy_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("regdoc.log");
+    let conf = dir.path().join("regdoc.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[upstream]\nproxy = \"http://alice:s3cret-pw@proxy.corp.example:8080\"\n\
+             [log]\nfile = \"{}\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .arg("run")
+        .env("REGDOC_CONFIG", &conf)
+        .env_remove("REGDOC_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let line = wait_for_line(&log, "regdoc listening");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["upstream_proxy"], "proxy.corp.example:8080");
+    assert_eq!(v["config"], conf.display().to_string());
+    signal(&running.0, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut running.0).code(), Some(0));
+    let all = std::fs::read_to_string(&log).unwrap();
+    assert!(!all.contains("s3cret") && !all.contains("alice"), "{all}");
+}

@@ -1,0 +1,634 @@
+//! Core proxy behaviour over loopback: tunnels, refusals and their records, forwarding,
+//! upstream chaining, shutdown.
+
+#[path = "support/dns.rs"]
+mod dns;
+#[path = "support/proxy.rs"]
+mod support;
+
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Deterministic payload so corruption is detected, not just length.
+fn payload(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[0] ^ seed)
+        .collect()
+}
+
+#[tokio::test]
+async fn tunnel_carries_megabytes_both_ways_with_half_close() {
+    const UP: usize = 6 * 1024 * 1024;
+    const DOWN: usize = 9 * 1024 * 1024;
+    // The server reads until the client half-closes, checks what it got, then answers.
+    let origin = server(|mut s: TcpStream| async move {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.expect("read up");
+        let ok = got == payload(UP, 1);
+        let mut answer = vec![u8::from(ok)];
+        answer.extend_from_slice(&payload(DOWN, 2));
+        s.write_all(&answer).await.expect("write down");
+    })
+    .await;
+    let proxy = Proxy::start(config(&[origin.port()])).await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    let (s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    let (mut r, mut w) = s.into_split();
+    let writer = tokio::spawn(async move {
+        w.write_all(&payload(UP, 1)).await.expect("write");
+        w.shutdown().await.expect("half-close");
+        w
+    });
+    let mut down = Vec::new();
+    r.read_to_end(&mut down).await.expect("read");
+    let _w = writer.await.expect("writer");
+    assert_eq!(down.len(), DOWN + 1);
+    assert_eq!(down[0], 1, "server saw corrupted or truncated upload");
+    assert!(down[1..] == payload(DOWN, 2)[..], "download corrupted");
+
+    let recs = wait_records(1, by_target("connection", target)).await;
+    let rec = &recs[0];
+    assert_eq!(rec["mode"], "tunnel");
+    assert_eq!(rec["bytes_up"], UP as u64);
+    assert_eq!(rec["bytes_down"], (DOWN + 1) as u64);
+    assert_eq!(rec["close_reason"], "done");
+    assert_eq!(rec["phases"]["connect"]["outcome"], "ok");
+    assert_eq!(rec["failed"], false);
+}
+
+#[tokio::test]
+async fn dns_override_and_connect_to_pick_the_address() {
+    let origin = server(|mut s: TcpStream| async move {
+        let _ = s.write_all(b"hello").await;
+    })
+    .await;
+    let mut cfg = config(&[origin.port(), 7443]);
+    cfg.dns.overrides.insert(
+        "reg.example.test".into(),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
+    cfg.dns.connect_to.push(format!(
+        "pinned.azurecr.io:7443=127.0.0.1:{}",
+        origin.port()
+    ));
+    let proxy = Proxy::start(cfg).await;
+
+    let target = format!("reg.example.test:{}", origin.port());
+    let (mut s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    let mut buf = [0u8; 5];
+    s.read_exact(&mut buf).await.expect("read");
+    assert_eq!(&buf, b"hello");
+
+    let (mut s, status, _) = connect(proxy.addr, "pinned.azurecr.io:7443", "").await;
+    assert_eq!(status, 200);
+    s.read_exact(&mut buf).await.expect("read");
+    drop(s);
+    let recs = wait_records(1, by_target("connection", "pinned.azurecr.io:7443".into())).await;
+    assert_eq!(recs[0]["endpoint"], "registry_rest");
+    assert_eq!(recs[0]["registry"], "pinned");
+    assert_eq!(
+        recs[0]["resolved"][0],
+        format!("127.0.0.1:{}", origin.port())
+    );
+}
+
+#[tokio::test]
+async fn refused_connect_is_502_with_reason_and_failure_record() {
+    // A port that was just free: nothing listens there.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let proxy = Proxy::start(config(&[port])).await;
+    let target = format!("127.0.0.1:{port}");
+    let (_s, status, reason) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 502);
+    assert!(reason.starts_with("regdoc"), "{reason}");
+    assert!(reason.contains("refused"), "{reason}");
+    let f = wait_records(1, by_target("failure", target.clone())).await;
+    assert_eq!(f[0]["phase"], "connect");
+    assert_eq!(f[0]["kind"]["kind"], "connect_refused");
+    assert_eq!(f[0]["reply_status"], 502);
+    assert_eq!(f[0]["reply_reason"], reason.as_str());
+}
+
+#[tokio::test]
+async fn timed_out_connect_is_504() {
+    // A listener whose accept queue is full drops further SYNs: a real connect timeout on
+    // loopback.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let proxy = Proxy::start(config(&[addr.port()])).await;
+    let target = format!("127.0.0.1:{}", addr.port());
+    let (_s, status, reason) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 504, "{reason}");
+    let f = wait_records(1, by_target("failure", target)).await;
+    assert_eq!(f[0]["kind"]["kind"], "connect_timeout");
+    drop(sock);
+}
+
+#[tokio::test]
+async fn disallowed_port_is_403_and_bad_heads_are_400_431_while_others_are_served() {
+    let origin = server(|mut s: TcpStream| async move {
+        let mut b = [0u8; 4];
+        if s.read_exact(&mut b).await.is_ok() {
+            let _ = s.write_all(&b).await;
+        }
+    })
+    .await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.max_head_bytes = 2048;
+    let proxy = Proxy::start(cfg).await;
+
+    // An open tunnel that must survive the bad clients below.
+    let (mut good, status, _) =
+        connect(proxy.addr, &format!("127.0.0.1:{}", origin.port()), "").await;
+    assert_eq!(status, 200);
+
+    let (_s, status, reason) = connect(proxy.addr, "127.0.0.1:22", "").await;
+    assert_eq!(status, 403);
+    assert!(reason.contains("port 22"), "{reason}");
+
+    let mut bad = TcpStream::connect(proxy.addr).await.unwrap();
+    bad.write_all(b"CONNECT \x01\x02 nonsense\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _) = read_status(&mut bad).await;
+    assert_eq!(status, 400);
+
+    let mut big = TcpStream::connect(proxy.addr).await.unwrap();
+    let huge = format!(
+        "CONNECT 127.0.0.1:443 HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(4096)
+    );
+    let _ = big.write_all(huge.as_bytes()).await;
+    let (status, _) = read_status(&mut big).await;
+    assert_eq!(status, 431);
+
+    let mut odd = TcpStream::connect(proxy.addr).await.unwrap();
+    odd.write_all(b"CONNECT no-port-here HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _) = read_status(&mut odd).await;
+    assert_eq!(status, 400);
+
+    good.write_all(b"ping").await.unwrap();
+    let mut b = [0u8; 4];
+    good.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"ping");
+}
+
+#[tokio::test]
+async fn tls_bytes_instead_of_connect_are_recognised() {
+    let proxy = Proxy::start(config(&[])).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    // The start of a TLS 1.2 ClientHello record, as a daemon with HTTPS_PROXY=https:// sends.
+    s.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00])
+        .await
+        .unwrap();
+    let (status, reason) = read_status(&mut s).await;
+    assert_eq!(status, 400);
+    assert!(reason.contains("http://"), "{reason}");
+    let f = wait_records(1, |v| {
+        v["event"] == "failure"
+            && v["kind"]["kind"] == "tls_instead_of_http"
+            && v["reply_reason"] == reason.as_str()
+    })
+    .await;
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["phase"], "request");
+}
+
+#[tokio::test]
+async fn proxy_auth_is_required_when_configured() {
+    let origin = server(|_s: TcpStream| async move {}).await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.auth = Some(regdoc::config::ProxyAuth {
+        username: "ops".into(),
+        password: "s3cret-pw".into(),
+    });
+    let proxy = Proxy::start(cfg).await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    let (_s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 407);
+    let (_s, status, _) = connect(
+        proxy.addr,
+        &target,
+        "Proxy-Authorization: Basic b3BzOndyb25n\r\n",
+    )
+    .await;
+    assert_eq!(status, 407);
+    // base64("ops:s3cret-pw")
+    let (_s, status, _) = connect(
+        proxy.addr,
+        &target,
+        "Proxy-Authorization: Basic b3BzOnMzY3JldC1wdw==\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let text = all_text();
+    assert!(
+        !text.contains("s3cret-pw") && !text.contains("b3BzOnMzY3JldC1wdw"),
+        "a credential reached the log"
+    );
+}
+
+#[tokio::test]
+async fn silent_server_is_recorded_after_tls_timeout() {
+    let origin = server(|mut s: TcpStream| async move {
+        // Accept, read whatever comes, never answer.
+        let mut b = vec![0u8; 4096];
+        while let Ok(n) = s.read(&mut b).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    let proxy = Proxy::start(config(&[origin.port()])).await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    let (mut s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    s.write_all(&client_hello_bytes()).await.unwrap();
+    let f = wait_records(1, by_target("failure", target.clone())).await;
+    assert_eq!(f[0]["phase"], "tls");
+    assert_eq!(f[0]["kind"]["kind"], "tls_server_silent");
+    let c = wait_records(1, by_target("connection", target)).await;
+    assert_eq!(c[0]["close_reason"], "tls_timeout");
+    assert_eq!(c[0]["phases"]["tls"]["outcome"], "timeout");
+}
+
+/// A real ClientHello from rustls, taken from an in-memory client.
+fn client_hello_bytes() -> Vec<u8> {
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = rustls::RootCertStore::empty();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("silent.azurecr.io").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn upstream_proxy_accepts_refuses_asks_auth_or_closes() {
+    let origin = server(|mut s: TcpStream| async move {
+        let _ = s.write_all(b"via-upstream").await;
+    })
+    .await;
+    // A second regdoc plays the corporate proxy: it allows the origin port.
+    let mut up_cfg = config(&[origin.port()]);
+    up_cfg.auth = None;
+    let upstream_ok = Proxy::start(up_cfg).await;
+    // One that refuses the port (403) and one that requires credentials (407).
+    let upstream_403 = Proxy::start(config(&[])).await;
+    let mut auth_cfg = config(&[origin.port()]);
+    auth_cfg.auth = Some(regdoc::config::ProxyAuth {
+        username: "u".into(),
+        password: "p".into(),
+    });
+    let upstream_407 = Proxy::start(auth_cfg).await;
+    // One that accepts and closes without answering.
+    let closer = server(|s: TcpStream| async move { drop(s) }).await;
+
+    let target = format!("127.0.0.1:{}", origin.port());
+    for (up, expect_status, kind) in [
+        (upstream_ok.addr, 200, None),
+        (upstream_403.addr, 502, Some("upstream_proxy_status")),
+        (upstream_407.addr, 502, Some("upstream_proxy_status")),
+        (closer, 502, Some("upstream_proxy_closed")),
+    ] {
+        let mut cfg = config(&[origin.port()]);
+        cfg.upstream.proxy = Some(format!("http://{up}"));
+        let proxy = Proxy::start(cfg).await;
+        let (mut s, status, reason) = connect(proxy.addr, &target, "").await;
+        assert_eq!(status, expect_status, "via {up}: {reason}");
+        if let Some(kind) = kind {
+            assert!(reason.contains("upstream proxy"), "{reason}");
+            let f = wait_records(1, |v| {
+                v["event"] == "failure"
+                    && v["upstream_proxy"] == up.to_string().as_str()
+                    && v["target"] == target.as_str()
+            })
+            .await;
+            assert_eq!(f[0]["kind"]["kind"], kind, "via {up}");
+            assert_eq!(f[0]["phase"], "upstream_proxy");
+        } else {
+            let mut b = [0u8; 12];
+            s.read_exact(&mut b).await.unwrap();
+            assert_eq!(&b, b"via-upstream");
+        }
+    }
+}
+
+#[tokio::test]
+async fn plain_http_is_forwarded_with_keep_alive_and_streamed_bodies() {
+    use http_body_util::BodyExt;
+    // An origin that echoes the request body length and the Host it saw.
+    let origin = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        |req: hyper::Request<hyper::body::Incoming>| async move {
+                            let host = req
+                                .headers()
+                                .get("host")
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            let hop = req.headers().contains_key("proxy-connection");
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().len())
+                                .unwrap_or(0);
+                            let text = format!("{host} {body} {hop}");
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(text)),
+                            ))
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    };
+    let proxy = Proxy::start(config(&[origin.port()])).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Full<bytes::Bytes>,
+    >(hyper_util::rt::TokioIo::new(stream))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let url = format!("http://127.0.0.1:{}/v2/", origin.port());
+    for size in [0usize, 3 * 1024 * 1024] {
+        let req = hyper::Request::post(&url)
+            .header("proxy-connection", "keep-alive")
+            .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+                7u8;
+                size
+            ])))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            format!("127.0.0.1:{} {size} false", origin.port())
+        );
+    }
+    // An origin-form request is not a proxy request.
+    let req = hyper::Request::get("/v2/")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn shutdown_drains_an_open_tunnel() {
+    let origin = server(|mut s: TcpStream| async move {
+        let mut b = [0u8; 5];
+        while s.read_exact(&mut b).await.is_ok() {
+            if s.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    let mut proxy = Proxy::start(config(&[origin.port()])).await;
+    let (mut s, status, _) = connect(proxy.addr, &format!("127.0.0.1:{}", origin.port()), "").await;
+    assert_eq!(status, 200);
+    let task = proxy.shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The listener is gone: new clients are refused...
+    assert!(TcpStream::connect(proxy.addr).await.is_err());
+    // ...but the open tunnel still works.
+    s.write_all(b"drain").await.unwrap();
+    let mut b = [0u8; 5];
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"drain");
+    assert!(!task.is_finished());
+    drop(s);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("run returns after the drain")
+        .unwrap();
+}
+
+/// A rustls server on loopback for `name`, offering `alpn`; returns its address and the
+/// certificate to trust.
+async fn tls_origin(
+    name: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (
+    std::net::SocketAddr,
+    rustls::pki_types::CertificateDer<'static>,
+) {
+    use std::sync::Arc;
+    let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    let der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let addr = server(move |s: TcpStream| {
+        let acceptor = acceptor.clone();
+        async move {
+            if let Ok(mut tls) = acceptor.accept(s).await {
+                let _ = tls.write_all(b"registry").await;
+                let _ = tls.shutdown().await;
+            }
+        }
+    })
+    .await;
+    (addr, der)
+}
+
+fn tls_client(
+    ca: rustls::pki_types::CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::TlsConnector {
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+#[tokio::test]
+async fn passthrough_observes_client_hello_and_server_hello() {
+    let (origin, ca) = tls_origin("hello.azurecr.io", rustls::DEFAULT_VERSIONS).await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.dns.overrides.insert(
+        "hello.azurecr.io".into(),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
+    let proxy = Proxy::start(cfg).await;
+    let target = format!("hello.azurecr.io:{}", origin.port());
+    let (s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    let name = rustls::pki_types::ServerName::try_from("hello.azurecr.io").unwrap();
+    let mut tls = tls_client(ca, rustls::DEFAULT_VERSIONS)
+        .connect(name, s)
+        .await
+        .expect("handshake through the tunnel");
+    let mut got = Vec::new();
+    tls.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"registry");
+    drop(tls);
+    let c = wait_records(1, by_target("connection", target.clone())).await;
+    assert_eq!(c[0]["sni"], "hello.azurecr.io");
+    assert_eq!(c[0]["alpn"], serde_json::json!(["h2", "http/1.1"]));
+    assert_eq!(c[0]["tls_version"], "TLS1.3");
+    assert!(
+        c[0]["cipher"].as_str().unwrap_or("").starts_with("TLS13_"),
+        "{}",
+        c[0]
+    );
+    assert_eq!(c[0]["phases"]["tls"]["outcome"], "ok");
+    assert_eq!(c[0]["endpoint"], "registry_rest");
+    assert!(records(by_target("failure", target)).is_empty());
+}
+
+#[tokio::test]
+async fn passthrough_records_a_server_alert() {
+    // The server speaks only TLS 1.2; a TLS 1.3-only client gets a fatal protocol_version alert.
+    let (origin, ca) = tls_origin("alert.azurecr.io", &[&rustls::version::TLS12]).await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.dns.overrides.insert(
+        "alert.azurecr.io".into(),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
+    let proxy = Proxy::start(cfg).await;
+    let target = format!("alert.azurecr.io:{}", origin.port());
+    let (s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    let name = rustls::pki_types::ServerName::try_from("alert.azurecr.io").unwrap();
+    assert!(tls_client(ca, &[&rustls::version::TLS13])
+        .connect(name, s)
+        .await
+        .is_err());
+    let c = wait_records(1, by_target("connection", target.clone())).await;
+    let f = wait_records(1, by_target("failure", target)).await;
+    assert!(!f.is_empty(), "no failure record; connection: {:?}", c);
+    assert_eq!(f[0]["phase"], "tls");
+    assert_eq!(f[0]["kind"]["kind"], "tls_alert");
+    assert_eq!(f[0]["kind"]["level"], "fatal");
+    assert_eq!(f[0]["kind"]["description"], "protocol_version");
+    assert_eq!(f[0]["tls"]["sni"], "alert.azurecr.io");
+}
+
+#[tokio::test]
+async fn resolver_answers_nxdomain_no_data_and_cname_chains() {
+    let origin = server(|mut s: TcpStream| async move {
+        let _ = s.write_all(b"ok").await;
+    })
+    .await;
+    let port = origin.port();
+    let zone = dns::Zone::new()
+        .cname("chain.azurecr.io", "chain.privatelink.azurecr.io")
+        .a("chain.privatelink.azurecr.io", [127, 0, 0, 1])
+        .nodata("empty.azurecr.io")
+        .silent("slow.azurecr.io");
+    let dns = dns::TestDns::start("127.0.0.1:0".parse().unwrap(), zone);
+    let mut cfg = config(&[port]);
+    cfg.dns.nameservers = vec![dns.local_addr().to_string()];
+    let proxy = Proxy::start(cfg).await;
+
+    // The CNAME chain is followed and kept as evidence.
+    let target = format!("chain.azurecr.io:{port}");
+    let (mut s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    let mut b = [0u8; 2];
+    s.read_exact(&mut b).await.unwrap();
+    assert!(dns.was_asked("chain.azurecr.io"));
+
+    let cases = [
+        ("typo.azurecr.io", 502, "dns_nx_domain", "NXDOMAIN"),
+        ("empty.azurecr.io", 502, "dns_no_addresses", "no address"),
+        ("slow.azurecr.io", 504, "dns_timeout", "no DNS answer"),
+    ];
+    for (host, want, kind, words) in cases {
+        let target = format!("{host}:{port}");
+        let (_s, status, reason) = connect(proxy.addr, &target, "").await;
+        assert_eq!(status, want, "{host}: {reason}");
+        assert!(reason.contains(words), "{host}: {reason}");
+        let f = wait_records(1, by_target("failure", target)).await;
+        assert_eq!(f[0]["kind"]["kind"], kind);
+        assert_eq!(f[0]["phase"], "dns");
+        assert_eq!(f[0]["endpoint"], "registry_rest");
+    }
+}
+
+#[tokio::test]
+async fn connect_failure_record_keeps_the_dns_answer() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let zone = dns::Zone::new()
+        .cname("pe.azurecr.io", "pe.privatelink.azurecr.io")
+        .a("pe.privatelink.azurecr.io", [127, 0, 0, 1]);
+    let dns = dns::TestDns::start("127.0.0.1:0".parse().unwrap(), zone);
+    let mut cfg = config(&[port]);
+    cfg.dns.nameservers = vec![dns.local_addr().to_string()];
+    let proxy = Proxy::start(cfg).await;
+    let target = format!("pe.azurecr.io:{port}");
+    let (_s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 502);
+    let f = wait_records(1, by_target("failure", target)).await;
+    assert_eq!(
+        f[0]["dns"]["cnames"],
+        serde_json::json!(["pe.privatelink.azurecr.io"])
+    );
+    assert_eq!(f[0]["dns"]["addresses"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(f[0]["dns"]["source"], "resolver");
+}

@@ -1,0 +1,216 @@
+//! A regdoc instance on loopback for integration tests, with its records captured.
+//!
+//! Records are captured by a process-wide tracing subscriber (a test binary can install only
+//! one); each test filters the records by its own target or connection, and every target port
+//! is unique to its test, so parallel tests do not see each other's records.
+
+#![allow(dead_code)]
+
+use regdoc::config::Config;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+static RECORDS: OnceLock<Mutex<Vec<Value>>> = OnceLock::new();
+/// Every line any event produced, records and plain logs, for secret scans.
+static ALL_TEXT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+
+struct Capture;
+
+#[derive(Default)]
+struct Fields {
+    json: Option<String>,
+    all: String,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "json" {
+            self.json = Some(value.to_string());
+        }
+        self.all.push_str(&format!("{}={} ", field.name(), value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.all.push_str(&format!("{}={:?} ", field.name(), value));
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Capture {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let mut f = Fields::default();
+        event.record(&mut f);
+        if let Ok(mut all) = ALL_TEXT.get_or_init(Default::default).lock() {
+            all.push(f.all.clone());
+        }
+        if event.metadata().target() == regdoc::record::TARGET {
+            if let Some(j) = f.json.and_then(|j| serde_json::from_str::<Value>(&j).ok()) {
+                if let Ok(mut r) = RECORDS.get_or_init(Default::default).lock() {
+                    r.push(j);
+                }
+            }
+        }
+    }
+}
+
+/// Install the capturing subscriber (once per test binary).
+pub fn init_capture() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let sub = tracing_subscriber::registry().with(Capture);
+        let _ = tracing::subscriber::set_global_default(sub);
+    });
+}
+
+/// All captured records matching `pred`.
+pub fn records(pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    RECORDS
+        .get_or_init(Default::default)
+        .lock()
+        .map(|r| r.iter().filter(|v| pred(v)).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Every captured event rendered as text.
+pub fn all_text() -> String {
+    ALL_TEXT
+        .get_or_init(Default::default)
+        .lock()
+        .map(|v| v.join("\n"))
+        .unwrap_or_default()
+}
+
+/// Wait (bounded) until `pred` matches at least `n` records; return them.
+pub async fn wait_records(n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = records(&pred);
+        if r.len() >= n || Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Records of the given event kind whose `target` is `target`.
+pub fn by_target(event: &'static str, target: String) -> impl Fn(&Value) -> bool {
+    move |v| v["event"] == event && v["target"] == target.as_str()
+}
+
+/// A running regdoc.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Start regdoc with `config` (its `listen` is ignored: the proxy binds 127.0.0.1:0).
+    pub async fn start(config: Config) -> Proxy {
+        init_capture();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            regdoc::run(listener, config, shutdown)
+                .await
+                .expect("regdoc run");
+        });
+        Proxy {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Signal shutdown; returns the server task to await.
+    pub fn shutdown(&mut self) -> JoinHandle<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("task")
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// A test configuration: no system DNS is ever consulted (a nameserver that is a closed
+/// loopback port answers nothing), short timeouts, and the given extra allowed ports.
+pub fn config(ports: &[u16]) -> Config {
+    let mut c = Config::default();
+    c.dns.nameservers = vec!["127.0.0.1:9".into()];
+    c.allowed_ports.extend_from_slice(ports);
+    c.timeouts.dns = Duration::from_millis(500);
+    c.timeouts.connect = Duration::from_millis(800);
+    c.timeouts.tls = Duration::from_millis(400);
+    c.timeouts.upstream_proxy = Duration::from_millis(800);
+    c.timeouts.shutdown_grace = Duration::from_secs(5);
+    c
+}
+
+/// Send `CONNECT target` and read the status line and headers.
+pub async fn connect(proxy: SocketAddr, target: &str, extra: &str) -> (TcpStream, u16, String) {
+    let mut s = TcpStream::connect(proxy).await.expect("connect proxy");
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{extra}\r\n").as_bytes())
+        .await
+        .expect("write");
+    let (status, reason) = read_status(&mut s).await;
+    (s, status, reason)
+}
+
+/// Read a response head byte by byte (so no tunnel byte is consumed); status and reason.
+pub async fn read_status(s: &mut TcpStream) -> (u16, String) {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !head.ends_with(b"\r\n\r\n") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await {
+            Ok(Ok(1)) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let line = text.lines().next().unwrap_or("").to_string();
+    let mut parts = line.splitn(3, ' ');
+    let _v = parts.next();
+    let status = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let reason = parts.next().unwrap_or("").to_string();
+    (status, reason)
+}
+
+/// A TCP server on loopback running `f` for each connection.
+pub async fn server<F, Fut>(f: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind server");
+    let addr = l.local_addr().expect("addr");
+    let f = std::sync::Arc::new(f);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let f = f.clone();
+            tokio::spawn(async move { f(s).await });
+        }
+    });
+    addr
+}
