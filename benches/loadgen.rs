@@ -122,6 +122,20 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         hold: u64,
     },
+    /// A minimal CONNECT relay for experiments on the copy loop (not a proxy to compare):
+    /// `copy` uses tokio's `copy_bidirectional_with_sizes` with `--buf`, `splice` moves bytes
+    /// socket → pipe → socket with splice(2), never through user space.
+    Relay {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, value_enum, default_value_t = RelayMode::Copy)]
+        mode: RelayMode,
+        /// Copy buffer per direction, or pipe size for splice.
+        #[arg(long, default_value_t = 65536)]
+        buf: usize,
+        #[arg(long, default_value_t = 600)]
+        max_seconds: u64,
+    },
     /// Write a CA certificate and key (PEM) for a proxy's TLS interception.
     GenCa {
         #[arg(long)]
@@ -129,6 +143,12 @@ enum Cmd {
         #[arg(long)]
         key: PathBuf,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum RelayMode {
+    Copy,
+    Splice,
 }
 
 /// How a client reaches the target.
@@ -236,8 +256,14 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
             )
             .await
         }
+        Cmd::Relay {
+            listen,
+            mode,
+            buf,
+            max_seconds,
+        } => relay(listen, mode, buf, Duration::from_secs(max_seconds)).await,
         Cmd::GenCa { cert, key } => {
-            let (ca, ca_key) = make_ca()?;
+            let (ca, ca_key) = make_ca("regdoc benchmark interception CA")?;
             std::fs::write(&cert, ca.pem())?;
             std::fs::write(&key, ca_key.serialize_pem())?;
             Ok(())
@@ -249,7 +275,7 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
 // Sink
 
 async fn sink(ready_file: &Path, ca_out: &Path, max: Duration) -> Result<()> {
-    let (ca, ca_key) = make_ca()?;
+    let (ca, ca_key) = make_ca("regdoc benchmark origin CA")?;
     let acceptor = TlsAcceptor::from(Arc::new(sink_tls_config(&ca, &ca_key)?));
     std::fs::write(ca_out, ca.pem())?;
 
@@ -377,12 +403,14 @@ async fn serve_https(s: TcpStream, acceptor: TlsAcceptor) -> Result<()> {
     Ok(())
 }
 
-fn make_ca() -> Result<(rcgen::Certificate, rcgen::KeyPair)> {
+/// A CA named `cn`. The sink's CA and an interception CA get different names: a verifier picks
+/// the issuer by name, and two CAs with one name would fail with a bad signature.
+fn make_ca(cn: &str) -> Result<(rcgen::Certificate, rcgen::KeyPair)> {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "regdoc benchmark throw-away CA");
+        .push(rcgen::DnType::CommonName, cn);
     params.key_usages = vec![
         rcgen::KeyUsagePurpose::KeyCertSign,
         rcgen::KeyUsagePurpose::CrlSign,
@@ -528,10 +556,23 @@ async fn throughput(route: &Route, bytes: u64, runs: usize) -> Result<()> {
     }
     let runs_txt = join(&rates);
     println!(
-        "mib_s={:.1} runs={runs_txt} bytes={bytes}",
-        median(&mut rates)
+        "mib_s={:.1} runs={runs_txt} bytes={bytes} self_cpu_s={:.2}",
+        median(&mut rates),
+        self_cpu_seconds()
     );
     Ok(())
+}
+
+/// User + system CPU seconds this process has used: the client's own cost of reading, which
+/// with the origin's cost of writing bounds what a copying proxy must spend.
+fn self_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return f64::NAN;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn client_tls(ca: &Path) -> Result<TlsConnector> {
@@ -743,4 +784,153 @@ async fn idle(route: &Route, count: usize, concurrency: usize, hold: Duration) -
     tokio::time::sleep(hold).await;
     drop(held);
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relay (copy-loop experiments)
+
+async fn relay(listen: SocketAddr, mode: RelayMode, buf: usize, max: Duration) -> Result<()> {
+    if !listen.ip().is_loopback() {
+        return Err("the relay listens on loopback only".into());
+    }
+    let buf = buf.clamp(4096, 16 * 1024 * 1024);
+    let l = TcpListener::bind(listen).await?;
+    let serve = async {
+        loop {
+            match l.accept().await {
+                Ok((c, _)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = relay_conn(c, mode, buf).await {
+                            if !benign(&e) {
+                                eprintln!("relay: {e}");
+                            }
+                        }
+                    });
+                }
+                Err(e) => {
+                    eprintln!("relay accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = serve => {}
+        _ = tokio::time::sleep(max) => {}
+    }
+    Ok(())
+}
+
+async fn relay_conn(mut c: TcpStream, mode: RelayMode, buf: usize) -> Result<()> {
+    c.set_nodelay(true)?;
+    let (head, extra) = read_head(&mut c).await?;
+    let target = head
+        .strip_prefix("CONNECT ")
+        .and_then(|r| r.split(' ').next())
+        .ok_or_else(|| format!("not a CONNECT: {:?}", first_line(&head)))?
+        .to_string();
+    let target: SocketAddr = target
+        .parse()
+        .map_err(|e| format!("relay wants an IP:PORT target, got {target:?}: {e}"))?;
+    if !target.ip().is_loopback() {
+        return Err("the relay connects to loopback only".into());
+    }
+    let mut s = TcpStream::connect(target).await?;
+    s.set_nodelay(true)?;
+    c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await?;
+    if !extra.is_empty() {
+        s.write_all(&extra).await?;
+    }
+    match mode {
+        RelayMode::Copy => {
+            tokio::io::copy_bidirectional_with_sizes(&mut c, &mut s, buf, buf).await?;
+        }
+        RelayMode::Splice => {
+            tokio::try_join!(splice_one(&c, &s, buf), splice_one(&s, &c, buf))?;
+        }
+    }
+    Ok(())
+}
+
+/// A pipe pair whose ends close when dropped.
+struct Pipe {
+    r: std::os::fd::OwnedFd,
+    w: std::os::fd::OwnedFd,
+}
+
+fn pipe(size: usize) -> io::Result<Pipe> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    let p = unsafe {
+        Pipe {
+            r: std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            w: std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        }
+    };
+    use std::os::fd::AsRawFd;
+    // A larger pipe moves more per call; refusal (over the system maximum) keeps the default.
+    // SAFETY: plain fcntl on a descriptor we own.
+    unsafe { libc::fcntl(p.w.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
+    Ok(p)
+}
+
+fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
+    // SAFETY: both descriptors are open for the duration of the call; no user memory involved.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// One direction: socket → pipe → socket until EOF, then half-close the destination.
+async fn splice_one(src: &TcpStream, dst: &TcpStream, size: usize) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+    let p = pipe(size)?;
+    let mut total = 0u64;
+    loop {
+        let n = loop {
+            src.readable().await?;
+            match src.try_io(Interest::READABLE, || {
+                splice(src.as_raw_fd(), p.w.as_raw_fd(), size)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write)?;
+            return Ok(total);
+        }
+        let mut left = n;
+        while left > 0 {
+            dst.writable().await?;
+            match dst.try_io(Interest::WRITABLE, || {
+                splice(p.r.as_raw_fd(), dst.as_raw_fd(), left)
+            }) {
+                Ok(k) => left -= k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        total += n as u64;
+    }
 }

@@ -18,8 +18,8 @@ BYTES=${BYTES:-1073741824}
 RUNS=${RUNS:-3}
 SETUP_SECS=${SETUP_SECS:-5}
 IDLE_COUNT=${IDLE_COUNT:-9900}
-PEERS=${PEERS:-"squid tinyproxy mitmproxy"}
-IDLE_PEERS=${IDLE_PEERS:-"squid tinyproxy"}
+PEERS=${PEERS-"squid tinyproxy mitmproxy"}
+IDLE_PEERS=${IDLE_PEERS-"squid tinyproxy"}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/target/bench-results.md}
 GIB=1073741824
@@ -88,17 +88,20 @@ wait_port() { # port seconds [pid: give up as soon as it exits]
 # CPU ticks of a process (utime + stime, plus reaped children) and its live direct children
 # (helpers, workers), so a helper that exits between two readings is not lost.
 cpu_ticks() {
-    local pid=$1
-    [ -r "/proc/$pid/stat" ] || { echo 0; return; }
-    awk -v pid="$pid" '
-        FNR == 1 {
-            line = $0; sub(/^[0-9]+ \(.*\) /, "", line); split(line, f, " ")
-            # after "pid (comm) ": f[1]=state f[2]=ppid ... f[12]=utime f[13]=stime
-            # f[14]=cutime f[15]=cstime
-            if (FILENAME == "/proc/" pid "/stat") sum += f[12] + f[13] + f[14] + f[15]
-            else if (f[2] == pid) sum += f[12] + f[13]
-        }
-        END { print sum + 0 }' /proc/[0-9]*/stat 2>/dev/null || echo 0
+    local pid=$1 f line rest sum=0
+    local -a v
+    # Processes come and go while we look: an unreadable entry is skipped, never fatal.
+    for f in /proc/[0-9]*/stat; do
+        IFS= read -r line 2>/dev/null <"$f" || continue
+        rest=${line##*) } # after "pid (comm) ": state ppid ... utime(12) stime(13) cutime cstime
+        read -r -a v <<<"$rest"
+        if [ "$f" = "/proc/$pid/stat" ]; then
+            sum=$((sum + v[11] + v[12] + v[13] + v[14]))
+        elif [ "${v[1]}" = "$pid" ]; then
+            sum=$((sum + v[11] + v[12]))
+        fi
+    done
+    echo "$sum"
 }
 HZ=$(getconf CLK_TCK)
 
