@@ -731,11 +731,12 @@ async fn setup(route: &Route, concurrency: usize, duration: f64, warmup: f64) ->
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
     println!(
-        "tunnels_per_s={:.0} p50_us={:.1} p99_us={:.1} count={} errors={errors}",
+        "tunnels_per_s={:.0} p50_us={:.1} p99_us={:.1} count={} errors={errors} self_cpu_s={:.2}",
         all.len() as f64 / duration.max(1e-9),
         pct(0.50),
         pct(0.99),
-        all.len()
+        all.len(),
+        self_cpu_seconds()
     );
     if let Some(e) = last_err {
         eprintln!("setup: {errors} errors, last: {e}");

@@ -227,8 +227,13 @@ connections = $connections
 overrides = { "localhost" = ["127.0.0.1"] }
 EOF
     if [ "$mode" = intercept ]; then
-        if ! "$REGDOC" ca init --help >/dev/null 2>&1 \
-            || ! "$REGDOC" ca init --cert "$TMP/regdoc-ca.pem" --key "$TMP/regdoc-ca.key" >/dev/null 2>&1; then
+        # regdoc's own CA (`ca init --dir` writes ca.crt and ca.key); the load generator's when
+        # this build has no `ca init`.
+        if "$REGDOC" ca init --dir "$TMP/regdoc-ca" >/dev/null 2>&1 \
+            && [ -s "$TMP/regdoc-ca/ca.crt" ] && [ -s "$TMP/regdoc-ca/ca.key" ]; then
+            cp "$TMP/regdoc-ca/ca.crt" "$TMP/regdoc-ca.pem"
+            cp "$TMP/regdoc-ca/ca.key" "$TMP/regdoc-ca.key"
+        else
             lg gen-ca --cert "$TMP/regdoc-ca.pem" --key "$TMP/regdoc-ca.key"
         fi
         cat >>"$cfg" <<EOF
@@ -254,13 +259,15 @@ with_cpu() { # key name command...
     local key=$1 name=$2
     shift 2
     local before=0 after out
-    [ "$name" != direct ] && before=$(cpu_ticks "${PID[$name]}")
+    # For the direct path, the origin's CPU: what one side of a copy costs on this machine.
+    [ "$name" = direct ] && name=sink
+    before=$(cpu_ticks "${PID[$name]}")
     if ! out=$("$@" 2>"$TMP/client.err"); then
         log "$key failed: $(tail -n 3 "$TMP/client.err")"
         return 1
     fi
-    [ "$name" != direct ] && after=$(cpu_ticks "${PID[$name]}") \
-        && R[$key.cpu]=$(awk -v a="$after" -v b="$before" -v hz="$HZ" 'BEGIN { printf "%.2f", (a - b) / hz }')
+    after=$(cpu_ticks "${PID[$name]}")
+    R[$key.cpu]=$(awk -v a="$after" -v b="$before" -v hz="$HZ" 'BEGIN { printf "%.2f", (a - b) / hz }')
     R[$key.raw]=$out
     return 0
 }
@@ -275,8 +282,10 @@ run_throughput() { # name
         --bytes "$BYTES" --runs "$RUNS" || return 0
     R[$k]=$(kv "${R[$k.raw]}" mib_s)
     R[$k.runs]=$(kv "${R[$k.raw]}" runs)
-    [ -n "${R[$k.cpu]:-}" ] && R[$k.cpu_gib]=$(awk -v c="${R[$k.cpu]}" -v b="$BYTES" -v r="$RUNS" -v g=$GIB \
+    R[$k.cpu_gib]=$(awk -v c="${R[$k.cpu]}" -v b="$BYTES" -v r="$RUNS" -v g=$GIB \
         'BEGIN { printf "%.2f", c / (b * r / g) }')
+    R[$k.client_gib]=$(awk -v c="$(kv "${R[$k.raw]}" self_cpu_s)" -v b="$BYTES" -v r="$RUNS" -v g=$GIB \
+        'BEGIN { if (c ~ /^[0-9.]+$/) printf "%.2f", c / (b * r / g); else print "n/a" }')
     return 0
 }
 
@@ -304,6 +313,8 @@ run_setup() { # name concurrency
     R[$k.p50]=$(kv "$raw" p50_us)
     R[$k.p99]=$(kv "$raw" p99_us)
     R[$k.errors]=$(kv "$raw" errors)
+    R[$k.client_us]=$(awk -v c="$(kv "$raw" self_cpu_s)" -v n="$(kv "$raw" count)" \
+        'BEGIN { if (n > 0 && c ~ /^[0-9.]+$/) printf "%.0f", c * 1e6 / n; else print "n/a" }')
     [ -n "${R[$k.cpu]:-}" ] && R[$k.cpu_us]=$(awk -v c="${R[$k.cpu]}" -v n="$(kv "$raw" count)" \
         'BEGIN { if (n > 0) printf "%.0f", c * 1e6 / n; else print "n/a" }')
     return 0
@@ -390,6 +401,10 @@ report() {
         echo "| $n | $(get tp.$n) | $(get tp.$n.runs) | $(ratio "$(get tp.$n)" "$d") | $(get tp.$n.cpu_gib) | $(ratio "$rd" "$(get tp.$n)") |"
     done
     echo
+    echo "CPU of the direct row is the origin's (writing). In the direct run the origin spent $(get tp.direct.cpu_gib) and the client" \
+        "$(get tp.direct.client_gib) CPU-s/GiB (reading): a proxy that copies through user space does one read and one write of" \
+        "every byte, so their sum, $(awk -v a="$(get tp.direct.cpu_gib)" -v b="$(get tp.direct.client_gib)" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/) printf "%.2f", a + b; else print "n/a" }') s/GiB, is about its floor on this machine."
+    echo
     echo "### b. HTTPS download ($((BYTES / 1048576)) MiB): interception"
     echo
     local hd=${R[https.direct]:-} hr=${R[https.regdoc-intercept]:-}
@@ -411,6 +426,10 @@ report() {
             echo "| $n | $c | $(get setup.$n.$c.rate) | $(get setup.$n.$c.p50) | $(get setup.$n.$c.p99) | $(minus "$(get setup.$n.$c.p50)" "$(get setup.direct.$c.p50)") | $(minus "$(get setup.$n.$c.p99)" "$(get setup.direct.$c.p99)") | $(get setup.$n.$c.cpu_us) | $(get setup.$n.$c.errors) | $(ratio "$(get setup.regdoc.$c.rate)" "$(get setup.$n.$c.rate)") |"
         done
     done
+    echo
+    echo "CPU of the direct rows is the origin's. The load generator itself spent $(get setup.direct.64.client_us) CPU µs per tunnel" \
+        "in the direct run at 64 clients, on one core: it cannot open more than about" \
+        "$(awk -v u="$(get setup.direct.64.client_us)" 'BEGIN { if (u > 0) printf "%.0f", 1e6 / u; else print "n/a" }') tunnels/s, whatever the proxy."
     echo
     echo "### d. Memory: idle tunnels"
     echo
@@ -463,6 +482,7 @@ main() {
     "$LOADGEN" sink --ready-file "$TMP/sink.ready" --ca-out "$TMP/sink-ca.pem" --max-seconds 3600 \
         2>"$TMP/sink.err" &
     PIDS+=($!)
+    PID[sink]=$!
     local i
     for ((i = 0; i < 100; i++)); do [ -s "$TMP/sink.ready" ] && break; sleep 0.1; done
     [ -s "$TMP/sink.ready" ] || die "the sink did not start: $(cat "$TMP/sink.err")"
