@@ -16,6 +16,7 @@ pub mod config;
 pub mod diagnose;
 pub mod endpoint;
 pub mod http;
+pub mod intercept;
 pub mod logging;
 pub mod net;
 pub mod observe;

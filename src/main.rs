@@ -38,53 +38,22 @@ enum Command {
         /// The configuration file to check.
         file: PathBuf,
     },
-    // ---------------------------------------------------------------------------------------
-    // For the lead: the subcommands below are handled on other branches. Paste them into this
-    // enum and the matching arms into `main` once those functions are merged.
-    //
-    //     /// Explain a cause: what it means, how to confirm it, how to fix it.
-    //     Explain {
-    //         /// Cause id as printed in `cause` fields (e.g. `registry_name`).
-    //         cause_id: Option<String>,
-    //         /// List every cause id with its title.
-    //         #[arg(long, conflicts_with = "cause_id")]
-    //         list: bool,
-    //     },
-    //     /// Summarise a log: failures by cause, registry and client.
-    //     Report {
-    //         /// Log file of JSON lines; `-` or absent reads standard input.
-    //         logfile: Option<PathBuf>,
-    //         /// Print the summary as JSON instead of text.
-    //         #[arg(long)]
-    //         json: bool,
-    //     },
-    //     /// Manage the local CA used for TLS interception.
-    //     #[command(subcommand)]
-    //     Ca(CaCommand),
-    //
-    // with
-    //
-    //     #[derive(Debug, Subcommand)]
-    //     enum CaCommand {
-    //         /// Create a CA certificate and key for interception.
-    //         Init {
-    //             /// Directory for the CA certificate and key (default chosen by `ca init`).
-    //             #[arg(long, value_name = "DIR")]
-    //             dir: Option<PathBuf>,
-    //             /// Overwrite an existing CA.
-    //             #[arg(long)]
-    //             force: bool,
-    //         },
-    //     }
-    //
-    // and in `main`:
-    //
-    //     Command::Explain { cause_id, list } => regdoc::cmd::explain::main(cause_id.as_deref(), list),
-    //     Command::Report { logfile, json } => regdoc::cmd::report::main(logfile.as_deref(), json),
-    //     Command::Ca(CaCommand::Init { dir, force }) => regdoc::cmd::ca::init(dir.as_deref(), force),
-    //
-    // (each returning ExitCode; adjust the paths to wherever those functions land).
-    // ---------------------------------------------------------------------------------------
+    /// Explain a cause: what it means, how to confirm it, how to fix it.
+    Explain {
+        /// Cause id as printed in `cause` fields (e.g. `registry_name`).
+        cause_id: Option<String>,
+        /// List every cause id with its title.
+        #[arg(long, conflicts_with = "cause_id")]
+        list: bool,
+    },
+    /// Summarise a log: failures by cause, with endpoints, registries and the remedy.
+    Report {
+        /// Log file of JSON lines; `-` or absent reads standard input.
+        logfile: Option<PathBuf>,
+        /// Print the summary as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +83,10 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::CheckConfig { file } => check_config(file),
+        Command::Explain { cause_id, list } => {
+            regdoc::cmd::explain::main(cause_id.as_deref(), list)
+        }
+        Command::Report { logfile, json } => regdoc::cmd::report::main(logfile.as_deref(), json),
     }
 }
 

@@ -75,6 +75,10 @@ pub enum FailureKind {
     DnsNoAddresses,
     DnsTimeout,
     DnsError,
+    /// The name resolved, but not the way the configuration says it must (a private-endpoint
+    /// registry answering with a public address, or outside `expected_cidrs`). The connection
+    /// still proceeds; the record is the warning.
+    DnsUnexpectedAnswer,
     ConnectRefused,
     ConnectTimeout,
     /// No route to host / network unreachable.

@@ -222,3 +222,40 @@ pub fn failure_record<'a>(
         reply_reason: reply.map(|r| r.1),
     }
 }
+
+/// The `failure_summary` record: repeats of one failure that were counted, not written.
+#[derive(Debug, Serialize)]
+pub struct SummaryRecord<'a> {
+    pub timestamp: String,
+    pub event: &'static str,
+    pub cause: &'a str,
+    pub phase: &'a str,
+    pub target: &'a str,
+    /// Repeats not written as their own record.
+    pub count: u64,
+    pub first: String,
+    pub last: String,
+    pub interval_secs: u64,
+}
+
+/// Write one `failure_summary` record per aggregated key.
+pub fn emit_summaries(
+    summaries: &[crate::diagnose::aggregate::Summary],
+    interval: std::time::Duration,
+) {
+    for s in summaries {
+        let (cause, phase, target) = s.parts();
+        let rec = SummaryRecord {
+            timestamp: timestamp(SystemTime::now()),
+            event: "failure_summary",
+            cause,
+            phase,
+            target,
+            count: s.count,
+            first: timestamp(s.first),
+            last: timestamp(s.last),
+            interval_secs: interval.as_secs(),
+        };
+        emit("failure_summary", &rec);
+    }
+}

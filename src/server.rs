@@ -29,6 +29,7 @@ pub async fn run(
     // Each connection task holds a clone; when all are dropped, every connection is done.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
+    let summaries = tokio::spawn(summarise(shared.clone(), stop_rx.clone()));
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
@@ -72,5 +73,31 @@ pub async fn run(
     if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
         tracing::warn!("grace period over: closing the remaining connections");
     }
+    let _ = summaries.await;
+    // Counts of the last interval are written too, so nothing counted is lost at exit.
+    let far = std::time::SystemTime::now() + shared.config.log.aggregate_interval * 2;
+    crate::record::emit_summaries(
+        &shared.aggregator.drain_due(far),
+        shared.config.log.aggregate_interval,
+    );
     Ok(())
+}
+
+/// Write `failure_summary` records for aggregated repeats as their intervals end.
+async fn summarise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let interval = shared.config.log.aggregate_interval;
+    if interval.is_zero() {
+        return;
+    }
+    let tick = (interval / 4).max(Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(tick);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let due = shared.aggregator.drain_due(std::time::SystemTime::now());
+                crate::record::emit_summaries(&due, interval);
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }

@@ -30,10 +30,10 @@ fn close_ids(id: &str) -> Vec<&'static str> {
         .iter()
         .filter_map(|c| {
             let d = edit_distance(&id, c.id);
-            let shares_word = id
-                .split('_')
-                .filter(|w| w.len() >= 4)
-                .any(|w| c.id.split('_').any(|cw| cw == w || cw.starts_with(w)));
+            let shares_word = id.split('_').filter(|w| w.len() >= 4).any(|w| {
+                c.id.split('_')
+                    .any(|cw| cw.starts_with(w) || (cw.len() >= 4 && edit_distance(w, cw) <= 2))
+            });
             (d <= 3 || shares_word || (id.len() >= 4 && c.id.contains(&id))).then_some((d, c.id))
         })
         .collect();
@@ -102,9 +102,11 @@ pub fn render(c: &Cause) -> String {
     out
 }
 
-/// Explain the cause `id`, or say which ids are close.
+/// Explain the cause `id` (case, `-` for `_` and surrounding spaces forgiven), or say which ids
+/// are close.
 pub fn explain(id: &str) -> Result<String, ExplainError> {
-    match catalog::by_id(id.trim()) {
+    let normal = id.trim().to_ascii_lowercase().replace('-', "_");
+    match catalog::by_id(&normal) {
         Some(c) => Ok(render(c)),
         None => Err(ExplainError::Unknown {
             id: id.to_string(),
@@ -203,8 +205,14 @@ mod tests {
         assert!(err.to_string().contains("did you mean: registry_name"));
         let ExplainError::Unknown { close, .. } = explain("firewall").unwrap_err();
         assert!(close.contains(&"client_firewall") && close.contains(&"data_endpoint_firewall"));
-        let ExplainError::Unknown { close, .. } = explain("expired-credentials ").unwrap_err();
+        let ExplainError::Unknown { close, .. } = explain("expired-credential").unwrap_err();
         assert_eq!(close.first(), Some(&"expired_credentials"));
+        assert_eq!(
+            explain(" Expired-Credentials "),
+            explain("expired_credentials")
+        );
+        let ExplainError::Unknown { close, .. } = explain("regsitry").unwrap_err();
+        assert_eq!(close, vec!["registry_name", "registry_error"]);
         let err = explain("zzzzzzzzzzzz").unwrap_err();
         assert!(err.to_string().contains("--list"));
     }

@@ -95,6 +95,8 @@ struct Tables {
 #[derive(Debug)]
 pub struct Context {
     window: Duration,
+    /// Tokens stay relevant for their lifetime, which is longer than the success window.
+    token_window: Duration,
     tables: Mutex<Tables>,
 }
 
@@ -134,15 +136,24 @@ impl ContextView {
     }
 }
 
+/// Age of `at` if within `window`. A clock that stepped back makes `at` look future: count it
+/// as just now.
+fn within(now: SystemTime, at: SystemTime, window: Duration) -> Option<Duration> {
+    let age = now.duration_since(at).unwrap_or(Duration::ZERO);
+    (age <= window).then_some(age)
+}
+
 fn key(s: &str) -> String {
     s.trim_end_matches('.').to_ascii_lowercase()
 }
 
 impl Context {
-    /// A context remembering events for `window`, each table holding at most `capacity` entries.
-    pub fn new(window: Duration, capacity: usize) -> Self {
+    /// A context remembering successes for `window` and issued tokens for the longer of
+    /// `window` and `token_lifetime`, each table holding at most `capacity` entries.
+    pub fn new(window: Duration, token_lifetime: Duration, capacity: usize) -> Self {
         Context {
             window,
+            token_window: window.max(token_lifetime),
             tables: Mutex::new(Tables {
                 rest_ok: Bounded::new(capacity),
                 rest_ok_any: Bounded::new(capacity),
@@ -232,9 +243,7 @@ impl Context {
     }
 
     fn age(&self, now: SystemTime, at: SystemTime) -> Option<Duration> {
-        // A clock that stepped back makes `at` look future: count it as just now.
-        let age = now.duration_since(at).unwrap_or(Duration::ZERO);
-        (age <= self.window).then_some(age)
+        within(now, at, self.window)
     }
 
     /// Everything the context knows that bears on a failure of `client` reaching `host`.
@@ -258,13 +267,27 @@ impl Context {
             .and_then(|at| self.age(now, *at));
         view.rest_ok_any_age = t.rest_ok_any.get(&reg).and_then(|at| self.age(now, *at));
         let host = key(host);
+        // Only data hosts (named or learnt from a redirect) need the data-path memory; the scan
+        // below is skipped for the REST exchanges interception judges one after another.
         if endpoint.kind.is_data() || endpoint.kind == EndpointKind::Other {
             view.redirected_age = t
                 .data_hosts
                 .get(&host)
                 .and_then(|d| d.redirected_at)
                 .and_then(|at| self.age(now, at));
+            view.data_ok = self.data_ok(&t, &reg, &host, now);
         }
+        view.token = t
+            .tokens
+            .get(&(client, reg.clone()))
+            .filter(|n| within(now, n.at, self.token_window).is_some())
+            .cloned();
+        view.registry = Some(reg);
+        view
+    }
+
+    /// Other data hosts of `reg` that worked within the window, `host (region)`.
+    fn data_ok(&self, t: &Tables, reg: &str, host: &str, now: SystemTime) -> Vec<String> {
         let mut data_ok: Vec<String> = t
             .data_hosts
             .values()
@@ -277,14 +300,7 @@ impl Context {
             .collect();
         data_ok.sort();
         data_ok.truncate(8);
-        view.data_ok = data_ok;
-        view.token = t
-            .tokens
-            .get(&(client, reg.clone()))
-            .filter(|n| self.age(now, n.at).is_some())
-            .cloned();
-        view.registry = Some(reg);
-        view
+        data_ok
     }
 
     /// Total entries held, for tests and metrics.
@@ -314,7 +330,7 @@ mod tests {
 
     #[test]
     fn rest_success_is_seen_from_the_data_endpoint_within_the_window() {
-        let ctx = Context::new(Duration::from_secs(600), 16);
+        let ctx = Context::new(Duration::from_secs(600), Duration::from_secs(10_800), 16);
         ctx.note_rest_ok(ip(1), "myreg", at(0));
         let ep = classify("myreg.westeurope.data.azurecr.io", &[]);
         let v = ctx.view(ip(1), "myreg.westeurope.data.azurecr.io", &ep, at(30));
@@ -330,7 +346,7 @@ mod tests {
 
     #[test]
     fn blob_host_learns_its_registry_from_a_redirect() {
-        let ctx = Context::new(Duration::from_secs(600), 16);
+        let ctx = Context::new(Duration::from_secs(600), Duration::from_secs(10_800), 16);
         ctx.note_redirect("myreg", "weumyreg123.blob.core.windows.net", None, at(5));
         let ep = classify("weumyreg123.blob.core.windows.net", &[]);
         let v = ctx.view(ip(1), "weumyreg123.blob.core.windows.net", &ep, at(10));
@@ -340,7 +356,7 @@ mod tests {
 
     #[test]
     fn other_working_regions_are_listed() {
-        let ctx = Context::new(Duration::from_secs(600), 16);
+        let ctx = Context::new(Duration::from_secs(600), Duration::from_secs(10_800), 16);
         let eus = classify("myreg.eastus.data.azurecr.io", &[]);
         ctx.note_data_ok(&eus, "myreg.eastus.data.azurecr.io", at(1));
         let weu = classify("myreg.westeurope.data.azurecr.io", &[]);
@@ -349,8 +365,31 @@ mod tests {
     }
 
     #[test]
+    fn issued_tokens_outlive_the_success_window() {
+        let ctx = Context::new(Duration::from_secs(600), Duration::from_secs(10_800), 16);
+        ctx.note_rest_ok(ip(1), "myreg", at(0));
+        let note = TokenNote {
+            claims: Claims {
+                exp: Some(1_800_010_800),
+                ..Claims::default()
+            },
+            requested_scopes: vec!["repository:app:pull".into()],
+            at: at(0),
+        };
+        ctx.note_token(ip(1), "myreg", note.clone());
+        let ep = classify("myreg.azurecr.io", &[]);
+        let v = ctx.view(ip(1), "myreg.azurecr.io", &ep, at(3600));
+        assert_eq!(v.rest_ok_age, None);
+        assert_eq!(v.token, Some(note));
+        assert_eq!(
+            ctx.view(ip(1), "myreg.azurecr.io", &ep, at(10_801)).token,
+            None
+        );
+    }
+
+    #[test]
     fn tables_are_bounded_and_forget_the_oldest() {
-        let ctx = Context::new(Duration::from_secs(600), 4);
+        let ctx = Context::new(Duration::from_secs(600), Duration::from_secs(10_800), 4);
         for i in 0..10u8 {
             ctx.note_rest_ok(ip(i), &format!("reg{i}"), at(u64::from(i)));
         }
@@ -383,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_clock_step_back_does_not_panic_or_hide_context() {
-        let ctx = Context::new(Duration::from_secs(600), 4);
+        let ctx = Context::new(Duration::from_secs(600), Duration::from_secs(10_800), 4);
         ctx.note_rest_ok(ip(1), "myreg", at(100));
         let ep = classify("myreg.azurecr.io", &[]);
         let v = ctx.view(ip(1), "myreg.azurecr.io", &ep, at(50));

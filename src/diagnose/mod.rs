@@ -6,6 +6,21 @@
 //! recognised as such; [`symptom`] renders what the Docker client printed; [`aggregate`] counts
 //! repeats so the log is not flooded. Nothing here touches a socket. The only clock read is in
 //! the thin [`Diagnoser`] methods without an `_at` suffix; rules get the time as a value.
+//!
+//! How the transport uses it (one `Arc<Diagnoser>` shared by all connections):
+//! * a failure: `let findings = diagnoser.diagnose(&ev)`; the first finding is the cause of the
+//!   record, the rest are alternatives. When regdoc answers the client itself, the reason phrase
+//!   goes into [`client_symptom`]`(findings[0].cause, &ev, Some(reason))` to get the line the
+//!   Docker user reads; `None` when the connection was just closed or the failure happened
+//!   inside a tunnel.
+//! * a success: [`Diagnoser::note_success`] when a REST or data host answered (its ServerHello
+//!   came back, or a tunnel carried server bytes), so later failures of the same registry are
+//!   read in that light.
+//! * interception: [`Diagnoser::judge_exchange`] for every exchange; empty means healthy (and is
+//!   remembered), otherwise the findings of a failure with `FailureKind::HttpStatus`.
+//! * a lookup that worked: [`Diagnoser::judge_resolution`] flags a private registry resolving
+//!   to a public address before anything else fails.
+//! * repeats: [`aggregate::Aggregator`] keyed by [`aggregate::key`]`(cause, phase, target)`.
 
 pub mod aggregate;
 pub mod catalog;
@@ -89,7 +104,11 @@ impl Diagnoser {
     pub fn new(cfg: &Config) -> Self {
         Diagnoser {
             rules: RulesConfig::from_config(cfg),
-            context: Context::new(cfg.diagnosis.context_window, context::DEFAULT_CAPACITY),
+            context: Context::new(
+                cfg.diagnosis.context_window,
+                cfg.diagnosis.token_lifetime,
+                context::DEFAULT_CAPACITY,
+            ),
         }
     }
 

@@ -151,6 +151,7 @@ fn basic(kind: UsernameKind, claims: Option<Claims>) -> CredentialFacts {
         scheme: "basic".into(),
         username_kind: Some(kind),
         claims,
+        ..Default::default()
     }
 }
 
@@ -159,6 +160,7 @@ fn bearer(claims: Claims) -> CredentialFacts {
         scheme: "bearer".into(),
         username_kind: None,
         claims: Some(claims),
+        ..Default::default()
     }
 }
 
@@ -264,6 +266,21 @@ fn network_article_nxdomain_for_private_registry_offers_private_endpoint_dns() {
     assert_eq!(ids(&f), vec!["registry_name", "private_endpoint_dns"]);
     assert!(f[0].confidence > f[1].confidence);
     assert!(evidence(&f, "private_endpoint_dns").contains("myregistry.privatelink.azurecr.io"));
+}
+
+#[test]
+fn network_article_nxdomain_after_the_name_worked_is_not_a_name_problem() {
+    let d = diagnoser(vec![private_registry(REG)]);
+    let mut ping = exchange("GET", "ping", 401);
+    ping.www_authenticate = Some(bearer_challenge(REG));
+    assert!(judge(&d, REG, &ping).is_empty());
+    let f = d.diagnose_at(&event(REG, FailureKind::DnsNxDomain), later(30));
+    assert_eq!(ids(&f), vec!["private_endpoint_dns", "registry_name"]);
+    assert!(evidence(&f, "private_endpoint_dns").contains("worked for this client 30s earlier"));
+    let d = diagnoser(vec![]);
+    assert!(judge(&d, REG, &ping).is_empty());
+    let f = d.diagnose_at(&event(REG, FailureKind::DnsNxDomain), later(30));
+    assert_eq!(ids(&f), vec!["client_firewall", "registry_name"]);
 }
 
 #[test]
@@ -430,6 +447,42 @@ fn network_article_blob_storage_redirect_target_blocked() {
     assert_eq!(f[0].confidence, Confidence::High);
     let e = evidence(&f, "data_endpoint_firewall");
     assert!(e.contains("redirected a client here"), "{e}");
+}
+
+#[test]
+fn network_article_geo_replica_region_missing_from_firewall() {
+    let reg = RegistryConfig {
+        host: REG.into(),
+        private_endpoint: false,
+        expected_cidrs: Vec::new(),
+        regions: vec!["westeurope".into()],
+    };
+    let d = diagnoser(vec![reg]);
+    let eus = classify("myregistry.eastus.data.azurecr.io", &[]);
+    d.note_success(SuccessNote {
+        client: client(),
+        host: DATA.into(),
+        endpoint: classify(DATA, &[]),
+        at: now(),
+        http: None,
+    });
+    let mut ev = event(
+        "myregistry.eastus.data.azurecr.io",
+        FailureKind::ConnectTimeout,
+    );
+    ev.endpoint = eus;
+    let f = d.diagnose_at(&ev, later(1));
+    let e = evidence(&f, "data_endpoint_firewall");
+    assert!(
+        e.contains("region eastus is not among the regions configured"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "other data hosts of this registry worked: {DATA} (westeurope)"
+        )),
+        "{e}"
+    );
 }
 
 #[test]
@@ -790,6 +843,36 @@ fn login_article_expose_token_null_guid_with_non_jwt_password() {
 }
 
 #[test]
+fn login_article_expired_credentials_exchange_refuses_entra_token() {
+    let d = diagnoser(vec![]);
+    let mut ex = exchange("POST", "exchange", 401);
+    ex.registry_errors = vec![acr_error(
+        "UNAUTHORIZED",
+        "authentication required, visit https://aka.ms/acr/authorization for more information.",
+    )];
+    let f = judge(&d, REG, &ex);
+    assert_eq!(ids(&f), vec!["expired_credentials", "invalid_credentials"]);
+    assert!(evidence(&f, "expired_credentials").contains("az login"));
+}
+
+#[test]
+fn login_article_expired_refresh_token_known_from_context() {
+    let d = diagnoser(vec![]);
+    let mut issued = exchange("POST", "exchange", 200);
+    let mut refresh = access_token("app/web", &["pull"]);
+    refresh.grant_type = Some("refresh_token".into());
+    refresh.exp = Some(NOW as i64 + 600);
+    issued.issued_token = Some(refresh);
+    assert!(judge(&d, REG, &issued).is_empty());
+    // An hour later the daemon trades the refresh token (in the form body) and is refused.
+    let ex = exchange("POST", "token", 401);
+    let f = d.judge_exchange_at(client(), REG, &classify(REG, &[]), &ex, later(3600));
+    assert_eq!(ids(&f), vec!["expired_credentials"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    assert!(evidence(&f, "expired_credentials").contains("refresh token expired"));
+}
+
+#[test]
 fn login_article_admin_user_disabled() {
     let d = diagnoser(vec![]);
     let mut ex = exchange("POST", "exchange", 403);
@@ -845,6 +928,7 @@ fn login_article_not_authorized_insufficient_scope() {
         scheme: "bearer".into(),
         username_kind: None,
         claims: None,
+        ..Default::default()
     });
     m.www_authenticate = Some(Challenge {
         error: Some("insufficient_scope".into()),
@@ -888,6 +972,7 @@ fn login_article_not_authorized_from_last_issued_token_when_bearer_is_opaque() {
         scheme: "bearer".into(),
         username_kind: None,
         claims: None,
+        ..Default::default()
     });
     let f = d.judge_exchange_at(client(), REG, &classify(REG, &[]), &m, later(1));
     assert_eq!(ids(&f), vec!["not_authorized"]);
@@ -970,6 +1055,32 @@ fn beyond_registry_error_5xx() {
         client_symptom(f[0].cause, &http_event(REG, m), None),
         "Error response from daemon: received unexpected HTTP status: 503 Service Unavailable"
     );
+}
+
+#[test]
+fn beyond_registry_did_not_issue_a_challenge() {
+    let d = diagnoser(vec![]);
+    let f = judge(&d, REG, &exchange("GET", "ping", 401));
+    assert_eq!(ids(&f), vec!["registry_error"]);
+    assert!(evidence(&f, "registry_error").contains("without a WWW-Authenticate"));
+}
+
+#[test]
+fn http_status_without_exchange_details_still_names_a_cause() {
+    let d = diagnoser(vec![]);
+    for (status, id) in [
+        (429, "throttled"),
+        (503, "registry_error"),
+        (404, "not_found"),
+        (401, "invalid_credentials"),
+        (403, "not_authorized"),
+    ] {
+        let f = d.diagnose_at(&event(REG, FailureKind::HttpStatus { status }), now());
+        assert_eq!(ids(&f)[0], id, "{status}");
+    }
+    // An exchange the transport reports although the rules find it healthy.
+    let f = d.diagnose_at(&http_event(REG, exchange("GET", "ping", 200)), now());
+    assert_eq!(ids(&f), vec!["registry_error"]);
 }
 
 #[test]
@@ -1376,4 +1487,199 @@ fn findings_are_ranked_and_merged() {
     ]);
     assert_eq!(ids(&out), vec!["not_found", "not_authorized"]);
     assert_eq!(out[0].evidence, vec!["a", "c"]);
+}
+
+// --- Hostile input ---------------------------------------------------------------------------
+
+/// A small deterministic generator: no dependency, same cases on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+    fn text(&mut self) -> String {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJl";
+        let pieces = [
+            "",
+            "client with IP '203.0.113.9' is not allowed access",
+            "\r\n\u{0}\u{1b}[31m",
+            "Application not registered with AAD.",
+            jwt,
+            "é€😀",
+            "sig=AAAABBBBCCCC",
+            "admin user is disabled",
+            "x",
+            "    ",
+        ];
+        let mut s = String::new();
+        for _ in 0..(self.next() % 4) {
+            let p = *self.pick::<&str>(&pieces);
+            s.push_str(p);
+        }
+        if self.next() % 10 == 0 {
+            s.push_str(&"A".repeat(20_000));
+        }
+        s
+    }
+    fn opt_i64(&mut self) -> Option<i64> {
+        *self.pick(&[
+            None,
+            Some(i64::MIN),
+            Some(i64::MAX),
+            Some(0),
+            Some(NOW as i64 - 10),
+            Some(NOW as i64 + 10_000),
+        ])
+    }
+}
+
+#[test]
+fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let d = diagnoser(vec![private_registry(REG)]);
+    let hosts = [
+        REG,
+        DATA,
+        "weuacct0123.blob.core.windows.net",
+        "example.com",
+        "10.0.0.1",
+        "",
+        "MY-REG.azurecr.io",
+        "é.azurecr.io",
+    ];
+    let jwt_marker = "eyJhbGci";
+    for i in 0..3000u64 {
+        let host = *rng.pick(&hosts);
+        let kind = match i % 24 {
+            0 => FailureKind::MalformedRequest,
+            1 => FailureKind::HeadTooLarge { limit: 1 },
+            2 => FailureKind::RequestTimeout,
+            3 => FailureKind::TlsInsteadOfHttp,
+            4 => FailureKind::ClientNotAllowed,
+            5 => FailureKind::PortNotAllowed { port: 0 },
+            6 => FailureKind::ProxyAuthRequired { provided: true },
+            7 => FailureKind::DnsNxDomain,
+            8 => FailureKind::DnsNoAddresses,
+            9 => FailureKind::DnsTimeout,
+            10 => FailureKind::DnsError,
+            11 => FailureKind::ConnectRefused,
+            12 => FailureKind::ConnectTimeout,
+            13 => FailureKind::ConnectUnreachable,
+            14 => FailureKind::UpstreamProxyStatus {
+                status: (rng.next() % 1000) as u16,
+                reason: rng.text(),
+            },
+            15 => FailureKind::UpstreamProxyClosed,
+            16 => FailureKind::TlsServerSilent,
+            17 => FailureKind::TlsAlert {
+                level: rng.text(),
+                description: rng.text(),
+            },
+            18 => FailureKind::TlsNotTls,
+            19 => FailureKind::TlsUpstreamCertificate {
+                problem: *rng.pick(&[
+                    CertProblem::UnknownIssuer,
+                    CertProblem::Expired,
+                    CertProblem::NameMismatch,
+                    CertProblem::Other,
+                ]),
+                detail: rng.text(),
+            },
+            20 => FailureKind::TlsClientRejected { detail: rng.text() },
+            21 => FailureKind::ResponseHeadersTimeout,
+            22 => FailureKind::TransferStalled {
+                idle_secs: u64::MAX,
+                bytes_before: u64::MAX,
+            },
+            _ => FailureKind::HttpStatus {
+                status: (rng.next() % 1000) as u16,
+            },
+        };
+        let mut ev = event(host, kind);
+        ev.error = rng.text();
+        if rng.next() % 2 == 0 {
+            let sources: [&'static str; 4] = ["resolver", "override", "literal", "connect_to"];
+            let source: &'static str = sources[(rng.next() % 4) as usize];
+            ev.dns = Some(DnsAnswer {
+                cnames: (0..rng.next() % 20).map(|_| rng.text()).collect(),
+                addresses: (0..rng.next() % 3)
+                    .map(|_| *rng.pick(&["10.1.2.3", "20.1.2.3", "::1", "fd00::5", "127.0.0.1"]))
+                    .map(|a| a.parse().unwrap())
+                    .collect(),
+                source,
+            });
+        }
+        let claims = Claims {
+            exp: rng.opt_i64(),
+            nbf: rng.opt_i64(),
+            iat: rng.opt_i64(),
+            access: Some(vec![Access {
+                kind: rng.text(),
+                name: rng.text(),
+                actions: vec![rng.text()],
+            }]),
+            grant_type: Some(rng.pick(&["refresh_token", "access_token", ""]).to_string()),
+            ..Claims::default()
+        };
+        let ex = HttpExchange {
+            method: rng
+                .pick(&["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "", "BREW"])
+                .to_string(),
+            path_class: rng
+                .pick(&[
+                    "ping", "token", "exchange", "manifest", "blob", "upload", "catalog", "tags",
+                    "other",
+                ])
+                .to_string(),
+            repository: Some(rng.text()),
+            reference: Some(rng.text()),
+            status: (rng.next() % 1000) as u16,
+            www_authenticate: (rng.next() % 2 == 0).then(|| Challenge {
+                scheme: rng.text(),
+                error: Some(rng.text()),
+                ..Challenge::default()
+            }),
+            registry_errors: vec![acr_error(&rng.text(), &rng.text())],
+            body_text: Some(rng.text()),
+            location: Some(format!("https://{}/x?sig={}", rng.text(), rng.text())),
+            auth: (rng.next() % 2 == 0).then(|| CredentialFacts {
+                scheme: rng.pick(&["basic", "bearer", ""]).to_string(),
+                username_kind: Some(*rng.pick(&[
+                    UsernameKind::NullGuidToken,
+                    UsernameKind::ServicePrincipal,
+                    UsernameKind::Other,
+                ])),
+                claims: Some(claims.clone()),
+                empty_secret: rng.next() % 2 == 0,
+                malformed: rng.next() % 2 == 0,
+            }),
+            issued_token: Some(claims),
+            user_agent: Some(rng.text()),
+            date_skew_secs: rng.opt_i64(),
+            requested_scopes: vec![rng.text()],
+            ..HttpExchange::default()
+        };
+        if rng.next() % 2 == 0 {
+            ev.http = Some(ex.clone());
+        }
+        let mut all = d.diagnose_at(&ev, later(i));
+        all.extend(d.judge_exchange_at(client(), host, &classify(host, &[]), &ex, later(i)));
+        for f in &all {
+            let s = client_symptom(f.cause, &ev, Some(&rng.text()));
+            assert!(!s.contains(jwt_marker), "{s}");
+            for e in &f.evidence {
+                let chars = e.chars().count();
+                assert!(chars <= 2 * text::MAX_EVIDENCE_CHARS, "{chars} chars");
+                assert!(!e.chars().any(char::is_control), "{e:?}");
+                assert!(!e.contains(jwt_marker), "{e}");
+            }
+        }
+    }
 }

@@ -49,16 +49,35 @@ fn looks_secret(word: &str) -> bool {
             return true;
         }
     }
-    if word.starts_with("eyJ") && word.len() > 16 {
+    // A JWT's header is base64 of `{"`: "eyJ" wherever it starts inside the word.
+    if word.contains("eyJ") && word.len() > 16 {
         return true;
     }
-    // Long runs of token alphabet with no separators a sentence would have.
-    let tokenish = word
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_' | '.'));
-    let digits = word.chars().filter(|c| c.is_ascii_digit()).count();
-    let letters = word.chars().filter(|c| c.is_ascii_alphabetic()).count();
-    tokenish && word.len() >= 32 && digits > 0 && letters > 0 && !word.contains("azurecr.io")
+    // Long runs of token alphabet, wherever they sit in the word (escape codes and punctuation
+    // around them do not make them safe).
+    word.split(|c: char| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_' | '.' | '%'))
+    })
+    .any(|run| {
+        let digits = run.chars().filter(|c| c.is_ascii_digit()).count();
+        let letters = run.chars().filter(|c| c.is_ascii_alphabetic()).count();
+        let uniform = run.chars().all(|c| run.starts_with(c));
+        // Pure hex runs are digests and request ids, which the evidence needs.
+        let hex = run.chars().all(|c| c.is_ascii_hexdigit());
+        run.len() >= 32 && !uniform && !hex && (digits > 0 || letters > 0) && !looks_like_host(run)
+    })
+}
+
+/// `weuacct0123456789.blob.core.windows.net` is long and alphanumeric, but a host to name, not
+/// a secret: dotted labels ending in an alphabetic top-level label.
+fn looks_like_host(word: &str) -> bool {
+    let word = word.trim_end_matches('.');
+    let labels: Vec<&str> = word.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty())
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
 }
 
 /// Cut `s` to at most `max` characters (on a char boundary), marking the cut.
@@ -143,11 +162,11 @@ mod tests {
 
     #[test]
     fn redact_hides_jwts_sas_signatures_and_long_keys() {
-        let s = "token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl failed; url ?sv=2019&sig=AbC%2Fdef and key 6fa3b1c2d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f";
+        let s = "token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl failed; url ?sv=2019&sig=AbC%2Fdef and key Zk9vQmFyQmF6cXV1eDEyMzQ1Njc4OTBhYmNkZWY=";
         let r = redact(s);
         assert!(!r.contains("eyJ"), "{r}");
         assert!(!r.contains("AbC%2F"), "{r}");
-        assert!(!r.contains("6fa3b1c2"), "{r}");
+        assert!(!r.contains("Zk9vQmFy"), "{r}");
         assert!(r.contains("failed"));
     }
 
@@ -157,6 +176,10 @@ mod tests {
         assert_eq!(redact(m), m);
         let h = "myregistryname12345678901234567.westeurope.data.azurecr.io";
         assert_eq!(redact(h), h);
+        let b = "weumyregistry0123456789abcdef.blob.core.windows.net";
+        assert_eq!(redact(b), b);
+        let digest = "sha256:6fa3b1c2d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d";
+        assert_eq!(redact(digest), digest);
     }
 
     #[test]

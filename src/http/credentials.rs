@@ -59,7 +59,7 @@ fn is_guid(s: &str) -> bool {
 }
 
 /// Description of an `Authorization` header.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CredentialFacts {
     /// `basic`, `bearer` or another scheme, lower case.
     pub scheme: String,

@@ -4,14 +4,14 @@
 //! The handshake is observed only in the first few records; after that the copy loop does no
 //! per-byte work beyond counting, so observation costs nothing on the bulk path.
 
+use crate::net::prefixed::Prefixed;
 use crate::observe::{FailureKind, Phase, TlsObservation};
 use crate::tls::{client_hello, server_hello};
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Deadlines and sizes of a tunnel.
 #[derive(Debug, Clone)]
@@ -33,6 +33,9 @@ pub trait FailureSink: Send + Sync {
         elapsed: Duration,
         tls: Option<&TlsObservation>,
     );
+    /// The server answered the handshake: the path works. Called at once, not when the tunnel
+    /// ends, because clients keep REST tunnels open while they fetch layers elsewhere.
+    fn handshake_ok(&self, _tls: &TlsObservation) {}
 }
 
 /// What a tunnel saw, for its `connection` record.
@@ -45,24 +48,24 @@ pub struct TunnelReport {
     pub tls_ms: Option<f64>,
     pub tls_ok: Option<bool>,
     pub close_reason: &'static str,
+    /// Record framing of the server's side, when the tunnel carries TLS.
+    pub server_records: Option<RecordTracker>,
 }
 
 /// Largest handshake prefix kept for parsing; beyond it the handshake is not observed.
 const MAX_HELLO: usize = 16 * 1024;
 
-/// Run a tunnel between `client` and `server` to completion.
-pub async fn run<C, S>(
-    client: &mut C,
-    server: &mut S,
+/// Run a tunnel between `client` (with the bytes it sent after its request head) and `server`
+/// to completion.
+pub async fn run(
+    client: Prefixed<TcpStream>,
+    mut server: TcpStream,
     cfg: &TunnelConfig,
     sink: &dyn FailureSink,
-) -> TunnelReport
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> TunnelReport {
     let mut report = TunnelReport::default();
-    match observe_handshake(client, server, cfg, sink, &mut report).await {
+    let mut client = client;
+    match observe_handshake(&mut client, &mut server, cfg, sink, &mut report).await {
         Ok(true) => {}
         Ok(false) => {
             // The handshake phase ended the tunnel (server silent, closed, or a side vanished).
@@ -75,7 +78,15 @@ where
             return report;
         }
     }
-    copy(client, server, cfg, sink, &mut report).await;
+    let (rest, client) = client.into_parts();
+    if !rest.is_empty() {
+        if let Err(e) = server.write_all(&rest).await {
+            report.close_reason = close_reason_of(&e);
+            return report;
+        }
+        report.bytes_up += rest.len() as u64;
+    }
+    relay(&client, &server, cfg, sink, &mut report).await;
     report
 }
 
@@ -241,6 +252,10 @@ where
                         tls.version = Some(version);
                         tls.cipher = Some(cipher);
                         report.tls_ok = Some(true);
+                        let mut rt = RecordTracker::default();
+                        rt.feed(&sbuf);
+                        report.server_records = Some(rt);
+                        sink.handshake_ok(&tls);
                     }
                     Ok(server_hello::ServerFirst::Alert { level, description }) => {
                         tls.alert = Some(format!("{level} {description}"));
@@ -286,48 +301,45 @@ struct Flow {
     /// Milliseconds since the tunnel's copy phase began, at the last read with data.
     last_ms: AtomicU64,
     last_read: AtomicU64,
+    /// The server stopped inside a TLS record (see [`RecordTracker`]).
+    mid_record: std::sync::atomic::AtomicBool,
+    /// The source finished sending (EOF): silence after that is not a stall.
+    finished: std::sync::atomic::AtomicBool,
 }
 
-/// Counts what is read from a stream, without touching the bytes.
-struct Metered<'a, T> {
-    inner: &'a mut T,
-    flow: &'a Flow,
-    epoch: Instant,
+/// Follows TLS record framing without looking inside records: O(records), not O(bytes). A
+/// server that goes quiet in the middle of a record was cut off mid-transfer, which is the
+/// precise signal of a stall (an idle keep-alive connection always rests on a boundary).
+#[derive(Debug, Default, Clone)]
+pub struct RecordTracker {
+    /// Bytes of the current record body still to come.
+    remaining: usize,
+    header: [u8; 5],
+    header_len: usize,
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Metered<'_, T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut *self.inner).poll_read(cx, buf);
-        let n = (buf.filled().len() - before) as u64;
-        if n > 0 {
-            self.flow.bytes.fetch_add(n, Ordering::Relaxed);
-            self.flow
-                .last_ms
-                .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-            self.flow.last_read.store(n, Ordering::Relaxed);
+impl RecordTracker {
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let n = self.remaining.min(data.len());
+                self.remaining -= n;
+                data = &data[n..];
+                continue;
+            }
+            let n = (5 - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
+            self.header_len += n;
+            data = &data[n..];
+            if self.header_len == 5 {
+                self.remaining = u16::from_be_bytes([self.header[3], self.header[4]]) as usize;
+                self.header_len = 0;
+            }
         }
-        r
     }
-}
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<'_, T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_shutdown(cx)
+    pub fn mid_record(&self) -> bool {
+        self.remaining > 0 || self.header_len > 0
     }
 }
 
@@ -335,37 +347,36 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<'_, T> {
 /// rather than finishing a response.
 const MID_STREAM_READ: u64 = 16 * 1024;
 
-async fn copy<C, S>(
-    client: &mut C,
-    server: &mut S,
+/// Copy both ways until both sides are done, watching for idleness and stalls.
+///
+/// Each direction waits for readiness *without* a buffer and borrows one only while data
+/// flows, so an idle tunnel costs no copy buffers (tokio's `copy_bidirectional` holds two for
+/// the tunnel's whole life). Half-close is passed on: when one side finishes sending, the other
+/// side's write half is shut down and the opposite direction goes on.
+async fn relay(
+    client: &TcpStream,
+    server: &TcpStream,
     cfg: &TunnelConfig,
     sink: &dyn FailureSink,
     report: &mut TunnelReport,
-) where
-    C: AsyncRead + AsyncWrite + Unpin,
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let up = Flow::default();
     let down = Flow::default();
     let epoch = Instant::now();
-    let mut c = Metered {
-        inner: client,
-        flow: &up,
-        epoch,
+    let records = report.server_records.take();
+    let pumping = async {
+        tokio::try_join!(
+            pump(client, server, &up, epoch, cfg.buffer, None),
+            pump(server, client, &down, epoch, cfg.buffer, records),
+        )
     };
-    let mut s = Metered {
-        inner: server,
-        flow: &down,
-        epoch,
-    };
-    let copying = tokio::io::copy_bidirectional_with_sizes(&mut c, &mut s, cfg.buffer, cfg.buffer);
-    tokio::pin!(copying);
+    tokio::pin!(pumping);
     let tick = cfg.idle.min(cfg.stall).max(Duration::from_secs(2)) / 2;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
     let mut stalled_reported = false;
     let reason = loop {
         tokio::select! {
-            r = &mut copying => break match r {
+            r = &mut pumping => break match r {
                 Ok(_) => "done",
                 Err(e) => close_reason_of(&e),
             },
@@ -379,17 +390,19 @@ async fn copy<C, S>(
                 let down_bytes = down.bytes.load(Ordering::Relaxed);
                 if !stalled_reported
                     && down_bytes > 0
-                    && down.last_read.load(Ordering::Relaxed) >= MID_STREAM_READ
+                    && !down.finished.load(Ordering::Relaxed)
+                    && (down.mid_record.load(Ordering::Relaxed)
+                        || down.last_read.load(Ordering::Relaxed) >= MID_STREAM_READ)
                     && down_idle >= cfg.stall.as_millis() as u64
                 {
                     stalled_reported = true;
+                    let total = down_bytes + report.bytes_down;
                     sink.failure(
                         Phase::Tunnel,
-                        FailureKind::TransferStalled { idle_secs: down_idle / 1000, bytes_before: down_bytes + report.bytes_down },
+                        FailureKind::TransferStalled { idle_secs: down_idle / 1000, bytes_before: total },
                         format!(
-                            "download stopped mid-stream: no data from the server for {} s after {} bytes",
-                            down_idle / 1000,
-                            down_bytes + report.bytes_down
+                            "download stopped mid-stream: no data from the server for {} s after {total} bytes",
+                            down_idle / 1000
                         ),
                         Duration::from_millis(down_idle),
                         report.tls.as_ref(),
@@ -403,11 +416,89 @@ async fn copy<C, S>(
     report.close_reason = reason;
 }
 
+/// One direction of a relay: `src` to `dst` until `src` finishes sending.
+async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    flow: &Flow,
+    epoch: Instant,
+    size: usize,
+    mut records: Option<RecordTracker>,
+) -> io::Result<()> {
+    loop {
+        src.readable().await?;
+        // Borrowed for this burst only; dropped as soon as the source has nothing more.
+        let mut buf = vec![0u8; size];
+        loop {
+            match src.try_read(&mut buf) {
+                Ok(0) => {
+                    flow.finished.store(true, Ordering::Relaxed);
+                    // Pass the half-close on; the peer may already be gone, which is fine.
+                    let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+                    return Ok(());
+                }
+                Ok(n) => {
+                    flow.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    flow.last_ms
+                        .store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    flow.last_read.store(n as u64, Ordering::Relaxed);
+                    if let Some(rt) = records.as_mut() {
+                        rt.feed(&buf[..n]);
+                        flow.mid_record.store(rt.mid_record(), Ordering::Relaxed);
+                    }
+                    write_all(dst, &buf[..n]).await?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match dst.try_write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn close_reason_of(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::ConnectionReset => "reset",
         io::ErrorKind::BrokenPipe => "broken_pipe",
         io::ErrorKind::TimedOut => "timeout",
         _ => "io_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecordTracker;
+
+    #[test]
+    fn record_tracker_follows_boundaries_across_reads() {
+        let mut rec = vec![0x17, 0x03, 0x03, 0x00, 0x04, 1, 2, 3, 4];
+        rec.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x02, 9, 9]);
+        let mut t = RecordTracker::default();
+        t.feed(&rec);
+        assert!(!t.mid_record());
+        // Split everywhere, one byte at a time.
+        let mut t = RecordTracker::default();
+        for (i, b) in rec.iter().enumerate() {
+            t.feed(&[*b]);
+            assert_eq!(
+                t.mid_record(),
+                i != 8 && i != rec.len() - 1,
+                "after byte {i}"
+            );
+        }
+        let mut t = RecordTracker::default();
+        t.feed(&rec[..7]);
+        assert!(t.mid_record());
     }
 }

@@ -186,7 +186,7 @@ async fn tunnel(
         }
     };
     rec.mode = "tunnel";
-    let mut server = est.stream;
+    let server = est.stream;
     let mut hello = b"HTTP/1.1 200 Connection established\r\n\r\n".to_vec();
     hello.extend_from_slice(&est.leftover);
     if let Err(_e) = client.write_all(&hello).await {
@@ -199,8 +199,8 @@ async fn tunnel(
         dns: est.dns.clone(),
         failed: AtomicBool::new(false),
     };
-    let mut client = Prefixed::new(rest, client);
-    let report = crate::net::tunnel::run(&mut client, &mut server, &shared.tunnel, &failures).await;
+    let client = Prefixed::new(rest, client);
+    let report = crate::net::tunnel::run(client, server, &shared.tunnel, &failures).await;
     rec.bytes_up = report.bytes_up;
     rec.bytes_down = report.bytes_down;
     rec.close_reason = report.close_reason;

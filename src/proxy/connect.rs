@@ -139,6 +139,31 @@ pub async fn establish(
         };
         rec.phases.dns = Some(PhaseOutcome::new("ok", t.elapsed()));
         rec.resolved = resolved.addrs.iter().map(|a| a.to_string()).collect();
+        if let Some(finding) =
+            shared
+                .diagnoser
+                .judge_resolution(&target.host, &target.endpoint, &resolved.answer)
+        {
+            let mut ev = target.event(
+                Phase::Dns,
+                FailureKind::DnsUnexpectedAnswer,
+                format!(
+                    "{} resolved to {} but the configuration expects a private endpoint address",
+                    target.host,
+                    resolved
+                        .answer
+                        .addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                t.elapsed(),
+            );
+            ev.dns = Some(resolved.answer.clone());
+            shared.write_failure(&ev, &[finding], None);
+            rec.failed = true;
+        }
         let t = Instant::now();
         match dial(&resolved.addrs, shared.config.timeouts.connect).await {
             Ok((stream, peer)) => {

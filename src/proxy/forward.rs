@@ -61,7 +61,11 @@ pub async fn serve<I>(
         let st = svc_state.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
     });
+    // The header read timeout doubles as the keep-alive idle limit: a client that keeps a
+    // connection open without sending a request is let go after `timeouts.idle`.
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(shared.config.timeouts.idle)
         .max_buf_size(shared.config.max_head_bytes.max(8192))
         .preserve_header_case(true)
         .title_case_headers(true)

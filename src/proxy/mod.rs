@@ -45,6 +45,8 @@ pub struct Shared {
     /// `Basic …` value clients must present, when proxy authentication is configured.
     expected_auth: Option<String>,
     next_id: AtomicU64,
+    /// Repeats of one failure within `log.aggregate_interval` are counted, not written.
+    pub aggregator: crate::diagnose::aggregate::Aggregator,
 }
 
 impl Shared {
@@ -77,6 +79,7 @@ impl Shared {
             },
             expected_auth,
             next_id: AtomicU64::new(1),
+            aggregator: crate::diagnose::aggregate::Aggregator::new(config.log.aggregate_interval),
             config,
         })
     }
@@ -105,15 +108,30 @@ impl Shared {
     pub fn report(&self, ev: &FailureEvent, status: Option<u16>) -> (Vec<Finding>, String) {
         let findings = self.diagnoser.diagnose(ev);
         let reason = reply::reason_phrase(ev, &findings);
-        let symptom = reply::client_symptom(ev, &findings, status.map(|_| reason.as_str()));
-        let rec = crate::record::failure_record(
-            ev,
-            &findings,
-            status.map(|s| (s, reason.as_str())),
-            symptom,
-        );
-        crate::record::emit("failure", &rec);
+        self.write_failure(ev, &findings, status.map(|s| (s, reason.as_str())));
         (findings, reason)
+    }
+
+    /// Write the failure record of an already diagnosed failure, unless it repeats one written
+    /// within the aggregation interval (then it is only counted).
+    pub fn write_failure(
+        &self,
+        ev: &FailureEvent,
+        findings: &[Finding],
+        reply: Option<(u16, &str)>,
+    ) {
+        let cause = findings
+            .first()
+            .map(|f| f.cause.id)
+            .unwrap_or("undiagnosed");
+        let key = crate::diagnose::aggregate::key(cause, ev.phase.as_str(), &ev.target);
+        let admit = self.aggregator.admit(&key, std::time::SystemTime::now());
+        if admit == crate::diagnose::aggregate::Admit::Suppress {
+            return;
+        }
+        let symptom = reply::client_symptom(ev, findings, reply.map(|r| r.1));
+        let rec = crate::record::failure_record(ev, findings, reply, symptom);
+        crate::record::emit("failure", &rec);
     }
 }
 
@@ -192,5 +210,17 @@ impl FailureSink for TunnelFailures<'_> {
         ev.dns = self.dns.clone();
         ev.tls = tls.cloned();
         self.shared.report(&ev, None);
+    }
+
+    fn handshake_ok(&self, _tls: &TlsObservation) {
+        self.shared
+            .diagnoser
+            .note_success(crate::diagnose::SuccessNote {
+                client: self.target.client.ip(),
+                host: self.target.host.clone(),
+                endpoint: self.target.endpoint.clone(),
+                at: std::time::SystemTime::now(),
+                http: None,
+            });
     }
 }

@@ -41,30 +41,16 @@ pub fn reason_phrase(ev: &FailureEvent, findings: &[Finding]) -> String {
     s
 }
 
-/// What the Docker client prints for this failure: for a refused CONNECT, Go's wording around
-/// our reason phrase; otherwise the cause's documented symptom.
+/// What the Docker client prints for this failure (the diagnosis renders it from the cause
+/// and, for a refusal, our reason phrase).
 pub fn client_symptom(
     ev: &FailureEvent,
     findings: &[Finding],
     reply_reason: Option<&str>,
 ) -> Option<String> {
-    if let FailureKind::TlsInsteadOfHttp = ev.kind {
-        return Some(String::from(
-            "proxyconnect tcp: tls: first record does not look like a TLS handshake",
-        ));
-    }
-    match (reply_reason, findings.first()) {
-        (Some(reason), _) if ev.port == 443 => Some(format!(
-            "Error response from daemon: Get \"https://{}/v2/\": {reason}",
-            ev.host
-        )),
-        (Some(reason), _) => Some(format!(
-            "Error response from daemon: Get \"https://{}/v2/\": {reason}",
-            ev.target
-        )),
-        (None, Some(f)) => Some(f.cause.client_symptom.replace("{host}", &ev.host)),
-        (None, None) => None,
-    }
+    findings
+        .first()
+        .map(|f| crate::diagnose::symptom::client_symptom(f.cause, ev, reply_reason))
 }
 
 /// A complete HTTP/1.1 error reply for a raw (pre-hyper) connection.

@@ -1,0 +1,54 @@
+//! Rules for the client's request to regdoc itself: unreadable heads, TLS where HTTP was
+//! expected, regdoc's own policy.
+
+use super::*;
+
+pub(super) fn bad_request(ev: &FailureEvent) -> Vec<Finding> {
+    let what = match &ev.kind {
+        FailureKind::HeadTooLarge { limit } => format!("request head larger than {limit} bytes"),
+        FailureKind::RequestTimeout => "request head not finished in time".to_string(),
+        _ => "request head is not a valid proxy request".to_string(),
+    };
+    vec![find(
+        &c::BAD_CLIENT_REQUEST,
+        High,
+        vec![what, format!("client {}", ev.client.ip())],
+    )]
+}
+
+pub(super) fn proxy_scheme(ev: &FailureEvent) -> Vec<Finding> {
+    let evidence = vec![
+        "the client opened TLS (a ClientHello) where an HTTP CONNECT request was expected".into(),
+        format!(
+            "client {} has https:// in its proxy URL; regdoc speaks plain HTTP",
+            ev.client.ip()
+        ),
+    ];
+    vec![
+        find(&c::PROXY_SCHEME_MISMATCH, High, evidence.clone()),
+        find(
+            &c::DOCKER_CONFIG,
+            Medium,
+            vec!["the daemon's proxy setting must be fixed, then the daemon restarted".into()],
+        ),
+    ]
+}
+
+pub(super) fn proxy_policy(ev: &FailureEvent) -> Vec<Finding> {
+    let e = match &ev.kind {
+        FailureKind::PortNotAllowed { port } => {
+            format!("destination port {port} is not in allowed_ports")
+        }
+        FailureKind::ClientNotAllowed => {
+            format!("client {} is not in allowed_clients", ev.client.ip())
+        }
+        FailureKind::ProxyAuthRequired { provided: false } => {
+            "proxy authentication is required and the client sent none".into()
+        }
+        FailureKind::ProxyAuthRequired { provided: true } => {
+            "the client's proxy credentials were not accepted".into()
+        }
+        _ => "refused by regdoc policy".into(),
+    };
+    vec![find(&c::PROXY_POLICY, High, vec![e])]
+}

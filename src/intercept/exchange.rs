@@ -1,0 +1,295 @@
+//! One intercepted HTTP exchange into an [`HttpExchange`]: what the request asked, what the
+//! server answered, and what small bodies (errors, token replies) said.
+//!
+//! Secrets: the `Authorization` value is described through the credentials parser and dropped;
+//! token replies are decoded into claims and dropped; a `Location` loses its query (blob storage
+//! redirects carry a SAS signature there). Nothing here keeps a header value that could be
+//! replayed.
+
+use crate::http::{challenge, credentials, jwt, path, registry_error};
+use crate::observe::HttpExchange;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use std::time::SystemTime;
+
+/// Largest body prefix read for diagnosis; the rest streams untouched.
+pub const BODY_CAP: usize = 16 * 1024;
+/// Cap of a plain-text error line kept in the record.
+const TEXT_CAP: usize = 512;
+
+/// The header regdoc adds to a response it judged a failure.
+pub const CAUSE_HEADER: HeaderName = HeaderName::from_static("x-regdoc-cause");
+
+/// Facts of the request, before it is sent.
+pub fn from_request(method: &http::Method, uri: &http::Uri, headers: &HeaderMap) -> HttpExchange {
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let info = path::classify(method.as_str(), pq);
+    HttpExchange {
+        method: method.as_str().to_string(),
+        path_class: info.class.to_string(),
+        repository: info.repository,
+        reference: info.reference,
+        auth: headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(credentials::describe),
+        user_agent: header_text(headers, http::header::USER_AGENT, 200),
+        requested_scopes: info.scopes,
+        ..HttpExchange::default()
+    }
+}
+
+/// Facts of the response head.
+pub fn add_response(ex: &mut HttpExchange, status: u16, headers: &HeaderMap, now: SystemTime) {
+    ex.status = status;
+    ex.www_authenticate = headers
+        .get(http::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(challenge::parse);
+    ex.location = headers
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(strip_query);
+    ex.date_skew_secs = headers
+        .get(http::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .map(|server| skew_secs(server, now));
+}
+
+/// Whether the body prefix of this response is worth reading: error bodies, and token
+/// endpoint replies (to decode the issued token's claims).
+pub fn wants_body(ex: &HttpExchange) -> bool {
+    ex.status >= 400 || (ex.status == 200 && matches!(ex.path_class.as_str(), "token" | "exchange"))
+}
+
+/// Facts of a body prefix (at most [`BODY_CAP`] bytes; `complete` when it is the whole body).
+pub fn add_body(ex: &mut HttpExchange, body: &[u8], complete: bool) {
+    if ex.status >= 400 {
+        ex.registry_errors = registry_error::parse(body);
+        if ex.registry_errors.is_empty() {
+            ex.body_text = registry_error::body_line(body, TEXT_CAP);
+        }
+    } else if complete {
+        ex.issued_token = issued_token_claims(body);
+    }
+}
+
+/// Facts of a token-endpoint form body (`grant_type=refresh_token|password|access_token`):
+/// when the client sent no `Authorization`, the credential it presented is the form's refresh
+/// token, password or Entra ID token, described like a header credential would be.
+pub fn add_form(ex: &mut HttpExchange, body: &[u8]) {
+    let form = credentials::describe_form_body(body);
+    if ex.requested_scopes.is_empty() {
+        ex.requested_scopes = form.scopes.clone();
+    }
+    if ex.auth.is_some() {
+        return;
+    }
+    let presented = form.has_refresh_token || form.has_password || form.has_access_token;
+    if !presented {
+        return;
+    }
+    ex.auth = Some(credentials::CredentialFacts {
+        scheme: format!("form:{}", form.grant_type.as_deref().unwrap_or("unknown")),
+        username_kind: form.username_kind,
+        claims: form.refresh_token_claims.or(form.access_token_claims),
+        empty_secret: false,
+        malformed: false,
+    });
+}
+
+/// Claims of the token a token endpoint issued: the access token when there is one (that is
+/// what the client presents next), else the refresh token (`/oauth2/exchange`).
+fn issued_token_claims(body: &[u8]) -> Option<jwt::Claims> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    ["access_token", "token", "refresh_token"]
+        .iter()
+        .filter_map(|k| v.get(k).and_then(|t| t.as_str()))
+        .find_map(jwt::decode_claims)
+}
+
+/// `scheme://host/path` of a URL, without its query and fragment.
+fn strip_query(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    url[..end].chars().take(512).collect()
+}
+
+fn skew_secs(server: SystemTime, local: SystemTime) -> i64 {
+    match server.duration_since(local) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: HeaderName, cap: usize) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(cap).collect())
+}
+
+/// `X-Regdoc-Cause: <cause id>; <short words>` value. Non-visible characters are dropped so the
+/// value is always a valid header.
+pub fn cause_value(id: &str, short: &str) -> HeaderValue {
+    let text: String = format!("{id}; {short}")
+        .chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control())
+        .collect();
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn jwt(claims: &str) -> String {
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.{}",
+            e.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+            e.encode(claims),
+            e.encode("sig")
+        )
+    }
+
+    #[test]
+    fn request_facts_never_keep_the_credential() {
+        let secret = "S3cret-pass";
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("alice:{secret}"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {basic}")).unwrap(),
+        );
+        h.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static("docker/27.3.1 go/go1.22.7"),
+        );
+        let uri: http::Uri =
+            "/oauth2/token?account=alice&client_id=docker&offline_token=true&scope=repository%3Ahello%3Apull&service=r.azurecr.io"
+                .parse()
+                .unwrap();
+        let ex = from_request(&http::Method::GET, &uri, &h);
+        assert_eq!(ex.path_class, "token");
+        assert_eq!(ex.requested_scopes, vec!["repository:hello:pull"]);
+        assert_eq!(ex.auth.as_ref().unwrap().scheme, "basic");
+        let json = serde_json::to_string(&ex).unwrap();
+        assert!(!json.contains(secret) && !json.contains(&basic), "{json}");
+        assert!(!json.contains("alice"), "{json}");
+    }
+
+    #[test]
+    fn response_facts() {
+        let mut ex = HttpExchange {
+            path_class: "blob".into(),
+            ..HttpExchange::default()
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::LOCATION,
+            HeaderValue::from_static(
+                "https://acct.blob.core.windows.net/c/d?se=2026&sig=SECRETSIG&sp=r",
+            ),
+        );
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let server = now + std::time::Duration::from_secs(120);
+        h.insert(
+            http::header::DATE,
+            HeaderValue::from_str(&httpdate::fmt_http_date(server)).unwrap(),
+        );
+        add_response(&mut ex, 307, &h, now);
+        assert_eq!(
+            ex.location.as_deref(),
+            Some("https://acct.blob.core.windows.net/c/d")
+        );
+        assert_eq!(ex.date_skew_secs, Some(120));
+        assert!(!wants_body(&ex));
+    }
+
+    #[test]
+    fn bodies_errors_text_and_tokens() {
+        let mut ex = HttpExchange {
+            path_class: "token".into(),
+            status: 401,
+            ..HttpExchange::default()
+        };
+        add_body(&mut ex, b"Application not registered with AAD.\n", true);
+        assert_eq!(
+            ex.body_text.as_deref(),
+            Some("Application not registered with AAD.")
+        );
+        let mut ex = HttpExchange {
+            path_class: "manifest".into(),
+            status: 403,
+            ..HttpExchange::default()
+        };
+        add_body(&mut ex, br#"{"errors":[{"code":"DENIED","message":"client with IP '203.0.113.7' is not allowed access. Refer https://aka.ms/acr/firewall to grant access."}]}"#, true);
+        assert_eq!(ex.registry_errors[0].code, "DENIED");
+        let mut ex = HttpExchange {
+            path_class: "token".into(),
+            status: 200,
+            ..HttpExchange::default()
+        };
+        assert!(wants_body(&ex));
+        let at = jwt(
+            r#"{"exp":1700003600,"access":[{"type":"repository","name":"hello","actions":["pull"]}]}"#,
+        );
+        let body = format!(
+            r#"{{"refresh_token":"{}","access_token":"{at}"}}"#,
+            jwt(r#"{"exp":1}"#)
+        );
+        add_body(&mut ex, body.as_bytes(), true);
+        let c = ex.issued_token.clone().unwrap();
+        assert_eq!(c.exp, Some(1_700_003_600));
+        assert_eq!(c.access.unwrap()[0].actions, vec!["pull"]);
+        assert!(!serde_json::to_string(&ex).unwrap().contains(&at));
+        // A truncated body is not decoded.
+        let mut ex2 = HttpExchange {
+            status: 200,
+            path_class: "token".into(),
+            ..HttpExchange::default()
+        };
+        add_body(&mut ex2, &body.as_bytes()[..20], false);
+        assert!(ex2.issued_token.is_none());
+    }
+
+    #[test]
+    fn form_credentials_are_described_not_kept() {
+        let rt = jwt(r#"{"exp":1000,"grant_type":"refresh_token"}"#);
+        let body = format!(
+            "grant_type=refresh_token&service=r.azurecr.io&scope=repository%3Ahello%3Apull&refresh_token={rt}"
+        );
+        let mut ex = HttpExchange {
+            path_class: "token".into(),
+            ..HttpExchange::default()
+        };
+        add_form(&mut ex, body.as_bytes());
+        let auth = ex.auth.clone().unwrap();
+        assert_eq!(auth.scheme, "form:refresh_token");
+        assert_eq!(auth.claims.unwrap().exp, Some(1000));
+        assert_eq!(ex.requested_scopes, vec!["repository:hello:pull"]);
+        assert!(!serde_json::to_string(&ex).unwrap().contains(&rt));
+
+        let mut ex = HttpExchange::default();
+        add_form(
+            &mut ex,
+            b"grant_type=password&username=alice&password=pw-S3cret",
+        );
+        assert_eq!(ex.auth.as_ref().unwrap().scheme, "form:password");
+        assert!(!serde_json::to_string(&ex).unwrap().contains("pw-S3cret"));
+        let mut ex = HttpExchange::default();
+        add_form(&mut ex, b"service=r.azurecr.io");
+        assert!(ex.auth.is_none());
+    }
+
+    #[test]
+    fn cause_value_is_a_clean_header() {
+        assert_eq!(
+            cause_value("registry_throttled", "rate limit\r\nX-Evil: 1 é")
+                .to_str()
+                .unwrap(),
+            "registry_throttled; rate limitX-Evil: 1 "
+        );
+    }
+}

@@ -1,0 +1,830 @@
+//! The interception engine: TLS with the client under a minted leaf, TLS with the real server,
+//! and HTTP/1.1 or HTTP/2 (whatever ALPN chose) relayed request by request with hyper, each
+//! exchange observed and judged.
+//!
+//! Order of a connection: read the client's ClientHello (SNI, ALPN) → TLS to the server offering
+//! the client's protocols → present a leaf offering the protocol the server chose (so both sides
+//! speak the same HTTP version) → relay. A server whose certificate fails verification is never
+//! used: the client gets a 502 naming the problem for every request.
+
+use super::body::ReplyBody;
+use super::exchange::{self, BODY_CAP, CAUSE_HEADER};
+use super::upstream_tls::UpstreamTlsError;
+use super::{InterceptCtx, InterceptOutcome, Interceptor};
+use crate::diagnose::Finding;
+use crate::observe::{FailureEvent, FailureKind, HttpExchange, Phase, TlsObservation};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::server::Acceptor;
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Longest wait for the server's handshake while the client's own handshake waits on it. Docker
+/// gives up a TLS handshake after 10 s (`TLSHandshakeTimeout`); answering a 502 that names the
+/// problem before then is worth more than waiting out a longer `timeouts.tls`.
+const UPSTREAM_HANDSHAKE_CAP: std::time::Duration = std::time::Duration::from_secs(8);
+
+const H2: &[u8] = b"h2";
+const H1: &[u8] = b"http/1.1";
+
+/// Counts the bytes that cross the client side (TLS records included).
+struct Counting<C> {
+    inner: C,
+    up: Arc<AtomicU64>,
+    down: Arc<AtomicU64>,
+}
+
+impl<C: AsyncRead + Unpin> AsyncRead for Counting<C> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        self.up.fetch_add(n as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+impl<C: AsyncWrite + Unpin> AsyncWrite for Counting<C> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.down.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The upstream HTTP connection.
+enum Sender {
+    /// HTTP/1.1 carries one exchange at a time; the client side is sequential too, so the lock
+    /// is only ever contended by a request waiting for the previous response head.
+    H1(tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<ReplyBody>>),
+    H2(hyper::client::conn::http2::SendRequest<ReplyBody>),
+}
+
+impl Sender {
+    async fn send(&self, req: Request<ReplyBody>) -> Result<Response<Incoming>, hyper::Error> {
+        match self {
+            Sender::H1(m) => {
+                let mut s = m.lock().await;
+                s.ready().await?;
+                s.send_request(req).await
+            }
+            Sender::H2(s) => {
+                let mut s = s.clone();
+                s.ready().await?;
+                s.send_request(req).await
+            }
+        }
+    }
+}
+
+/// A reply regdoc makes itself, with its cause.
+#[derive(Clone)]
+struct OwnReply {
+    status: StatusCode,
+    cause: HeaderValue,
+    body: String,
+}
+
+struct Conn {
+    ctx: InterceptCtx,
+    sender: Option<Sender>,
+    /// Set when the server could not be used: every request gets this reply.
+    refused: Option<OwnReply>,
+    h2_upstream: bool,
+    tls: TlsObservation,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    started: Instant,
+}
+
+impl Interceptor {
+    /// Intercept one CONNECT tunnel. See the module documentation for the order of events.
+    pub async fn serve<C>(
+        &self,
+        client: C,
+        upstream: TcpStream,
+        ctx: InterceptCtx,
+    ) -> InterceptOutcome
+    where
+        C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let up_bytes = Arc::new(AtomicU64::new(0));
+        let down_bytes = Arc::new(AtomicU64::new(0));
+        let client = Counting {
+            inner: client,
+            up: up_bytes.clone(),
+            down: down_bytes.clone(),
+        };
+        let started = Instant::now();
+        let mut tls = TlsObservation::default();
+        let outcome = |tls: TlsObservation, requests, failures, close_reason| InterceptOutcome {
+            bytes_up: up_bytes.load(Ordering::Relaxed),
+            bytes_down: down_bytes.load(Ordering::Relaxed),
+            requests,
+            failures,
+            tls,
+            close_reason,
+        };
+
+        // 1. The client's ClientHello.
+        let lazy = tokio_rustls::LazyConfigAcceptor::new(Acceptor::default(), client);
+        let start = match tokio::time::timeout(self.tls_timeout, lazy).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => return outcome(tls, 0, 0, "client_hello_invalid"),
+            Err(_) => return outcome(tls, 0, 0, "client_hello_timeout"),
+        };
+        let offered: Vec<Vec<u8>> = {
+            let hello = start.client_hello();
+            tls.sni = hello.server_name().map(str::to_string);
+            hello
+                .alpn()
+                .map(|it| it.map(<[u8]>::to_vec).collect())
+                .unwrap_or_default()
+        };
+        tls.alpn = offered
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        let cert_host = tls.sni.clone().unwrap_or_else(|| ctx.host.clone());
+
+        // 2. The server, offering what the client offered (among what regdoc relays).
+        let to_server: Vec<Vec<u8>> = offered
+            .iter()
+            .filter(|p| p.as_slice() == H2 || p.as_slice() == H1)
+            .cloned()
+            .collect();
+        let upstream_limit = self.tls_timeout.min(UPSTREAM_HANDSHAKE_CAP);
+        let connected = tokio::time::timeout(
+            upstream_limit,
+            self.upstream.connect(upstream, &ctx.host, to_server),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(UpstreamTlsError::Timeout {
+                secs: upstream_limit.as_secs(),
+            })
+        });
+
+        // 3. The leaf, and the protocol to offer the client.
+        let (leaf, _cache) = match self.minter.get(&cert_host).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(conn_id = ctx.conn_id, "interception: {e}");
+                return outcome(tls, 0, 0, "leaf_mint_failed");
+            }
+        };
+        let mut refused = None;
+        let (to_client, upstream_tls) = match connected {
+            Ok(s) => {
+                let (_, c) = s.get_ref();
+                tls.version = c.protocol_version().map(|v| format!("{v:?}"));
+                tls.cipher = c
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()));
+                let alpn = match c.alpn_protocol() {
+                    Some(p) if p == H2 => vec![H2.to_vec()],
+                    _ if offered.iter().any(|p| p == H1) => vec![H1.to_vec()],
+                    _ => Vec::new(),
+                };
+                (alpn, Some(s))
+            }
+            Err(e) => {
+                refused = Some(self.upstream_refused(&ctx, &tls, e, started));
+                let alpn = if offered.iter().any(|p| p == H1) {
+                    vec![H1.to_vec()]
+                } else {
+                    Vec::new()
+                };
+                (alpn, None)
+            }
+        };
+        let h2_client = to_client.first().map(|p| p == H2).unwrap_or(false);
+        let cfg = leaf.server_config(to_client.first().map(Vec::as_slice).unwrap_or_default());
+
+        // 4. Finish the client's handshake under the leaf.
+        let client_tls = match tokio::time::timeout(self.tls_timeout, start.into_stream(cfg)).await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) if is_rejection(&e) => {
+                self.client_rejected(&ctx, &tls, e.to_string(), started);
+                return outcome(tls, 0, 1, "client_rejected_certificate");
+            }
+            Ok(Err(_)) => return outcome(tls, 0, 0, "client_handshake_failed"),
+            Err(_) => return outcome(tls, 0, 0, "client_handshake_timeout"),
+        };
+
+        // 5. The upstream HTTP connection.
+        let mut h2_upstream = false;
+        let mut upstream_closed = None;
+        let sender = match upstream_tls {
+            None => None,
+            Some(s) => {
+                h2_upstream = s.get_ref().1.alpn_protocol() == Some(H2);
+                match handshake(s, h2_upstream).await {
+                    Ok((sender, closed)) => {
+                        upstream_closed = Some(closed);
+                        Some(sender)
+                    }
+                    Err(e) => {
+                        refused = Some(OwnReply {
+                            status: StatusCode::BAD_GATEWAY,
+                            cause: fallback_cause(),
+                            body: format!("regdoc: the server's HTTP connection failed: {e}\n"),
+                        });
+                        None
+                    }
+                }
+            }
+        };
+        let failures_before = u64::from(refused.is_some());
+        let conn = Arc::new(Conn {
+            ctx,
+            sender,
+            refused,
+            h2_upstream,
+            tls: tls.clone(),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(failures_before),
+            started,
+        });
+
+        // 6. Relay requests until the client is done.
+        let svc_conn = conn.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let c = svc_conn.clone();
+            async move { Ok::<_, Infallible>(c.handle(req).await) }
+        });
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        if h2_client {
+            builder = builder.http2_only();
+        } else {
+            builder = builder.http1_only();
+            // Bounds a keep-alive client that never sends its next request (an HTTP/2 client
+            // is bounded by the server closing its side, see below).
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(self.idle_timeout);
+        }
+        let serving = builder.serve_connection(TokioIo::new(client_tls), service);
+        tokio::pin!(serving);
+        // When the server ends its connection (idle timeout, `Connection: close`), end the
+        // client's too, gracefully: its next request then opens a new tunnel instead of
+        // meeting a dead upstream.
+        let server_gone = async {
+            match upstream_closed {
+                Some(rx) => {
+                    let _ = rx.await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let (served, server_closed) = tokio::select! {
+            r = serving.as_mut() => (r, false),
+            _ = server_gone => {
+                serving.as_mut().graceful_shutdown();
+                (serving.await, true)
+            }
+        };
+        let close_reason = match (served, server_closed) {
+            (Ok(()), false) => "client_closed",
+            (Ok(()), true) => "server_closed",
+            (Err(_), _) => "client_error",
+        };
+        outcome(
+            tls,
+            conn.requests.load(Ordering::Relaxed),
+            conn.failures.load(Ordering::Relaxed),
+            close_reason,
+        )
+    }
+
+    fn upstream_refused(
+        &self,
+        ctx: &InterceptCtx,
+        tls: &TlsObservation,
+        e: UpstreamTlsError,
+        started: Instant,
+    ) -> OwnReply {
+        let (kind, error) = match &e {
+            UpstreamTlsError::Certificate { problem, detail } => (
+                FailureKind::TlsUpstreamCertificate {
+                    problem: *problem,
+                    detail: detail.clone(),
+                },
+                format!("the server's certificate was refused: {detail}"),
+            ),
+            UpstreamTlsError::Alert { description } => (
+                FailureKind::TlsAlert {
+                    level: "fatal".into(),
+                    description: description.clone(),
+                },
+                e.to_string(),
+            ),
+            UpstreamTlsError::Closed { .. } => (FailureKind::TlsServerClosed, e.to_string()),
+            UpstreamTlsError::NotTls { .. } => (FailureKind::TlsNotTls, e.to_string()),
+            UpstreamTlsError::Timeout { .. } => (FailureKind::TlsServerSilent, e.to_string()),
+            // No closer kind: a name rustls cannot use, or a local TLS configuration problem.
+            UpstreamTlsError::Handshake { .. } => (FailureKind::TlsServerClosed, e.to_string()),
+        };
+        let ev = failure_event(
+            ctx,
+            Phase::Tls,
+            kind,
+            error.clone(),
+            Some(tls.clone()),
+            None,
+            started,
+        );
+        let findings = ctx.diagnoser.diagnose(&ev);
+        let cause = cause_of(&findings).unwrap_or_else(fallback_cause);
+        record_failure(&ev, &findings, Some((502, "Bad Gateway")));
+        OwnReply {
+            status: StatusCode::BAD_GATEWAY,
+            cause,
+            body: format!("regdoc: {error}\nregdoc did not forward this request.\n"),
+        }
+    }
+
+    fn client_rejected(
+        &self,
+        ctx: &InterceptCtx,
+        tls: &TlsObservation,
+        detail: String,
+        started: Instant,
+    ) {
+        let ev = failure_event(
+            ctx,
+            Phase::Tls,
+            FailureKind::TlsClientRejected {
+                detail: detail.clone(),
+            },
+            format!("the client refused regdoc's certificate (is the regdoc CA trusted for this host?): {detail}"),
+            Some(tls.clone()),
+            None,
+            started,
+        );
+        let findings = ctx.diagnoser.diagnose(&ev);
+        record_failure(&ev, &findings, None);
+    }
+}
+
+/// The upstream HTTP connection, and a receiver that completes when that connection ends
+/// (the server closed it, e.g. after its idle timeout).
+async fn handshake(
+    s: tokio_rustls::client::TlsStream<TcpStream>,
+    h2: bool,
+) -> Result<(Sender, tokio::sync::oneshot::Receiver<()>), hyper::Error> {
+    let io = TokioIo::new(s);
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    if h2 {
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake(io)
+            .await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+            let _ = closed_tx.send(());
+        });
+        Ok((Sender::H2(sender), closed_rx))
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+            let _ = closed_tx.send(());
+        });
+        Ok((Sender::H1(tokio::sync::Mutex::new(sender)), closed_rx))
+    }
+}
+
+fn failure_event(
+    ctx: &InterceptCtx,
+    phase: Phase,
+    kind: FailureKind,
+    error: String,
+    tls: Option<TlsObservation>,
+    http: Option<HttpExchange>,
+    started: Instant,
+) -> FailureEvent {
+    FailureEvent {
+        conn_id: ctx.conn_id,
+        client: ctx.client,
+        target: format!("{}:{}", ctx.host, ctx.port),
+        host: ctx.host.clone(),
+        port: ctx.port,
+        endpoint: ctx.endpoint.clone(),
+        phase,
+        kind,
+        error,
+        dns: None,
+        tls,
+        http,
+        upstream_proxy: None,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// Write the failure record of `ev`. `reply` is regdoc's own answer to the client, when it made
+/// one (502, 504); a judged server reply is passed through unchanged and has none.
+fn record_failure(ev: &FailureEvent, findings: &[Finding], reply: Option<(u16, &str)>) {
+    // Inside TLS the client prints the cause's documented symptom, not a CONNECT reason.
+    let symptom = crate::proxy::reply::client_symptom(ev, findings, None);
+    let rec = crate::record::failure_record(ev, findings, reply, symptom);
+    crate::record::emit("failure", &rec);
+}
+
+/// The header for a failure no rule explained: the catalog's "registry service error or no
+/// answer", which every such case is from the client's point of view.
+fn fallback_cause() -> HeaderValue {
+    match crate::diagnose::catalog::by_id("registry_error") {
+        Some(c) => exchange::cause_value(c.id, c.short),
+        None => exchange::cause_value("registry_error", "registry service error"),
+    }
+}
+
+fn cause_of(findings: &[Finding]) -> Option<HeaderValue> {
+    findings
+        .first()
+        .map(|f| exchange::cause_value(f.cause.id, f.cause.short))
+}
+
+/// Whether a failed client handshake means the client refused regdoc's certificate: it sent an
+/// alert (Go sends `bad_certificate` for an unknown authority), or hung up right after seeing
+/// the certificate, as some clients do instead.
+fn is_rejection(e: &io::Error) -> bool {
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return matches!(tls, rustls::Error::AlertReceived(_));
+    }
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// `Connection: close` among the connection options.
+fn wants_close(h: &HeaderMap) -> bool {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("close"))
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for name in listed {
+        h.remove(name.as_str());
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        h.remove(name);
+    }
+}
+
+impl Conn {
+    async fn handle(&self, req: Request<Incoming>) -> Response<ReplyBody> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut ex = exchange::from_request(req.method(), req.uri(), req.headers());
+        if let Some(r) = &self.refused {
+            ex.status = r.status.as_u16();
+            return own_reply(r.clone(), false);
+        }
+        let Some(sender) = &self.sender else {
+            return own_reply(
+                OwnReply {
+                    status: StatusCode::BAD_GATEWAY,
+                    cause: fallback_cause(),
+                    body: "regdoc: no connection to the server\n".into(),
+                },
+                false,
+            );
+        };
+        let (parts, body) = req.into_parts();
+        // Token-endpoint forms carry the credential (refresh token, password) in the body, not
+        // in Authorization: read the small form to describe it, then send it on unchanged.
+        let body = if parts.method == http::Method::POST
+            && matches!(ex.path_class.as_str(), "token" | "exchange")
+        {
+            let (frames, data, complete, error, rest) =
+                read_prefix(body, self.ctx.response_headers_timeout).await;
+            if complete {
+                exchange::add_form(&mut ex, &data);
+            }
+            ReplyBody::replay(frames, error, rest)
+        } else {
+            ReplyBody::stream(body)
+        };
+        let req = self.prepare(Request::from_parts(parts, body));
+        let t0 = Instant::now();
+        let sent = tokio::time::timeout(self.ctx.response_headers_timeout, sender.send(req)).await;
+        let resp = match sent {
+            Err(_) => {
+                let secs = self.ctx.response_headers_timeout.as_secs_f64();
+                let error = format!("the server sent no response headers within {secs} s");
+                return self.fail_own(
+                    ex,
+                    FailureKind::ResponseHeadersTimeout,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    error,
+                );
+            }
+            Ok(Err(e)) => {
+                let error =
+                    format!("the server's HTTP connection failed before response headers: {e}");
+                return self.fail_own(
+                    ex,
+                    FailureKind::HttpStatus { status: 502 },
+                    StatusCode::BAD_GATEWAY,
+                    error,
+                );
+            }
+            Ok(Ok(r)) => r,
+        };
+        ex.headers_ms = Some(t0.elapsed().as_millis() as u64);
+        let (mut parts, body) = resp.into_parts();
+        exchange::add_response(
+            &mut ex,
+            parts.status.as_u16(),
+            &parts.headers,
+            SystemTime::now(),
+        );
+        let server_closes = !self.h2_upstream && wants_close(&parts.headers);
+        strip_hop_by_hop(&mut parts.headers);
+        if server_closes {
+            // The server ends its connection after this reply; the client's must end too.
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+
+        let body = if exchange::wants_body(&ex) {
+            let (frames, data, complete, error, rest) =
+                read_prefix(body, self.ctx.response_headers_timeout).await;
+            exchange::add_body(&mut ex, &data, complete);
+            ReplyBody::replay(frames, error, rest)
+        } else {
+            ReplyBody::stream(body)
+        };
+
+        // Judging also remembers a healthy exchange as context (REST success, redirects,
+        // issued tokens) for later failures of this client.
+        let findings = self.ctx.diagnoser.judge_exchange(
+            self.ctx.client.ip(),
+            &self.ctx.host,
+            &self.ctx.endpoint,
+            &ex,
+        );
+        if !findings.is_empty() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            let status = ex.status;
+            let error = match (ex.registry_errors.first(), &ex.body_text) {
+                (Some(e), _) => format!("the server answered {status}: {}: {}", e.code, e.message),
+                (None, Some(t)) => format!("the server answered {status}: {t}"),
+                // A 2xx/3xx judged a failure (e.g. a token issued already expired): say why.
+                (None, None) => match findings.first().and_then(|f| f.evidence.first()) {
+                    Some(why) => format!("the server answered {status}, but {why}"),
+                    None => format!("the server answered {status}"),
+                },
+            };
+            let ev = failure_event(
+                &self.ctx,
+                Phase::Http,
+                FailureKind::HttpStatus { status },
+                error,
+                Some(self.tls.clone()),
+                Some(ex),
+                self.started,
+            );
+            record_failure(&ev, &findings, None);
+            if let Some(v) = cause_of(&findings) {
+                parts.headers.insert(CAUSE_HEADER, v);
+            }
+        }
+        Response::from_parts(parts, body)
+    }
+
+    /// Record a failure regdoc answers itself (timeout, broken upstream connection).
+    fn fail_own(
+        &self,
+        mut ex: HttpExchange,
+        kind: FailureKind,
+        status: StatusCode,
+        error: String,
+    ) -> Response<ReplyBody> {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        ex.status = 0; // no status came from the server
+        let ev = failure_event(
+            &self.ctx,
+            Phase::Http,
+            kind,
+            error.clone(),
+            Some(self.tls.clone()),
+            Some(ex),
+            self.started,
+        );
+        let findings = self.ctx.diagnoser.diagnose(&ev);
+        let reason = status.canonical_reason().unwrap_or("");
+        record_failure(&ev, &findings, Some((status.as_u16(), reason)));
+        let cause = cause_of(&findings).unwrap_or_else(fallback_cause);
+        own_reply(
+            OwnReply {
+                status,
+                cause,
+                body: format!("regdoc: {error}\n"),
+            },
+            // An HTTP/1.1 upstream connection with a request in flight cannot carry another.
+            !self.h2_upstream,
+        )
+    }
+
+    /// Rewrite the request for the upstream protocol: origin form plus Host for HTTP/1.1,
+    /// absolute form for HTTP/2.
+    fn prepare(&self, req: Request<ReplyBody>) -> Request<ReplyBody> {
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let default_authority = if self.ctx.port == 443 {
+            self.ctx.host.clone()
+        } else {
+            format!("{}:{}", self.ctx.host, self.ctx.port)
+        };
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or(default_authority);
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        if self.h2_upstream {
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(header::HOST);
+            if let Ok(u) = Uri::builder()
+                .scheme("https")
+                .authority(authority.as_str())
+                .path_and_query(pq.as_str())
+                .build()
+            {
+                parts.uri = u;
+            }
+        } else {
+            parts.version = Version::HTTP_11;
+            if !parts.headers.contains_key(header::HOST) {
+                if let Ok(v) = HeaderValue::from_str(&authority) {
+                    parts.headers.insert(header::HOST, v);
+                }
+            }
+            if let Ok(u) = pq.parse() {
+                parts.uri = u;
+            }
+        }
+        Request::from_parts(parts, body)
+    }
+}
+
+fn own_reply(r: OwnReply, close: bool) -> Response<ReplyBody> {
+    let mut resp = Response::new(ReplyBody::full(r.body));
+    *resp.status_mut() = r.status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(CAUSE_HEADER, r.cause);
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+type Prefix = (
+    Vec<Frame<Bytes>>,
+    Vec<u8>,
+    bool,
+    Option<hyper::Error>,
+    Option<Incoming>,
+);
+
+/// Read at most [`BODY_CAP`] bytes of `body` (bounded by `limit` in time). Returns the frames
+/// read (for replay), their data (capped), whether the body ended, an error met, and the rest.
+async fn read_prefix(mut body: Incoming, limit: std::time::Duration) -> Prefix {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut frames = Vec::new();
+    let mut data = Vec::new();
+    loop {
+        if data.len() >= BODY_CAP {
+            return (frames, data, false, None, Some(body));
+        }
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return (frames, data, false, None, Some(body)),
+            Ok(None) => return (frames, data, true, None, None),
+            Ok(Some(Err(e))) => return (frames, data, false, Some(e), None),
+            Ok(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    let take = d.len().min(BODY_CAP - data.len());
+                    data.extend_from_slice(&d[..take]);
+                }
+                frames.push(f);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejection_is_an_alert_or_a_hang_up() {
+        let alert = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate),
+        );
+        assert!(is_rejection(&alert));
+        assert!(is_rejection(&io::Error::from(io::ErrorKind::UnexpectedEof)));
+        let garbage = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        assert!(!is_rejection(&garbage));
+    }
+
+    #[test]
+    fn connection_close_is_seen_among_options() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Close"),
+        );
+        assert!(wants_close(&h));
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        assert!(!wants_close(&h));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Foo"),
+        );
+        h.insert("x-foo", HeaderValue::from_static("1"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::CONTENT_LENGTH));
+    }
+}
