@@ -9,6 +9,7 @@
 #   SETUP_SECS=5       seconds per setup figure    IDLE_COUNT=9900 idle tunnels held
 #   PEERS="squid tinyproxy mitmproxy"             IDLE_PEERS="squid tinyproxy"
 #   SKIP_INSTALL=1     do not apt-get              OUT=target/bench-results.md
+#   SECTIONS="throughput https setup idle"         (a subset reruns only those figures)
 #
 # Everything listens on 127.0.0.1; every client run is bounded by `timeout`. Processes started
 # here are stopped by their pid on exit.
@@ -20,6 +21,7 @@ SETUP_SECS=${SETUP_SECS:-5}
 IDLE_COUNT=${IDLE_COUNT:-9900}
 PEERS=${PEERS-"squid tinyproxy mitmproxy"}
 IDLE_PEERS=${IDLE_PEERS-"squid tinyproxy"}
+SECTIONS=${SECTIONS:-"throughput https setup idle"}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/target/bench-results.md}
 GIB=1073741824
@@ -466,6 +468,8 @@ report() {
 
 # ------------------------------------------------------------------------------------------------
 
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
 main() {
     LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
     install_peers
@@ -507,22 +511,28 @@ main() {
         esac
     done
 
-    local n
-    for n in direct regdoc regdoc-nolog squid tinyproxy mitmproxy; do run_throughput "$n"; done
-
-    run_https direct direct "$SINK_CA"
-    run_https regdoc-passthrough regdoc "$SINK_CA"
-    [ -n "${ADDR[regdoc-intercept]:-}" ] && run_https regdoc-intercept regdoc-intercept "$TMP/regdoc-ca.pem"
-    [ -f "$TMP/mitm/mitmproxy-ca-cert.pem" ] && started mitmproxy-intercept \
-        && run_https mitmproxy-intercept mitmproxy-intercept "$TMP/mitm/mitmproxy-ca-cert.pem"
-
-    local c
-    for c in 1 64; do
-        for n in direct regdoc regdoc-nolog squid tinyproxy mitmproxy; do run_setup "$n" "$c"; done
-    done
-
-    run_idle regdoc
-    for n in $IDLE_PEERS; do run_idle "$n"; done
+    local n c
+    if want throughput; then
+        for n in direct regdoc regdoc-nolog squid tinyproxy mitmproxy; do run_throughput "$n"; done
+    fi
+    if want https; then
+        run_https direct direct "$SINK_CA"
+        run_https regdoc-passthrough regdoc "$SINK_CA"
+        if started regdoc-intercept; then
+            run_https regdoc-intercept regdoc-intercept "$TMP/regdoc-ca.pem"
+        fi
+        if started mitmproxy-intercept && [ -f "$TMP/mitm/mitmproxy-ca-cert.pem" ]; then
+            run_https mitmproxy-intercept mitmproxy-intercept "$TMP/mitm/mitmproxy-ca-cert.pem"
+        fi
+    fi
+    if want setup; then
+        for c in 1 64; do
+            for n in direct regdoc regdoc-nolog squid tinyproxy mitmproxy; do run_setup "$n" "$c"; done
+        done
+    fi
+    if want idle; then
+        for n in regdoc $IDLE_PEERS; do run_idle "$n"; done
+    fi
 
     mkdir -p "$(dirname "$OUT")"
     report | tee "$OUT"
