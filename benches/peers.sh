@@ -435,7 +435,7 @@ report() {
     echo
     echo "### d. Memory: idle tunnels"
     echo
-    echo "| proxy | tunnels held | errors | RSS before KiB | RSS with tunnels KiB | KiB per tunnel | regdoc ÷ this |"
+    echo "| proxy | tunnels held | errors | RSS before KiB | RSS with tunnels KiB | KiB per tunnel | regdoc ÷ this (lower is better) |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
     for n in regdoc $IDLE_PEERS; do
         [ -n "${R[idle.$n]:-}" ] || continue
