@@ -46,6 +46,9 @@ enum Command {
         #[arg(long, conflicts_with = "cause_id")]
         list: bool,
     },
+    /// Manage the local CA used for TLS interception.
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Summarise a log: failures by cause, with endpoints, registries and the remedy.
     Report {
         /// Log file of JSON lines; `-` or absent reads standard input.
@@ -53,6 +56,19 @@ enum Command {
         /// Print the summary as JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create a CA certificate and key for interception (the key file is mode 0600).
+    Init {
+        /// Directory for `ca.crt` and `ca.key` (default: `certs`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Overwrite an existing CA.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -87,6 +103,7 @@ async fn main() -> ExitCode {
             regdoc::cmd::explain::main(cause_id.as_deref(), list)
         }
         Command::Report { logfile, json } => regdoc::cmd::report::main(logfile.as_deref(), json),
+        Command::Ca(CaCommand::Init { dir, force }) => regdoc::cmd::ca::init(dir.as_deref(), force),
     }
 }
 
@@ -155,6 +172,13 @@ async fn run(args: RunArgs) -> ExitCode {
 
 /// Bind, announce, serve until SIGTERM/SIGINT, drain.
 async fn serve(cfg: Config, source: String, log: &LogHandle) -> ExitCode {
+    // Files the configuration names (the interception CA, extra roots) are checked before
+    // listening, so systemd never sees a ready proxy that cannot do what it was told.
+    if let Err(e) = regdoc::intercept::Interceptor::from_config(&cfg) {
+        tracing::error!("{e}");
+        eprintln!("regdoc: {e}");
+        return ExitCode::from(2);
+    }
     // Signal handlers first: a SIGTERM right after readiness must already mean "drain".
     let (term, int, hup) = match (
         signal(SignalKind::terminate()),

@@ -195,7 +195,14 @@ pub struct HttpExchange {
     pub date_skew_secs: Option<i64>,
     /// Query `scope` (token requests) requested by the client.
     pub requested_scopes: Vec<String>,
+    /// Query `service` of a token request: the registry the token is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
+
+/// Words the tunnel uses when the client, not regdoc's deadline, ended a silent handshake: the
+/// client then printed its own timeout rather than end of stream.
+pub const CLIENT_GAVE_UP: &str = "the client gave up";
 
 /// A failure at the moment it happens: the input of the diagnosis.
 #[derive(Debug, Clone, Serialize)]

@@ -111,24 +111,8 @@ async fn network_article_client_firewall_connect_refused_and_timeout() {
         "fwreg.azurecr.io".into(),
         vec!["127.0.0.1".parse().unwrap()],
     );
-    // A black hole: a listener whose accept queue is full drops SYNs.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    sock.listen(0).unwrap();
-    let hole = sock.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..8 {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.set_nonblocking(true).unwrap();
-        let _ = s.connect(&hole.into());
-        fillers.push(s);
-    }
+    let black = black_hole().await;
+    let hole = black.addr;
     cfg.dns
         .connect_to
         .push(format!("dropreg.azurecr.io:443={hole}"));
@@ -430,4 +414,115 @@ async fn retry_storm_is_aggregated() {
     assert_eq!(summaries[0]["count"], 19);
     assert_eq!(summaries[0]["cause"], "client_firewall");
     assert_eq!(records(by_target("failure", target)).len(), 1);
+}
+
+#[tokio::test]
+async fn login_article_invalid_credentials_over_plain_http_forwarding() {
+    use http_body_util::BodyExt;
+    // A registry's token service over plain HTTP (an insecure registry): the wrong password is
+    // visible without interception.
+    let origin = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        |req: hyper::Request<hyper::body::Incoming>| async move {
+                            let body = if req.uri().path() == "/v2/" {
+                                (
+                                    401,
+                                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+                                )
+                            } else {
+                                (
+                                    401,
+                                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required, visit https://aka.ms/acr/authorization for more information."}]}"#,
+                                )
+                            };
+                            let mut r = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(body.1),
+                            ));
+                            *r.status_mut() = hyper::StatusCode::from_u16(body.0).unwrap();
+                            r.headers_mut().insert(
+                                "content-type",
+                                "application/json; charset=utf-8".parse().unwrap(),
+                            );
+                            r.headers_mut().insert(
+                            "www-authenticate",
+                            "Bearer realm=\"http://plainreg.azurecr.io/oauth2/token\",service=\"plainreg.azurecr.io\""
+                                .parse()
+                                .unwrap(),
+                        );
+                            Ok::<_, std::convert::Infallible>(r)
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    };
+    let mut cfg = config(&[origin.port()]);
+    cfg.dns.overrides.insert(
+        "plainreg.azurecr.io".into(),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
+    let proxy = Proxy::start(cfg).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Empty<bytes::Bytes>,
+    >(hyper_util::rt::TokioIo::new(stream))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let base = format!("http://plainreg.azurecr.io:{}", origin.port());
+    // The anonymous challenge is healthy.
+    let r = sender
+        .send_request(
+            hyper::Request::get(format!("{base}/v2/"))
+                .body(http_body_util::Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("x-regdoc-cause").is_none());
+    r.into_body().collect().await.unwrap();
+    // A wrong password at the token endpoint is not.
+    let r = sender
+        .send_request(
+            hyper::Request::get(format!(
+                "{base}/oauth2/token?account=bob&client_id=docker&service=plainreg.azurecr.io"
+            ))
+            // base64("bob:plain-http-secret")
+            .header("authorization", "Basic Ym9iOnBsYWluLWh0dHAtc2VjcmV0")
+            .body(http_body_util::Empty::new())
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let cause = r
+        .headers()
+        .get("x-regdoc-cause")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(cause.starts_with("invalid_credentials"), "{cause}");
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        body.starts_with(br#"{"errors":[{"code":"UNAUTHORIZED""#),
+        "the body is replayed unchanged"
+    );
+    let target = format!("plainreg.azurecr.io:{}", origin.port());
+    let f = wait_records(1, by_target("failure", target)).await;
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0]["cause"], "invalid_credentials");
+    assert_eq!(f[0]["http"]["auth"]["scheme"], "basic");
+    let text = all_text();
+    assert!(!text.contains("plain-http-secret") && !text.contains("Ym9iOnBsYWluLWh0dHAtc2VjcmV0"));
 }

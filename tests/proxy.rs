@@ -118,33 +118,15 @@ async fn refused_connect_is_502_with_reason_and_failure_record() {
 
 #[tokio::test]
 async fn timed_out_connect_is_504() {
-    // A listener whose accept queue is full drops further SYNs: a real connect timeout on
-    // loopback.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    sock.listen(0).unwrap();
-    let addr = sock.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..8 {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.set_nonblocking(true).unwrap();
-        let _ = s.connect(&addr.into());
-        fillers.push(s);
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let hole = black_hole().await;
+    let addr = hole.addr;
     let proxy = Proxy::start(config(&[addr.port()])).await;
     let target = format!("127.0.0.1:{}", addr.port());
     let (_s, status, reason) = connect(proxy.addr, &target, "").await;
     assert_eq!(status, 504, "{reason}");
     let f = wait_records(1, by_target("failure", target)).await;
     assert_eq!(f[0]["kind"]["kind"], "connect_timeout");
-    drop(sock);
+    drop(hole);
 }
 
 #[tokio::test]

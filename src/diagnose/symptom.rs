@@ -75,11 +75,37 @@ fn registry_reply(ex: &HttpExchange) -> String {
 
 fn http_symptom(ev: &FailureEvent, ex: &HttpExchange) -> String {
     let login_path = matches!(ex.path_class.as_str(), "ping" | "token" | "exchange");
-    if ex.path_class == "ping" && ex.status == 403 {
+    // `docker login` pings /v2/ with the credentials; a refusal there (a firewall 403, or a
+    // registry with Basic auth refusing the password) is reported by the daemon itself.
+    let basic_ping = ex.path_class == "ping"
+        && ex.status == 401
+        && ex
+            .www_authenticate
+            .as_ref()
+            .is_some_and(|c| c.scheme.eq_ignore_ascii_case("basic"))
+        && ex.auth.is_some();
+    if ex.path_class == "ping" && (ex.status == 403 || basic_ping) {
         return format!(
-            "{DAEMON}login attempt to https://{}/v2/ failed with status: 403 Forbidden",
-            ev.host
+            "{DAEMON}login attempt to https://{}/v2/ failed with status: {} {}",
+            ev.host,
+            ex.status,
+            canonical_reason(ex.status)
         );
+    }
+    if matches!(ex.path_class.as_str(), "token" | "exchange") {
+        // Docker names the registry it was talking to, which the token request names as its
+        // `service` (a token server may live on another host).
+        if let Some(service) = ex
+            .service
+            .as_deref()
+            .filter(|s| !s.is_empty() && *s != ev.host)
+        {
+            let service = redact(service);
+            return format!(
+                "{DAEMON}Get \"https://{service}/v2/\": {}",
+                registry_reply(ex)
+            );
+        }
     }
     if (500..600).contains(&ex.status) {
         return format!(
@@ -105,7 +131,15 @@ fn http_symptom(ev: &FailureEvent, ex: &HttpExchange) -> String {
 /// failure happened inside an established tunnel.
 pub fn client_symptom(cause: &Cause, ev: &FailureEvent, reply_reason: Option<&str>) -> String {
     if ev.kind == FailureKind::TlsInsteadOfHttp {
-        // The daemon reads regdoc's plain-text answer as a TLS record.
+        // The daemon reads regdoc's plain-text answer as a TLS record. The registry it wanted
+        // is unknown here (its ClientHello names the proxy), so the URL part is left out.
+        if ev.host.is_empty() {
+            return if reply_reason.is_some() {
+                "proxyconnect tcp: tls: first record does not look like a TLS handshake".to_string()
+            } else {
+                "proxyconnect tcp: EOF".to_string()
+            };
+        }
         return if reply_reason.is_some() {
             format!(
                 "{DAEMON}Get \"https://{}/v2/\": proxyconnect tcp: tls: first record does not look like a TLS handshake",
@@ -125,6 +159,12 @@ pub fn client_symptom(cause: &Cause, ev: &FailureEvent, reply_reason: Option<&st
         } else {
             reason
         };
+        if ev.endpoint.kind.is_data() {
+            // Layer and config downloads: dockerd frames the error its own way
+            // (`error pulling image configuration: download failed after attempts=6: <reason>`),
+            // so the reason is the part every form shares.
+            return reason;
+        }
         return get(ev, &reason);
     }
     match &ev.kind {
@@ -136,7 +176,11 @@ pub fn client_symptom(cause: &Cause, ev: &FailureEvent, reply_reason: Option<&st
             ev,
             "net/http: request canceled while waiting for connection (Client.Timeout exceeded while awaiting headers)",
         ),
-        FailureKind::TlsServerSilent => get(ev, "net/http: TLS handshake timeout"),
+        FailureKind::TlsServerSilent if ev.error.contains(crate::observe::CLIENT_GAVE_UP) => {
+            get(ev, "net/http: TLS handshake timeout")
+        }
+        // regdoc's own `tls` deadline ended the tunnel first: the client read end of stream.
+        FailureKind::TlsServerSilent => get(ev, "EOF"),
         FailureKind::TlsServerClosed => get(ev, "EOF"),
         FailureKind::TlsNotTls => get(ev, "tls: first record does not look like a TLS handshake"),
         FailureKind::TlsAlert { description, .. } => get(

@@ -34,6 +34,7 @@ pub fn from_request(method: &http::Method, uri: &http::Uri, headers: &HeaderMap)
             .and_then(credentials::describe),
         user_agent: header_text(headers, http::header::USER_AGENT, 200),
         requested_scopes: info.scopes,
+        service: info.service,
         ..HttpExchange::default()
     }
 }
@@ -81,6 +82,9 @@ pub fn add_form(ex: &mut HttpExchange, body: &[u8]) {
     let form = credentials::describe_form_body(body);
     if ex.requested_scopes.is_empty() {
         ex.requested_scopes = form.scopes.clone();
+    }
+    if ex.service.is_none() {
+        ex.service = form.service.clone();
     }
     if ex.auth.is_some() {
         return;

@@ -746,7 +746,7 @@ fn own_reply(r: OwnReply, close: bool) -> Response<ReplyBody> {
     resp
 }
 
-type Prefix = (
+pub(crate) type Prefix = (
     Vec<Frame<Bytes>>,
     Vec<u8>,
     bool,
@@ -756,7 +756,7 @@ type Prefix = (
 
 /// Read at most [`BODY_CAP`] bytes of `body` (bounded by `limit` in time). Returns the frames
 /// read (for replay), their data (capped), whether the body ended, an error met, and the rest.
-async fn read_prefix(mut body: Incoming, limit: std::time::Duration) -> Prefix {
+pub(crate) async fn read_prefix(mut body: Incoming, limit: std::time::Duration) -> Prefix {
     let deadline = tokio::time::Instant::now() + limit;
     let mut frames = Vec::new();
     let mut data = Vec::new();

@@ -214,7 +214,8 @@ where
                     Phase::Tls,
                     FailureKind::TlsServerSilent,
                     format!(
-                        "server did not answer the TLS ClientHello; the client gave up after {} ms",
+                        "server did not answer the TLS ClientHello; {} after {} ms",
+                        crate::observe::CLIENT_GAVE_UP,
                         elapsed.as_millis()
                     ),
                     elapsed,

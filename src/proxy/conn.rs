@@ -193,6 +193,30 @@ async fn tunnel(
         rec.close_reason = "client_closed";
         return;
     }
+    if let Some(ic) = shared
+        .interceptor
+        .as_ref()
+        .filter(|ic| ic.wants(&target.host, &target.endpoint))
+    {
+        let ctx = crate::intercept::InterceptCtx {
+            conn_id: target.conn_id,
+            client: target.client,
+            host: target.host.clone(),
+            port: target.port,
+            endpoint: target.endpoint.clone(),
+            diagnoser: shared.diagnoser.clone(),
+            response_headers_timeout: shared.config.timeouts.response_headers,
+        };
+        rec.mode = "intercept";
+        let out = ic.serve(Prefixed::new(rest, client), server, ctx).await;
+        rec.bytes_up = out.bytes_up;
+        rec.bytes_down = out.bytes_down;
+        rec.requests = out.requests;
+        rec.close_reason = out.close_reason;
+        rec.set_tls(&out.tls);
+        rec.failed |= out.failures > 0;
+        return;
+    }
     let failures = TunnelFailures {
         shared,
         target,

@@ -155,8 +155,11 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
     let Some(up) = guard.as_mut() else {
         return Err(internal("no upstream connection"));
     };
+    // What the exchange shows (credentials described, never kept), for the diagnosis.
+    let mut ex = crate::intercept::exchange::from_request(req.method(), req.uri(), req.headers());
     let req = prepare_request(req, up.via_proxy);
     let timeout = st.shared.config.timeouts.response_headers;
+    let t0 = Instant::now();
     let sent = tokio::time::timeout(timeout, async {
         up.sender.ready().await?;
         up.sender.send_request(req).await
@@ -165,7 +168,9 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
     match sent {
         Ok(Ok(mut resp)) => {
             strip_hop_by_hop(resp.headers_mut());
-            Ok(resp.map(|b| b.boxed()))
+            drop(guard);
+            ex.headers_ms = Some(t0.elapsed().as_millis() as u64);
+            Ok(observe(st, &target, ex, resp, started).await)
         }
         Ok(Err(e)) => {
             *guard = None;
@@ -192,6 +197,65 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
             Err(refuse(&st.shared, &ev))
         }
     }
+}
+
+/// Judge a forwarded exchange like an intercepted one: a registry served over plain HTTP shows
+/// its 401/403/404/429 directly. Error bodies (small, capped) are read for the diagnosis and
+/// replayed unchanged; other bodies stream.
+async fn observe(
+    st: &State,
+    target: &TargetInfo,
+    mut ex: crate::observe::HttpExchange,
+    resp: Response<Incoming>,
+    started: Instant,
+) -> Response<Body> {
+    use crate::intercept::{body::ReplyBody, exchange};
+    let (mut parts, body) = resp.into_parts();
+    exchange::add_response(
+        &mut ex,
+        parts.status.as_u16(),
+        &parts.headers,
+        std::time::SystemTime::now(),
+    );
+    let body = if exchange::wants_body(&ex) {
+        let limit = st.shared.config.timeouts.response_headers;
+        let (frames, data, complete, error, rest) =
+            crate::intercept::serve::read_prefix(body, limit).await;
+        exchange::add_body(&mut ex, &data, complete);
+        ReplyBody::replay(frames, error, rest)
+    } else {
+        ReplyBody::stream(body)
+    };
+    let findings =
+        st.shared
+            .diagnoser
+            .judge_exchange(target.client.ip(), &target.host, &target.endpoint, &ex);
+    if !findings.is_empty() {
+        if let Ok(mut rec) = st.rec.lock() {
+            rec.failed = true;
+        }
+        let status = ex.status;
+        let error = match (ex.registry_errors.first(), &ex.body_text) {
+            (Some(e), _) => format!("the server answered {status}: {}: {}", e.code, e.message),
+            (None, Some(t)) => format!("the server answered {status}: {t}"),
+            (None, None) => format!("the server answered {status}"),
+        };
+        let mut ev = target.event(
+            Phase::Http,
+            FailureKind::HttpStatus { status },
+            error,
+            started.elapsed(),
+        );
+        ev.http = Some(ex);
+        st.shared.write_failure(&ev, &findings, None);
+        if let Some(f) = findings.first() {
+            parts.headers.insert(
+                exchange::CAUSE_HEADER,
+                exchange::cause_value(f.cause.id, f.cause.short),
+            );
+        }
+    }
+    Response::from_parts(parts, body.boxed())
 }
 
 fn internal(what: &str) -> Refusal {

@@ -31,6 +31,8 @@ pub enum SetupError {
     Resolver(#[from] crate::net::resolve::ResolverSetupError),
     #[error("upstream proxy: {0}")]
     Upstream(#[from] crate::net::upstream::UpstreamUrlError),
+    #[error(transparent)]
+    Intercept(#[from] crate::intercept::InterceptError),
 }
 
 /// Everything connections share, built once from the configuration.
@@ -47,6 +49,8 @@ pub struct Shared {
     next_id: AtomicU64,
     /// Repeats of one failure within `log.aggregate_interval` are counted, not written.
     pub aggregator: crate::diagnose::aggregate::Aggregator,
+    /// TLS interception, when a CA is configured.
+    pub interceptor: Option<crate::intercept::Interceptor>,
 }
 
 impl Shared {
@@ -80,6 +84,7 @@ impl Shared {
             expected_auth,
             next_id: AtomicU64::new(1),
             aggregator: crate::diagnose::aggregate::Aggregator::new(config.log.aggregate_interval),
+            interceptor: crate::intercept::Interceptor::from_config(&config)?,
             config,
         })
     }

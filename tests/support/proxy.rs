@@ -214,3 +214,36 @@ where
     });
     addr
 }
+
+/// A loopback address that never answers a SYN: a listener whose accept queue is full drops
+/// further connection attempts, which gives a real connect timeout without leaving loopback.
+/// Keep the returned value alive for as long as the address must stay a black hole.
+pub struct BlackHole {
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _fillers: Vec<socket2::Socket>,
+}
+
+pub async fn black_hole() -> BlackHole {
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    sock.bind(&any.into()).expect("bind");
+    sock.listen(0).expect("listen");
+    let addr = sock.local_addr().expect("addr").as_socket().expect("inet");
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.set_nonblocking(true).expect("nonblocking");
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    // Let the kernel queue the fillers' handshakes before anyone relies on the hole.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    BlackHole {
+        addr,
+        _listener: sock,
+        _fillers: fillers,
+    }
+}

@@ -1,0 +1,1328 @@
+//! End-to-end harness: a real registry (distribution) in a network namespace, the real Docker
+//! daemon and skopeo as clients, squid as a corporate proxy, and regdoc between them.
+//!
+//! Every piece is owned by an RAII guard, so whatever a test does (panic included) the processes
+//! are stopped, the namespace and its veth are deleted and the temporary tree is removed. Nothing
+//! global is changed besides the namespace: the daemon gets its own `/etc/hosts`,
+//! `/etc/resolv.conf` and `/etc/docker` through a private mount namespace, and every resolver in
+//! a test asks the zone server on 127.0.0.77:53, so no DNS query leaves the machine.
+//!
+//! Tests are serialised with a file lock: they share the namespace name, the DNS address and
+//! the veth names. See `tests/e2e/NOTES.md` for the commands this reproduces by hand.
+
+#![allow(dead_code)]
+
+#[path = "dns.rs"]
+pub mod dns;
+#[path = "servers.rs"]
+pub mod servers;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The registry's login server (REST endpoint).
+pub const REG_HOST: &str = "regdoce2e.azurecr.io";
+/// Its data endpoint, where the registry redirects blob downloads.
+pub const DATA_HOST: &str = "regdoce2e.eastus.data.azurecr.io";
+/// The token server (token mode), an ACR-style `/oauth2/token`.
+pub const AUTH_HOST: &str = "regdoce2eauth.azurecr.io";
+/// A registry whose address refuses connections.
+pub const DOWN_HOST: &str = "regdoce2edown.azurecr.io";
+/// A registry behind a firewall that drops SYNs.
+pub const DROP_HOST: &str = "regdoce2efw.azurecr.io";
+/// A registry that accepts TCP and never answers.
+pub const SILENT_HOST: &str = "regdoce2ehang.azurecr.io";
+/// A registry reached through a private endpoint (RFC 1918 address) that drops SYNs.
+pub const PRIVATE_HOST: &str = "regdoce2epriv.azurecr.io";
+/// A registry name that does not exist (NXDOMAIN).
+pub const NX_HOST: &str = "regdoce2enx.azurecr.io";
+
+pub const USER: &str = "e2euser";
+pub const PASSWORD: &str = "e2e-Passw0rd";
+/// Token mode: may pull, may not push.
+pub const PULL_USER: &str = "e2epull";
+/// The image every scenario pulls.
+pub const IMAGE_REPO: &str = "e2e/busybox";
+pub const IMAGE_TAG: &str = "1";
+
+const NETNS: &str = "rde2e";
+const VETH_HOST: &str = "rde2e-h";
+const VETH_NS: &str = "rde2e-n";
+// TEST-NET-3 (RFC 5737): public-looking addresses, like a registry without a private endpoint,
+// that exist only inside the test's namespace (routed there by the veth's on-link route).
+const HOST_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const REG_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+const DATA_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 3);
+const AUTH_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 4);
+const DOWN_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+const DROP_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 6);
+const SILENT_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+// A private-endpoint address (RFC 1918), also only inside the namespace, firewalled.
+const PRIVATE_HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 1);
+const PRIVATE_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 8);
+/// The zone server's address: port 53 because resolv.conf cannot name a port.
+const DNS_ADDR: &str = "127.0.0.77:53";
+const LOCK_FILE: &str = "/tmp/regdoc-e2e.lock";
+/// Process ids the harness started, so a later run can stop what a killed run left behind.
+const PID_FILE: &str = "/tmp/regdoc-e2e.pids";
+/// Prefix of every test directory; a recorded pid is only stopped if its command line names one,
+/// so a reused pid is never touched.
+const DIR_PREFIX: &str = "regdoc-e2e-";
+
+/// Programs the harness runs. Checked before anything starts.
+const PROGRAMS: &[&str] = &[
+    "ip",
+    "iptables",
+    "unshare",
+    "mount",
+    "timeout",
+    "tar",
+    "sha256sum",
+    "openssl",
+    "htpasswd",
+    "busybox",
+    "dockerd",
+    "containerd",
+    "runc",
+    "docker",
+    "docker-registry",
+    "skopeo",
+    "squid",
+];
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    // The Debian docker.io client first: it matches the daemon's version.
+    if name == "docker" && Path::new("/usr/bin/docker").exists() {
+        return Some(PathBuf::from("/usr/bin/docker"));
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}
+
+fn program(name: &str) -> PathBuf {
+    find_program(name).unwrap_or_else(|| panic!("program {name} not found"))
+}
+
+/// Whether this machine can run the end-to-end tests. Without root or a program, a local run
+/// skips with a message naming what is missing; under `CI=true` that is a failure.
+pub fn ready(test: &str) -> bool {
+    let missing: Vec<&str> = PROGRAMS
+        .iter()
+        .copied()
+        .filter(|p| find_program(p).is_none())
+        .collect();
+    let root = unsafe { libc::geteuid() } == 0;
+    if missing.is_empty() && root {
+        return true;
+    }
+    let mut why = Vec::new();
+    if !missing.is_empty() {
+        why.push(format!(
+            "missing programs: {} (`bash .ci/run` installs their Debian packages)",
+            missing.join(", ")
+        ));
+    }
+    if !root {
+        why.push("needs root (network namespaces, dockerd)".to_string());
+    }
+    let msg = format!("e2e test {test} SKIPPED: {}", why.join("; "));
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}; CI=true requires every end-to-end test to run");
+    }
+    eprintln!("{msg}");
+    false
+}
+
+/// An exclusive lock held for one test: tests share the namespace, veth and DNS address.
+pub struct Lock(fs::File);
+
+impl Lock {
+    pub fn take() -> Lock {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(LOCK_FILE)
+            .unwrap();
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock {LOCK_FILE}");
+        Lock(f)
+    }
+}
+
+/// Run a command to completion, panicking with its output when it fails.
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run a command and ignore its outcome (cleanup).
+fn sh_quiet(cmd: &mut Command) {
+    let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+/// Poll `f` every 100 ms until it is true or `limit` passes.
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+fn tcp_ready(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A network namespace joined to the host by a veth pair; deleted on drop.
+pub struct Netns;
+
+impl Netns {
+    fn create() -> Netns {
+        Self::remove();
+        let ip = program("ip");
+        sh(Command::new(&ip).args(["netns", "add", NETNS]));
+        let guard = Netns;
+        sh(Command::new(&ip).args([
+            "link", "add", VETH_HOST, "type", "veth", "peer", "name", VETH_NS,
+        ]));
+        sh(Command::new(&ip).args(["link", "set", VETH_NS, "netns", NETNS]));
+        for a in [HOST_IP, PRIVATE_HOST_IP] {
+            sh(Command::new(&ip).args(["addr", "add", &format!("{a}/24"), "dev", VETH_HOST]));
+        }
+        sh(Command::new(&ip).args(["link", "set", VETH_HOST, "up"]));
+        for a in [
+            REG_IP, DATA_IP, AUTH_IP, DOWN_IP, DROP_IP, SILENT_IP, PRIVATE_IP,
+        ] {
+            sh(Command::new(&ip).args([
+                "netns",
+                "exec",
+                NETNS,
+                "ip",
+                "addr",
+                "add",
+                &format!("{a}/24"),
+                "dev",
+                VETH_NS,
+            ]));
+        }
+        sh(Command::new(&ip).args(["netns", "exec", NETNS, "ip", "link", "set", VETH_NS, "up"]));
+        sh(Command::new(&ip).args(["netns", "exec", NETNS, "ip", "link", "set", "lo", "up"]));
+        guard.drop_tcp(DROP_IP);
+        guard.drop_tcp(PRIVATE_IP);
+        guard
+    }
+
+    /// Make `addr` silently drop TCP, like a firewall: connects to it time out.
+    fn drop_tcp(&self, addr: Ipv4Addr) {
+        sh(Command::new(program("ip")).args([
+            "netns",
+            "exec",
+            NETNS,
+            "iptables",
+            "-A",
+            "INPUT",
+            "-d",
+            &addr.to_string(),
+            "-p",
+            "tcp",
+            "-j",
+            "DROP",
+        ]));
+    }
+
+    fn remove() {
+        let ip = find_program("ip").unwrap_or_else(|| PathBuf::from("ip"));
+        sh_quiet(Command::new(&ip).args(["netns", "del", NETNS]));
+        // Some kernels (and gVisor) keep the host end alive after the namespace is gone.
+        sh_quiet(Command::new(&ip).args(["link", "del", VETH_HOST]));
+    }
+
+    /// A listening socket bound inside the namespace, for servers run by the test itself.
+    fn listen(&self, addr: SocketAddr) -> TcpListener {
+        let path = format!("/var/run/netns/{NETNS}");
+        std::thread::spawn(move || {
+            let f = fs::File::open(&path).unwrap();
+            // Only this short-lived thread changes namespace; the socket keeps it.
+            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            let l = TcpListener::bind(addr).unwrap();
+            l.set_nonblocking(true).unwrap();
+            l
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        Self::remove();
+    }
+}
+
+/// A child process stopped on drop: SIGTERM, then SIGKILL after a grace period.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Proc {
+        let out = fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        if let Ok(mut f) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(PID_FILE)
+        {
+            let _ = writeln!(f, "{}", child.id());
+        }
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    /// Stop processes a previous, killed test run left behind (recorded in [`PID_FILE`]), then
+    /// remove its directories (unless kept on purpose with `REGDOC_E2E_KEEP`).
+    fn reap_stale() {
+        Self::reap_processes();
+        if std::env::var_os("REGDOC_E2E_KEEP").is_some() {
+            return;
+        }
+        let Ok(rd) = fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    fn reap_processes() {
+        let Ok(list) = fs::read_to_string(PID_FILE) else {
+            return;
+        };
+        for pid in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if !String::from_utf8_lossy(&cmdline).contains(DIR_PREFIX) {
+                continue;
+            }
+            eprintln!("e2e: stopping pid {pid} left by an earlier run");
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            let gone = wait_until(Duration::from_secs(15), || {
+                !Path::new(&format!("/proc/{pid}")).exists()
+            });
+            if !gone {
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        let _ = fs::remove_file(PID_FILE);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Wait for `addr` to accept connections, failing early (with the log) if the process died.
+    fn wait_tcp(&mut self, addr: SocketAddr) {
+        let ok = wait_until(Duration::from_secs(30), || {
+            !matches!(self.child.try_wait(), Ok(None)) || tcp_ready(addr)
+        });
+        assert!(
+            ok && self.alive(),
+            "{} did not listen on {addr}:\n{}",
+            self.name,
+            fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    fn stop(&mut self) {
+        if !self.alive() {
+            return;
+        }
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        if !wait_until(Duration::from_secs(15), || {
+            !matches!(self.child.try_wait(), Ok(None))
+        }) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// How the registry authenticates.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Auth {
+    /// Basic auth against an htpasswd file.
+    Htpasswd,
+    /// Bearer tokens from the ACR-style token server at [`AUTH_HOST`].
+    Token,
+}
+
+/// What regdoc does with registry TLS.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Passthrough,
+    /// Terminates TLS for the registry and token hosts with its own CA, which the clients trust.
+    Intercept,
+}
+
+/// regdoc's own upstream.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Upstream {
+    Direct,
+    /// squid configured with `http_access deny CONNECT`: every CONNECT gets 403.
+    SquidDenyConnect,
+    /// squid that tunnels.
+    Squid,
+    /// A listener that closes every connection before answering.
+    Closer,
+}
+
+/// What the Docker daemon uses as its proxy.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DaemonProxy {
+    /// `HTTPS_PROXY=http://<regdoc>`.
+    Regdoc,
+    /// `HTTPS_PROXY=https://<regdoc>`: the scheme mistake.
+    RegdocHttpsScheme,
+    /// squid directly, without regdoc: checks the harness itself.
+    SquidOnly,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub auth: Auth,
+    pub mode: Mode,
+    pub upstream: Upstream,
+    pub daemon_proxy: DaemonProxy,
+    /// Start a Docker daemon (skopeo scenarios do without).
+    pub docker: bool,
+    /// Firewall the data endpoint (DROP) while the REST endpoint works.
+    pub data_endpoint_blocked: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            auth: Auth::Htpasswd,
+            mode: Mode::Passthrough,
+            upstream: Upstream::Direct,
+            daemon_proxy: DaemonProxy::Regdoc,
+            docker: true,
+            data_endpoint_blocked: false,
+        }
+    }
+}
+
+/// What a client printed.
+#[derive(Debug)]
+pub struct Output {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// The whole environment of one test. Dropping it stops everything, in reverse order.
+pub struct Env {
+    pub opts: Options,
+    pub dir: PathBuf,
+    pub regdoc_port: Option<u16>,
+    squid_port: Option<u16>,
+    regdoc_log: PathBuf,
+    dockerd: Option<Proc>,
+    dockerd_exec_root: PathBuf,
+    regdoc: Option<Proc>,
+    squid: Option<Proc>,
+    registry: Option<Proc>,
+    rt: Option<tokio::runtime::Runtime>,
+    dns: Option<dns::ZoneDns>,
+    netns: Option<Netns>,
+    tmp: Option<tempfile::TempDir>,
+    _lock: Lock,
+}
+
+/// Certificates of one run.
+struct Pki {
+    /// CA of the registry, token server and data endpoint ("the public CA" of the test).
+    registry_ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    /// regdoc's interception CA.
+    regdoc_ca: PathBuf,
+    regdoc_ca_key: PathBuf,
+    /// RSA key and self-signed certificate that sign tokens.
+    token_key: PathBuf,
+    token_cert: PathBuf,
+    token_cert_der: Vec<u8>,
+}
+
+fn make_ca(cn: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, cn.to_string());
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let k = rcgen::KeyPair::generate().unwrap();
+    let c = p.self_signed(&k).unwrap();
+    (c, k)
+}
+
+fn make_pki(dir: &Path) -> Pki {
+    let (ca, ca_key) = make_ca("regdoc e2e registry CA");
+    let names: Vec<String> = [REG_HOST, DATA_HOST, AUTH_HOST, "localhost"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut p = rcgen::CertificateParams::new(names).unwrap();
+    p.subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, REG_HOST.to_string());
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = p.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let (rca, rca_key) = make_ca("regdoc e2e interception CA");
+
+    let pki = Pki {
+        registry_ca: dir.join("registry-ca.crt"),
+        server_cert: dir.join("server.crt"),
+        server_key: dir.join("server.key"),
+        regdoc_ca: dir.join("regdoc-ca.crt"),
+        regdoc_ca_key: dir.join("regdoc-ca.key"),
+        token_key: dir.join("token.key"),
+        token_cert: dir.join("token.crt"),
+        token_cert_der: Vec::new(),
+    };
+    fs::write(&pki.registry_ca, ca.pem()).unwrap();
+    fs::write(&pki.server_cert, leaf.pem()).unwrap();
+    fs::write(&pki.server_key, leaf_key.serialize_pem()).unwrap();
+    fs::write(&pki.regdoc_ca, rca.pem()).unwrap();
+    fs::write(&pki.regdoc_ca_key, rca_key.serialize_pem()).unwrap();
+    // A CA key is private: regdoc may refuse one that others can read.
+    fs::set_permissions(&pki.regdoc_ca_key, fs::Permissions::from_mode(0o600)).unwrap();
+    // RS256 like ACR: an RSA key, which rcgen's ring backend cannot generate.
+    sh(Command::new(program("openssl"))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=regdoc e2e token signer",
+            "-keyout",
+        ])
+        .arg(&pki.token_key)
+        .arg("-out")
+        .arg(&pki.token_cert));
+    let der = sh(Command::new(program("openssl"))
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&pki.token_cert)
+        .args(["-out"])
+        .arg(dir.join("token.der")));
+    drop(der);
+    Pki {
+        token_cert_der: fs::read(dir.join("token.der")).unwrap(),
+        ..pki
+    }
+}
+
+/// Build a one-layer image (static busybox) as a `docker-archive` tarball.
+fn make_image(dir: &Path) -> PathBuf {
+    let img = dir.join("image");
+    let bin = img.join("rootfs/bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy(program("busybox"), bin.join("busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+    sh(Command::new(program("tar"))
+        .args([
+            "--sort=name",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--mtime=@0",
+            "-C",
+        ])
+        .arg(img.join("rootfs"))
+        .arg("-cf")
+        .arg(img.join("layer.tar"))
+        .arg("bin"));
+    let sum = sh(Command::new(program("sha256sum")).arg(img.join("layer.tar")));
+    let digest = sum.split_whitespace().next().unwrap().to_string();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{digest}")]},
+    });
+    fs::write(img.join("config.json"), config.to_string()).unwrap();
+    let manifest = serde_json::json!([{
+        "Config": "config.json",
+        "RepoTags": [format!("{IMAGE_REPO}:{IMAGE_TAG}")],
+        "Layers": ["layer.tar"],
+    }]);
+    fs::write(img.join("manifest.json"), manifest.to_string()).unwrap();
+    let archive = dir.join("image.tar");
+    sh(Command::new(program("tar"))
+        .arg("-C")
+        .arg(&img)
+        .arg("-cf")
+        .arg(&archive)
+        .args(["manifest.json", "config.json", "layer.tar"]));
+    archive
+}
+
+fn zone() -> BTreeMap<String, Ipv4Addr> {
+    [
+        (REG_HOST, REG_IP),
+        (DATA_HOST, DATA_IP),
+        (AUTH_HOST, AUTH_IP),
+        (DOWN_HOST, DOWN_IP),
+        (DROP_HOST, DROP_IP),
+        (SILENT_HOST, SILENT_IP),
+        (PRIVATE_HOST, PRIVATE_IP),
+    ]
+    .into_iter()
+    .map(|(h, a)| (h.to_string(), a))
+    .collect()
+}
+
+fn registry_config(dir: &Path, pki: &Pki, auth: Option<Auth>, addr: &str) -> PathBuf {
+    let storage = dir.join("storage");
+    let auth_section = match auth {
+        None => String::new(),
+        Some(Auth::Htpasswd) => format!(
+            "auth:\n  htpasswd:\n    realm: {REG_HOST}\n    path: {}\n",
+            dir.join("htpasswd").display()
+        ),
+        Some(Auth::Token) => format!(
+            "auth:\n  token:\n    realm: https://{AUTH_HOST}/oauth2/token\n    service: {REG_HOST}\n    issuer: regdoc-e2e-token\n    rootcertbundle: {}\n",
+            pki.token_cert.display()
+        ),
+    };
+    let text = format!(
+        "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  redirect:\n    disable: {disable}\nmiddleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: https://{DATA_HOST}\nhttp:\n  addr: {addr}\n  secret: regdoc-e2e-secret\n  tls:\n    certificate: {cert}\n    key: {key}\n{auth_section}",
+        storage = storage.display(),
+        disable = auth.is_none(),
+        cert = pki.server_cert.display(),
+        key = pki.server_key.display(),
+    );
+    let name = if auth.is_none() { "seed" } else { "registry" };
+    let path = dir.join(format!("{name}.yml"));
+    fs::write(&path, text).unwrap();
+    path
+}
+
+impl Env {
+    /// Start everything `opts` asks for. Panics (after cleaning up) when a piece cannot start.
+    pub fn start(opts: Options) -> Env {
+        let lock = Lock::take();
+        Proc::reap_stale();
+        let tmp = tempfile::Builder::new()
+            .prefix(DIR_PREFIX)
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
+        // squid drops to the `proxy` user, which must reach its files under this tree.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut env = Env {
+            opts: opts.clone(),
+            dir: dir.clone(),
+            regdoc_port: None,
+            squid_port: None,
+            regdoc_log: dir.join("regdoc.jsonl"),
+            dockerd: None,
+            dockerd_exec_root: dir.join("docker-exec"),
+            regdoc: None,
+            squid: None,
+            registry: None,
+            rt: None,
+            dns: None,
+            netns: None,
+            tmp: Some(tmp),
+            _lock: lock,
+        };
+        env.rt = Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+        env.netns = Some(Netns::create());
+        env.dns = Some(
+            dns::ZoneDns::start(DNS_ADDR.parse().unwrap(), zone())
+                .unwrap_or_else(|e| panic!("cannot bind the test DNS server on {DNS_ADDR}: {e}")),
+        );
+        let pki = make_pki(&dir);
+        env.start_registry(&pki);
+        env.start_side_servers(&pki);
+        match opts.upstream {
+            Upstream::Squid => env.start_squid(false),
+            Upstream::SquidDenyConnect => env.start_squid(true),
+            _ => {}
+        }
+        if opts.daemon_proxy == DaemonProxy::SquidOnly && env.squid.is_none() {
+            env.start_squid(false);
+        }
+        if opts.daemon_proxy != DaemonProxy::SquidOnly {
+            env.start_regdoc(&pki);
+        }
+        env.write_client_trust(&pki);
+        if opts.docker {
+            env.start_dockerd();
+        }
+        env
+    }
+
+    fn netns(&self) -> &Netns {
+        self.netns.as_ref().unwrap()
+    }
+
+    fn start_registry(&mut self, pki: &Pki) {
+        let dir = self.dir.clone();
+        let reg = program("docker-registry");
+        let ip = program("ip");
+        // Seed the storage through a registry without auth, on loopback inside the namespace.
+        let seed_cfg = registry_config(&dir, pki, None, "127.0.0.1:5000");
+        let mut seed = Proc::spawn(
+            "seed registry",
+            Command::new(&ip)
+                .args(["netns", "exec", NETNS])
+                .arg(&reg)
+                .arg("serve")
+                .arg(&seed_cfg),
+            dir.join("seed-registry.log"),
+        );
+        let archive = make_image(&dir);
+        let copied = wait_until(Duration::from_secs(30), || {
+            Command::new(&ip)
+                .args(["netns", "exec", NETNS])
+                .arg(program("timeout"))
+                .args(["-k", "5", "60"])
+                .arg(program("skopeo"))
+                .args([
+                    "--insecure-policy",
+                    "--command-timeout",
+                    "50s",
+                    "copy",
+                    "--dest-tls-verify=false",
+                ])
+                .arg(format!("docker-archive:{}", archive.display()))
+                .arg(format!("docker://localhost:5000/{IMAGE_REPO}:{IMAGE_TAG}"))
+                .env("HOME", &dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        });
+        assert!(
+            copied,
+            "could not seed the registry:\n{}",
+            fs::read_to_string(&seed.log).unwrap_or_default()
+        );
+        seed.stop();
+
+        sh(Command::new(program("htpasswd"))
+            .args(["-Bbc"])
+            .arg(dir.join("htpasswd"))
+            .args([USER, PASSWORD]));
+        let cfg = registry_config(&dir, pki, Some(self.opts.auth), &format!("{REG_IP}:443"));
+        let mut p = Proc::spawn(
+            "registry",
+            Command::new(&ip)
+                .args(["netns", "exec", NETNS])
+                .arg(&reg)
+                .arg("serve")
+                .arg(&cfg),
+            dir.join("registry.log"),
+        );
+        p.wait_tcp(SocketAddr::from((REG_IP, 443)));
+        self.registry = Some(p);
+    }
+
+    fn start_side_servers(&mut self, pki: &Pki) {
+        let tls = servers::acceptor(&pki.server_cert, &pki.server_key);
+        let rt = self.rt.as_ref().unwrap();
+        let ns = self.netns.as_ref().unwrap();
+        if self.opts.data_endpoint_blocked {
+            ns.drop_tcp(DATA_IP);
+        }
+        servers::spawn_data_endpoint(
+            rt,
+            ns.listen(SocketAddr::from((DATA_IP, 443))),
+            tls.clone(),
+            self.dir.join("storage"),
+        );
+        servers::spawn_silent(rt, ns.listen(SocketAddr::from((SILENT_IP, 443))));
+        if self.opts.auth == Auth::Token {
+            let ts = servers::TokenServer {
+                issuer: "regdoc-e2e-token".into(),
+                key_pem: pki.token_key.clone(),
+                cert_der: pki.token_cert_der.clone(),
+                users: vec![
+                    servers::TokenUser {
+                        name: USER.into(),
+                        password: PASSWORD.into(),
+                        actions: vec!["pull".into(), "push".into()],
+                    },
+                    servers::TokenUser {
+                        name: PULL_USER.into(),
+                        password: PASSWORD.into(),
+                        actions: vec!["pull".into()],
+                    },
+                ],
+            };
+            ts.spawn(rt, ns.listen(SocketAddr::from((AUTH_IP, 443))), tls);
+        }
+    }
+
+    fn start_squid(&mut self, deny_connect: bool) {
+        let sq = self.dir.join("squid");
+        fs::create_dir_all(&sq).unwrap();
+        sh(Command::new("chown").arg("proxy").arg(&sq));
+        let hosts: String = zone()
+            .iter()
+            .map(|(h, a)| format!("{a} {h}\n"))
+            .collect::<String>()
+            + "127.0.0.1 localhost\n";
+        fs::write(sq.join("hosts"), hosts).unwrap();
+        let port = free_port();
+        let deny = if deny_connect {
+            "http_access deny CONNECT\n"
+        } else {
+            ""
+        };
+        let conf = format!(
+            "http_port 127.0.0.1:{port}\nacl CONNECT method CONNECT\n{deny}http_access allow localhost\nhttp_access deny all\n\
+             pid_filename {d}/squid.pid\naccess_log stdio:{d}/access.log\ncache_log {d}/cache.log\ncache_store_log none\n\
+             coredump_dir {d}\nhosts_file {d}/hosts\ndns_nameservers 127.0.0.77\npinger_enable off\nshutdown_lifetime 1 seconds\ncache deny all\n",
+            d = sq.display()
+        );
+        fs::write(sq.join("squid.conf"), conf).unwrap();
+        let mut p = Proc::spawn(
+            "squid",
+            Command::new(program("squid"))
+                .arg("-N")
+                .arg("-f")
+                .arg(sq.join("squid.conf")),
+            sq.join("stdout.log"),
+        );
+        p.wait_tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+        self.squid_port = Some(port);
+        self.squid = Some(p);
+    }
+
+    fn start_regdoc(&mut self, pki: &Pki) {
+        let port = free_port();
+        let upstream = match self.opts.upstream {
+            Upstream::Direct => None,
+            Upstream::Squid | Upstream::SquidDenyConnect => {
+                Some(format!("http://127.0.0.1:{}", self.squid_port.unwrap()))
+            }
+            Upstream::Closer => {
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                l.set_nonblocking(true).unwrap();
+                let a = l.local_addr().unwrap();
+                servers::spawn_closer(self.rt.as_ref().unwrap(), l);
+                Some(format!("http://{a}"))
+            }
+        };
+        let mut text = format!(
+            "listen = \"127.0.0.1:{port}\"\n\n[timeouts]\nconnect = \"3s\"\ntls = \"5s\"\nupstream_proxy = \"5s\"\nresponse_headers = \"20s\"\n\n\
+             [dns]\nnameservers = [\"{DNS_ADDR}\"]\n\n[log]\nformat = \"json\"\nfile = \"{log}\"\nconnections = true\n\n\
+             [[registry]]\nhost = \"{REG_HOST}\"\nregions = [\"eastus\"]\n",
+            log = self.regdoc_log.display()
+        );
+        if let Some(u) = upstream {
+            text.push_str(&format!("\n[upstream]\nproxy = \"{u}\"\n"));
+        }
+        if self.opts.mode == Mode::Intercept {
+            text.push_str(&format!(
+                "\n[intercept]\nca_cert = \"{}\"\nca_key = \"{}\"\nhosts = [\"{REG_HOST}\", \"{AUTH_HOST}\"]\nextra_roots = [\"{}\"]\n",
+                pki.regdoc_ca.display(),
+                pki.regdoc_ca_key.display(),
+                pki.registry_ca.display()
+            ));
+        }
+        let cfg = self.dir.join("regdoc.toml");
+        fs::write(&cfg, &text).unwrap();
+        // Refuse a configuration regdoc itself would refuse, with its own message.
+        if let Err(e) = regdoc::config::Config::parse(&text, &cfg) {
+            panic!("the harness wrote a configuration regdoc refuses: {e}\n{text}");
+        }
+        let mut p = Proc::spawn(
+            "regdoc",
+            Command::new(env!("CARGO_BIN_EXE_regdoc"))
+                .arg("run")
+                .arg("--config")
+                .arg(&cfg)
+                .env("RUST_LOG", "info"),
+            self.dir.join("regdoc.stderr"),
+        );
+        p.wait_tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+        self.regdoc_port = Some(port);
+        self.regdoc = Some(p);
+    }
+
+    /// Trust for the clients: the registry's CA and regdoc's, for every host of the test.
+    fn write_client_trust(&self, pki: &Pki) {
+        let mut both = fs::read_to_string(&pki.registry_ca).unwrap();
+        both.push_str(&fs::read_to_string(&pki.regdoc_ca).unwrap());
+        let etc = self.dir.join("etc-docker");
+        for h in [
+            REG_HOST,
+            DATA_HOST,
+            AUTH_HOST,
+            DOWN_HOST,
+            DROP_HOST,
+            SILENT_HOST,
+            NX_HOST,
+        ] {
+            let d = etc.join("certs.d").join(h);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("ca.crt"), &both).unwrap();
+        }
+        // skopeo's --cert-dir wants a directory of *.crt.
+        let sk = self.dir.join("skopeo-certs");
+        fs::create_dir_all(&sk).unwrap();
+        fs::write(sk.join("ca.crt"), &both).unwrap();
+        fs::write(self.dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        fs::write(
+            self.dir.join("resolv.conf"),
+            "nameserver 127.0.0.77\noptions timeout:2 attempts:1\n",
+        )
+        .unwrap();
+    }
+
+    /// The proxy URL clients are given.
+    pub fn proxy_url(&self) -> String {
+        match self.opts.daemon_proxy {
+            DaemonProxy::Regdoc => format!("http://127.0.0.1:{}", self.regdoc_port.unwrap()),
+            DaemonProxy::RegdocHttpsScheme => {
+                format!("https://127.0.0.1:{}", self.regdoc_port.unwrap())
+            }
+            DaemonProxy::SquidOnly => format!("http://127.0.0.1:{}", self.squid_port.unwrap()),
+        }
+    }
+
+    fn start_dockerd(&mut self) {
+        let d = &self.dir;
+        let data = d.join("docker-data");
+        fs::create_dir_all(&data).unwrap();
+        fs::create_dir_all(&self.dockerd_exec_root).unwrap();
+        // A private mount namespace gives the daemon its own hosts, resolver and certs.d.
+        let script = format!(
+            "set -e\nmount --make-rprivate /\nmount --bind {d}/hosts /etc/hosts\nmount --bind {d}/resolv.conf /etc/resolv.conf\n\
+             mkdir -p /etc/docker\nmount --bind {d}/etc-docker /etc/docker\n\
+             exec {dockerd} --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none --ip-masq=false \
+             --ip-forward=false --userland-proxy=false --max-download-attempts=1 --data-root {data} --exec-root {exec} \
+             --pidfile {d}/dockerd.pid -H unix://{d}/docker.sock\n",
+            d = d.display(),
+            dockerd = program("dockerd").display(),
+            data = data.display(),
+            exec = self.dockerd_exec_root.display(),
+        );
+        fs::write(d.join("dockerd.sh"), script).unwrap();
+        let proxy = self.proxy_url();
+        let mut p = Proc::spawn(
+            "dockerd",
+            Command::new(program("unshare"))
+                .args(["-m", "--propagation", "private", "sh"])
+                .arg(d.join("dockerd.sh"))
+                .env_clear()
+                .env(
+                    "PATH",
+                    "/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin",
+                )
+                .env("HTTPS_PROXY", &proxy)
+                .env("HTTP_PROXY", &proxy),
+            d.join("dockerd.log"),
+        );
+        let ok = wait_until(Duration::from_secs(60), || {
+            !matches!(p.child.try_wait(), Ok(None)) || self.docker_raw(&["version"], 10).success
+        });
+        assert!(
+            ok && p.alive(),
+            "dockerd did not start:\n{}",
+            fs::read_to_string(&p.log).unwrap_or_default()
+        );
+        self.dockerd = Some(p);
+    }
+
+    fn docker_raw(&self, args: &[&str], secs: u64) -> Output {
+        let mut cmd = Command::new(program("timeout"));
+        cmd.args(["-k", "5", &secs.to_string()])
+            .arg(program("docker"))
+            .args(args)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/docker.sock", self.dir.display()),
+            )
+            .env("DOCKER_CONFIG", self.dir.join("docker-cli"))
+            .env_remove("HTTPS_PROXY")
+            .env_remove("HTTP_PROXY");
+        run(cmd)
+    }
+
+    /// Run the docker CLI against the test's daemon (bounded to 150 s).
+    pub fn docker(&self, args: &[&str]) -> Output {
+        let out = self.docker_raw(args, 150);
+        eprintln!("$ docker {}\n{}{}", args.join(" "), out.stdout, out.stderr);
+        out
+    }
+
+    pub fn docker_login(&self, user: &str, password: &str) -> Output {
+        self.docker(&["login", "-u", user, "-p", password, REG_HOST])
+    }
+
+    /// Run skopeo through regdoc with the test's CAs (bounded to 150 s).
+    pub fn skopeo(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(program("timeout"));
+        cmd.args(["-k", "5", "150"])
+            .arg(program("skopeo"))
+            .args(["--insecure-policy", "--command-timeout", "120s"])
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", &self.dir)
+            .env("HTTPS_PROXY", self.proxy_url())
+            .env("HTTP_PROXY", self.proxy_url());
+        let out = run(cmd);
+        eprintln!("$ skopeo {}\n{}{}", args.join(" "), out.stdout, out.stderr);
+        out
+    }
+
+    pub fn skopeo_cert_dir(&self) -> String {
+        self.dir.join("skopeo-certs").display().to_string()
+    }
+
+    /// Every JSON record regdoc wrote so far.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        let text = fs::read_to_string(&self.regdoc_log).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect()
+    }
+
+    pub fn failures(&self) -> Vec<serde_json::Value> {
+        self.records()
+            .into_iter()
+            .filter(|r| r.get("event").and_then(|v| v.as_str()) == Some("failure"))
+            .collect()
+    }
+
+    /// Failure records, waiting up to 20 s for the first one (records are written when the
+    /// failure happens; the client may print before the log line is flushed).
+    pub fn wait_failures(&self) -> Vec<serde_json::Value> {
+        wait_until(Duration::from_secs(20), || !self.failures().is_empty());
+        self.failures()
+    }
+
+    /// Logs of every process, for a failed assertion.
+    pub fn dump(&self) -> String {
+        let mut s = String::new();
+        for f in [
+            "regdoc.stderr",
+            "regdoc.jsonl",
+            "registry.log",
+            "dockerd.log",
+            "squid/cache.log",
+            "squid/access.log",
+        ] {
+            if let Ok(t) = fs::read_to_string(self.dir.join(f)) {
+                let tail: Vec<&str> = t.lines().rev().take(40).collect();
+                s.push_str(&format!("---- {f} (last lines)\n"));
+                for l in tail.into_iter().rev() {
+                    s.push_str(l);
+                    s.push('\n');
+                }
+            }
+        }
+        s
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.dockerd.take() {
+            d.stop();
+            // If the daemon had to be killed, its containerd child may outlive it.
+            let pidfile = self.dockerd_exec_root.join("containerd/containerd.pid");
+            if let Some(pid) = fs::read_to_string(pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        self.regdoc.take();
+        self.squid.take();
+        self.registry.take();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+        self.dns.take();
+        self.netns.take();
+        if std::env::var_os("REGDOC_E2E_KEEP").is_some() {
+            if let Some(t) = self.tmp.take() {
+                eprintln!("e2e: kept {}", t.keep().display());
+            }
+        }
+        self.tmp.take();
+    }
+}
+
+fn run(mut cmd: Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    Output {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The cause id of a failure record (`cause` is an id, or an object with an `id`).
+pub fn cause_id(rec: &serde_json::Value) -> Option<String> {
+    match rec.get("cause")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o.get("id")?.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+/// Whether regdoc's `client_symptom` says what the client printed: the line without Docker's
+/// `Error response from daemon: ` prefix must appear in the client's output.
+pub fn symptom_matches(client_output: &str, symptom: &str) -> bool {
+    let core = symptom
+        .trim()
+        .trim_start_matches("Error response from daemon: ")
+        .trim();
+    !core.is_empty() && client_output.contains(core)
+}
+
+/// The message part of a Docker-shaped symptom: what follows `Get "<url>": `, which other
+/// clients (skopeo) print inside their own framing.
+pub fn symptom_message(symptom: &str) -> &str {
+    let s = symptom
+        .trim()
+        .trim_start_matches("Error response from daemon: ");
+    match (s.starts_with("Get \""), s.find("\": ")) {
+        (true, Some(i)) => &s[i + 3..],
+        _ => s,
+    }
+}
+
+/// How strictly `client_symptom` must match the client's output.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SymptomMatch {
+    /// The whole line (without `Error response from daemon: `): Docker.
+    Whole,
+    /// The registry's or regdoc's message only: clients that frame it their own way (skopeo).
+    Message,
+}
+
+/// Assert that regdoc wrote a failure with one of `causes` whose `client_symptom` matches what
+/// the Docker client printed. Returns that record.
+pub fn assert_diagnosed(env: &Env, client: &Output, causes: &[&str]) -> serde_json::Value {
+    assert_diagnosed_as(env, client, causes, SymptomMatch::Whole)
+}
+
+/// [`assert_diagnosed`] with a chosen strictness for the symptom.
+pub fn assert_diagnosed_as(
+    env: &Env,
+    client: &Output,
+    causes: &[&str],
+    how: SymptomMatch,
+) -> serde_json::Value {
+    let failures = env.wait_failures();
+    let text = client.text();
+    let found = failures
+        .iter()
+        .find(|r| cause_id(r).is_some_and(|c| causes.contains(&c.as_str())));
+    let Some(rec) = found else {
+        panic!(
+            "no failure record with cause in {causes:?}; failures: {failures:#?}\nclient printed:\n{text}\n{}",
+            env.dump()
+        );
+    };
+    let symptom = rec
+        .get("client_symptom")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let matched = match how {
+        SymptomMatch::Whole => symptom_matches(&text, symptom),
+        SymptomMatch::Message => symptom_matches(&text, symptom_message(symptom)),
+    };
+    assert!(
+        matched,
+        "regdoc's client_symptom {symptom:?} is not what the client printed ({how:?} match):\n{text}\nrecord: {rec:#}"
+    );
+    eprintln!(
+        "e2e: cause={} client_symptom={symptom:?}",
+        cause_id(rec).unwrap_or_default()
+    );
+    rec.clone()
+}
+
+/// regdoc must have carried the traffic: a connection record names the host, in `mode`
+/// (`tunnel`, `intercept`) when given.
+pub fn assert_regdoc_saw(env: &Env, host: &str, mode: Option<&str>) {
+    let seen = env.records().iter().any(|r| {
+        r.get("event").and_then(|v| v.as_str()) == Some("connection")
+            && r.get("target")
+                .and_then(|v| v.as_str())
+                .is_some_and(|t| t.starts_with(host))
+            && mode.map_or(true, |m| r.get("mode").and_then(|v| v.as_str()) == Some(m))
+    });
+    assert!(
+        seen,
+        "regdoc logged no connection to {host} (mode {mode:?}):\n{}",
+        env.dump()
+    );
+}
+
+/// Assert regdoc logged no failure at all (healthy scenarios).
+pub fn assert_no_failures(env: &Env) {
+    let f = env.failures();
+    assert!(
+        f.is_empty(),
+        "healthy scenario, yet regdoc logged failures: {f:#?}"
+    );
+}
+
+/// A line that must appear in the client's output.
+pub fn assert_printed(client: &Output, needle: &str) {
+    assert!(
+        client.text().contains(needle),
+        "expected the client to print {needle:?}, it printed:\n{}",
+        client.text()
+    );
+}
+
+/// For hand runs: keep the last environment's files (`REGDOC_E2E_KEEP=1`).
+pub fn note(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "e2e: {msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOCKER_SAID: &str = "Error response from daemon: Get \"https://r.azurecr.io/v2/\": regdoc: connection to 10.0.0.5:443 refused\n";
+
+    #[test]
+    fn symptom_must_be_what_the_client_printed() {
+        assert!(symptom_matches(
+            DOCKER_SAID,
+            "Error response from daemon: Get \"https://r.azurecr.io/v2/\": regdoc: connection to 10.0.0.5:443 refused"
+        ));
+        assert!(symptom_matches(
+            DOCKER_SAID,
+            "Get \"https://r.azurecr.io/v2/\": regdoc: connection to 10.0.0.5:443 refused"
+        ));
+        assert!(!symptom_matches(
+            DOCKER_SAID,
+            "Error response from daemon: Get \"https://r.azurecr.io/v2/\": Bad Gateway"
+        ));
+        assert!(!symptom_matches(DOCKER_SAID, ""));
+    }
+
+    #[test]
+    fn symptom_message_is_what_follows_the_url() {
+        assert_eq!(
+            symptom_message("Error response from daemon: Get \"https://r.azurecr.io/v2/\": unauthorized: authentication required"),
+            "unauthorized: authentication required"
+        );
+        assert_eq!(
+            symptom_message(
+                "Error response from daemon: denied: requested access to the resource is denied"
+            ),
+            "denied: requested access to the resource is denied"
+        );
+    }
+
+    #[test]
+    fn cause_is_an_id_or_an_object() {
+        let a = serde_json::json!({"cause": "registry_name"});
+        let b = serde_json::json!({"cause": {"id": "registry_name"}});
+        let c = serde_json::json!({"cause": null});
+        assert_eq!(cause_id(&a).as_deref(), Some("registry_name"));
+        assert_eq!(cause_id(&b).as_deref(), Some("registry_name"));
+        assert_eq!(cause_id(&c), None);
+    }
+}
