@@ -317,6 +317,44 @@ mod tests {
         assert_eq!(parse(&tiny), parse(&bytes));
     }
 
+    #[test]
+    fn captured_openssl_hello() {
+        let bytes = include_bytes!("../../tests/fixtures/tls/openssl_client_hello.bin");
+        let hello = parse(bytes).unwrap();
+        assert_eq!(hello.sni.as_deref(), Some("myreg.azurecr.io"));
+        assert_eq!(hello.alpn, vec!["h2", "http/1.1"]);
+        // OpenSSL 3.0's default still offers TLS 1.1 and 1.0 in supported_versions.
+        assert_eq!(hello.versions, vec!["TLS1.3", "TLS1.2", "TLS1.1", "TLS1.0"]);
+        assert!(hello.cipher_suites > 10);
+        assert!(looks_like_tls(&bytes[..3]));
+    }
+
+    #[test]
+    fn captured_openssl_tls12_only_hello() {
+        let bytes = include_bytes!("../../tests/fixtures/tls/openssl_tls12_client_hello.bin");
+        let hello = parse(bytes).unwrap();
+        assert_eq!(hello.sni.as_deref(), Some("legacy.example"));
+        assert!(hello.alpn.is_empty());
+        assert_eq!(hello.versions, vec!["TLS1.2"]);
+    }
+
+    #[test]
+    fn captured_curl_hello_with_padding_extension() {
+        let bytes = include_bytes!("../../tests/fixtures/tls/curl_client_hello.bin");
+        // curl pads its hello to 512 bytes of handshake message.
+        assert_eq!(bytes.len(), 517);
+        let hello = parse(bytes).unwrap();
+        assert_eq!(
+            hello.sni.as_deref(),
+            Some("myreg.westeurope.data.azurecr.io")
+        );
+        assert_eq!(hello.alpn, vec!["h2", "http/1.1"]);
+        assert_eq!(hello.versions, vec!["TLS1.3", "TLS1.2", "TLS1.1", "TLS1.0"]);
+        for cut in [1, 5, 100, 516] {
+            assert_eq!(parse(&bytes[..cut]), Err(HelloError::Incomplete));
+        }
+    }
+
     /// A hand-built hello with GREASE values, as Chrome and Go's uTLS send.
     fn grease_hello() -> Vec<u8> {
         let mut body = vec![0x03, 0x03];
@@ -459,6 +497,7 @@ mod tests {
                 ..Side::default()
             }),
             grease_hello(),
+            include_bytes!("../../tests/fixtures/tls/curl_client_hello.bin").to_vec(),
         ];
         let mut rng = Rng::new(0x5eed_1234);
         let mut parsed = 0usize;
