@@ -1,9 +1,9 @@
 //! Leaf certificates for intercepted hosts, minted on demand and cached.
 //!
-//! Key choice: every leaf shares ONE ECDSA P-256 key generated in memory when the minter starts
-//! (never written to disk, never the CA key). A per-leaf key would add a key generation to every
-//! cache miss for no gain: all leaves live in the same process, so a compromise of one is a
-//! compromise of all, and the CA key stays out of every handshake either way.
+//! Keys: every leaf has its own ECDSA P-256 key, made in memory when the leaf is minted (never
+//! written to disk, never the CA key, which stays out of every handshake). A key costs tens of
+//! microseconds and is made once per host, because the leaf is cached; a leaf's key then says
+//! nothing about any other host's.
 //!
 //! Cache: bounded, least-recently-used eviction, single-flight (concurrent misses for one host
 //! wait for one mint, through a shared `OnceCell`; a failed mint is not cached). Leaves are
@@ -17,7 +17,7 @@ use rcgen::{
 };
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::ResolvesServerCert;
-use rustls::sign::{CertifiedKey, SigningKey};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -141,8 +141,6 @@ struct Lru {
 /// Mints and caches leaves signed by the local CA.
 pub struct LeafMinter {
     ca: Arc<Ca>,
-    leaf_key: KeyPair,
-    signer: Arc<dyn SigningKey>,
     capacity: usize,
     cache: Mutex<Lru>,
     mints: AtomicU64,
@@ -152,15 +150,8 @@ pub struct LeafMinter {
 impl LeafMinter {
     /// A minter holding at most `capacity` leaves (at least 1).
     pub fn new(ca: Arc<Ca>, capacity: usize) -> Result<LeafMinter, MintError> {
-        let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| MintError::Key(e.to_string()))?;
-        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let signer = rustls::crypto::ring::sign::any_supported_type(&der)
-            .map_err(|e| MintError::Key(e.to_string()))?;
         Ok(LeafMinter {
             ca,
-            leaf_key,
-            signer,
             capacity: capacity.max(1),
             cache: Mutex::new(Lru {
                 map: HashMap::new(),
@@ -272,18 +263,22 @@ impl LeafMinter {
 
     fn mint(&self, host: &str) -> Result<Arc<Leaf>, MintError> {
         let params = leaf_params(host)?;
+        // Each leaf has its own key (never the CA's): a P-256 key costs tens of microseconds and
+        // is made once per host, since the leaf is cached.
+        let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| MintError::Key(e.to_string()))?;
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let signer = rustls::crypto::ring::sign::any_supported_type(&der)
+            .map_err(|e| MintError::Key(e.to_string()))?;
         let cert = self
             .ca
-            .sign(params, &self.leaf_key)
+            .sign(params, &leaf_key)
             .map_err(|source| MintError::Sign {
                 host: host.to_string(),
                 source,
             })?;
         self.mints.fetch_add(1, Ordering::Relaxed);
-        let key = Arc::new(CertifiedKey::new(
-            vec![cert.der().clone()],
-            self.signer.clone(),
-        ));
+        let key = Arc::new(CertifiedKey::new(vec![cert.der().clone()], signer));
         Leaf::new(key).map(Arc::new).map_err(|e| MintError::Config {
             host: host.to_string(),
             reason: e.to_string(),
@@ -460,6 +455,8 @@ pub(crate) mod tests {
         let k2 = m.get("other.azurecr.io").await.unwrap().0.key.clone();
         let (_, c2) = x509_parser::parse_x509_certificate(&k2.cert[0]).unwrap();
         assert_ne!(c.raw_serial(), c2.raw_serial());
+        // Each leaf has its own key.
+        assert_ne!(c.public_key().raw, c2.public_key().raw);
     }
 
     #[tokio::test]
