@@ -344,6 +344,9 @@ impl RecordTracker {
     }
 }
 
+/// First read of a burst; see [`pump`].
+const FIRST_READ: usize = 16 * 1024;
+
 /// A read this large means the sender was mid-stream (a full buffer or several TLS records)
 /// rather than finishing a response.
 const MID_STREAM_READ: u64 = 16 * 1024;
@@ -428,8 +431,10 @@ async fn pump(
 ) -> io::Result<()> {
     loop {
         src.readable().await?;
-        // Borrowed for this burst only; dropped as soon as the source has nothing more.
-        let mut buf = vec![0u8; size];
+        // Borrowed for this burst only; dropped as soon as the source has nothing more. A burst
+        // starts small (most are a request or a short reply) and grows to `size` only when a
+        // read fills the buffer, so short exchanges never touch a large allocation.
+        let mut buf = vec![0u8; size.min(FIRST_READ)];
         loop {
             match src.try_read(&mut buf) {
                 Ok(0) => {
@@ -448,6 +453,9 @@ async fn pump(
                         flow.mid_record.store(rt.mid_record(), Ordering::Relaxed);
                     }
                     write_all(dst, &buf[..n]).await?;
+                    if n == buf.len() && buf.len() < size {
+                        buf = vec![0u8; size];
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
