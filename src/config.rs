@@ -44,6 +44,8 @@ pub struct Config {
     pub max_head_bytes: usize,
     /// Per-direction copy buffer of a tunnel.
     pub buffer_bytes: usize,
+    /// Bulk tunnel transfers move through the kernel (`splice(2)`, Linux) instead of a buffer.
+    pub zero_copy: bool,
     pub timeouts: Timeouts,
     pub dns: DnsConfig,
     pub upstream: UpstreamConfig,
@@ -67,6 +69,7 @@ impl Default for Config {
             max_connections: 9_000,
             max_head_bytes: 16 * 1024,
             buffer_bytes: 256 * 1024,
+            zero_copy: true,
             timeouts: Timeouts::default(),
             dns: DnsConfig::default(),
             upstream: UpstreamConfig::default(),

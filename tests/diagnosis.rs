@@ -526,3 +526,123 @@ async fn login_article_invalid_credentials_over_plain_http_forwarding() {
     let text = all_text();
     assert!(!text.contains("plain-http-secret") && !text.contains("Ym9iOnBsYWluLWh0dHAtc2VjcmV0"));
 }
+
+/// TLS application-data records of varied sizes, `total` body bytes in all, and where each
+/// record starts (so a writer can split headers across segments).
+fn tls_records(total: usize) -> (Vec<u8>, Vec<usize>) {
+    let mut out = Vec::with_capacity(total + total / 100);
+    let mut starts = Vec::new();
+    let mut i = 0usize;
+    let mut body = 0usize;
+    while body < total {
+        // Mostly full records, with short ones mixed in, as servers write them.
+        let len = match i % 7 {
+            3 => 17 + i % 300,
+            5 => 1 + i % 40,
+            _ => 16384 + 17,
+        }
+        .min(total - body);
+        starts.push(out.len());
+        out.extend_from_slice(&[0x17, 0x03, 0x03, (len >> 8) as u8, len as u8]);
+        out.extend((0..len).map(|k| ((k * 31 + i) % 251) as u8));
+        body += len;
+        i += 1;
+    }
+    (out, starts)
+}
+
+/// A bulk TLS download (well past the point where the tunnel hands its bytes to the kernel)
+/// arrives intact, headers split across segments included; a server that then rests on a record
+/// boundary (an idle keep-alive connection) is not a stall, and one that stops inside a record
+/// is.
+#[tokio::test]
+async fn transfer_stalled_is_exact_on_bulk_downloads() {
+    let (body, starts) = tls_records(3 * 1024 * 1024);
+    let first_flight = rustls_server_first_flight();
+    let mut stream = first_flight.clone();
+    stream.extend_from_slice(&body);
+    let stream = std::sync::Arc::new(stream);
+    let cut = first_flight.len() + starts[starts.len() - 3] + 700;
+    let header_splits: Vec<usize> = starts
+        .iter()
+        .skip(80)
+        .step_by(9)
+        .map(|s| first_flight.len() + s + 2)
+        .collect();
+
+    let serve = |end: usize| {
+        let stream = stream.clone();
+        let splits = header_splits.clone();
+        move |mut s: TcpStream| {
+            let stream = stream.clone();
+            let splits = splits.clone();
+            async move {
+                let mut b = [0u8; 4096];
+                if s.read(&mut b).await.is_err() {
+                    return;
+                }
+                let mut at = 0;
+                for split in splits.into_iter().filter(|&p| p < end) {
+                    if s.write_all(&stream[at..split]).await.is_err() {
+                        return;
+                    }
+                    let _ = s.flush().await;
+                    // Let the first bytes of a header leave alone.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    at = split;
+                }
+                let _ = s.write_all(&stream[at..end]).await;
+                tokio::time::sleep(Duration::from_secs(8)).await;
+            }
+        }
+    };
+    let resting = server(serve(stream.len())).await;
+    let cut_off = server(serve(cut)).await;
+    let mut cfg = config(&[resting.port(), cut_off.port()]);
+    cfg.timeouts.stall = Duration::from_secs(1);
+    for h in ["rest.westus.data.azurecr.io", "cut.westus.data.azurecr.io"] {
+        cfg.dns
+            .overrides
+            .insert(h.into(), vec!["127.0.0.1".parse().unwrap()]);
+    }
+    let proxy = Proxy::start(cfg).await;
+    let hello = regdoc_hello();
+
+    let read_all = |target: String, want: usize| {
+        let stream = stream.clone();
+        let hello = hello.clone();
+        async move {
+            let (mut s, status, _) = connect(proxy.addr, &target, "").await;
+            assert_eq!(status, 200);
+            s.write_all(&hello).await.unwrap();
+            let mut got = Vec::with_capacity(want);
+            let mut b = vec![0u8; 65536];
+            while got.len() < want {
+                match tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await {
+                    Ok(Ok(n)) if n > 0 => got.extend_from_slice(&b[..n]),
+                    other => panic!("{target}: read ended after {} bytes: {other:?}", got.len()),
+                }
+            }
+            assert!(
+                got[..] == stream[..want],
+                "{target}: bytes changed in transit"
+            );
+            s
+        }
+    };
+    let rest_target = format!("rest.westus.data.azurecr.io:{}", resting.port());
+    let cut_target = format!("cut.westus.data.azurecr.io:{}", cut_off.port());
+    let _rest = read_all(rest_target.clone(), stream.len()).await;
+    let _cut = read_all(cut_target.clone(), cut).await;
+
+    let f = wait_records(1, by_target("failure", cut_target)).await;
+    assert_eq!(f[0]["kind"]["kind"], "transfer_stalled", "{:#}", f[0]);
+    assert_eq!(f[0]["cause"], "transfer_stalled");
+    // The resting server has been silent for longer than the stall limit by now, twice over.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rest = records(by_target("failure", rest_target));
+    assert!(
+        rest.is_empty(),
+        "idle keep-alive taken for a stall: {rest:#?}"
+    );
+}

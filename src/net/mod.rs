@@ -3,5 +3,7 @@
 pub mod dial;
 pub mod prefixed;
 pub mod resolve;
+#[cfg(target_os = "linux")]
+pub mod splice;
 pub mod tunnel;
 pub mod upstream;

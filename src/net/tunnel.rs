@@ -20,6 +20,9 @@ pub struct TunnelConfig {
     pub tls_timeout: Duration,
     pub stall: Duration,
     pub buffer: usize,
+    /// Hand a direction to the kernel (`splice(2)`) once it has moved this many bytes; `None`
+    /// copies through user space always. Only Linux has splice.
+    pub zero_copy_after: Option<u64>,
 }
 
 /// Receives failures the moment they happen (the tunnel goes on or ends as the failure says).
@@ -306,6 +309,28 @@ struct Flow {
     mid_record: std::sync::atomic::AtomicBool,
     /// The source finished sending (EOF): silence after that is not a stall.
     finished: std::sync::atomic::AtomicBool,
+    /// Record framing is followed, so `mid_record` is exact and decides alone.
+    tracked: std::sync::atomic::AtomicBool,
+}
+
+impl Flow {
+    fn moved(&self, n: usize, epoch: Instant) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.last_ms
+            .store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_read.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// Did the source go quiet in the middle of sending? With record framing this is exact (an
+    /// idle keep-alive connection always rests on a record boundary); without it, a large last
+    /// read is the best guess that more was on its way.
+    fn mid_stream(&self) -> bool {
+        if self.tracked.load(Ordering::Relaxed) {
+            self.mid_record.load(Ordering::Relaxed)
+        } else {
+            self.last_read.load(Ordering::Relaxed) >= MID_STREAM_READ
+        }
+    }
 }
 
 /// Follows TLS record framing without looking inside records: O(records), not O(bytes). A
@@ -339,10 +364,20 @@ impl RecordTracker {
         }
     }
 
+    /// Account for `n` record-body bytes that passed without being looked at. Never more than
+    /// the current record holds: the caller sizes its moves by [`RecordTracker::remaining`].
+    fn skip(&mut self, n: usize) {
+        debug_assert!(n <= self.remaining);
+        self.remaining = self.remaining.saturating_sub(n);
+    }
+
     pub fn mid_record(&self) -> bool {
         self.remaining > 0 || self.header_len > 0
     }
 }
+
+/// A TLS record header: type, version, length.
+const TLS_HEADER: usize = 5;
 
 /// First read of a burst; see [`pump`].
 const FIRST_READ: usize = 16 * 1024;
@@ -370,8 +405,8 @@ async fn relay(
     let records = report.server_records.take();
     let pumping = async {
         tokio::try_join!(
-            pump(client, server, &up, epoch, cfg.buffer, None),
-            pump(server, client, &down, epoch, cfg.buffer, records),
+            pump(client, server, &up, epoch, cfg, None),
+            pump(server, client, &down, epoch, cfg, records),
         )
     };
     tokio::pin!(pumping);
@@ -395,8 +430,7 @@ async fn relay(
                 if !stalled_reported
                     && down_bytes > 0
                     && !down.finished.load(Ordering::Relaxed)
-                    && (down.mid_record.load(Ordering::Relaxed)
-                        || down.last_read.load(Ordering::Relaxed) >= MID_STREAM_READ)
+                    && down.mid_stream()
                     && down_idle >= cfg.stall.as_millis() as u64
                 {
                     stalled_reported = true;
@@ -426,9 +460,12 @@ async fn pump(
     dst: &TcpStream,
     flow: &Flow,
     epoch: Instant,
-    size: usize,
+    cfg: &TunnelConfig,
     mut records: Option<RecordTracker>,
 ) -> io::Result<()> {
+    let size = cfg.buffer;
+    let mut zero_copy_after = cfg.zero_copy_after;
+    flow.tracked.store(records.is_some(), Ordering::Relaxed);
     loop {
         src.readable().await?;
         // Borrowed for this burst only; dropped as soon as the source has nothing more. A burst
@@ -444,10 +481,7 @@ async fn pump(
                     return Ok(());
                 }
                 Ok(n) => {
-                    flow.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                    flow.last_ms
-                        .store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-                    flow.last_read.store(n as u64, Ordering::Relaxed);
+                    flow.moved(n, epoch);
                     if let Some(rt) = records.as_mut() {
                         rt.feed(&buf[..n]);
                         flow.mid_record.store(rt.mid_record(), Ordering::Relaxed);
@@ -455,6 +489,117 @@ async fn pump(
                     write_all(dst, &buf[..n]).await?;
                     if n == buf.len() && buf.len() < size {
                         buf = vec![0u8; size];
+                    }
+                    if zero_copy_after.is_some_and(|t| flow.bytes.load(Ordering::Relaxed) >= t) {
+                        // A bulk transfer (a layer): the kernel moves the rest. If it cannot
+                        // (no pipe to be had), copying goes on.
+                        zero_copy_after = None;
+                        #[cfg(target_os = "linux")]
+                        if let Ok(pipe) = crate::net::splice::Pipe::new() {
+                            drop(buf);
+                            return spliced(src, dst, flow, epoch, pipe, records).await;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The rest of a direction through a kernel pipe. With record framing to follow (the server
+/// side of a TLS tunnel), each splice stops at a record's end and the next record's 5-byte
+/// header is peeked, not read: the framing stays exact, so stall detection loses nothing, while
+/// the record bodies never enter user space.
+#[cfg(target_os = "linux")]
+async fn spliced(
+    src: &TcpStream,
+    dst: &TcpStream,
+    flow: &Flow,
+    epoch: Instant,
+    mut pipe: crate::net::splice::Pipe,
+    mut records: Option<RecordTracker>,
+) -> io::Result<()> {
+    use crate::net::splice::peek;
+    loop {
+        // The source has nothing more for now: deliver what the pipe holds before waiting.
+        pipe.drain_to(dst).await?;
+        src.readable().await?;
+        loop {
+            if pipe.free() < TLS_HEADER {
+                pipe.drain_to(dst).await?;
+            }
+            let mut peeked: Option<[u8; TLS_HEADER]> = None;
+            let want = match records.as_mut() {
+                None => pipe.free(),
+                Some(rt) if rt.remaining > 0 => rt.remaining.min(pipe.free()),
+                Some(rt) => {
+                    // At a record boundary (or inside a header that arrived in pieces).
+                    let mut hdr = [0u8; TLS_HEADER];
+                    let got = if rt.header_len == 0 {
+                        match peek(src, &mut hdr) {
+                            Ok(k) => k,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    } else {
+                        0
+                    };
+                    if got == TLS_HEADER {
+                        peeked = Some(hdr);
+                        let body = u16::from_be_bytes([hdr[3], hdr[4]]) as usize;
+                        (TLS_HEADER + body).min(pipe.free())
+                    } else if got == 0 && rt.header_len == 0 {
+                        // Nothing queued and readable: the end of the stream.
+                        0
+                    } else {
+                        // A header split across segments: take its bytes the ordinary way,
+                        // after what the pipe holds, so order is kept.
+                        pipe.drain_to(dst).await?;
+                        let mut part = [0u8; TLS_HEADER];
+                        let need = TLS_HEADER - rt.header_len;
+                        match src.try_read(&mut part[..need]) {
+                            Ok(0) => 0,
+                            Ok(n) => {
+                                flow.moved(n, epoch);
+                                rt.feed(&part[..n]);
+                                flow.mid_record.store(rt.mid_record(), Ordering::Relaxed);
+                                write_all(dst, &part[..n]).await?;
+                                continue;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            };
+            let moved = if want == 0 {
+                Ok(0)
+            } else {
+                pipe.fill_from(src, want)
+            };
+            match moved {
+                Ok(0) => {
+                    pipe.drain_to(dst).await?;
+                    flow.finished.store(true, Ordering::Relaxed);
+                    let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+                    return Ok(());
+                }
+                Ok(n) => {
+                    flow.moved(n, epoch);
+                    if let Some(rt) = records.as_mut() {
+                        // The header went through the pipe; its bytes are known from the peek.
+                        let h = match &peeked {
+                            Some(hdr) => {
+                                let h = n.min(TLS_HEADER);
+                                rt.feed(&hdr[..h]);
+                                h
+                            }
+                            None => 0,
+                        };
+                        rt.skip(n - h);
+                        flow.mid_record.store(rt.mid_record(), Ordering::Relaxed);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -80,6 +80,7 @@ impl Shared {
                 tls_timeout: config.timeouts.tls,
                 stall: config.timeouts.stall,
                 buffer: config.buffer_bytes,
+                zero_copy_after: config.zero_copy.then_some(ZERO_COPY_AFTER),
             },
             expected_auth,
             next_id: AtomicU64::new(1),
@@ -194,6 +195,11 @@ impl TargetInfo {
 }
 
 /// Turns tunnel failures into failure records as they happen.
+/// A tunnel direction that has moved this much is a bulk transfer (a layer, a push) and is
+/// handed to the kernel. Registry API calls (tokens, manifests) stay below it and keep the
+/// plain copy path.
+const ZERO_COPY_AFTER: u64 = 1024 * 1024;
+
 pub struct TunnelFailures<'a> {
     pub shared: &'a Shared,
     pub target: &'a TargetInfo,
