@@ -101,3 +101,31 @@ async fn summarise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
     }
 }
+#[cfg(test)]
+mod tests {
+    /// Every open connection holds its `serve` future for its whole life, and a future is as
+    /// large as its largest state; the rarely-live paths (resolution, interception, forwarding,
+    /// the handshake) are boxed so that 9,900 idle tunnels stay small. Before boxing this was
+    /// 18 KiB in a debug build.
+    #[test]
+    fn connection_future_stays_small() {
+        let shared = std::sync::Arc::new(
+            crate::proxy::Shared::new(crate::config::Config::default()).expect("default config"),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let a = l.local_addr().expect("addr");
+            let s = tokio::net::TcpStream::connect(a).await.expect("connect");
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            let f = crate::proxy::conn::serve(shared, s, a, rx);
+            let size = std::mem::size_of_val(&f);
+            assert!(size < 8 * 1024, "connection future grew to {size} bytes");
+        });
+    }
+}

@@ -68,7 +68,17 @@ pub async fn run(
 ) -> TunnelReport {
     let mut report = TunnelReport::default();
     let mut client = client;
-    match observe_handshake(&mut client, &mut server, cfg, sink, &mut report).await {
+    // Boxed: the handshake's state (timers, selects) is short-lived, and inline it would size
+    // the whole tunnel future, which an idle tunnel holds for its lifetime.
+    match Box::pin(observe_handshake(
+        &mut client,
+        &mut server,
+        cfg,
+        sink,
+        &mut report,
+    ))
+    .await
+    {
         Ok(true) => {}
         Ok(false) => {
             // The handshake phase ended the tunnel (server silent, closed, or a side vanished).
@@ -89,6 +99,7 @@ pub async fn run(
         }
         report.bytes_up += rest.len() as u64;
     }
+    drop(rest);
     relay(&client, &server, cfg, sink, &mut report).await;
     report
 }
@@ -107,14 +118,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut cbuf: Vec<u8> = Vec::with_capacity(2048);
-    let mut tmp = vec![0u8; 8192];
-    let mut stmp = vec![0u8; 8192];
+    // Read into spare capacity: zero-filling buffers per tunnel was a third of the set-up cost.
+    let mut tmp: Vec<u8> = Vec::with_capacity(8192);
+    let mut stmp: Vec<u8> = Vec::with_capacity(8192);
 
     // Who speaks first? Clients of TLS do; some plain protocols let the server start.
     let first = tokio::time::timeout(cfg.idle, async {
         tokio::select! {
-            r = client.read(&mut tmp) => r.map(|n| (true, n)),
-            r = server.read(&mut stmp) => r.map(|n| (false, n)),
+            r = fresh_read(client, &mut tmp) => r.map(|n| (true, n)),
+            r = fresh_read(server, &mut stmp) => r.map(|n| (false, n)),
         }
     })
     .await;
@@ -156,7 +168,9 @@ where
                 break;
             }
             Err(crate::tls::HelloError::Incomplete) if cbuf.len() < MAX_HELLO => {
-                let n = match tokio::time::timeout(cfg.tls_timeout, client.read(&mut tmp)).await {
+                let n = match tokio::time::timeout(cfg.tls_timeout, fresh_read(client, &mut tmp))
+                    .await
+                {
                     Ok(r) => r?,
                     Err(_) => break,
                 };
@@ -181,8 +195,8 @@ where
     loop {
         let step = tokio::time::timeout_at(deadline, async {
             tokio::select! {
-                r = server.read(&mut stmp) => r.map(|n| (false, n)),
-                r = client.read(&mut tmp) => r.map(|n| (true, n)),
+                r = fresh_read(server, &mut stmp) => r.map(|n| (false, n)),
+                r = fresh_read(client, &mut tmp) => r.map(|n| (true, n)),
             }
         })
         .await;
@@ -292,6 +306,12 @@ where
             }
         }
     }
+}
+
+/// Read into `buf`'s capacity, replacing what it held.
+async fn fresh_read<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.clear();
+    r.read_buf(buf).await
 }
 
 fn ms(d: Duration) -> f64 {
@@ -471,9 +491,10 @@ async fn pump(
         // Borrowed for this burst only; dropped as soon as the source has nothing more. A burst
         // starts small (most are a request or a short reply) and grows to `size` only when a
         // read fills the buffer, so short exchanges never touch a large allocation.
-        let mut buf = vec![0u8; size.min(FIRST_READ)];
+        let mut buf: Vec<u8> = Vec::with_capacity(size.min(FIRST_READ));
         loop {
-            match src.try_read(&mut buf) {
+            buf.clear();
+            match src.try_read_buf(&mut buf) {
                 Ok(0) => {
                     flow.finished.store(true, Ordering::Relaxed);
                     // Pass the half-close on; the peer may already be gone, which is fine.
@@ -487,8 +508,8 @@ async fn pump(
                         flow.mid_record.store(rt.mid_record(), Ordering::Relaxed);
                     }
                     write_all(dst, &buf[..n]).await?;
-                    if n == buf.len() && buf.len() < size {
-                        buf = vec![0u8; size];
+                    if n == buf.capacity() && buf.capacity() < size {
+                        buf = Vec::with_capacity(size);
                     }
                     if zero_copy_after.is_some_and(|t| flow.bytes.load(Ordering::Relaxed) >= t) {
                         // A bulk transfer (a layer): the kernel moves the rest. If it cannot
@@ -497,7 +518,7 @@ async fn pump(
                         #[cfg(target_os = "linux")]
                         if let Ok(pipe) = crate::net::splice::Pipe::new() {
                             drop(buf);
-                            return spliced(src, dst, flow, epoch, pipe, records).await;
+                            return Box::pin(spliced(src, dst, flow, epoch, pipe, records)).await;
                         }
                     }
                 }

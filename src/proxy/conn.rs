@@ -123,12 +123,25 @@ pub async fn serve(
             finish(&shared, rec, started, "refused", true);
             return;
         }
-        tunnel(&shared, stream, head.rest, &mut target, &mut rec, shutdown).await;
+        // Only the bytes after the head go on; the rest of the head (its buffer, headers) is
+        // freed now rather than held for the tunnel's lifetime.
+        let rest = {
+            let h = head;
+            h.rest
+        };
+        tunnel(&shared, stream, rest, &mut target, &mut rec, shutdown).await;
         let failed = rec.failed;
         finish(&shared, rec, started, "", failed);
     } else {
         let stream = Prefixed::new(head.raw.clone(), stream);
-        super::forward::serve(shared.clone(), stream, &mut target, &mut rec, shutdown).await;
+        Box::pin(super::forward::serve(
+            shared.clone(),
+            stream,
+            &mut target,
+            &mut rec,
+            shutdown,
+        ))
+        .await;
         let failed = rec.failed;
         finish(&shared, rec, started, "", failed);
     }
@@ -176,7 +189,10 @@ async fn tunnel(
     rec: &mut ConnectionRecord,
     _shutdown: watch::Receiver<bool>,
 ) {
-    let est = match establish(shared, target, rec).await {
+    // Boxed, like the other paths below that an idle tunnel is not in: a future's size is that
+    // of its largest state, and every idle tunnel would carry the resolver's and the
+    // interceptor's state machines inline.
+    let est = match Box::pin(establish(shared, target, rec)).await {
         Ok(e) => e,
         Err(r) => {
             write_refusal(&mut client, &r, "").await;
@@ -208,7 +224,7 @@ async fn tunnel(
             response_headers_timeout: shared.config.timeouts.response_headers,
         };
         rec.mode = "intercept";
-        let out = ic.serve(Prefixed::new(rest, client), server, ctx).await;
+        let out = Box::pin(ic.serve(Prefixed::new(rest, client), server, ctx)).await;
         rec.bytes_up = out.bytes_up;
         rec.bytes_down = out.bytes_down;
         rec.requests = out.requests;
