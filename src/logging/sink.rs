@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 /// At most one complaint about a failing sink per this interval on stderr.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
+/// How long the writer waits after the first line of a burst before writing. A line reaches
+/// the log at most this late; `tail -f` readers do not notice.
+const COALESCE: Duration = Duration::from_millis(10);
+
 /// How often an idle writer checks that the log path still names the file it writes to.
 const IDENTITY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -120,7 +124,13 @@ impl Writer {
                 }
             } else {
                 match rx.recv() {
-                    Ok(m) => m,
+                    Ok(m) => {
+                        // Let a burst gather before writing it: while this thread sleeps,
+                        // senders queue without waking it, so a busy proxy pays one wake-up and
+                        // one write per interval instead of a thread switch per line.
+                        std::thread::sleep(COALESCE);
+                        m
+                    }
                     Err(_) => break,
                 }
             };
