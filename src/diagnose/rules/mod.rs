@@ -39,7 +39,8 @@ pub struct RulesConfig {
     pub registries: Vec<RegistryConfig>,
     /// Clock difference beyond which skew is reported.
     pub max_clock_skew: Duration,
-    /// Lifetime assumed for tokens without `exp`.
+    /// Lifetime assumed for tokens without `exp`: one older than this (by `iat`, or since
+    /// regdoc saw it issued) explains a 401 as expired credentials.
     pub token_lifetime: Duration,
 }
 
