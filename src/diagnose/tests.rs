@@ -8,7 +8,7 @@ use crate::http::challenge::Challenge;
 use crate::http::credentials::{CredentialFacts, UsernameKind};
 use crate::http::jwt::{Access, Claims};
 use crate::http::registry_error::RegistryError;
-use crate::observe::{CertProblem, DnsAnswer, FailureKind, Phase, TlsObservation};
+use crate::observe::{CertProblem, DnsAnswer, EarlyClose, FailureKind, Phase, TlsObservation};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -66,7 +66,9 @@ fn phase_of(kind: &FailureKind) -> Phase {
         | FailureKind::TlsAlert { .. }
         | FailureKind::TlsUpstreamCertificate { .. }
         | FailureKind::TlsClientRejected { .. } => Phase::Tls,
-        FailureKind::HttpStatus { .. } | FailureKind::ResponseHeadersTimeout => Phase::Http,
+        FailureKind::HttpStatus { .. }
+        | FailureKind::ResponseHeadersTimeout
+        | FailureKind::UpstreamClosedBeforeHeaders { .. } => Phase::Http,
         FailureKind::TransferStalled { .. } => Phase::Tunnel,
         FailureKind::ClientNotAllowed
         | FailureKind::PortNotAllowed { .. }
@@ -390,6 +392,100 @@ fn network_article_client_timeout_exceeded_while_awaiting_headers() {
         FailureKind::ResponseHeadersTimeout,
     );
     assert_eq!(ids(&d.diagnose_at(&ev, now())), vec!["client_firewall"]);
+}
+
+// --- A server whose connection ends before any response headers ------------------------------
+
+/// Intercepted `GET /v2/` (TLS with the server's verified certificate up) whose connection ended
+/// before response headers: what `Conn::handle` records.
+fn closed_before_headers(host: &str, how: EarlyClose) -> FailureEvent {
+    let mut ev = event(host, FailureKind::UpstreamClosedBeforeHeaders { how });
+    ev.error = format!(
+        "the server's connection was {} before any response headers: connection error: peer closed connection without sending TLS close_notify",
+        how.describe()
+    );
+    ev.tls = Some(TlsObservation {
+        sni: Some(host.into()),
+        alpn: vec!["http/1.1".into()],
+        client_versions: vec!["TLS1.3".into(), "TLS1.2".into()],
+        version: Some("TLS1.3".into()),
+        cipher: Some("TLS13_AES_128_GCM_SHA256".into()),
+        ..TlsObservation::default()
+    });
+    ev.http = Some(exchange("GET", "ping", 0));
+    ev
+}
+
+#[test]
+fn closed_before_headers_over_verified_tls_is_the_registry_side_and_claims_no_status() {
+    let d = diagnoser(vec![]);
+    for how in [EarlyClose::Closed, EarlyClose::Reset, EarlyClose::Error] {
+        let ev = closed_before_headers(REG, how);
+        let f = d.diagnose_at(&ev, now());
+        assert_eq!(
+            ids(&f),
+            vec!["registry_error", "client_firewall"],
+            "{how:?}"
+        );
+        assert_eq!(f[0].confidence, Confidence::Medium);
+        let e = evidence(&f, "registry_error");
+        assert!(
+            e.contains(&format!(
+                "the connection to myregistry.azurecr.io:443 was {} before any response headers to the request (GET ping): no HTTP status came from the server",
+                how.describe()
+            )),
+            "{e}"
+        );
+        assert!(e.contains("verified certificate was up"), "{e}");
+        // Nothing says the registry answered, or names a status it never sent.
+        for fd in &f {
+            for line in &fd.evidence {
+                assert!(!line.contains("answered"), "{line}");
+                assert!(!line.contains("502"), "{line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn closed_before_headers_plain_http_reset_points_at_the_path() {
+    let d = diagnoser(vec![]);
+    // Plain forwarding: no TLS, a device on the path can read the request and reset it.
+    let mut ev = closed_before_headers("registry.internal", EarlyClose::Reset);
+    ev.tls = None;
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["client_firewall", "registry_error"]);
+    assert!(evidence(&f, "client_firewall").contains("over plain HTTP"));
+    // A plain close over HTTP is read as the server's side.
+    let mut ev = closed_before_headers("registry.internal", EarlyClose::Closed);
+    ev.tls = None;
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["registry_error", "client_firewall"]);
+}
+
+#[test]
+fn closed_before_headers_on_a_data_endpoint_is_the_data_path() {
+    let d = diagnoser(vec![]);
+    let f = d.diagnose_at(&closed_before_headers(DATA, EarlyClose::Reset), now());
+    assert_eq!(ids(&f), vec!["data_endpoint_firewall", "registry_error"]);
+}
+
+#[test]
+fn closed_before_headers_symptom_is_regdocs_own_502() {
+    let d = diagnoser(vec![]);
+    let ev = closed_before_headers(REG, EarlyClose::Closed);
+    let f = d.diagnose_at(&ev, now());
+    let reason =
+        "regdoc registry_error: the server's connection was closed before any response headers";
+    assert_eq!(
+        client_symptom(f[0].cause, &ev, Some(reason)),
+        format!("Error response from daemon: received unexpected HTTP status: 502 {reason}")
+    );
+    // HTTP/2 carries no reason phrase: Go prints the canonical one.
+    assert_eq!(
+        client_symptom(f[0].cause, &ev, None),
+        "Error response from daemon: received unexpected HTTP status: 502 Bad Gateway"
+    );
 }
 
 #[test]
@@ -1634,6 +1730,9 @@ fn every_observable_cause_is_reachable() {
             bytes_before: 1,
         },
         FailureKind::ResponseHeadersTimeout,
+        FailureKind::UpstreamClosedBeforeHeaders {
+            how: EarlyClose::Closed,
+        },
     ];
     for k in kinds {
         add(d.diagnose_at(&event(REG, k.clone()), now()));
@@ -1786,7 +1885,7 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
     let jwt_marker = "eyJhbGci";
     for i in 0..3000u64 {
         let host = *rng.pick(&hosts);
-        let kind = match i % 24 {
+        let kind = match i % 25 {
             0 => FailureKind::MalformedRequest,
             1 => FailureKind::HeadTooLarge { limit: 1 },
             2 => FailureKind::RequestTimeout,
@@ -1826,6 +1925,9 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
             22 => FailureKind::TransferStalled {
                 idle_secs: u64::MAX,
                 bytes_before: u64::MAX,
+            },
+            23 => FailureKind::UpstreamClosedBeforeHeaders {
+                how: *rng.pick(&[EarlyClose::Closed, EarlyClose::Reset, EarlyClose::Error]),
             },
             _ => FailureKind::HttpStatus {
                 status: (rng.next() % 1000) as u16,
