@@ -264,7 +264,9 @@ pub struct DiagnosisConfig {
     /// How long a client's recent successes count as context for its failures.
     #[serde(deserialize_with = "duration")]
     pub context_window: Duration,
-    /// Lifetime assumed for registry tokens that carry no `exp`.
+    /// Lifetime assumed for registry tokens that carry no `exp`: a 401 for such a token older
+    /// than this (by `iat`, or since regdoc saw it issued) is diagnosed as expired. Issued
+    /// tokens' claims are remembered for a multiple of it (`context::TOKEN_MEMORY_LIFETIMES`).
     #[serde(deserialize_with = "duration")]
     pub token_lifetime: Duration,
     /// Clock difference beyond which clock skew is reported.

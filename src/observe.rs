@@ -120,11 +120,67 @@ pub enum FailureKind {
     },
     /// Interception or plain forwarding: no response headers in time.
     ResponseHeadersTimeout,
+    /// Interception or plain forwarding: the server's connection (or, over HTTP/2, the
+    /// request's stream) ended before any response headers came back, so no HTTP status came
+    /// from the server. regdoc answers the client 502 itself.
+    UpstreamClosedBeforeHeaders {
+        how: EarlyClose,
+    },
     /// Data flowed and then stopped for longer than the stall timeout.
     TransferStalled {
         idle_secs: u64,
         bytes_before: u64,
     },
+}
+
+/// How a server's connection ended before its response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EarlyClose {
+    /// End of stream: the server (or something on the path) closed the connection.
+    Closed,
+    /// The connection was reset (TCP RST).
+    Reset,
+    /// Another failure: a protocol error, or an HTTP/2 stream or connection reset.
+    Error,
+}
+
+impl EarlyClose {
+    /// How a hyper client error that ended an exchange before its response headers came about:
+    /// the innermost I/O error tells a reset from an end of stream.
+    pub fn of(e: &hyper::Error) -> Self {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                return match io.kind() {
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                        EarlyClose::Reset
+                    }
+                    // rustls reports a TCP close without close_notify as UnexpectedEof.
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe => {
+                        EarlyClose::Closed
+                    }
+                    _ => EarlyClose::Error,
+                };
+            }
+            source = s.source();
+        }
+        // hyper's own words for an end of stream with no I/O error behind it.
+        if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+            EarlyClose::Closed
+        } else {
+            EarlyClose::Error
+        }
+    }
+
+    /// How the connection ended, for a sentence: "the connection was {}".
+    pub fn describe(self) -> &'static str {
+        match self {
+            EarlyClose::Closed => "closed",
+            EarlyClose::Reset => "reset",
+            EarlyClose::Error => "ended by an error",
+        }
+    }
 }
 
 /// Why an upstream certificate was refused.

@@ -35,6 +35,7 @@ const CAUSE_FIREWALL: &str = "public_access_rules";
 const CAUSE_THROTTLED: &str = "throttled";
 const CAUSE_SERVER: &str = "registry_error";
 const CAUSE_TIMEOUT: &str = "registry_error";
+const CAUSE_CLOSED_EARLY: &str = "registry_error";
 const CAUSE_UPSTREAM_CERT: &str = "tls_interception";
 
 // ---------------------------------------------------------------------------------------------
@@ -123,6 +124,22 @@ fn values_of(v: &serde_json::Value, key: &str, out: &mut Vec<String>) {
             }
         }
         serde_json::Value::Array(a) => a.iter().for_each(|x| values_of(x, key, out)),
+        _ => {}
+    }
+}
+
+/// All numbers under `key` anywhere in `v`.
+fn numbers_of(v: &serde_json::Value, key: &str, out: &mut Vec<u64>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                if k == key {
+                    out.extend(x.as_u64());
+                }
+                numbers_of(x, key, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| numbers_of(x, key, out)),
         _ => {}
     }
 }
@@ -689,6 +706,80 @@ async fn silent_registry_gets_504_and_a_timeout_record() {
     );
     body(r).await;
     c.finish().await;
+}
+
+/// A registry that takes the request and drops the connection without answering. regdoc answers
+/// 502 itself, naming the cause in the status line, and records what happened: the connection
+/// ended before response headers. No record claims a status the registry never sent.
+#[tokio::test]
+async fn registry_closing_before_response_headers_is_recorded_as_such_not_as_a_502() {
+    let h = harness().await;
+    h.fx.set_mode(Mode::CloseBeforeHeaders);
+    for h2 in [false, true] {
+        let before = h.fx.requests();
+        let mut c = h.client(h2).await;
+        let r = c.send(c.req("GET", "/v2/").body(empty()).unwrap()).await;
+        assert_failure(&r, c.conn_id, CAUSE_CLOSED_EARLY, 502);
+        assert_eq!(h.fx.requests(), before + 1, "the registry took the request");
+        let reason = r
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned());
+        if h2 {
+            assert_eq!(reason, None, "HTTP/2 has no reason phrase");
+        } else {
+            let reason = reason.expect("a reason phrase naming the cause");
+            assert!(
+                reason.starts_with("regdoc registry_error: the server's connection was closed before any response headers"),
+                "{reason}"
+            );
+        }
+
+        let recs = failures_of(c.conn_id);
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        let rec = &recs[0];
+        assert_eq!(
+            rec["kind"]["kind"], "upstream_closed_before_headers",
+            "{rec}"
+        );
+        // HTTP/1.1: the fixture's TCP connection closed; HTTP/2: its stream was reset.
+        let how = if h2 { "error" } else { "closed" };
+        assert_eq!(rec["kind"]["how"], how, "{rec}");
+        assert_eq!(rec["phase"], "http");
+        assert_eq!(rec["cause"], CAUSE_CLOSED_EARLY);
+        assert!(!kinds(&recs).iter().any(|k| k == "http_status"), "{recs:?}");
+        // The 502 is regdoc's own reply, recorded as such; no observed status is 502.
+        assert_eq!(rec["reply_status"], 502);
+        let mut statuses = Vec::new();
+        numbers_of(rec, "status", &mut statuses);
+        assert!(!statuses.contains(&502), "{rec}");
+        assert_eq!(rec["http"]["status"], 0, "no status came from the server");
+        let evidence = rec["evidence"].to_string();
+        assert!(
+            evidence.contains("no HTTP status came from the server"),
+            "{evidence}"
+        );
+        assert!(!evidence.contains("answered"), "{evidence}");
+        let symptom = rec["client_symptom"].as_str().unwrap_or_default();
+        assert!(
+            symptom
+                .starts_with("Error response from daemon: received unexpected HTTP status: 502 "),
+            "{symptom}"
+        );
+        assert!(!symptom.contains("[redacted]"), "{symptom}");
+        if !h2 {
+            assert_eq!(rec["reply_reason"].as_str(), reason_of(&r).as_deref());
+        }
+        let text = String::from_utf8(body(r).await.to_vec()).unwrap();
+        assert!(text.contains("before any response headers"), "{text}");
+        assert_eq!(c.finish().await.failures, 1);
+    }
+}
+
+fn reason_of(r: &Response<Incoming>) -> Option<String> {
+    r.extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
 }
 
 #[tokio::test]

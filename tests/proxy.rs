@@ -402,6 +402,91 @@ async fn plain_http_is_forwarded_with_keep_alive_and_streamed_bodies() {
     assert_eq!(resp.status(), 400);
 }
 
+/// An origin that reads one request head and ends the connection without answering: with a FIN
+/// (`reset` false) or a RST (`reset` true).
+async fn origin_ending_before_headers(reset: bool) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            if reset {
+                // Linger 0: close sends RST instead of FIN.
+                socket2::SockRef::from(&s)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }
+            drop(s);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn forwarded_request_whose_server_ends_before_headers_is_not_a_status() {
+    use http_body_util::BodyExt;
+    for (reset, how, cause) in [
+        (false, "closed", "registry_error"),
+        (true, "reset", "client_firewall"),
+    ] {
+        let origin = origin_ending_before_headers(reset).await;
+        let proxy = Proxy::start(config(&[origin.port()])).await;
+        let stream = TcpStream::connect(proxy.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+            _,
+            http_body_util::Full<bytes::Bytes>,
+        >(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get(format!("http://127.0.0.1:{}/v2/", origin.port()))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 502, "{how}");
+        let reason = resp
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
+            .unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!(
+                "regdoc {cause}: the server's connection was {how} before any response headers"
+            )),
+            "{reason}"
+        );
+        let _ = resp.into_body().collect().await;
+
+        let target = format!("127.0.0.1:{}", origin.port());
+        let f = wait_records(1, by_target("failure", target)).await;
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0]["phase"], "http");
+        assert_eq!(
+            f[0]["kind"]["kind"], "upstream_closed_before_headers",
+            "{}",
+            f[0]
+        );
+        assert_eq!(f[0]["kind"]["how"], how);
+        assert_eq!(f[0]["cause"], cause);
+        assert_eq!(f[0]["http"]["status"], 0, "no status came from the server");
+        assert_eq!(f[0]["reply_status"], 502);
+        assert_eq!(f[0]["reply_reason"], reason.as_str());
+        let evidence = f[0]["evidence"].to_string();
+        assert!(!evidence.contains("TCP connect"), "{evidence}");
+        assert!(
+            evidence.contains("no HTTP status came from the server"),
+            "{evidence}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn shutdown_drains_an_open_tunnel() {
     let origin = server(|mut s: TcpStream| async move {

@@ -307,7 +307,7 @@ pub static EXPIRED_CREDENTIALS: Cause = Cause {
     doc: "https://learn.microsoft.com/azure/container-registry/container-registry-troubleshoot-login#check-that-credentials-arent-expired",
     client_symptom: "Error response from daemon: Get \"https://{host}/v2/\": unauthorized: authentication required, visit https://aka.ms/acr/authorization for more information.",
     how_to_confirm: &[
-        "regdoc shows the token's exp claim next to the time of the failure.",
+        "regdoc shows the token's exp claim next to the time of the failure; for a token without exp, its age next to diagnosis.token_lifetime.",
         "`az ad sp credential list --id <app-id>` shows the secret's end date.",
     ],
     observable: true,

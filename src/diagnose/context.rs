@@ -17,6 +17,12 @@ use std::time::{Duration, SystemTime};
 /// Entries kept per table by default.
 pub const DEFAULT_CAPACITY: usize = 4096;
 
+/// How many token lifetimes an issued token's claims are remembered. A token is used past its
+/// end exactly when the expiry rules have something to explain, so the note must outlive the
+/// token: four 3-hour lifetimes cover a job that logged in in the morning and fails in the
+/// afternoon. The tables' capacity bounds the memory either way.
+pub const TOKEN_MEMORY_LIFETIMES: u32 = 4;
+
 /// A map that forgets its least recently written entry beyond `cap` entries.
 #[derive(Debug)]
 struct Bounded<K, V> {
@@ -95,7 +101,7 @@ struct Tables {
 #[derive(Debug)]
 pub struct Context {
     window: Duration,
-    /// Tokens stay relevant for their lifetime, which is longer than the success window.
+    /// Issued tokens stay relevant past their lifetime (see [`TOKEN_MEMORY_LIFETIMES`]).
     token_window: Duration,
     tables: Mutex<Tables>,
 }
@@ -149,11 +155,12 @@ fn key(s: &str) -> String {
 
 impl Context {
     /// A context remembering successes for `window` and issued tokens for the longer of
-    /// `window` and `token_lifetime`, each table holding at most `capacity` entries.
+    /// `window` and [`TOKEN_MEMORY_LIFETIMES`] × `token_lifetime`, each table holding at most
+    /// `capacity` entries.
     pub fn new(window: Duration, token_lifetime: Duration, capacity: usize) -> Self {
         Context {
             window,
-            token_window: window.max(token_lifetime),
+            token_window: window.max(token_lifetime.saturating_mul(TOKEN_MEMORY_LIFETIMES)),
             tables: Mutex::new(Tables {
                 rest_ok: Bounded::new(capacity),
                 rest_ok_any: Bounded::new(capacity),
@@ -380,9 +387,16 @@ mod tests {
         let ep = classify("myreg.azurecr.io", &[]);
         let v = ctx.view(ip(1), "myreg.azurecr.io", &ep, at(3600));
         assert_eq!(v.rest_ok_age, None);
-        assert_eq!(v.token, Some(note));
+        assert_eq!(v.token, Some(note.clone()));
+        // Past the token's lifetime the note still explains a refusal...
         assert_eq!(
             ctx.view(ip(1), "myreg.azurecr.io", &ep, at(10_801)).token,
+            Some(note)
+        );
+        // ...until four lifetimes have gone by.
+        assert_eq!(
+            ctx.view(ip(1), "myreg.azurecr.io", &ep, at(4 * 10_800 + 1))
+                .token,
             None
         );
     }

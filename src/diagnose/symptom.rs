@@ -152,6 +152,16 @@ pub fn client_symptom(cause: &Cause, ev: &FailureEvent, reply_reason: Option<&st
             )
         };
     }
+    if let FailureKind::UpstreamClosedBeforeHeaders { .. } = ev.kind {
+        // regdoc answered the request itself with a 502 (inside TLS when intercepting), and the
+        // registry client reports a 5xx by its status line. Over HTTP/1.1 the text is regdoc's
+        // reason phrase; HTTP/2 carries none, and Go then prints the canonical one.
+        let text = reply_reason
+            .map(redact)
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| canonical_reason(502).to_string());
+        return format!("{DAEMON}received unexpected HTTP status: 502 {text}");
+    }
     if let Some(reason) = reply_reason {
         let reason = redact(reason);
         let reason = if reason.is_empty() {

@@ -39,6 +39,37 @@ pub fn from_request(method: &http::Method, uri: &http::Uri, headers: &HeaderMap)
     }
 }
 
+/// A client-side transport error with its causes, `outer: inner: innermost`. hyper's own text
+/// is only the outermost layer ("connection error"); the reason is in the sources. These are
+/// transport errors: they carry no request data, so no secret.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    // rustls ends some messages with a link to its manual, which only lengthens the sentence
+    // (and the reason phrase built from it).
+    let layer = |s: &dyn std::error::Error| {
+        let text = s.to_string();
+        match text.find(": https://") {
+            Some(at) => text[..at].to_string(),
+            None => text,
+        }
+    };
+    let mut out = layer(e);
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = layer(s);
+        // Some layers repeat their source's text in their own.
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    let out: String = out.chars().filter(|c| !c.is_control()).collect();
+    match out.char_indices().nth(TEXT_CAP) {
+        Some((at, _)) => out[..at].to_string(),
+        None => out,
+    }
+}
+
 /// Facts of the response head.
 pub fn add_response(ex: &mut HttpExchange, status: u16, headers: &HeaderMap, now: SystemTime) {
     ex.status = status;
@@ -294,6 +325,39 @@ mod tests {
                 .to_str()
                 .unwrap(),
             "registry_throttled; rate limitX-Evil: 1 "
+        );
+    }
+
+    /// hyper's shape: an outer error whose text is one word, the reason in its source.
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connection error")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn error_chain_names_the_inner_reason_without_rustls_links() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        );
+        assert_eq!(
+            error_chain(&Outer(io)),
+            "connection error: peer closed connection without sending TLS close_notify"
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            error_chain(&Outer(reset)),
+            "connection error: connection reset"
         );
     }
 }

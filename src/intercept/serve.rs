@@ -12,7 +12,7 @@ use super::exchange::{self, BODY_CAP, CAUSE_HEADER};
 use super::upstream_tls::UpstreamTlsError;
 use super::{InterceptCtx, InterceptOutcome, Interceptor};
 use crate::diagnose::Finding;
-use crate::observe::{FailureEvent, FailureKind, HttpExchange, Phase, TlsObservation};
+use crate::observe::{EarlyClose, FailureEvent, FailureKind, HttpExchange, Phase, TlsObservation};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -403,7 +403,7 @@ impl Interceptor {
         );
         let findings = ctx.diagnoser.diagnose(&ev);
         let cause = cause_of(&findings).unwrap_or_else(fallback_cause);
-        record_failure(&ev, &findings, Some((502, "Bad Gateway")));
+        record_failure(&ev, &findings, Some((502, "Bad Gateway")), None);
         OwnReply {
             status: StatusCode::BAD_GATEWAY,
             cause,
@@ -430,7 +430,7 @@ impl Interceptor {
             started,
         );
         let findings = ctx.diagnoser.diagnose(&ev);
-        record_failure(&ev, &findings, None);
+        record_failure(&ev, &findings, None, None);
     }
 }
 
@@ -489,10 +489,16 @@ fn failure_event(
 }
 
 /// Write the failure record of `ev`. `reply` is regdoc's own answer to the client, when it made
-/// one (502, 504); a judged server reply is passed through unchanged and has none.
-fn record_failure(ev: &FailureEvent, findings: &[Finding], reply: Option<(u16, &str)>) {
+/// one (502, 504); a judged server reply is passed through unchanged and has none. `shown` is
+/// the status text of that answer when the client prints it.
+fn record_failure(
+    ev: &FailureEvent,
+    findings: &[Finding],
+    reply: Option<(u16, &str)>,
+    shown: Option<&str>,
+) {
     // Inside TLS the client prints the cause's documented symptom, not a CONNECT reason.
-    let symptom = crate::proxy::reply::client_symptom(ev, findings, None);
+    let symptom = crate::proxy::reply::client_symptom(ev, findings, shown);
     let rec = crate::record::failure_record(ev, findings, reply, symptom);
     crate::record::emit("failure", &rec);
 }
@@ -616,11 +622,17 @@ impl Conn {
                 );
             }
             Ok(Err(e)) => {
-                let error =
-                    format!("the server's HTTP connection failed before response headers: {e}");
+                // Nothing came back from the server: the kind says how its side ended, and
+                // never claims a status it did not send.
+                let how = EarlyClose::of(&e);
+                let error = format!(
+                    "the server's connection was {} before any response headers: {}",
+                    how.describe(),
+                    exchange::error_chain(&e)
+                );
                 return self.fail_own(
                     ex,
-                    FailureKind::HttpStatus { status: 502 },
+                    FailureKind::UpstreamClosedBeforeHeaders { how },
                     StatusCode::BAD_GATEWAY,
                     error,
                 );
@@ -682,7 +694,7 @@ impl Conn {
                 Some(ex),
                 self.started,
             );
-            record_failure(&ev, &findings, None);
+            record_failure(&ev, &findings, None, None);
             if let Some(v) = cause_of(&findings) {
                 parts.headers.insert(CAUSE_HEADER, v);
             }
@@ -710,10 +722,21 @@ impl Conn {
             self.started,
         );
         let findings = self.ctx.diagnoser.diagnose(&ev);
-        let reason = status.canonical_reason().unwrap_or("");
-        record_failure(&ev, &findings, Some((status.as_u16(), reason)));
+        // The status line names the cause, as regdoc's refusals outside TLS do. HTTP/2 has no
+        // reason phrase (and the client side speaks what the server side does).
+        let reason = if self.h2_upstream {
+            status.canonical_reason().unwrap_or("").to_string()
+        } else {
+            crate::proxy::reply::reason_phrase(&ev, &findings)
+        };
+        // The client prints a 502 for a server that broke as an unexpected status, its text
+        // included, so that symptom is rendered from this status line. The timeout's symptom
+        // is left as the catalog has it.
+        let shown = matches!(ev.kind, FailureKind::UpstreamClosedBeforeHeaders { .. })
+            .then_some(reason.as_str());
+        record_failure(&ev, &findings, Some((status.as_u16(), &reason)), shown);
         let cause = cause_of(&findings).unwrap_or_else(fallback_cause);
-        own_reply(
+        let mut resp = own_reply(
             OwnReply {
                 status,
                 cause,
@@ -721,7 +744,13 @@ impl Conn {
             },
             // An HTTP/1.1 upstream connection with a request in flight cannot carry another.
             !self.h2_upstream,
-        )
+        );
+        if !self.h2_upstream {
+            if let Ok(rp) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
+                resp.extensions_mut().insert(rp);
+            }
+        }
+        resp
     }
 
     /// Rewrite the request for the upstream protocol: origin form plus Host for HTTP/1.1,

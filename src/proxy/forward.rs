@@ -174,12 +174,20 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
         }
         Ok(Err(e)) => {
             *guard = None;
-            let ev = target.event(
+            // The connection was up (the dial succeeded): it ended before any response headers,
+            // the same event interception records, and no status came from the server.
+            let how = crate::observe::EarlyClose::of(&e);
+            let mut ev = target.event(
                 Phase::Http,
-                FailureKind::ConnectError,
-                format!("upstream closed the connection before answering: {e}"),
+                FailureKind::UpstreamClosedBeforeHeaders { how },
+                format!(
+                    "the server's connection was {} before any response headers: {}",
+                    how.describe(),
+                    crate::intercept::exchange::error_chain(&e)
+                ),
                 started.elapsed(),
             );
+            ev.http = Some(ex);
             Err(refuse(&st.shared, &ev))
         }
         Err(_) => {

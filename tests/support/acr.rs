@@ -45,6 +45,9 @@ pub enum Mode {
     Silent,
     /// Tokens are issued already expired.
     ExpiredTokens,
+    /// Reads each request, then drops the connection without a response: over HTTP/1.1 the
+    /// TCP connection closes (no TLS close_notify), over HTTP/2 the stream is reset.
+    CloseBeforeHeaders,
 }
 
 /// A registry identity and what it may do: `(repository or "*", actions)`.
@@ -158,7 +161,15 @@ impl AcrFixture {
                     };
                     let svc = hyper::service::service_fn(move |req| {
                         let st = st.clone();
-                        async move { Ok::<_, std::convert::Infallible>(route(st, req).await) }
+                        async move {
+                            if st.mode() == Mode::CloseBeforeHeaders {
+                                *st.requests.lock().unwrap() += 1;
+                                // A service error makes hyper drop the connection (HTTP/1.1) or
+                                // reset the stream (HTTP/2) without writing a response.
+                                return Err(std::io::Error::other("fixture drops the request"));
+                            }
+                            Ok(route(st, req).await)
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), svc)
@@ -592,7 +603,8 @@ async fn route_inner(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             }
             return registry_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "late", None);
         }
-        Mode::Normal | Mode::ExpiredTokens => {}
+        // Handled before routing: no response at all.
+        Mode::Normal | Mode::ExpiredTokens | Mode::CloseBeforeHeaders => {}
     }
     let path = req.uri().path().to_string();
     let method = req.method().clone();

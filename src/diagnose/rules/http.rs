@@ -4,10 +4,23 @@
 use super::*;
 
 fn unix_now(ctx: &ContextView) -> i64 {
-    ctx.now
-        .duration_since(UNIX_EPOCH)
+    unix(ctx.now)
+}
+
+fn unix(t: std::time::SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// When regdoc saw the registry issue a token with exactly these claims, if it did. Equal claims
+/// may belong to an earlier token than the one noted, never a later one, so an age counted from
+/// this moment is never more than the token's real age.
+fn seen_issued(ctx: &ContextView, claims: &Claims) -> Option<i64> {
+    ctx.token
+        .as_ref()
+        .filter(|n| n.claims == *claims)
+        .map(|n| unix(n.at))
 }
 
 /// The action a registry request needs: `pull`, `push` or `delete`.
@@ -264,6 +277,10 @@ fn token_unauthorized(
         if let Some(f) = claims_time_findings(claims, now, &e, cfg, "presented") {
             return f;
         }
+        let seen = seen_issued(ctx, claims);
+        if let Some(f) = outlived_lifetime(claims, seen, now, &e, cfg, "presented") {
+            return f;
+        }
     }
     if auth.username_kind == Some(UsernameKind::NullGuidToken) && auth.claims.is_none() {
         e.push(
@@ -300,6 +317,10 @@ fn body_token_unauthorized(
         .filter(|n| n.claims.grant_type.as_deref() == Some("refresh_token"))
     {
         if let Some(f) = claims_time_findings(&note.claims, now, &e, cfg, "refresh") {
+            return f;
+        }
+        let seen = Some(unix(note.at));
+        if let Some(f) = outlived_lifetime(&note.claims, seen, now, &e, cfg, "refresh") {
             return f;
         }
     }
@@ -352,6 +373,55 @@ fn claims_time_findings(
     None
 }
 
+/// A token without `exp` that is older than `diagnosis.token_lifetime`: the finding for it, or
+/// `None` when the token carries `exp` (its own expiry is then the fact, see
+/// [`claims_time_findings`]), when its issue time is unknown, or when it is young enough.
+///
+/// The issue time is the token's `iat`, else `seen` (when regdoc saw the registry issue it).
+/// Medium, not High: the lifetime is the operator's assumption, not a fact the token states, so
+/// a refused credential stays a possible reading.
+fn outlived_lifetime(
+    claims: &Claims,
+    seen: Option<i64>,
+    now: i64,
+    base: &[String],
+    cfg: &RulesConfig,
+    which: &str,
+) -> Option<Vec<Finding>> {
+    if claims.exp.is_some() {
+        return None;
+    }
+    let (issued, how) = match (claims.iat, seen) {
+        (Some(iat), _) => (iat, "by its iat claim"),
+        (None, Some(at)) => (at, "when regdoc saw the registry issue it"),
+        (None, None) => return None,
+    };
+    let lifetime = cfg.token_lifetime.as_secs();
+    // A negative age (an `iat` ahead of the local clock) is no age at all.
+    let token_age = u64::try_from(now.saturating_sub(issued)).ok()?;
+    if token_age <= lifetime {
+        return None;
+    }
+    let mut e = base.to_vec();
+    e.push(format!(
+        "the {which} token carries no exp claim and was issued at {} ({how}): it is {} old ({token_age} s), past the {} ({lifetime} s) lifetime assumed for registry tokens (diagnosis.token_lifetime)",
+        unix_to_rfc3339(issued),
+        age(Duration::from_secs(token_age)),
+        age(cfg.token_lifetime),
+    ));
+    Some(vec![
+        find(&c::EXPIRED_CREDENTIALS, Medium, e),
+        find(
+            &c::INVALID_CREDENTIALS,
+            Low,
+            vec![format!(
+                "if this registry's tokens live longer than {}, the credential itself was refused",
+                age(cfg.token_lifetime)
+            )],
+        ),
+    ])
+}
+
 fn resource_unauthorized(
     ex: &HttpExchange,
     base: &[String],
@@ -371,25 +441,34 @@ fn resource_unauthorized(
         return vec![find(&c::REGISTRY_ERROR, Medium, e)];
     };
     let presented = auth.claims.as_ref();
+    let mut outlived = None;
     if let Some(claims) = presented {
         if let Some(f) = claims_time_findings(claims, now, &e, cfg, "presented") {
             return f;
         }
+        let seen = seen_issued(ctx, claims);
+        outlived = outlived_lifetime(claims, seen, now, &e, cfg, "presented");
     } else if auth.scheme == "bearer" {
         // An opaque token: reason from the claims regdoc saw issued, if any.
         if let Some(note) = &ctx.token {
             if let Some(f) = claims_time_findings(&note.claims, now, &e, cfg, "last issued") {
                 return f;
             }
+            let seen = Some(unix(note.at));
+            outlived = outlived_lifetime(&note.claims, seen, now, &e, cfg, "last issued");
         }
     }
     let action = needed_action(ex);
     if challenge_error.as_deref() == Some("insufficient_scope") {
+        // The registry accepted the token and judged its scope, so its age is not the reason.
         e.push(format!(
             "the registry says the token lacks the scope for {action}; needs {}",
             role_for(action)
         ));
         return vec![find(&c::NOT_AUTHORIZED, High, e)];
+    }
+    if let Some(f) = outlived {
+        return f;
     }
     if challenge_error.as_deref() == Some("invalid_token") {
         e.push("the registry rejected the token itself (invalid_token)".into());

@@ -26,7 +26,7 @@ use crate::config::{Config, RegistryConfig};
 use crate::endpoint::{Endpoint, EndpointKind};
 use crate::http::credentials::UsernameKind;
 use crate::http::jwt::Claims;
-use crate::observe::{CertProblem, DnsAnswer, FailureEvent, FailureKind, HttpExchange};
+use crate::observe::{CertProblem, DnsAnswer, EarlyClose, FailureEvent, FailureKind, HttpExchange};
 use std::net::IpAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -39,7 +39,8 @@ pub struct RulesConfig {
     pub registries: Vec<RegistryConfig>,
     /// Clock difference beyond which skew is reported.
     pub max_clock_skew: Duration,
-    /// Lifetime assumed for tokens without `exp`.
+    /// Lifetime assumed for tokens without `exp`: one older than this (by `iat`, or since
+    /// regdoc saw it issued) explains a 401 as expired credentials.
     pub token_lifetime: Duration,
 }
 
@@ -165,6 +166,9 @@ pub fn evaluate(ev: &FailureEvent, ctx: &ContextView, cfg: &RulesConfig) -> Vec<
             None => status_only(*status, t),
         },
         FailureKind::ResponseHeadersTimeout => headers_timeout(ev, t, ctx, cfg),
+        FailureKind::UpstreamClosedBeforeHeaders { how } => {
+            closed_before_headers(ev, *how, t, ctx, cfg)
+        }
         FailureKind::TransferStalled {
             idle_secs,
             bytes_before,

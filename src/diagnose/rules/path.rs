@@ -330,6 +330,62 @@ pub(super) fn headers_timeout(
     vec![find(&c::CLIENT_FIREWALL, Medium, e)]
 }
 
+/// The server's connection ended before any response headers. No status came from the server,
+/// so nothing here says the registry "answered". Read like a silence ([`headers_timeout`]), with
+/// what the transport adds: over TLS with the server's verified certificate nothing on the path
+/// could read the request, so the registry side (or a stateful firewall dropping the flow) ended
+/// it; over plain HTTP a reset is what a filtering device on the path sends.
+pub(super) fn closed_before_headers(
+    ev: &FailureEvent,
+    how: EarlyClose,
+    t: Target<'_>,
+    ctx: &ContextView,
+    cfg: &RulesConfig,
+) -> Vec<Finding> {
+    let request = ev
+        .http
+        .as_ref()
+        .map(|ex| format!(" ({} {})", redact(&ex.method), redact(&ex.path_class)))
+        .unwrap_or_default();
+    let e = vec![format!(
+        "the connection to {} was {} before any response headers to the request{request}: no HTTP status came from the server",
+        ev.target,
+        how.describe()
+    )];
+    if t.is_data() {
+        let mut d = e.clone();
+        d.extend(data_context_evidence(t, ctx, cfg));
+        return vec![
+            find(&c::DATA_ENDPOINT_FIREWALL, Medium, d),
+            find(&c::REGISTRY_ERROR, Low, e),
+        ];
+    }
+    let over_tls = ev.tls.as_ref().is_some_and(|tls| tls.version.is_some());
+    if !over_tls && how == EarlyClose::Reset {
+        let mut f = e.clone();
+        f.push("over plain HTTP a device on the path can read the request and reset it".into());
+        return vec![
+            find(&c::CLIENT_FIREWALL, Medium, f),
+            find(&c::REGISTRY_ERROR, Low, e),
+        ];
+    }
+    let mut r = e.clone();
+    if over_tls {
+        r.push(
+            "TLS with the server's verified certificate was up, so nothing on the path read the request: the registry (or its load balancer) ended it, or a stateful firewall dropped the established connection"
+                .into(),
+        );
+    } else {
+        r.push(
+            "the connection was up: the server (or a middlebox) ended it without answering".into(),
+        );
+    }
+    vec![
+        find(&c::REGISTRY_ERROR, Medium, r),
+        find(&c::CLIENT_FIREWALL, Low, e),
+    ]
+}
+
 pub(super) fn stalled(
     idle_secs: u64,
     bytes_before: u64,
