@@ -79,6 +79,8 @@ fn healthy_passthrough() {
         return;
     }
     let env = Env::start(Options::default());
+    // The daemon trusts only the registry's CA for it: regdoc left TLS alone.
+    assert_eq!(env.client_trust(REG_HOST), Some(Ca::Registry));
     login_pull_run(&env, USER);
     assert_regdoc_saw(&env, REG_HOST, Some("tunnel"));
     assert_regdoc_saw(&env, DATA_HOST, Some("tunnel"));
@@ -95,6 +97,10 @@ fn healthy_interception_token_server() {
         auth: Auth::Token,
         ..Options::default()
     });
+    // The daemon trusts only regdoc's CA for the registry (and the token server): the real
+    // certificate would be refused, so a pull that works went through interception.
+    assert_eq!(env.client_trust(REG_HOST), Some(Ca::Regdoc));
+    assert_eq!(env.client_trust(AUTH_HOST), Some(Ca::Regdoc));
     login_pull_run(&env, USER);
     assert_regdoc_saw(&env, REG_HOST, Some("intercept"));
     assert_no_failures(&env);
@@ -109,6 +115,7 @@ fn healthy_interception_htpasswd() {
         mode: Mode::Intercept,
         ..Options::default()
     });
+    assert_eq!(env.client_trust(REG_HOST), Some(Ca::Regdoc));
     login_pull_run(&env, USER);
     assert_regdoc_saw(&env, REG_HOST, Some("intercept"));
     assert_no_failures(&env);
