@@ -96,7 +96,13 @@ fn wrong_password(auth: Auth) {
     assert_printed(&out, "unauthorized: authentication required");
     // regdoc words its symptom as Docker prints it; skopeo frames the same registry message
     // its own way, so only the message must match.
-    assert_diagnosed_as(&env, &out, &["invalid_credentials"], SymptomMatch::Message);
+    assert_diagnosed_as(
+        &env,
+        &out,
+        "invalid_credentials",
+        &["expired_credentials"],
+        SymptomMatch::Message,
+    );
 }
 
 #[test]

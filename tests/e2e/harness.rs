@@ -1314,45 +1314,74 @@ pub enum SymptomMatch {
     Message,
 }
 
-/// Assert that regdoc wrote a failure with one of `causes` whose `client_symptom` matches what
-/// the Docker client printed. Returns that record.
-pub fn assert_diagnosed(env: &Env, client: &Output, causes: &[&str]) -> serde_json::Value {
-    assert_diagnosed_as(env, client, causes, SymptomMatch::Whole)
+/// The cause ids of a failure record's `other_causes` (less likely alternatives), in order.
+pub fn other_cause_ids(rec: &serde_json::Value) -> Vec<String> {
+    rec.get("other_causes")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| o.get("cause").and_then(|c| c.as_str()))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-/// [`assert_diagnosed`] with a chosen strictness for the symptom.
+/// Assert that every failure regdoc wrote names `cause`, with no alternative, and that the
+/// `client_symptom` of one of them is what the Docker client printed. Returns that record.
+pub fn assert_diagnosed(env: &Env, client: &Output, cause: &str) -> serde_json::Value {
+    assert_diagnosed_as(env, client, cause, &[], SymptomMatch::Whole)
+}
+
+/// [`assert_diagnosed`] with the alternatives regdoc must list in `other_causes` (exactly, in
+/// order) and a chosen strictness for the symptom.
 pub fn assert_diagnosed_as(
     env: &Env,
     client: &Output,
-    causes: &[&str],
+    cause: &str,
+    other_causes: &[&str],
     how: SymptomMatch,
 ) -> serde_json::Value {
     let failures = env.wait_failures();
     let text = client.text();
-    let found = failures
-        .iter()
-        .find(|r| cause_id(r).is_some_and(|c| causes.contains(&c.as_str())));
-    let Some(rec) = found else {
-        panic!(
-            "no failure record with cause in {causes:?}; failures: {failures:#?}\nclient printed:\n{text}\n{}",
-            env.dump()
+    for r in &failures {
+        eprintln!(
+            "e2e: failure record: cause={:?} other_causes={:?} target={:?} client_symptom={:?}",
+            cause_id(r),
+            other_cause_ids(r),
+            r.get("target").and_then(|v| v.as_str()).unwrap_or(""),
+            r.get("client_symptom")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
         );
+    }
+    assert!(
+        !failures.is_empty()
+            && failures.iter().all(|r| {
+                cause_id(r).as_deref() == Some(cause) && other_cause_ids(r) == other_causes
+            }),
+        "every failure record must name cause {cause:?} with other_causes {other_causes:?}; failures: {failures:#?}\nclient printed:\n{text}\n{}",
+        env.dump()
+    );
+    let symptom_of = |r: &serde_json::Value| {
+        r.get("client_symptom")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
     };
-    let symptom = rec
-        .get("client_symptom")
-        .and_then(|v| v.as_str())
-        .unwrap_or("");
-    let matched = match how {
+    let matches = |symptom: &str| match how {
         SymptomMatch::Whole => symptom_matches(&text, symptom),
         SymptomMatch::Message => symptom_matches(&text, symptom_message(symptom)),
     };
-    assert!(
-        matched,
-        "regdoc's client_symptom {symptom:?} is not what the client printed ({how:?} match):\n{text}\nrecord: {rec:#}"
-    );
+    let Some(rec) = failures.iter().find(|r| matches(&symptom_of(r))) else {
+        let symptoms: Vec<String> = failures.iter().map(symptom_of).collect();
+        panic!(
+            "no client_symptom of regdoc ({symptoms:#?}) is what the client printed ({how:?} match):\n{text}\nfailures: {failures:#?}"
+        );
+    };
     eprintln!(
-        "e2e: cause={} client_symptom={symptom:?}",
-        cause_id(rec).unwrap_or_default()
+        "e2e: cause={cause} other_causes={other_causes:?} client_symptom={:?}",
+        symptom_of(rec)
     );
     rec.clone()
 }
@@ -1432,6 +1461,14 @@ mod tests {
             ),
             "denied: requested access to the resource is denied"
         );
+    }
+
+    #[test]
+    fn other_causes_in_order() {
+        let r = serde_json::json!({"cause": "a", "other_causes": [
+            {"cause": "b", "confidence": "low"}, {"cause": "c", "confidence": "low"}]});
+        assert_eq!(other_cause_ids(&r), vec!["b", "c"]);
+        assert!(other_cause_ids(&serde_json::json!({"cause": "a"})).is_empty());
     }
 
     #[test]
