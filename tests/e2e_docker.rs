@@ -333,3 +333,29 @@ fn daemon_proxy_url_with_https_scheme() {
         SymptomMatch::Whole,
     );
 }
+
+#[test]
+fn interception_ca_not_trusted_by_dockerd() {
+    // regdoc intercepts the registry, but the daemon's certs.d holds only the registry's CA.
+    if !ready("interception_ca_not_trusted_by_dockerd") {
+        return;
+    }
+    let env = Env::start(Options {
+        mode: Mode::Intercept,
+        client_trusts_regdoc: false,
+        ..Options::default()
+    });
+    assert_eq!(env.client_trust(REG_HOST), Some(Ca::Registry));
+    let out = failed_pull(&env, REG_HOST);
+    assert_printed(
+        &out,
+        &format!("Get \"https://{REG_HOST}/v2/\": x509: certificate signed by unknown authority"),
+    );
+    assert_diagnosed_as(
+        &env,
+        &out,
+        "intercept_ca_untrusted",
+        &[],
+        SymptomMatch::WholeBeforeGo120,
+    );
+}

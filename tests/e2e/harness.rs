@@ -1305,11 +1305,18 @@ pub fn symptom_message(symptom: &str) -> &str {
     }
 }
 
+/// Go 1.20 put `tls: failed to verify certificate: ` before every x509 verification error;
+/// dockerd 20.10 (Go 1.19) prints the x509 error alone.
+pub const GO120_VERIFY_PREFIX: &str = "tls: failed to verify certificate: ";
+
 /// How strictly `client_symptom` must match the client's output.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SymptomMatch {
     /// The whole line (without `Error response from daemon: `): Docker.
     Whole,
+    /// The whole line, in the wording of a client built before Go 1.20: regdoc's symptom with
+    /// [`GO120_VERIFY_PREFIX`] removed. For certificate errors seen by dockerd 20.10.
+    WholeBeforeGo120,
     /// The registry's or regdoc's message only: clients that frame it their own way (skopeo).
     Message,
 }
@@ -1371,6 +1378,9 @@ pub fn assert_diagnosed_as(
     };
     let matches = |symptom: &str| match how {
         SymptomMatch::Whole => symptom_matches(&text, symptom),
+        SymptomMatch::WholeBeforeGo120 => {
+            symptom_matches(&text, &symptom.replace(GO120_VERIFY_PREFIX, ""))
+        }
         SymptomMatch::Message => symptom_matches(&text, symptom_message(symptom)),
     };
     let Some(rec) = failures.iter().find(|r| matches(&symptom_of(r))) else {
@@ -1461,6 +1471,17 @@ mod tests {
             ),
             "denied: requested access to the resource is denied"
         );
+    }
+
+    #[test]
+    fn go_1_20_verify_prefix_is_the_only_difference_allowed() {
+        let dockerd_20_10 = "Error response from daemon: Get \"https://r.azurecr.io/v2/\": x509: certificate signed by unknown authority\n";
+        let regdoc = "Error response from daemon: Get \"https://r.azurecr.io/v2/\": tls: failed to verify certificate: x509: certificate signed by unknown authority";
+        assert!(!symptom_matches(dockerd_20_10, regdoc));
+        assert!(symptom_matches(
+            dockerd_20_10,
+            &regdoc.replace(GO120_VERIFY_PREFIX, "")
+        ));
     }
 
     #[test]
