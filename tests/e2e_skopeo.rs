@@ -13,7 +13,7 @@ fn source() -> String {
 
 fn copy(env: &Env, password: &str) -> Output {
     let dest = format!("dir:{}", env.dir.join("copied").display());
-    let certs = env.skopeo_cert_dir();
+    let certs = env.skopeo_cert_dir(REG_HOST);
     let creds = format!("{USER}:{password}");
     env.skopeo(&[
         "copy",
@@ -31,13 +31,16 @@ fn healthy(opts: Options) {
         docker: false,
         ..opts
     });
+    // skopeo's --cert-dir for the registry holds one CA: regdoc's through interception, so a
+    // copy that works took regdoc's certificate; the registry's otherwise.
+    let (mode, ca) = match env.opts.mode {
+        Mode::Passthrough => ("tunnel", Ca::Registry),
+        Mode::Intercept => ("intercept", Ca::Regdoc),
+    };
+    assert_eq!(env.client_trust(REG_HOST), Some(ca));
     let out = copy(&env, PASSWORD);
     assert!(out.success, "skopeo copy failed:\n{}", env.dump());
     assert_printed(&out, "Writing manifest to image destination");
-    let mode = match env.opts.mode {
-        Mode::Passthrough => "tunnel",
-        Mode::Intercept => "intercept",
-    };
     assert_regdoc_saw(&env, REG_HOST, Some(mode));
     assert_no_failures(&env);
 }
@@ -93,7 +96,13 @@ fn wrong_password(auth: Auth) {
     assert_printed(&out, "unauthorized: authentication required");
     // regdoc words its symptom as Docker prints it; skopeo frames the same registry message
     // its own way, so only the message must match.
-    assert_diagnosed_as(&env, &out, &["invalid_credentials"], SymptomMatch::Message);
+    assert_diagnosed_as(
+        &env,
+        &out,
+        "invalid_credentials",
+        &["expired_credentials"],
+        SymptomMatch::Message,
+    );
 }
 
 #[test]
