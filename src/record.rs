@@ -83,6 +83,8 @@ pub struct ConnectionRecord {
     pub cipher: Option<String>,
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// Bulk bytes of this tunnel moved through a kernel pipe (`splice`) rather than regdoc.
+    pub zero_copy: bool,
     pub requests: u64,
     pub duration_ms: f64,
     pub close_reason: &'static str,
@@ -110,6 +112,7 @@ impl ConnectionRecord {
             cipher: None,
             bytes_up: 0,
             bytes_down: 0,
+            zero_copy: false,
             requests: 0,
             duration_ms: 0.0,
             close_reason: "",

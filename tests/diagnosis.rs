@@ -592,7 +592,9 @@ async fn transfer_stalled_is_exact_on_bulk_downloads() {
                     at = split;
                 }
                 let _ = s.write_all(&stream[at..end]).await;
-                tokio::time::sleep(Duration::from_secs(8)).await;
+                // Silent (but connected) past the stall limit, then a clean close: the end of
+                // the stream must still reach the client through the pipe.
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
     };
@@ -635,14 +637,33 @@ async fn transfer_stalled_is_exact_on_bulk_downloads() {
     let _rest = read_all(rest_target.clone(), stream.len()).await;
     let _cut = read_all(cut_target.clone(), cut).await;
 
-    let f = wait_records(1, by_target("failure", cut_target)).await;
+    let f = wait_records(1, by_target("failure", cut_target.clone())).await;
     assert_eq!(f[0]["kind"]["kind"], "transfer_stalled", "{:#}", f[0]);
     assert_eq!(f[0]["cause"], "transfer_stalled");
     // The resting server has been silent for longer than the stall limit by now, twice over.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let rest = records(by_target("failure", rest_target));
+    let rest = records(by_target("failure", rest_target.clone()));
     assert!(
         rest.is_empty(),
         "idle keep-alive taken for a stall: {rest:#?}"
     );
+
+    // Both servers close; the clients see the end and close too; the records tell that the
+    // bulk of each download went through the kernel pipe, every byte counted.
+    let mut ends = Vec::new();
+    for (mut s, target, want) in [(_rest, rest_target, stream.len()), (_cut, cut_target, cut)] {
+        let mut b = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await;
+        assert!(
+            matches!(n, Ok(Ok(0))),
+            "{target}: expected the end of the stream, got {n:?}"
+        );
+        drop(s);
+        ends.push((target, want));
+    }
+    for (target, want) in ends {
+        let c = wait_records(1, by_target("connection", target.clone())).await;
+        assert_eq!(c[0]["zero_copy"], true, "{target}: {:#}", c[0]);
+        assert_eq!(c[0]["bytes_down"], want as u64, "{target}: {:#}", c[0]);
+    }
 }

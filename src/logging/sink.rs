@@ -111,7 +111,7 @@ impl Writer {
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
         loop {
             // Block only when everything is flushed; otherwise drain what is queued and flush
-            // when the queue is empty, so bursts become one write and quiet lines appear at once.
+            // when the queue is empty, so a burst becomes one write.
             let msg = if self.unflushed {
                 match rx.try_recv() {
                     Ok(m) => m,
@@ -127,8 +127,11 @@ impl Writer {
                     Ok(m) => {
                         // Let a burst gather before writing it: while this thread sleeps,
                         // senders queue without waking it, so a busy proxy pays one wake-up and
-                        // one write per interval instead of a thread switch per line.
-                        std::thread::sleep(COALESCE);
+                        // one write per interval instead of a thread switch per line. A flush
+                        // request is served at once.
+                        if matches!(m, Msg::Line(_) | Msg::Record { .. }) {
+                            std::thread::sleep(COALESCE);
+                        }
                         m
                     }
                     Err(_) => break,

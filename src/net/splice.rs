@@ -11,10 +11,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Largest pipe asked for. Linux lets an unprivileged process grow a pipe up to
-/// `/proc/sys/fs/pipe-max-size` (1 MiB by default); a larger pipe means fewer system calls per
-/// GiB. If the kernel refuses, the pipe keeps its default size (64 KiB), which still works.
-const PIPE_BYTES: usize = 1024 * 1024;
+/// Pipe size asked for. Linux counts pipe pages per user (`pipe-user-pages-soft`, 64 MiB by
+/// default for an unprivileged user such as the service's `DynamicUser`): 256 KiB pipes allow
+/// 256 bulk directions at once before the kernel starts handing out tiny pipes.
+pub const PIPE_BYTES: usize = 256 * 1024;
+
+/// Below this a pipe costs more system calls than copying saves: a user over its pipe-page
+/// limit gets two-page pipes, and those are refused.
+const MIN_PIPE_BYTES: usize = 64 * 1024;
 
 /// A kernel pipe used as the relay's buffer. Both ends close on drop.
 pub struct Pipe {
@@ -25,8 +29,21 @@ pub struct Pipe {
     pending: usize,
 }
 
+/// What one move from a socket into the pipe did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fill {
+    Moved(usize),
+    /// The source finished sending.
+    End,
+    /// The pipe has no free slot (a pipe fills by slots, one per received segment, so it can
+    /// be full well before `capacity` bytes): drain it, then fill again. The source's
+    /// readiness is kept.
+    PipeFull,
+}
+
 impl Pipe {
-    pub fn new() -> io::Result<Pipe> {
+    /// A pipe of about `bytes`, or an error when the kernel grants less than is worth using.
+    pub fn new(bytes: usize) -> io::Result<Pipe> {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
@@ -34,19 +51,17 @@ impl Pipe {
         }
         // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // SAFETY: plain fcntl on a descriptor we own.
-        let got = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES as i32) };
-        let capacity = if got > 0 {
-            got as usize
-        } else {
-            // SAFETY: as above; F_GETPIPE_SZ only reads.
-            let cur = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) };
-            if cur > 0 {
-                cur as usize
-            } else {
-                64 * 1024
-            }
-        };
+        let want = i32::try_from(bytes).unwrap_or(i32::MAX);
+        // SAFETY: plain fcntl on a descriptor we own. A refusal leaves the default size.
+        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want) };
+        // SAFETY: as above; F_GETPIPE_SZ only reads.
+        let got = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        let capacity = usize::try_from(got).unwrap_or(0);
+        if capacity < MIN_PIPE_BYTES.min(bytes) {
+            return Err(io::Error::other(format!(
+                "the kernel granted a pipe of {capacity} bytes only"
+            )));
+        }
         Ok(Pipe {
             read,
             write,
@@ -59,24 +74,35 @@ impl Pipe {
         self.capacity
     }
 
-    /// Room left in the pipe.
+    /// Room left in the pipe, in bytes (it may run out of slots first; see [`Fill::PipeFull`]).
     pub fn free(&self) -> usize {
         self.capacity - self.pending
     }
 
-    /// Move what `src` has ready into the pipe, without waiting. `Ok(0)` is the end of the
-    /// stream; `WouldBlock` means the socket has nothing now (its readiness is cleared so the
-    /// caller's next `readable().await` waits for new data).
+    /// Move at most `max` bytes of what `src` has ready into the pipe, without waiting.
     ///
-    /// At most `max` bytes, and never more than the pipe has room for: a full pipe also
-    /// answers EAGAIN, which would be mistaken for an empty socket.
-    pub fn fill_from(&mut self, src: &TcpStream, max: usize) -> io::Result<usize> {
+    /// EAGAIN means "socket empty" only when the pipe is empty; with bytes pending it may mean
+    /// "pipe full", which is reported as [`Fill::PipeFull`] without clearing the socket's
+    /// readiness (clearing it would wait for data that is already there). `WouldBlock` is
+    /// returned only for a truly empty socket.
+    pub fn fill_from(&mut self, src: &TcpStream, max: usize) -> io::Result<Fill> {
         let want = max.min(self.free());
-        debug_assert!(want > 0);
-        let (sfd, wfd) = (src.as_raw_fd(), self.write.as_raw_fd());
-        let n = src.try_io(Interest::READABLE, || splice(sfd, wfd, want))?;
-        self.pending += n;
-        Ok(n)
+        if want == 0 {
+            return Ok(Fill::PipeFull);
+        }
+        let (sfd, wfd, pending) = (src.as_raw_fd(), self.write.as_raw_fd(), self.pending);
+        let r = src.try_io(Interest::READABLE, || match splice(sfd, wfd, want) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && pending > 0 => Ok(None),
+            other => other.map(Some),
+        })?;
+        Ok(match r {
+            None => Fill::PipeFull,
+            Some(0) => Fill::End,
+            Some(n) => {
+                self.pending += n;
+                Fill::Moved(n)
+            }
+        })
     }
 
     /// Move everything the pipe holds into `dst`, waiting for it to accept.
@@ -93,6 +119,10 @@ impl Pipe {
             self.pending -= n;
         }
         Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending == 0
     }
 }
 
@@ -140,7 +170,7 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::Pipe;
+    use super::{Fill, Pipe};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
@@ -151,39 +181,98 @@ mod tests {
         (c.expect("connect"), s.expect("accept").0)
     }
 
-    #[tokio::test]
-    async fn moves_a_stream_larger_than_the_pipe_intact() {
+    /// Drives a pipe the way the relay does: fill until the socket is empty or the pipe is
+    /// full, then drain. The writer sends many small segments and then goes quiet *without*
+    /// closing, with a pipe of few slots: every byte must still arrive, which fails if a full
+    /// pipe is ever taken for an empty socket (the relay would then wait for data that is
+    /// already there).
+    async fn relay_small_segments(close_after: bool) {
         let (mut writer, src) = pair().await;
         let (dst, mut reader) = pair().await;
-        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
-        let sent = data.clone();
+        writer.set_nodelay(true).expect("nodelay");
+        let chunks: Vec<Vec<u8>> = (0..400u32)
+            .map(|i| {
+                (0..(100 + i % 700))
+                    .map(|k| ((k + i) % 251) as u8)
+                    .collect()
+            })
+            .collect();
+        let data: Vec<u8> = chunks.concat();
         let w = tokio::spawn(async move {
-            writer.write_all(&sent).await.expect("write");
-            writer.shutdown().await.expect("shutdown");
+            for (i, c) in chunks.iter().enumerate() {
+                writer.write_all(c).await.expect("write");
+                if i % 50 == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+            if close_after {
+                writer.shutdown().await.expect("shutdown");
+            }
+            // Stay connected (and silent) until the test is over.
+            tokio::time::sleep(std::time::Duration::from_secs(20)).await;
         });
+        let want = data.len();
         let r = tokio::spawn(async move {
             let mut got = Vec::new();
-            reader.read_to_end(&mut got).await.expect("read");
+            let mut b = vec![0u8; 65536];
+            while got.len() < want {
+                match reader.read(&mut b).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&b[..n]),
+                }
+            }
             got
         });
-        let mut pipe = Pipe::new().expect("pipe");
-        assert!(pipe.capacity() >= 4096);
-        let mut moved = 0usize;
-        loop {
-            src.readable().await.expect("readable");
-            match pipe.fill_from(&src, usize::MAX) {
-                Ok(0) => break,
-                Ok(n) => {
-                    moved += n;
-                    pipe.drain_to(&dst).await.expect("drain");
+        // The smallest pipe the kernel gives: few slots, so tiny segments fill it quickly.
+        let mut pipe = Pipe::new(4096).expect("pipe");
+        let relay = async {
+            let mut moved = 0usize;
+            loop {
+                src.readable().await.expect("readable");
+                loop {
+                    match pipe.fill_from(&src, usize::MAX) {
+                        Ok(Fill::End) => {
+                            pipe.drain_to(&dst).await.expect("drain");
+                            return moved;
+                        }
+                        Ok(Fill::Moved(n)) => moved += n,
+                        Ok(Fill::PipeFull) => pipe.drain_to(&dst).await.expect("drain"),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("splice: {e}"),
+                    }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("splice: {e}"),
+                pipe.drain_to(&dst).await.expect("drain");
+                if moved == want && !close_after {
+                    return moved;
+                }
             }
-        }
-        drop(dst);
-        w.await.expect("writer");
+        };
+        let moved = tokio::time::timeout(std::time::Duration::from_secs(15), relay)
+            .await
+            .expect("the relay waited for data that had already arrived");
         assert_eq!(moved, data.len());
-        assert!(r.await.expect("reader") == data, "bytes changed in transit");
+        drop(dst);
+        let got = r.await.expect("reader");
+        assert!(got == data, "bytes changed in transit");
+        w.abort();
+    }
+
+    #[tokio::test]
+    async fn a_full_pipe_is_not_taken_for_an_empty_socket() {
+        relay_small_segments(false).await;
+    }
+
+    #[tokio::test]
+    async fn small_segments_then_end_of_stream_arrive_whole() {
+        relay_small_segments(true).await;
+    }
+
+    #[test]
+    fn a_pipe_too_small_to_be_worth_it_is_refused() {
+        // The kernel rounds a pipe up to a page at least; asking for the threshold is granted.
+        assert!(Pipe::new(super::MIN_PIPE_BYTES).is_ok());
+        assert!(Pipe::new(super::PIPE_BYTES)
+            .map(|p| p.capacity() >= super::MIN_PIPE_BYTES)
+            .unwrap_or(false));
     }
 }

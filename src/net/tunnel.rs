@@ -53,6 +53,8 @@ pub struct TunnelReport {
     pub close_reason: &'static str,
     /// Record framing of the server's side, when the tunnel carries TLS.
     pub server_records: Option<RecordTracker>,
+    /// A direction moved to the kernel pipe.
+    pub zero_copy: bool,
 }
 
 /// Largest handshake prefix kept for parsing; beyond it the handshake is not observed.
@@ -331,6 +333,10 @@ struct Flow {
     finished: std::sync::atomic::AtomicBool,
     /// Record framing is followed, so `mid_record` is exact and decides alone.
     tracked: std::sync::atomic::AtomicBool,
+    /// Waiting for the destination to take bytes: a slow reader, not a silent source.
+    writing: std::sync::atomic::AtomicBool,
+    /// The direction moved to the kernel pipe.
+    spliced: std::sync::atomic::AtomicBool,
 }
 
 impl Flow {
@@ -450,6 +456,7 @@ async fn relay(
                 if !stalled_reported
                     && down_bytes > 0
                     && !down.finished.load(Ordering::Relaxed)
+                    && !down.writing.load(Ordering::Relaxed)
                     && down.mid_stream()
                     && down_idle >= cfg.stall.as_millis() as u64
                 {
@@ -471,6 +478,7 @@ async fn relay(
     };
     report.bytes_up += up.bytes.load(Ordering::Relaxed);
     report.bytes_down += down.bytes.load(Ordering::Relaxed);
+    report.zero_copy = up.spliced.load(Ordering::Relaxed) || down.spliced.load(Ordering::Relaxed);
     report.close_reason = reason;
 }
 
@@ -507,7 +515,9 @@ async fn pump(
                         rt.feed(&buf[..n]);
                         flow.mid_record.store(rt.mid_record(), Ordering::Relaxed);
                     }
+                    flow.writing.store(true, Ordering::Relaxed);
                     write_all(dst, &buf[..n]).await?;
+                    flow.writing.store(false, Ordering::Relaxed);
                     if n == buf.capacity() && buf.capacity() < size {
                         buf = Vec::with_capacity(size);
                     }
@@ -516,7 +526,10 @@ async fn pump(
                         // (no pipe to be had), copying goes on.
                         zero_copy_after = None;
                         #[cfg(target_os = "linux")]
-                        if let Ok(pipe) = crate::net::splice::Pipe::new() {
+                        if let Ok(pipe) =
+                            crate::net::splice::Pipe::new(crate::net::splice::PIPE_BYTES)
+                        {
+                            flow.spliced.store(true, Ordering::Relaxed);
                             drop(buf);
                             return Box::pin(spliced(src, dst, flow, epoch, pipe, records)).await;
                         }
@@ -540,16 +553,50 @@ async fn spliced(
     flow: &Flow,
     epoch: Instant,
     mut pipe: crate::net::splice::Pipe,
+    records: Option<RecordTracker>,
+) -> io::Result<()> {
+    let r = splice_loop(src, dst, flow, epoch, &mut pipe, records).await;
+    if r.is_err() && !pipe.is_empty() {
+        // The source failed (a reset, say): what it sent before is still owed to the other
+        // side, as the copy path would have delivered it.
+        let _ = deliver(&mut pipe, dst, flow).await;
+    }
+    r
+}
+
+/// Drain the pipe into `dst`, marking the direction as waiting on its destination meanwhile.
+#[cfg(target_os = "linux")]
+async fn deliver(
+    pipe: &mut crate::net::splice::Pipe,
+    dst: &TcpStream,
+    flow: &Flow,
+) -> io::Result<()> {
+    if pipe.is_empty() {
+        return Ok(());
+    }
+    flow.writing.store(true, Ordering::Relaxed);
+    let r = pipe.drain_to(dst).await;
+    flow.writing.store(false, Ordering::Relaxed);
+    r
+}
+
+#[cfg(target_os = "linux")]
+async fn splice_loop(
+    src: &TcpStream,
+    dst: &TcpStream,
+    flow: &Flow,
+    epoch: Instant,
+    pipe: &mut crate::net::splice::Pipe,
     mut records: Option<RecordTracker>,
 ) -> io::Result<()> {
-    use crate::net::splice::peek;
+    use crate::net::splice::{peek, Fill};
     loop {
         // The source has nothing more for now: deliver what the pipe holds before waiting.
-        pipe.drain_to(dst).await?;
+        deliver(pipe, dst, flow).await?;
         src.readable().await?;
         loop {
             if pipe.free() < TLS_HEADER {
-                pipe.drain_to(dst).await?;
+                deliver(pipe, dst, flow).await?;
             }
             let mut peeked: Option<[u8; TLS_HEADER]> = None;
             let want = match records.as_mut() {
@@ -577,7 +624,7 @@ async fn spliced(
                     } else {
                         // A header split across segments: take its bytes the ordinary way,
                         // after what the pipe holds, so order is kept.
-                        pipe.drain_to(dst).await?;
+                        deliver(pipe, dst, flow).await?;
                         let mut part = [0u8; TLS_HEADER];
                         let need = TLS_HEADER - rt.header_len;
                         match src.try_read(&mut part[..need]) {
@@ -586,7 +633,9 @@ async fn spliced(
                                 flow.moved(n, epoch);
                                 rt.feed(&part[..n]);
                                 flow.mid_record.store(rt.mid_record(), Ordering::Relaxed);
+                                flow.writing.store(true, Ordering::Relaxed);
                                 write_all(dst, &part[..n]).await?;
+                                flow.writing.store(false, Ordering::Relaxed);
                                 continue;
                             }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -596,18 +645,19 @@ async fn spliced(
                 }
             };
             let moved = if want == 0 {
-                Ok(0)
+                Ok(Fill::End)
             } else {
                 pipe.fill_from(src, want)
             };
             match moved {
-                Ok(0) => {
-                    pipe.drain_to(dst).await?;
+                Ok(Fill::End) => {
+                    deliver(pipe, dst, flow).await?;
                     flow.finished.store(true, Ordering::Relaxed);
                     let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
                     return Ok(());
                 }
-                Ok(n) => {
+                Ok(Fill::PipeFull) => deliver(pipe, dst, flow).await?,
+                Ok(Fill::Moved(n)) => {
                     flow.moved(n, epoch);
                     if let Some(rt) = records.as_mut() {
                         // The header went through the pipe; its bytes are known from the peek.

@@ -243,6 +243,7 @@ async fn tunnel(
     let report = crate::net::tunnel::run(client, server, &shared.tunnel, &failures).await;
     rec.bytes_up = report.bytes_up;
     rec.bytes_down = report.bytes_down;
+    rec.zero_copy = report.zero_copy;
     rec.close_reason = report.close_reason;
     if let Some(t) = &report.tls {
         rec.set_tls(t);
