@@ -11,10 +11,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Pipe size asked for. Linux counts pipe pages per user (`pipe-user-pages-soft`, 64 MiB by
-/// default for an unprivileged user such as the service's `DynamicUser`): 256 KiB pipes allow
-/// 256 bulk directions at once before the kernel starts handing out tiny pipes.
-pub const PIPE_BYTES: usize = 256 * 1024;
+/// Pipe size asked for first. Linux counts pipe pages per user (`pipe-user-pages-soft`, 64 MiB
+/// by default for an unprivileged user such as the service's `DynamicUser`), so about 64 bulk
+/// directions get a 1 MiB pipe; later ones are granted smaller sizes, and once the budget is
+/// spent entirely, the copy path carries on.
+pub const PIPE_BYTES: usize = 1024 * 1024;
+
+/// Sizes tried after a refusal of `PIPE_BYTES`, largest first.
+const FALLBACK_BYTES: [usize; 2] = [256 * 1024, 64 * 1024];
 
 /// Below this a pipe costs more system calls than copying saves: a user over its pipe-page
 /// limit gets two-page pipes, and those are refused.
@@ -51,9 +55,14 @@ impl Pipe {
         }
         // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let want = i32::try_from(bytes).unwrap_or(i32::MAX);
-        // SAFETY: plain fcntl on a descriptor we own. A refusal leaves the default size.
-        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want) };
+        for size in std::iter::once(bytes).chain(FALLBACK_BYTES.into_iter().filter(|&b| b < bytes))
+        {
+            let want = i32::try_from(size).unwrap_or(i32::MAX);
+            // SAFETY: plain fcntl on a descriptor we own. A refusal leaves the size as it was.
+            if unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want) } >= 0 {
+                break;
+            }
+        }
         // SAFETY: as above; F_GETPIPE_SZ only reads.
         let got = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) };
         let capacity = usize::try_from(got).unwrap_or(0);
