@@ -329,6 +329,328 @@ async fn upstream_proxy_accepts_refuses_asks_auth_or_closes() {
     }
 }
 
+/// What a fake upstream proxy saw: the head of each CONNECT it was sent, in arrival order.
+type Heads = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A fake corporate proxy on loopback. It reads a CONNECT head and records it; it answers
+/// `407` when `require` is set and the head lacks exactly that `Proxy-Authorization` value,
+/// `403` when the requested host starts with `refused.`, and otherwise `200` followed by the
+/// tunnel bytes `via-upstream` (it never dials anything itself); then it closes.
+async fn fake_upstream(require: Option<&'static str>) -> (std::net::SocketAddr, Heads) {
+    let heads: Heads = Default::default();
+    let seen = heads.clone();
+    let addr = server(move |mut s: TcpStream| {
+        let seen = seen.clone();
+        async move {
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut b).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&b[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            seen.lock().unwrap().push(head.clone());
+            let authorized = require.map_or(true, |want| {
+                head.lines()
+                    .any(|l| l == format!("Proxy-Authorization: {want}"))
+            });
+            let answer: &[u8] = if !authorized {
+                b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"
+            } else if head.starts_with("CONNECT refused.") {
+                b"HTTP/1.1 403 Forbidden\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 Connection established\r\n\r\nvia-upstream"
+            };
+            let _ = s.write_all(answer).await;
+        }
+    })
+    .await;
+    (addr, heads)
+}
+
+/// Read until end of stream, bounded; `Ok` with what came when the peer closed (or reset).
+async fn read_until_closed(s: &mut TcpStream) -> Result<Vec<u8>, &'static str> {
+    let mut got = Vec::new();
+    let mut b = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await {
+            Err(_) => return Err("still open after 10 s"),
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(got),
+            Ok(Ok(n)) => got.extend_from_slice(&b[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_passthrough_tunnel_is_closed_with_idle_timeout() {
+    // An origin that never speaks first (it answers `ping` once, with `pong`) and reports what
+    // it received when its side of the tunnel ends.
+    let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let origin = server(move |mut s: TcpStream| {
+        let ended_tx = ended_tx.clone();
+        async move {
+            let mut got = Vec::new();
+            let mut b = [0u8; 1024];
+            loop {
+                match s.read(&mut b).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        got.extend_from_slice(&b[..n]);
+                        // Answer a plain (non-TLS) greeting once, then fall silent.
+                        if got == b"ping" {
+                            let _ = s.write_all(b"pong").await;
+                        }
+                    }
+                }
+            }
+            let _ = ended_tx.send(got);
+        }
+    })
+    .await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.timeouts.idle = Duration::from_secs(1);
+    let proxy = Proxy::start(cfg).await;
+
+    // Silent from the start: neither side ever sends a byte (ends while awaiting the first).
+    let target = format!("127.0.0.1:{}", origin.port());
+    let (mut s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    let got = read_until_closed(&mut s).await;
+    assert_eq!(got, Ok(Vec::new()), "regdoc did not close the idle tunnel");
+    let seen = tokio::time::timeout(Duration::from_secs(10), ended_rx.recv())
+        .await
+        .expect("the server's side of the idle tunnel was not closed");
+    assert_eq!(seen, Some(Vec::new()));
+    let c = wait_records(1, by_target("connection", target.clone())).await;
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0]["mode"], "tunnel");
+    assert_eq!(c[0]["close_reason"], "idle_timeout", "{}", c[0]);
+    assert_eq!(c[0]["bytes_up"], 0);
+    assert_eq!(c[0]["bytes_down"], 0);
+    drop(s);
+
+    // Silent after an exchange: the bulk relay's idle watch closes it too.
+    let (mut s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    s.write_all(b"ping").await.unwrap();
+    let got = read_until_closed(&mut s).await;
+    assert_eq!(got.as_deref(), Ok(&b"pong"[..]), "regdoc did not close");
+    let seen = tokio::time::timeout(Duration::from_secs(10), ended_rx.recv())
+        .await
+        .expect("the server's side of the idle tunnel was not closed");
+    assert_eq!(seen.as_deref(), Some(&b"ping"[..]));
+    let c = wait_records(2, by_target("connection", target)).await;
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert_eq!(c[1]["close_reason"], "idle_timeout", "{}", c[1]);
+    assert_eq!(c[1]["bytes_up"], 4);
+    assert_eq!(c[1]["bytes_down"], 4);
+}
+
+#[tokio::test]
+async fn silent_upstream_proxy_is_504_upstream_proxy_timeout() {
+    // Accepts the TCP connection, reads the CONNECT, never answers.
+    let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let silent = server(move |mut s: TcpStream| {
+        let got_tx = got_tx.clone();
+        async move {
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while let Ok(n) = s.read(&mut b).await {
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&b[..n]);
+                if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let _ = got_tx.send(String::from_utf8_lossy(&head).into_owned());
+                }
+            }
+        }
+    })
+    .await;
+    let mut cfg = config(&[silent.port()]);
+    cfg.upstream.proxy = Some(format!("http://{silent}"));
+    cfg.timeouts.upstream_proxy = Duration::from_millis(500);
+    let proxy = Proxy::start(cfg).await;
+    // Never resolved by regdoc: the name goes to the upstream proxy as is.
+    let target = format!("silent-upstream.example.test:{}", silent.port());
+    let (_s, status, reason) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 504, "{reason}");
+    assert!(
+        reason.starts_with("regdoc upstream_proxy: "),
+        "reason does not name the cause: {reason}"
+    );
+    assert!(reason.contains("did not answer"), "{reason}");
+    assert!(reason.contains(&silent.to_string()), "{reason}");
+    let head = tokio::time::timeout(Duration::from_secs(10), got_rx.recv())
+        .await
+        .expect("the upstream proxy got no CONNECT")
+        .unwrap();
+    assert!(
+        head.starts_with(&format!("CONNECT {target} HTTP/1.1\r\n")),
+        "{head}"
+    );
+
+    let f = wait_records(1, by_target("failure", target.clone())).await;
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0]["phase"], "upstream_proxy");
+    assert_eq!(f[0]["kind"]["kind"], "upstream_proxy_timeout", "{}", f[0]);
+    assert_eq!(f[0]["cause"], "upstream_proxy");
+    assert_eq!(f[0]["upstream_proxy"], silent.to_string().as_str());
+    assert_eq!(f[0]["reply_status"], 504);
+    assert_eq!(f[0]["reply_reason"], reason.as_str());
+    let c = wait_records(1, by_target("connection", target)).await;
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0]["phases"]["connect"]["outcome"], "ok", "{}", c[0]);
+    assert_eq!(c[0]["phases"]["upstream_proxy"]["outcome"], "timeout");
+    assert_eq!(c[0]["upstream_proxy"], silent.to_string().as_str());
+    assert_eq!(c[0]["close_reason"], "refused");
+    assert_eq!(c[0]["failed"], true);
+}
+
+#[tokio::test]
+async fn no_proxy_hosts_go_direct_while_others_use_the_upstream_proxy() {
+    let origin = server(|mut s: TcpStream| async move {
+        let _ = s.write_all(b"direct-origin").await;
+    })
+    .await;
+    let port = origin.port();
+    let (up, heads) = fake_upstream(None).await;
+    let mut cfg = config(&[port]);
+    cfg.upstream.proxy = Some(format!("http://{up}"));
+    // An exact host (which also covers its subdomains) and a `.domain` suffix.
+    cfg.upstream.no_proxy = vec!["direct.example.test".into(), ".corp.test".into()];
+    let direct_hosts = [
+        "direct.example.test",
+        "sub.direct.example.test",
+        "reg.corp.test",
+        "a.b.corp.test",
+        "corp.test",
+    ];
+    // Only the direct hosts resolve (to loopback); the others are never resolved by regdoc.
+    for h in direct_hosts {
+        cfg.dns
+            .overrides
+            .insert(h.into(), vec!["127.0.0.1".parse().unwrap()]);
+    }
+    let proxy = Proxy::start(cfg).await;
+
+    for h in direct_hosts {
+        let target = format!("{h}:{port}");
+        let (mut s, status, reason) = connect(proxy.addr, &target, "").await;
+        assert_eq!(status, 200, "{h}: {reason}");
+        assert_eq!(
+            read_until_closed(&mut s).await.as_deref(),
+            Ok(&b"direct-origin"[..]),
+            "{h}"
+        );
+        drop(s);
+        let c = wait_records(1, by_target("connection", target)).await;
+        assert_eq!(c.len(), 1, "{h}: {c:?}");
+        assert!(c[0]["upstream_proxy"].is_null(), "{h}: {}", c[0]);
+        assert!(c[0]["phases"]["upstream_proxy"].is_null(), "{h}: {}", c[0]);
+        assert_eq!(c[0]["resolved"][0], format!("127.0.0.1:{port}"), "{h}");
+    }
+    let through = heads.lock().unwrap().clone();
+    assert!(
+        through.is_empty(),
+        "a no_proxy host went through the upstream proxy: {through:?}"
+    );
+
+    // Not listed, and not on a label boundary of a listed domain.
+    let via_hosts = ["other.example.test", "notcorp.test", "example.test"];
+    for h in via_hosts {
+        let target = format!("{h}:{port}");
+        let (mut s, status, reason) = connect(proxy.addr, &target, "").await;
+        assert_eq!(status, 200, "{h}: {reason}");
+        let mut b = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut b))
+            .await
+            .expect("bounded read")
+            .unwrap();
+        assert_eq!(&b, b"via-upstream", "{h}");
+        drop(s);
+        let c = wait_records(1, by_target("connection", target)).await;
+        assert_eq!(c.len(), 1, "{h}: {c:?}");
+        assert_eq!(c[0]["upstream_proxy"], up.to_string().as_str(), "{h}");
+        assert_eq!(c[0]["phases"]["upstream_proxy"]["outcome"], "ok", "{h}");
+    }
+    let heads = heads.lock().unwrap().clone();
+    let asked: Vec<&str> = heads
+        .iter()
+        .map(|h| h.lines().next().unwrap_or(""))
+        .collect();
+    let want: Vec<String> = via_hosts
+        .iter()
+        .map(|h| format!("CONNECT {h}:{port} HTTP/1.1"))
+        .collect();
+    assert_eq!(asked, want);
+}
+
+#[tokio::test]
+async fn upstream_proxy_credentials_are_sent_and_never_logged() {
+    // base64("user:secret")
+    const BASIC: &str = "dXNlcjpzZWNyZXQ=";
+    let (up, heads) = fake_upstream(Some("Basic dXNlcjpzZWNyZXQ=")).await;
+    let mut cfg = config(&[up.port()]);
+    cfg.upstream.proxy = Some(format!("http://user:secret@{up}"));
+    let proxy = Proxy::start(cfg).await;
+
+    let target = format!("creds.example.test:{}", up.port());
+    let (mut s, status, reason) = connect(proxy.addr, &target, "").await;
+    assert_eq!(
+        status, 200,
+        "the upstream proxy refused the credentials: {reason}"
+    );
+    let mut b = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut b))
+        .await
+        .expect("bounded read")
+        .unwrap();
+    assert_eq!(&b, b"via-upstream");
+    drop(s);
+    {
+        let heads = heads.lock().unwrap();
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        assert!(
+            heads[0]
+                .lines()
+                .any(|l| l == format!("Proxy-Authorization: Basic {BASIC}")),
+            "{}",
+            heads[0]
+        );
+    }
+    // A refusal by the same upstream writes a failure record naming it: still no secret.
+    let refused = format!("refused.example.test:{}", up.port());
+    let (_s, status, reason) = connect(proxy.addr, &refused, "").await;
+    assert_eq!(status, 502, "{reason}");
+    let f = wait_records(1, by_target("failure", refused.clone())).await;
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0]["kind"]["status"], 403, "{}", f[0]);
+    assert_eq!(f[0]["upstream_proxy"], up.to_string().as_str());
+    let c = wait_records(1, by_target("connection", target)).await;
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0]["upstream_proxy"], up.to_string().as_str());
+    wait_records(1, by_target("connection", refused)).await;
+
+    let text = all_text();
+    let all = records(|_| true);
+    for (what, haystack) in [
+        ("log text", text),
+        ("records", serde_json::to_string(&all).unwrap()),
+    ] {
+        assert!(
+            !haystack.contains("secret"),
+            "the password reached the {what}"
+        );
+        assert!(
+            !haystack.contains(BASIC) && !haystack.contains("dXNlcjpzZWNyZXQ"),
+            "the encoded credential reached the {what}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn plain_http_is_forwarded_with_keep_alive_and_streamed_bodies() {
     use http_body_util::BodyExt;
