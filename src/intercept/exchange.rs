@@ -15,6 +15,9 @@ use std::time::SystemTime;
 pub const BODY_CAP: usize = 16 * 1024;
 /// Cap of a plain-text error line kept in the record.
 const TEXT_CAP: usize = 512;
+/// Cap of the path a `request` record shows: enough for any registry route (a repository name
+/// is at most 255 characters in ACR), short enough that a hostile path cannot bloat the log.
+const PATH_CAP: usize = 512;
 
 /// The header regdoc adds to a response it judged a failure.
 pub const CAUSE_HEADER: HeaderName = HeaderName::from_static("x-regdoc-cause");
@@ -37,6 +40,23 @@ pub fn from_request(method: &http::Method, uri: &http::Uri, headers: &HeaderMap)
         service: info.service,
         ..HttpExchange::default()
     }
+}
+
+/// The request path as a `request` record shows it. Only the path: the query goes (token
+/// requests name the account there, storage and other services put signatures there), and so
+/// does the authority of an absolute-form target (it may carry `user:password@`). Registry paths
+/// name repositories, tags, digests and upload sessions, none of which is a credential.
+pub fn record_path(uri: &http::Uri) -> String {
+    let path = uri.path();
+    // `http::Uri` never keeps a fragment, but nothing may depend on that for a secret.
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    if path.is_empty() {
+        return "/".to_string();
+    }
+    path.chars()
+        .filter(|c| !c.is_control())
+        .take(PATH_CAP)
+        .collect()
 }
 
 /// A client-side transport error with its causes, `outer: inner: innermost`. hyper's own text
@@ -212,6 +232,24 @@ mod tests {
         let json = serde_json::to_string(&ex).unwrap();
         assert!(!json.contains(secret) && !json.contains(&basic), "{json}");
         assert!(!json.contains("alice"), "{json}");
+    }
+
+    #[test]
+    fn record_path_keeps_the_path_only() {
+        let u: http::Uri = "/oauth2/token?account=alice&scope=repository%3Ax%3Apull&service=r"
+            .parse()
+            .unwrap();
+        assert_eq!(record_path(&u), "/oauth2/token");
+        let u: http::Uri = "http://user:pw@reg.local:5000/v2/app/blobs/uploads/0f1e?_state=SECRET"
+            .parse()
+            .unwrap();
+        assert_eq!(record_path(&u), "/v2/app/blobs/uploads/0f1e");
+        let u: http::Uri = "http://reg.local:5000".parse().unwrap();
+        assert_eq!(record_path(&u), "/");
+        let long: http::Uri = format!("/v2/{}app/manifests/latest", "a/".repeat(400))
+            .parse()
+            .unwrap();
+        assert_eq!(record_path(&long).len(), PATH_CAP);
     }
 
     #[test]
