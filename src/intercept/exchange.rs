@@ -163,10 +163,22 @@ fn issued_token_claims(body: &[u8]) -> Option<jwt::Claims> {
         .find_map(jwt::decode_claims)
 }
 
-/// `scheme://host/path` of a URL, without its query and fragment.
+/// `scheme://host/path` of a URL, without its query and fragment, and without a
+/// `user:password@` before the host (a credential too, however rarely a server sends one).
 fn strip_query(url: &str) -> String {
     let end = url.find(['?', '#']).unwrap_or(url.len());
-    url[..end].chars().take(512).collect()
+    let url = &url[..end];
+    let kept = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    };
+    kept.chars().take(512).collect()
 }
 
 fn skew_secs(server: SystemTime, local: SystemTime) -> i64 {
@@ -278,6 +290,23 @@ mod tests {
         );
         assert_eq!(ex.date_skew_secs, Some(120));
         assert!(!wants_body(&ex));
+    }
+
+    #[test]
+    fn location_loses_user_info_and_query() {
+        assert_eq!(
+            strip_query("https://u:pw-S3cret@acct.blob.core.windows.net/c/d?sig=SECRETSIG"),
+            "https://acct.blob.core.windows.net/c/d"
+        );
+        // An `@` in the path is not user info.
+        assert_eq!(
+            strip_query("https://reg.example/v2/a@b/blobs/x"),
+            "https://reg.example/v2/a@b/blobs/x"
+        );
+        assert_eq!(
+            strip_query("/v2/app/blobs/uploads/0f1e?_state=S"),
+            "/v2/app/blobs/uploads/0f1e"
+        );
     }
 
     #[test]
