@@ -223,6 +223,9 @@ pub struct LogConfig {
     pub file: Option<PathBuf>,
     /// `connection` records for healthy connections too (failures are always logged).
     pub connections: bool,
+    /// One `request` record per HTTP exchange seen with interception or plain forwarding.
+    /// Off by default: a pull is dozens of exchanges, and most operators only need failures.
+    pub requests: bool,
     /// Identical failures within this interval are counted, not repeated.
     #[serde(deserialize_with = "duration")]
     pub aggregate_interval: Duration,
@@ -234,6 +237,7 @@ impl Default for LogConfig {
             format: LogFormat::Json,
             file: None,
             connections: true,
+            requests: false,
             aggregate_interval: Duration::from_secs(60),
         }
     }

@@ -382,7 +382,7 @@ fn summary(cfg: &Config) -> String {
     let _ = writeln!(s, "auth              {auth}");
     let _ = writeln!(
         s,
-        "log               format={} file={} connections={} aggregate_interval={:?}",
+        "log               format={} file={} connections={} requests={} aggregate_interval={:?}",
         match cfg.log.format {
             LogFormat::Json => "json",
             LogFormat::Pretty => "pretty",
@@ -393,6 +393,7 @@ fn summary(cfg: &Config) -> String {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "stdout".into()),
         cfg.log.connections,
+        cfg.log.requests,
         cfg.log.aggregate_interval
     );
     let intercept = match (&cfg.intercept.ca_cert, &cfg.intercept.ca_key) {

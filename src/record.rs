@@ -1,10 +1,11 @@
 //! The records regdoc writes: one `connection` record when a connection ends, one `failure`
-//! record the moment a failure happens. Built from observations and findings, emitted through
-//! tracing on the `regdoc::record` target, never on the per-byte path.
+//! record the moment a failure happens, and (with `log.requests`) one `request` record per HTTP
+//! exchange. Built from observations and findings, emitted through tracing on the
+//! `regdoc::record` target, never on the per-byte path.
 
 use crate::diagnose::Finding;
 use crate::endpoint::Endpoint;
-use crate::observe::{FailureEvent, TlsObservation};
+use crate::observe::{FailureEvent, HttpExchange, TlsObservation};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::SystemTime;
@@ -12,8 +13,8 @@ use std::time::SystemTime;
 /// tracing target of record events; the log layer writes their `json` field as one line.
 pub const TARGET: &str = "regdoc::record";
 
-/// Emit a record: `kind` is `connection`, `failure` or `failure_summary`; `value` serialises to
-/// a JSON object.
+/// Emit a record: `kind` is `connection`, `failure`, `failure_summary` or `request`; `value`
+/// serialises to a JSON object.
 pub fn emit<T: Serialize>(kind: &'static str, value: &T) {
     match serde_json::to_string(value) {
         Ok(json) => tracing::info!(target: TARGET, kind, json = json.as_str()),
@@ -226,6 +227,94 @@ pub fn failure_record<'a>(
     }
 }
 
+/// Where an exchange of a `request` record happened: the connection and the origin it asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestOrigin<'a> {
+    pub conn_id: u64,
+    pub client: SocketAddr,
+    /// `intercept` or `forward`, as the connection record names the mode.
+    pub mode: &'static str,
+    pub host: &'a str,
+    pub port: u16,
+    pub endpoint: &'a Endpoint,
+}
+
+/// The `request` record: one HTTP exchange, written when its response head goes back to the
+/// client (the body is not waited for: a record must not depend on the client reading it).
+#[derive(Debug, Serialize)]
+pub struct RequestRecord<'a> {
+    pub timestamp: String,
+    pub event: &'static str,
+    pub conn_id: u64,
+    pub client: SocketAddr,
+    pub mode: &'static str,
+    /// `host:port` of the origin.
+    pub target: String,
+    pub host: &'a str,
+    pub endpoint: &'static str,
+    pub registry: Option<&'a str>,
+    pub region: Option<&'a str>,
+    /// The request path without its query ([`crate::intercept::exchange::record_path`]).
+    pub path: &'a str,
+    /// Host of an absolute `Location` (a redirect to a data endpoint or blob storage); the
+    /// rest of that URL, its SAS query above all, is not kept.
+    pub location_host: Option<String>,
+    /// From the request reaching regdoc to its response head going back (the time to the
+    /// server's headers alone is `http.headers_ms`).
+    pub duration_ms: f64,
+    /// Status regdoc answered itself (502, 504) when the server's answer never came or could
+    /// not be used; null when the server's reply was passed on.
+    pub reply_status: Option<u16>,
+    /// Cause id when the exchange was judged a failure (its `failure` record has the rest; that
+    /// record may have been counted in a `failure_summary` instead).
+    pub cause: Option<&'static str>,
+    /// The exchange, in the same shape as a failure record's `http`, except `location`, which
+    /// is left out in favour of `location_host`.
+    pub http: HttpExchange,
+}
+
+/// Build the request record of `ex`. `elapsed` is the time since the request reached regdoc;
+/// `cause` the cause id of the failure this exchange was, if it was one.
+pub fn request_record<'a>(
+    origin: &RequestOrigin<'a>,
+    path: &'a str,
+    ex: &HttpExchange,
+    elapsed: std::time::Duration,
+    reply_status: Option<u16>,
+    cause: Option<&'static str>,
+) -> RequestRecord<'a> {
+    let mut http = ex.clone();
+    // `location` keeps the redirect's path; the record promises the host only.
+    let location_host = http
+        .location
+        .take()
+        .as_deref()
+        .and_then(crate::diagnose::location_host);
+    let target = if origin.host.contains(':') {
+        format!("[{}]:{}", origin.host, origin.port)
+    } else {
+        format!("{}:{}", origin.host, origin.port)
+    };
+    RequestRecord {
+        timestamp: timestamp(SystemTime::now()),
+        event: "request",
+        conn_id: origin.conn_id,
+        client: origin.client,
+        mode: origin.mode,
+        target,
+        host: origin.host,
+        endpoint: origin.endpoint.kind.as_str(),
+        registry: origin.endpoint.registry.as_deref(),
+        region: origin.endpoint.region.as_deref(),
+        path,
+        location_host,
+        duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        reply_status,
+        cause,
+        http,
+    }
+}
+
 /// The `failure_summary` record: repeats of one failure that were counted, not written.
 #[derive(Debug, Serialize)]
 pub struct SummaryRecord<'a> {
@@ -260,5 +349,71 @@ pub fn emit_summaries(
             interval_secs: interval.as_secs(),
         };
         emit("failure_summary", &rec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_record_keeps_the_redirect_host_only() {
+        let endpoint = crate::endpoint::classify("myreg.azurecr.io", &[]);
+        let origin = RequestOrigin {
+            conn_id: 7,
+            client: "127.0.0.1:50000".parse().unwrap(),
+            mode: "intercept",
+            host: "myreg.azurecr.io",
+            port: 443,
+            endpoint: &endpoint,
+        };
+        let ex = HttpExchange {
+            method: "GET".into(),
+            path_class: "blob".into(),
+            status: 307,
+            // As `exchange::add_response` keeps it: without the query, with the path.
+            location: Some("https://myreg.westeurope.data.azurecr.io/docker/registry/v2/x".into()),
+            ..HttpExchange::default()
+        };
+        let rec = request_record(
+            &origin,
+            "/v2/app/blobs/sha256:ab",
+            &ex,
+            std::time::Duration::from_micros(12_345),
+            None,
+            None,
+        );
+        let v = serde_json::to_value(&rec).unwrap();
+        assert_eq!(v["event"], "request");
+        assert_eq!(v["mode"], "intercept");
+        assert_eq!(v["target"], "myreg.azurecr.io:443");
+        assert_eq!(v["endpoint"], "registry_rest");
+        assert_eq!(v["registry"], "myreg");
+        assert_eq!(v["path"], "/v2/app/blobs/sha256:ab");
+        assert_eq!(v["location_host"], "myreg.westeurope.data.azurecr.io");
+        assert_eq!(v["duration_ms"], 12.345);
+        assert_eq!(v["http"]["status"], 307);
+        assert_eq!(v["http"]["location"], serde_json::Value::Null);
+        assert!(!v.to_string().contains("/docker/registry"), "{v}");
+
+        // An IPv6 origin is bracketed in `target`, as connection records write it.
+        let v6 = RequestOrigin {
+            host: "::1",
+            port: 5000,
+            mode: "forward",
+            ..origin
+        };
+        let rec = request_record(
+            &v6,
+            "/v2/",
+            &HttpExchange::default(),
+            std::time::Duration::ZERO,
+            Some(502),
+            Some("registry_error"),
+        );
+        let v = serde_json::to_value(&rec).unwrap();
+        assert_eq!(v["target"], "[::1]:5000");
+        assert_eq!(v["reply_status"], 502);
+        assert_eq!(v["cause"], "registry_error");
     }
 }

@@ -96,15 +96,19 @@ fn capture() -> Arc<Capture> {
 
 /// Failure records (JSON) of one connection.
 fn failures_of(conn_id: u64) -> Vec<serde_json::Value> {
+    records_of("failure", conn_id)
+}
+
+/// Records (JSON) of one kind and one connection, in the order they were written.
+fn records_of(kind: &str, conn_id: u64) -> Vec<serde_json::Value> {
     let needle = format!("\"conn_id\":{conn_id},");
+    let kind = format!(" kind={kind} json=");
     capture()
         .lines
         .lock()
         .unwrap()
         .iter()
-        .filter(|l| {
-            l.contains("regdoc::record") && l.contains("kind=failure") && l.contains(&needle)
-        })
+        .filter(|l| l.contains("regdoc::record") && l.contains(&kind) && l.contains(&needle))
         .filter_map(|l| l.split_once(" json=").map(|(_, j)| j.to_string()))
         .filter_map(|j| serde_json::from_str(&j).ok())
         .collect()
@@ -159,6 +163,8 @@ struct Harness {
     regdoc_ca: rustls::pki_types::CertificateDer<'static>,
     diag: Arc<Diagnoser>,
     headers_timeout: Duration,
+    /// `log.requests` of the harness configuration, handed to each connection.
+    log_requests: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -173,6 +179,27 @@ async fn harness_with(trust_fixture: bool, headers_timeout: Duration) -> Harness
 }
 
 async fn harness_idle(trust_fixture: bool, headers_timeout: Duration, idle: &str) -> Harness {
+    harness_full(trust_fixture, headers_timeout, idle, "").await
+}
+
+/// A harness whose configuration writes a `request` record per exchange.
+async fn harness_requests() -> Harness {
+    harness_full(
+        true,
+        Duration::from_secs(20),
+        "300s",
+        "[log]\nrequests = true\n",
+    )
+    .await
+}
+
+/// `extra` is appended to the configuration text (whole sections).
+async fn harness_full(
+    trust_fixture: bool,
+    headers_timeout: Duration,
+    idle: &str,
+    extra: &str,
+) -> Harness {
     capture();
     let fx = AcrFixture::start(HOST).await;
     fx.add_user("alice", "alice-S3cret-pw!", &[("*", &["pull", "push"])]);
@@ -184,7 +211,7 @@ async fn harness_idle(trust_fixture: bool, headers_timeout: Duration, idle: &str
     // unknown issuer, like a server behind a TLS-inspecting middlebox.
     let roots = if trust_fixture { &fx.ca_file } else { &p.cert };
     let text = format!(
-        "[timeouts]\ntls = \"2s\"\nidle = {idle:?}\n[intercept]\nca_cert = {:?}\nca_key = {:?}\nextra_roots = [{:?}]\n",
+        "[timeouts]\ntls = \"2s\"\nidle = {idle:?}\n[intercept]\nca_cert = {:?}\nca_key = {:?}\nextra_roots = [{:?}]\n{extra}",
         p.cert, p.key, roots
     );
     let cfg = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
@@ -199,6 +226,7 @@ async fn harness_idle(trust_fixture: bool, headers_timeout: Duration, idle: &str
         regdoc_ca,
         diag: Arc::new(Diagnoser::new(&cfg)),
         headers_timeout,
+        log_requests: cfg.log.requests,
         _dir: dir,
     }
 }
@@ -291,6 +319,7 @@ impl Harness {
             endpoint: regdoc::endpoint::classify(HOST, &[]),
             diagnoser: self.diag.clone(),
             response_headers_timeout: self.headers_timeout,
+            log_requests: self.log_requests,
         };
         let ic = self.ic.clone();
         let served = tokio::spawn(async move {
@@ -415,6 +444,16 @@ fn bearer(c: &Client, method: &str, path: &str, tok: &str) -> Request<Full<Bytes
 /// grant. None of it is a failure, and every reply reaches the client unchanged.
 async fn healthy_flow(h2: bool) {
     let h = harness().await;
+    let id = healthy_flow_on(&h, h2).await;
+    assert!(
+        records_of("request", id).is_empty(),
+        "log.requests is off by default: {:?}",
+        records_of("request", id)
+    );
+}
+
+/// The flow of [`healthy_flow`] on `h`; returns the connection's id.
+async fn healthy_flow_on(h: &Harness, h2: bool) -> u64 {
     let mut c = h.client(h2).await;
 
     let r = c.send(c.req("GET", "/v2/").body(empty()).unwrap()).await;
@@ -504,6 +543,7 @@ async fn healthy_flow(h2: bool) {
     assert_eq!(out.tls.client_versions, vec!["TLS1.3", "TLS1.2"]);
     assert!(out.tls.cipher.as_deref().unwrap().starts_with("TLS13_"));
     assert!(out.bytes_up > 0 && out.bytes_down > 0);
+    id
 }
 
 #[tokio::test]
@@ -514,6 +554,154 @@ async fn healthy_docker_login_and_pull_http1() {
 #[tokio::test]
 async fn healthy_docker_login_and_pull_http2() {
     healthy_flow(true).await;
+}
+
+/// With `log.requests = true` the same login and pull leaves one `request` record per exchange,
+/// in order, each with what the exchange showed: the challenge of the anonymous ping, the
+/// credentials' kind (never their value), the issued token's claims, the redirect's host only.
+async fn request_records_follow_the_flow(h2: bool) {
+    let h = harness_requests().await;
+    let id = healthy_flow_on(&h, h2).await;
+    assert!(failures_of(id).is_empty(), "{:?}", failures_of(id));
+    let recs = records_of("request", id);
+    let steps: Vec<(String, String, String, u64)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["http"]["method"].as_str().unwrap().to_string(),
+                r["http"]["path_class"].as_str().unwrap().to_string(),
+                r["path"].as_str().unwrap().to_string(),
+                r["http"]["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let blob = format!("/v2/samples/hello/blobs/sha256:{}", "b".repeat(64));
+    let manifest = "/v2/samples/hello/manifests/latest";
+    let want: Vec<(&str, &str, &str, u64)> = vec![
+        ("GET", "ping", "/v2/", 401),
+        ("GET", "token", "/oauth2/token", 200),
+        ("GET", "ping", "/v2/", 200),
+        ("HEAD", "manifest", manifest, 200),
+        ("GET", "manifest", manifest, 200),
+        ("GET", "blob", &blob, 307),
+        ("POST", "token", "/oauth2/token", 200),
+    ];
+    let want: Vec<(String, String, String, u64)> = want
+        .into_iter()
+        .map(|(m, c, p, s)| (m.into(), c.into(), p.into(), s))
+        .collect();
+    assert_eq!(steps, want, "{recs:#?}");
+
+    for r in &recs {
+        assert_eq!(r["event"], "request");
+        assert_eq!(r["mode"], "intercept");
+        assert_eq!(r["conn_id"], id);
+        assert_eq!(r["client"], "127.0.0.1:50000");
+        assert_eq!(r["target"], format!("{HOST}:443"));
+        assert_eq!(r["host"], HOST);
+        assert_eq!(r["endpoint"], "registry_rest");
+        assert_eq!(r["registry"], "myreg");
+        assert!(r["cause"].is_null() && r["reply_status"].is_null(), "{r}");
+        assert!(r["timestamp"].as_str().unwrap().ends_with('Z'));
+        let ms = r["duration_ms"].as_f64().unwrap();
+        let headers_ms = r["http"]["headers_ms"].as_u64().unwrap();
+        assert!(ms >= 0.0 && (headers_ms as f64) <= ms + 1.0, "{r}");
+        // The redirect's URL is reduced to its host; no record keeps a `location`.
+        assert!(r["http"]["location"].is_null(), "{r}");
+    }
+
+    // The anonymous ping: the challenge and the registry's error code, no credentials.
+    let ping = &recs[0];
+    let www = &ping["http"]["www_authenticate"];
+    assert_eq!(www["scheme"], "Bearer");
+    assert_eq!(www["realm"], format!("https://{HOST}/oauth2/token"));
+    assert_eq!(www["service"], HOST);
+    assert_eq!(ping["http"]["registry_errors"][0]["code"], "UNAUTHORIZED");
+    assert!(ping["http"]["auth"].is_null());
+    // Docker's token request: Basic with a plain user name, the scope asked, the token issued.
+    let tok = &recs[1];
+    assert_eq!(tok["http"]["auth"]["scheme"], "basic");
+    assert_eq!(tok["http"]["auth"]["username_kind"], "other");
+    assert_eq!(
+        tok["http"]["requested_scopes"],
+        serde_json::json!(["repository:samples/hello:pull"])
+    );
+    assert_eq!(tok["http"]["service"], HOST);
+    assert_eq!(
+        tok["http"]["issued_token"]["access"][0]["name"],
+        "samples/hello"
+    );
+    // The authenticated calls: a bearer token, described by its claims.
+    for r in &recs[2..6] {
+        assert_eq!(r["http"]["auth"]["scheme"], "bearer", "{r}");
+        assert!(r["http"]["auth"]["claims"]["exp"].is_i64(), "{r}");
+    }
+    assert_eq!(recs[3]["http"]["repository"], "samples/hello");
+    assert_eq!(recs[3]["http"]["reference"], "latest");
+    // The layer redirect: the data endpoint's host, and nothing of its signed URL.
+    assert_eq!(recs[5]["location_host"], "myreg.westeurope.data.azurecr.io");
+    assert!(recs[..5].iter().all(|r| r["location_host"].is_null()));
+    // The refresh-token grant: the form's credential, by kind.
+    assert_eq!(recs[6]["http"]["auth"]["scheme"], "form:refresh_token");
+}
+
+#[tokio::test]
+async fn request_records_follow_docker_login_and_pull_http1() {
+    request_records_follow_the_flow(false).await;
+}
+
+#[tokio::test]
+async fn request_records_follow_docker_login_and_pull_http2() {
+    request_records_follow_the_flow(true).await;
+}
+
+/// A judged failure and regdoc's own answer are requests too: their records carry the cause
+/// (the failure record has the rest), and regdoc's own status apart from the server's.
+#[tokio::test]
+async fn request_records_name_failures_and_regdocs_own_replies() {
+    let h = harness_requests().await;
+    let mut c = h.client(false).await;
+    let r = token(
+        &mut c,
+        "alice",
+        "wrong-S3cret-pw!",
+        "repository:samples/hello:pull",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    body(r).await;
+    let id = c.conn_id;
+    c.finish().await;
+    let recs = records_of("request", id);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["http"]["status"], 401);
+    assert_eq!(recs[0]["cause"], CAUSE_BAD_CREDS);
+    assert!(recs[0]["reply_status"].is_null());
+    assert_eq!(failures_of(id).len(), 1);
+
+    // A server whose certificate regdoc refuses: every request is answered by regdoc.
+    let h = harness_full(
+        false,
+        Duration::from_secs(20),
+        "300s",
+        "[log]\nrequests = true\n",
+    )
+    .await;
+    let mut c = h.client(false).await;
+    let r = c.send(c.req("GET", "/v2/").body(empty()).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    body(r).await;
+    let id = c.conn_id;
+    c.finish().await;
+    let recs = records_of("request", id);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(
+        recs[0]["http"]["status"], 0,
+        "no status came from the server"
+    );
+    assert_eq!(recs[0]["reply_status"], 502);
+    assert_eq!(recs[0]["cause"], CAUSE_UPSTREAM_CERT);
+    assert_eq!(recs[0]["path"], "/v2/");
 }
 
 /// Assert one judged failure: the header the client sees and the record written.
@@ -994,7 +1182,24 @@ async fn returning_clients_resume_tls_sessions() {
 
 #[tokio::test]
 async fn no_secret_reaches_the_log() {
-    let h = harness().await;
+    secret_scan(false).await;
+}
+
+/// With a record per request, every request path, challenge and redirect is in the log: still
+/// no password, token, Basic value, token-request query or SAS signature.
+#[tokio::test]
+async fn no_secret_reaches_the_log_with_request_records() {
+    secret_scan(true).await;
+}
+
+/// Logins of every kind, a failure, and a layer redirect; then no line of the whole log holds
+/// a secret. `requests` sets `log.requests`.
+async fn secret_scan(requests: bool) {
+    let h = if requests {
+        harness_requests().await
+    } else {
+        harness().await
+    };
     let mut c = h.client(false).await;
     let (at, rt) = access_token(
         &mut c,
@@ -1034,9 +1239,28 @@ async fn no_secret_reaches_the_log() {
     let r = c.send(req).await;
     assert_eq!(r.status(), StatusCode::OK);
     body(r).await;
+    // A layer: the 307 to the data endpoint carries a SAS signature in its query.
+    let digest = format!("sha256:{}", "b".repeat(64));
+    let path = format!("/v2/samples/hello/blobs/{digest}");
+    let r = c.send(bearer(&c, "GET", &path, &at)).await;
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    let location = r.headers()[header::LOCATION].to_str().unwrap().to_string();
+    assert!(location.contains(acr::SAS_SIG), "{location}");
+    body(r).await;
+    let id = c.conn_id;
     c.finish().await;
 
+    let recs = records_of("request", id);
+    if requests {
+        assert_eq!(recs.len(), 6, "one record per request: {recs:#?}");
+        assert_eq!(recs[5]["path"], path);
+        assert_eq!(recs[5]["location_host"], "myreg.westeurope.data.azurecr.io");
+    } else {
+        assert!(recs.is_empty(), "{recs:#?}");
+    }
+
     let mut secrets = h.fx.secrets();
+    assert!(secrets.iter().any(|s| s == acr::SAS_SIG));
     secrets.push("wrong-S3cret-pw!".into());
     for (u, p) in [
         ("alice", "alice-S3cret-pw!"),
@@ -1060,5 +1284,13 @@ async fn no_secret_reaches_the_log() {
                 assert!(!l.contains(sig), "token signature leaked into: {l}");
             }
         }
+    }
+    // No query string reaches the log: not the token request's (it names the account), not
+    // the redirect's (its signature grants read access to the layer).
+    for l in &lines {
+        assert!(
+            !l.contains("sig=") && !l.contains("account=") && !l.contains("offline_token"),
+            "a query string leaked into: {l}"
+        );
     }
 }

@@ -15,6 +15,9 @@ use std::time::SystemTime;
 pub const BODY_CAP: usize = 16 * 1024;
 /// Cap of a plain-text error line kept in the record.
 const TEXT_CAP: usize = 512;
+/// Cap of the path a `request` record shows: enough for any registry route (a repository name
+/// is at most 255 characters in ACR), short enough that a hostile path cannot bloat the log.
+const PATH_CAP: usize = 512;
 
 /// The header regdoc adds to a response it judged a failure.
 pub const CAUSE_HEADER: HeaderName = HeaderName::from_static("x-regdoc-cause");
@@ -37,6 +40,23 @@ pub fn from_request(method: &http::Method, uri: &http::Uri, headers: &HeaderMap)
         service: info.service,
         ..HttpExchange::default()
     }
+}
+
+/// The request path as a `request` record shows it. Only the path: the query goes (token
+/// requests name the account there, storage and other services put signatures there), and so
+/// does the authority of an absolute-form target (it may carry `user:password@`). Registry paths
+/// name repositories, tags, digests and upload sessions, none of which is a credential.
+pub fn record_path(uri: &http::Uri) -> String {
+    let path = uri.path();
+    // `http::Uri` never keeps a fragment, but nothing may depend on that for a secret.
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    if path.is_empty() {
+        return "/".to_string();
+    }
+    path.chars()
+        .filter(|c| !c.is_control())
+        .take(PATH_CAP)
+        .collect()
 }
 
 /// A client-side transport error with its causes, `outer: inner: innermost`. hyper's own text
@@ -143,10 +163,22 @@ fn issued_token_claims(body: &[u8]) -> Option<jwt::Claims> {
         .find_map(jwt::decode_claims)
 }
 
-/// `scheme://host/path` of a URL, without its query and fragment.
+/// `scheme://host/path` of a URL, without its query and fragment, and without a
+/// `user:password@` before the host (a credential too, however rarely a server sends one).
 fn strip_query(url: &str) -> String {
     let end = url.find(['?', '#']).unwrap_or(url.len());
-    url[..end].chars().take(512).collect()
+    let url = &url[..end];
+    let kept = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    };
+    kept.chars().take(512).collect()
 }
 
 fn skew_secs(server: SystemTime, local: SystemTime) -> i64 {
@@ -215,6 +247,24 @@ mod tests {
     }
 
     #[test]
+    fn record_path_keeps_the_path_only() {
+        let u: http::Uri = "/oauth2/token?account=alice&scope=repository%3Ax%3Apull&service=r"
+            .parse()
+            .unwrap();
+        assert_eq!(record_path(&u), "/oauth2/token");
+        let u: http::Uri = "http://user:pw@reg.local:5000/v2/app/blobs/uploads/0f1e?_state=SECRET"
+            .parse()
+            .unwrap();
+        assert_eq!(record_path(&u), "/v2/app/blobs/uploads/0f1e");
+        let u: http::Uri = "http://reg.local:5000".parse().unwrap();
+        assert_eq!(record_path(&u), "/");
+        let long: http::Uri = format!("/v2/{}app/manifests/latest", "a/".repeat(400))
+            .parse()
+            .unwrap();
+        assert_eq!(record_path(&long).len(), PATH_CAP);
+    }
+
+    #[test]
     fn response_facts() {
         let mut ex = HttpExchange {
             path_class: "blob".into(),
@@ -240,6 +290,23 @@ mod tests {
         );
         assert_eq!(ex.date_skew_secs, Some(120));
         assert!(!wants_body(&ex));
+    }
+
+    #[test]
+    fn location_loses_user_info_and_query() {
+        assert_eq!(
+            strip_query("https://u:pw-S3cret@acct.blob.core.windows.net/c/d?sig=SECRETSIG"),
+            "https://acct.blob.core.windows.net/c/d"
+        );
+        // An `@` in the path is not user info.
+        assert_eq!(
+            strip_query("https://reg.example/v2/a@b/blobs/x"),
+            "https://reg.example/v2/a@b/blobs/x"
+        );
+        assert_eq!(
+            strip_query("/v2/app/blobs/uploads/0f1e?_state=S"),
+            "/v2/app/blobs/uploads/0f1e"
+        );
     }
 
     #[test]

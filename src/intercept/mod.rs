@@ -65,6 +65,8 @@ pub struct InterceptCtx {
     pub endpoint: Endpoint,
     pub diagnoser: Arc<crate::diagnose::Diagnoser>,
     pub response_headers_timeout: Duration,
+    /// Write a `request` record per exchange (`log.requests`).
+    pub log_requests: bool,
 }
 
 /// How an intercepted tunnel went, for its connection record.

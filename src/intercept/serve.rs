@@ -136,6 +136,14 @@ impl Sender {
     }
 }
 
+/// What a `request` record needs of a request once the request itself has been sent on.
+struct Seen {
+    /// The path as the record shows it; None when `log.requests` is off, so the default path
+    /// builds nothing.
+    path: Option<String>,
+    received: Instant,
+}
+
 /// A reply regdoc makes itself, with its cause.
 #[derive(Clone)]
 struct OwnReply {
@@ -512,6 +520,13 @@ fn fallback_cause() -> HeaderValue {
     }
 }
 
+/// The cause id an `X-Regdoc-Cause` value names, as the catalog spells it (a `'static` id, as
+/// records carry them).
+fn cause_id(v: &HeaderValue) -> Option<&'static str> {
+    let id = v.to_str().ok()?.split(';').next()?.trim();
+    crate::diagnose::catalog::by_id(id).map(|c| c.id)
+}
+
 fn cause_of(findings: &[Finding]) -> Option<HeaderValue> {
     findings
         .first()
@@ -577,20 +592,33 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 impl Conn {
     async fn handle(&self, req: Request<Incoming>) -> Response<ReplyBody> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let seen = Seen {
+            path: self
+                .ctx
+                .log_requests
+                .then(|| exchange::record_path(req.uri())),
+            received: Instant::now(),
+        };
         let mut ex = exchange::from_request(req.method(), req.uri(), req.headers());
         if let Some(r) = &self.refused {
-            ex.status = r.status.as_u16();
+            // No status came from the server (`http.status` stays 0): regdoc answers every
+            // request itself, and recorded the failure once, when the server was refused.
+            self.record_request(&seen, &ex, Some(r.status.as_u16()), cause_id(&r.cause));
             return own_reply(r.clone(), false);
         }
         let Some(sender) = &self.sender else {
-            return own_reply(
-                OwnReply {
-                    status: StatusCode::BAD_GATEWAY,
-                    cause: fallback_cause(),
-                    body: "regdoc: no connection to the server\n".into(),
-                },
-                false,
+            let reply = OwnReply {
+                status: StatusCode::BAD_GATEWAY,
+                cause: fallback_cause(),
+                body: "regdoc: no connection to the server\n".into(),
+            };
+            self.record_request(
+                &seen,
+                &ex,
+                Some(reply.status.as_u16()),
+                cause_id(&reply.cause),
             );
+            return own_reply(reply, false);
         };
         let (parts, body) = req.into_parts();
         // Token-endpoint forms carry the credential (refresh token, password) in the body, not
@@ -616,6 +644,7 @@ impl Conn {
                 let error = format!("the server sent no response headers within {secs} s");
                 return self.fail_own(
                     ex,
+                    &seen,
                     FailureKind::ResponseHeadersTimeout,
                     StatusCode::GATEWAY_TIMEOUT,
                     error,
@@ -632,6 +661,7 @@ impl Conn {
                 );
                 return self.fail_own(
                     ex,
+                    &seen,
                     FailureKind::UpstreamClosedBeforeHeaders { how },
                     StatusCode::BAD_GATEWAY,
                     error,
@@ -673,6 +703,7 @@ impl Conn {
             &self.ctx.endpoint,
             &ex,
         );
+        self.record_request(&seen, &ex, None, findings.first().map(|f| f.cause.id));
         if !findings.is_empty() {
             self.failures.fetch_add(1, Ordering::Relaxed);
             let status = ex.status;
@@ -706,6 +737,7 @@ impl Conn {
     fn fail_own(
         &self,
         mut ex: HttpExchange,
+        seen: &Seen,
         kind: FailureKind,
         status: StatusCode,
         error: String,
@@ -735,6 +767,14 @@ impl Conn {
         let shown = matches!(ev.kind, FailureKind::UpstreamClosedBeforeHeaders { .. })
             .then_some(reason.as_str());
         record_failure(&ev, &findings, Some((status.as_u16(), &reason)), shown);
+        if let Some(ex) = &ev.http {
+            self.record_request(
+                seen,
+                ex,
+                Some(status.as_u16()),
+                findings.first().map(|f| f.cause.id),
+            );
+        }
         let cause = cause_of(&findings).unwrap_or_else(fallback_cause);
         let mut resp = own_reply(
             OwnReply {
@@ -751,6 +791,37 @@ impl Conn {
             }
         }
         resp
+    }
+
+    /// Write the `request` record of one exchange, when `log.requests` asked for them.
+    /// `reply_status` is regdoc's own answer, when the server's never came.
+    fn record_request(
+        &self,
+        seen: &Seen,
+        ex: &HttpExchange,
+        reply_status: Option<u16>,
+        cause: Option<&'static str>,
+    ) {
+        let Some(path) = seen.path.as_deref() else {
+            return;
+        };
+        let origin = crate::record::RequestOrigin {
+            conn_id: self.ctx.conn_id,
+            client: self.ctx.client,
+            mode: "intercept",
+            host: &self.ctx.host,
+            port: self.ctx.port,
+            endpoint: &self.ctx.endpoint,
+        };
+        let rec = crate::record::request_record(
+            &origin,
+            path,
+            ex,
+            seen.received.elapsed(),
+            reply_status,
+            cause,
+        );
+        crate::record::emit("request", &rec);
     }
 
     /// Rewrite the request for the upstream protocol: origin form plus Host for HTTP/1.1,

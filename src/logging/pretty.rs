@@ -2,6 +2,7 @@
 //!
 //! `18:00:00 FAIL  conn=12 myreg.azurecr.io:443 dns: name does not resolve → registry_name (high): …  fix: …`
 //! `18:00:01 conn  conn=13 myreg.azurecr.io:443 ok 12.3 MB↑ 1.2 GB↓ 5.1s`
+//! `18:00:01 req   conn=13 myreg.azurecr.io:443 GET /v2/app/blobs/sha256:… blob 307 → myreg.westeurope.data.azurecr.io 12ms`
 //!
 //! Times are UTC, like the JSON timestamps they come from.
 
@@ -28,6 +29,7 @@ pub(crate) fn record(kind: Option<&str>, json: &str) -> String {
     match kind {
         "failure" => failure(&time, &obj),
         "connection" => connection(&time, &obj),
+        "request" => request(&time, &obj),
         "failure_summary" => generic(&time, "again", &obj),
         other => generic(&time, other, &obj),
     }
@@ -92,6 +94,41 @@ fn connection(time: &str, o: &Map<String, Value>) -> String {
         if !NORMAL_CLOSE.contains(&reason.as_str()) {
             let _ = write!(out, " closed: {reason}");
         }
+    }
+    out
+}
+
+/// One exchange: method, path, class, the status (the server's, or regdoc's own marked as
+/// such), the redirect's host, the time, and the cause when it was a failure.
+fn request(time: &str, o: &Map<String, Value>) -> String {
+    let mut out = format!("{time} req  ");
+    push_conn(&mut out, o);
+    let http = o.get("http").and_then(Value::as_object);
+    let field = |k: &str| http.and_then(|h| text(h, k));
+    let method = field("method").unwrap_or_else(|| "?".into());
+    let path = text(o, "path").unwrap_or_default();
+    let _ = write!(out, " {method} {path}");
+    if let Some(class) = field("path_class") {
+        let _ = write!(out, " {class}");
+    }
+    let server = http.and_then(|h| h.get("status")).and_then(Value::as_u64);
+    match (o.get("reply_status").and_then(Value::as_u64), server) {
+        (Some(own), _) => {
+            let _ = write!(out, " {own} (regdoc)");
+        }
+        (None, Some(s)) => {
+            let _ = write!(out, " {s}");
+        }
+        (None, None) => {}
+    }
+    if let Some(to) = text(o, "location_host") {
+        let _ = write!(out, " → {to}");
+    }
+    if let Some(ms) = o.get("duration_ms").and_then(Value::as_f64) {
+        let _ = write!(out, " {}", seconds(ms.round() as u64));
+    }
+    if let Some(cause) = text(o, "cause") {
+        let _ = write!(out, " ✗ {cause}");
     }
     out
 }

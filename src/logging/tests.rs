@@ -173,9 +173,24 @@ fn pretty_failure_connection_and_log_lines() {
             &json!({"timestamp": "2026-11-23T18:01:00.000Z", "cause": "registry_name", "count": 7}),
         );
         tracing::warn!(conn_id = 9u64, "upstream slow");
+        crate::record::emit(
+            "request",
+            &json!({"timestamp": "2026-11-23T18:00:03.000Z", "event": "request", "conn_id": 15,
+                "target": "myreg.azurecr.io:443", "path": "/v2/app/blobs/sha256:ab",
+                "location_host": "myreg.westeurope.data.azurecr.io", "duration_ms": 12.4,
+                "reply_status": null, "cause": null,
+                "http": {"method": "GET", "path_class": "blob", "status": 307}}),
+        );
+        crate::record::emit(
+            "request",
+            &json!({"timestamp": "2026-11-23T18:00:04.000Z", "event": "request", "conn_id": 15,
+                "target": "myreg.azurecr.io:443", "path": "/v2/", "duration_ms": 30001.0,
+                "reply_status": 504, "cause": "registry_error",
+                "http": {"method": "GET", "path_class": "ping", "status": 0}}),
+        );
     });
     let got = lines(&path);
-    assert_eq!(got.len(), 5, "{got:#?}");
+    assert_eq!(got.len(), 7, "{got:#?}");
     assert_eq!(
         got[0],
         "18:00:00 FAIL  conn=12 myreg.azurecr.io:443 dns: name does not resolve → registry_name (high): \
@@ -196,6 +211,15 @@ fn pretty_failure_connection_and_log_lines() {
         got[4]
     );
     assert_eq!(got[4].as_bytes()[2], b':');
+    assert_eq!(
+        got[5],
+        "18:00:03 req   conn=15 myreg.azurecr.io:443 GET /v2/app/blobs/sha256:ab blob 307 \
+         → myreg.westeurope.data.azurecr.io 12ms"
+    );
+    assert_eq!(
+        got[6],
+        "18:00:04 req   conn=15 myreg.azurecr.io:443 GET /v2/ ping 504 (regdoc) 30.0s ✗ registry_error"
+    );
 }
 
 #[test]

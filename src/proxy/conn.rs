@@ -222,6 +222,7 @@ async fn tunnel(
             endpoint: target.endpoint.clone(),
             diagnoser: shared.diagnoser.clone(),
             response_headers_timeout: shared.config.timeouts.response_headers,
+            log_requests: shared.config.log.requests,
         };
         rec.mode = "intercept";
         let out = Box::pin(ic.serve(Prefixed::new(rest, client), server, ctx)).await;

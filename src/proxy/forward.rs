@@ -157,6 +157,14 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
     };
     // What the exchange shows (credentials described, never kept), for the diagnosis.
     let mut ex = crate::intercept::exchange::from_request(req.method(), req.uri(), req.headers());
+    // The path a `request` record shows, taken before the request goes on; nothing is built
+    // when `log.requests` is off.
+    let path = st
+        .shared
+        .config
+        .log
+        .requests
+        .then(|| crate::intercept::exchange::record_path(req.uri()));
     let req = prepare_request(req, up.via_proxy);
     let timeout = st.shared.config.timeouts.response_headers;
     let t0 = Instant::now();
@@ -170,7 +178,7 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
             strip_hop_by_hop(resp.headers_mut());
             drop(guard);
             ex.headers_ms = Some(t0.elapsed().as_millis() as u64);
-            Ok(observe(st, &target, ex, resp, started).await)
+            Ok(observe(st, &target, ex, path.as_deref(), resp, started).await)
         }
         Ok(Err(e)) => {
             *guard = None;
@@ -188,7 +196,18 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
                 started.elapsed(),
             );
             ev.http = Some(ex);
-            Err(refuse(&st.shared, &ev))
+            let r = refuse(&st.shared, &ev);
+            if let Some(ex) = &ev.http {
+                record_request(
+                    &target,
+                    path.as_deref(),
+                    started,
+                    ex,
+                    Some(r.status),
+                    r.cause,
+                );
+            }
+            Err(r)
         }
         Err(_) => {
             *guard = None;
@@ -202,9 +221,44 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
                 ),
                 started.elapsed(),
             );
-            Err(refuse(&st.shared, &ev))
+            let r = refuse(&st.shared, &ev);
+            record_request(
+                &target,
+                path.as_deref(),
+                started,
+                &ex,
+                Some(r.status),
+                r.cause,
+            );
+            Err(r)
         }
     }
+}
+
+/// Write the `request` record of one forwarded exchange; `path` is None when `log.requests` is
+/// off. `reply_status` is regdoc's own answer, when the server's never came.
+fn record_request(
+    target: &TargetInfo,
+    path: Option<&str>,
+    started: Instant,
+    ex: &crate::observe::HttpExchange,
+    reply_status: Option<u16>,
+    cause: Option<&'static str>,
+) {
+    let Some(path) = path else {
+        return;
+    };
+    let origin = crate::record::RequestOrigin {
+        conn_id: target.conn_id,
+        client: target.client,
+        mode: "forward",
+        host: &target.host,
+        port: target.port,
+        endpoint: &target.endpoint,
+    };
+    let rec =
+        crate::record::request_record(&origin, path, ex, started.elapsed(), reply_status, cause);
+    crate::record::emit("request", &rec);
 }
 
 /// Judge a forwarded exchange like an intercepted one: a registry served over plain HTTP shows
@@ -214,6 +268,7 @@ async fn observe(
     st: &State,
     target: &TargetInfo,
     mut ex: crate::observe::HttpExchange,
+    path: Option<&str>,
     resp: Response<Incoming>,
     started: Instant,
 ) -> Response<Body> {
@@ -238,6 +293,14 @@ async fn observe(
         st.shared
             .diagnoser
             .judge_exchange(target.client.ip(), &target.host, &target.endpoint, &ex);
+    record_request(
+        target,
+        path,
+        started,
+        &ex,
+        None,
+        findings.first().map(|f| f.cause.id),
+    );
     if !findings.is_empty() {
         if let Ok(mut rec) = st.rec.lock() {
             rec.failed = true;

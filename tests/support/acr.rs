@@ -28,6 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 
+/// The SAS signature of the blob redirect's `Location` (`…/data?se=…&sig=<this>&sp=r`), as the
+/// data endpoint's signed URLs carry one: a secret, listed in [`AcrFixture::secrets`].
+pub const SAS_SIG: &str = "SECRETSIG0fixture0SAS0signature";
+
 /// Null GUID: the user name for an ACR refresh token used as a password [OAUTH].
 pub const NULL_GUID: &str = "00000000-0000-0000-0000-000000000000";
 
@@ -139,7 +143,7 @@ impl AcrFixture {
             mode: Mutex::new(Mode::Normal),
             users: Mutex::new(Vec::new()),
             manifests: Mutex::new(HashMap::new()),
-            secrets: Mutex::new(Vec::new()),
+            secrets: Mutex::new(vec![SAS_SIG.to_string()]),
             requests: Mutex::new(0),
             stream_gate: tokio::sync::Notify::new(),
             release_silent: tokio::sync::Notify::new(),
@@ -818,7 +822,7 @@ async fn registry_route(st: Arc<State>, req: Request<Incoming>) -> Response<Body
         // Layers are served by the data endpoint through a 307 (FW, DDE; H14).
         let name = st.host.split('.').next().unwrap_or("reg");
         let loc = format!(
-            "https://{name}.{}.data.azurecr.io/docker/registry/v2/blobs/sha256/{}/data?se=2030-01-01&sig=FIXTURESIG&sp=r",
+            "https://{name}.{}.data.azurecr.io/docker/registry/v2/blobs/sha256/{}/data?se=2030-01-01&sig={SAS_SIG}&sp=r",
             st.region,
             digest.trim_start_matches("sha256:")
         );
