@@ -87,8 +87,9 @@ fn connection(time: &str, o: &Map<String, Value>) -> String {
     if let Some(down) = o.get("bytes_down").and_then(Value::as_u64) {
         let _ = write!(out, " {}↓", bytes(down));
     }
-    if let Some(ms) = o.get("duration_ms").and_then(Value::as_u64) {
-        let _ = write!(out, " {}", seconds(ms));
+    // Records write durations as fractional milliseconds.
+    if let Some(ms) = o.get("duration_ms").and_then(Value::as_f64) {
+        let _ = write!(out, " {}", seconds(ms.max(0.0).round() as u64));
     }
     if let Some(reason) = text(o, "close_reason") {
         if !NORMAL_CLOSE.contains(&reason.as_str()) {

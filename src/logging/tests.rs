@@ -152,7 +152,7 @@ fn pretty_failure_connection_and_log_lines() {
         "tls": {"outcome": "ok", "ms": 40},
         "bytes_up": 12_300_000u64,
         "bytes_down": 1_200_000_000u64,
-        "duration_ms": 5100,
+        "duration_ms": 5100.375,
         "close_reason": "client_closed"
     });
     let stalled = json!({
