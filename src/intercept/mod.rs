@@ -13,6 +13,7 @@
 
 pub mod body;
 pub mod ca;
+pub mod coalesce;
 pub mod exchange;
 pub mod mint;
 pub mod serve;

@@ -196,6 +196,12 @@ impl Interceptor {
         };
 
         // 1. The client's ClientHello.
+        // Buffered both ways for the reasons given at [`super::upstream_tls::UpstreamIo`].
+        let client = tokio::io::BufStream::with_capacity(
+            super::upstream_tls::TLS_IO_BUFFER,
+            super::upstream_tls::TLS_IO_BUFFER,
+            client,
+        );
         let lazy = tokio_rustls::LazyConfigAcceptor::new(Acceptor::default(), client);
         let start = match tokio::time::timeout(self.tls_timeout, lazy).await {
             Ok(Ok(s)) => s,
@@ -339,7 +345,10 @@ impl Interceptor {
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(self.idle_timeout);
         }
-        let serving = builder.serve_connection(TokioIo::new(client_tls), service);
+        let serving = builder.serve_connection(
+            TokioIo::new(super::coalesce::CoalescedReads::new(client_tls)),
+            service,
+        );
         tokio::pin!(serving);
         // When the server ends its connection (idle timeout, `Connection: close`), end the
         // client's too, gracefully: its next request then opens a new tunnel instead of
@@ -445,10 +454,10 @@ impl Interceptor {
 /// The upstream HTTP connection, and a receiver that completes when that connection ends
 /// (the server closed it, e.g. after its idle timeout).
 async fn handshake(
-    s: tokio_rustls::client::TlsStream<TcpStream>,
+    s: tokio_rustls::client::TlsStream<super::upstream_tls::UpstreamIo>,
     h2: bool,
 ) -> Result<(Sender, tokio::sync::oneshot::Receiver<()>), hyper::Error> {
-    let io = TokioIo::new(s);
+    let io = TokioIo::new(super::coalesce::CoalescedReads::new(s));
     let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
     if h2 {
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())

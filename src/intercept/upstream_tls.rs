@@ -86,6 +86,16 @@ impl std::fmt::Display for UpstreamTlsError {
     }
 }
 
+/// The server side of an intercepted connection, buffered both ways. rustls asks its transport
+/// for about one TLS record (16 KiB) per read and hands it one record per write; unbuffered,
+/// a layer download costs a system call per record on each side. Buffers take whatever the
+/// socket holds in one call, and send a flush's worth of records in one call (hyper and
+/// tokio-rustls flush after every write they mean to be sent).
+pub type UpstreamIo = tokio::io::BufStream<TcpStream>;
+
+/// Read and write buffer sizes of a buffered TLS transport (upstream and client side).
+pub const TLS_IO_BUFFER: usize = 256 * 1024;
+
 /// Connector for upstream TLS, shared by all intercepted connections.
 pub struct UpstreamTls {
     verifier: Arc<WebPkiServerVerifier>,
@@ -129,13 +139,13 @@ impl UpstreamTls {
         })
     }
 
-    /// Handshake with the server over `tcp`, naming `host` in SNI and offering `alpn`.
+    /// Handshake with the server over `tcp` (read through a buffer, see [`UpstreamIo`]), naming `host` in SNI and offering `alpn`.
     pub async fn connect(
         &self,
         tcp: TcpStream,
         host: &str,
         alpn: Vec<Vec<u8>>,
-    ) -> Result<TlsStream<TcpStream>, UpstreamTlsError> {
+    ) -> Result<TlsStream<UpstreamIo>, UpstreamTlsError> {
         let name =
             ServerName::try_from(host.to_string()).map_err(|e| UpstreamTlsError::Handshake {
                 detail: format!("{host:?} is not a valid server name: {e}"),
@@ -156,7 +166,8 @@ impl UpstreamTls {
         cfg.alpn_protocols = alpn;
         cfg.resumption = Resumption::store(self.resumption.clone());
         let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-        match connector.connect(name, tcp).await {
+        let io = tokio::io::BufStream::with_capacity(TLS_IO_BUFFER, TLS_IO_BUFFER, tcp);
+        match connector.connect(name, io).await {
             Ok(s) => Ok(s),
             Err(e) => {
                 let rejection = seen.lock().unwrap_or_else(|p| p.into_inner()).take();
