@@ -854,84 +854,28 @@ async fn relay_conn(mut c: TcpStream, mode: RelayMode, buf: usize) -> Result<()>
     Ok(())
 }
 
-/// A pipe pair whose ends close when dropped.
-struct Pipe {
-    r: std::os::fd::OwnedFd,
-    w: std::os::fd::OwnedFd,
-}
-
-fn pipe(size: usize) -> io::Result<Pipe> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 writes two descriptors into the array we own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nothing else.
-    let p = unsafe {
-        Pipe {
-            r: std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-            w: std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-        }
-    };
-    use std::os::fd::AsRawFd;
-    // A larger pipe moves more per call; refusal (over the system maximum) keeps the default.
-    // SAFETY: plain fcntl on a descriptor we own.
-    unsafe { libc::fcntl(p.w.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
-    Ok(p)
-}
-
-fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
-    // SAFETY: both descriptors are open for the duration of the call; no user memory involved.
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-/// One direction: socket → pipe → socket until EOF, then half-close the destination.
+/// One direction: socket → pipe → socket until EOF, then half-close the destination. The pipe
+/// is regdoc's own (`regdoc::net::splice`), so this yardstick and the proxy move bytes the same
+/// way and differ only in what is around it.
 async fn splice_one(src: &TcpStream, dst: &TcpStream, size: usize) -> io::Result<u64> {
-    use std::os::fd::AsRawFd;
-    use tokio::io::Interest;
-    let p = pipe(size)?;
+    use regdoc::net::splice::{Fill, Pipe};
+    let mut p = Pipe::new(size)?;
     let mut total = 0u64;
     loop {
-        let n = loop {
-            src.readable().await?;
-            match src.try_io(Interest::READABLE, || {
-                splice(src.as_raw_fd(), p.w.as_raw_fd(), size)
-            }) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        if n == 0 {
-            socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write)?;
-            return Ok(total);
-        }
-        let mut left = n;
-        while left > 0 {
-            dst.writable().await?;
-            match dst.try_io(Interest::WRITABLE, || {
-                splice(p.r.as_raw_fd(), dst.as_raw_fd(), left)
-            }) {
-                Ok(k) => left -= k,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+        src.readable().await?;
+        loop {
+            match p.fill_from(src, usize::MAX) {
+                Ok(Fill::End) => {
+                    p.drain_to(dst).await?;
+                    socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write)?;
+                    return Ok(total);
+                }
+                Ok(Fill::Moved(n)) => total += n as u64,
+                Ok(Fill::PipeFull) => p.drain_to(dst).await?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
             }
         }
-        total += n as u64;
+        p.drain_to(dst).await?;
     }
 }
