@@ -337,6 +337,17 @@ fn summary(cfg: &Config) -> String {
     let _ = writeln!(s, "buffer_bytes      {}", cfg.buffer_bytes);
     let _ = writeln!(
         s,
+        "zero_copy         {}",
+        if cfg.zero_copy && cfg!(target_os = "linux") {
+            "on (splice after 1 MiB per direction)"
+        } else if cfg.zero_copy {
+            "on, but this system has no splice: copying"
+        } else {
+            "off (copy through regdoc)"
+        }
+    );
+    let _ = writeln!(
+        s,
         "timeouts          request_head={:?} dns={:?} connect={:?} upstream_proxy={:?} tls={:?} \
          response_headers={:?} idle={:?} stall={:?} shutdown_grace={:?}",
         t.request_head,
