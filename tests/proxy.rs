@@ -18,8 +18,19 @@ fn payload(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// Both ways past the zero-copy threshold, so the bulk goes through the kernel pipe.
 #[tokio::test]
 async fn tunnel_carries_megabytes_both_ways_with_half_close() {
+    megabytes_both_ways(true).await;
+}
+
+/// The same through the copy path alone (`zero_copy = false`, and every system without splice).
+#[tokio::test]
+async fn tunnel_carries_megabytes_both_ways_by_copying() {
+    megabytes_both_ways(false).await;
+}
+
+async fn megabytes_both_ways(zero_copy: bool) {
     const UP: usize = 6 * 1024 * 1024;
     const DOWN: usize = 9 * 1024 * 1024;
     // The server reads until the client half-closes, checks what it got, then answers.
@@ -32,7 +43,9 @@ async fn tunnel_carries_megabytes_both_ways_with_half_close() {
         s.write_all(&answer).await.expect("write down");
     })
     .await;
-    let proxy = Proxy::start(config(&[origin.port()])).await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.zero_copy = zero_copy;
+    let proxy = Proxy::start(cfg).await;
     let target = format!("127.0.0.1:{}", origin.port());
     let (s, status, _) = connect(proxy.addr, &target, "").await;
     assert_eq!(status, 200);
@@ -57,6 +70,11 @@ async fn tunnel_carries_megabytes_both_ways_with_half_close() {
     assert_eq!(rec["close_reason"], "done");
     assert_eq!(rec["phases"]["connect"]["outcome"], "ok");
     assert_eq!(rec["failed"], false);
+    assert_eq!(
+        rec["zero_copy"],
+        zero_copy && cfg!(target_os = "linux"),
+        "{rec:#}"
+    );
 }
 
 #[tokio::test]
