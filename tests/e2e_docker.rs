@@ -88,6 +88,44 @@ fn healthy_passthrough() {
 }
 
 #[test]
+fn healthy_passthrough_through_upstream_squid() {
+    // The corporate setup: regdoc chained to the company's proxy (squid, allowing CONNECT).
+    // regdoc resolves nothing itself (the upstream does, with the test's hosts file and zone
+    // DNS); every tunnel, the 307 to the data endpoint included, is a CONNECT through squid.
+    if !ready("healthy_passthrough_through_upstream_squid") {
+        return;
+    }
+    let env = Env::start(Options {
+        upstream: Upstream::Squid,
+        ..Options::default()
+    });
+    assert_eq!(env.client_trust(REG_HOST), Some(Ca::Registry));
+    login_pull_run(&env, USER);
+    assert_regdoc_went_through_squid(&env, REG_HOST, "tunnel");
+    assert_regdoc_went_through_squid(&env, DATA_HOST, "tunnel");
+    assert_no_failures(&env);
+}
+
+#[test]
+fn healthy_interception_through_upstream_squid() {
+    // regdoc intercepts the registry and speaks TLS to it inside squid's CONNECT tunnel; the
+    // data endpoint stays a passthrough tunnel through squid.
+    if !ready("healthy_interception_through_upstream_squid") {
+        return;
+    }
+    let env = Env::start(Options {
+        mode: Mode::Intercept,
+        upstream: Upstream::Squid,
+        ..Options::default()
+    });
+    assert_eq!(env.client_trust(REG_HOST), Some(Ca::Regdoc));
+    login_pull_run(&env, USER);
+    assert_regdoc_went_through_squid(&env, REG_HOST, "intercept");
+    assert_regdoc_went_through_squid(&env, DATA_HOST, "tunnel");
+    assert_no_failures(&env);
+}
+
+#[test]
 fn healthy_interception_token_server() {
     if !ready("healthy_interception_token_server") {
         return;

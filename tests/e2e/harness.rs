@@ -1074,6 +1074,16 @@ impl Env {
         self.dir.join("system-roots.pem")
     }
 
+    /// squid's `host:port` when the test runs one: how regdoc's records name it as upstream.
+    pub fn squid_addr(&self) -> Option<String> {
+        self.squid_port.map(|p| format!("127.0.0.1:{p}"))
+    }
+
+    /// squid's access log (one line per request or tunnel it carried; written when it ends).
+    pub fn squid_access_log(&self) -> String {
+        fs::read_to_string(self.dir.join("squid/access.log")).unwrap_or_default()
+    }
+
     /// The proxy URL clients are given.
     pub fn proxy_url(&self) -> String {
         match self.opts.daemon_proxy {
@@ -1410,6 +1420,68 @@ pub fn assert_regdoc_saw(env: &Env, host: &str, mode: Option<&str>) {
         seen,
         "regdoc logged no connection to {host} (mode {mode:?}):\n{}",
         env.dump()
+    );
+}
+
+/// regdoc carried `host` through its upstream proxy: its connection records for the host (at
+/// least one, in `mode`) all name the test's squid as `upstream_proxy`, with
+/// `phases.upstream_proxy.outcome == "ok"`, and squid's access log shows the CONNECT it
+/// tunnelled to the host's namespace address (squid writes that line when the tunnel ends).
+pub fn assert_regdoc_went_through_squid(env: &Env, host: &str, mode: &str) {
+    let squid = env
+        .squid_addr()
+        .expect("assert_regdoc_went_through_squid needs a test that runs squid");
+    let of_host = || -> Vec<serde_json::Value> {
+        env.records()
+            .into_iter()
+            .filter(|r| {
+                r.get("event").and_then(|v| v.as_str()) == Some("connection")
+                    && r.get("target")
+                        .and_then(|v| v.as_str())
+                        .is_some_and(|t| t.starts_with(host))
+            })
+            .collect()
+    };
+    // Connection records are written when the client's connection ends.
+    wait_until(Duration::from_secs(10), || {
+        of_host()
+            .iter()
+            .any(|r| r.get("mode").and_then(|v| v.as_str()) == Some(mode))
+    });
+    let recs = of_host();
+    assert!(
+        recs.iter()
+            .any(|r| r.get("mode").and_then(|v| v.as_str()) == Some(mode)),
+        "regdoc logged no {mode} connection to {host}: {recs:#?}\n{}",
+        env.dump()
+    );
+    for r in &recs {
+        let upstream = r.get("upstream_proxy").and_then(|v| v.as_str());
+        let outcome = r
+            .pointer("/phases/upstream_proxy/outcome")
+            .and_then(|v| v.as_str());
+        assert!(
+            upstream == Some(squid.as_str()) && outcome == Some("ok"),
+            "every connection to {host} must go through squid ({squid}) with \
+             phases.upstream_proxy.outcome \"ok\"; this one: {r:#}\n{}",
+            env.dump()
+        );
+    }
+    let ip = zone()[host];
+    let tunnelled = |log: &str| {
+        log.lines().any(|l| {
+            l.contains(&format!("CONNECT {host}:443 "))
+                && l.contains(&format!("/{ip} "))
+                && l.contains("/200 ")
+        })
+    };
+    wait_until(Duration::from_secs(10), || {
+        tunnelled(&env.squid_access_log())
+    });
+    assert!(
+        tunnelled(&env.squid_access_log()),
+        "squid's access log shows no tunnel to {host} ({ip}):\n{}",
+        env.squid_access_log()
     );
 }
 
