@@ -320,6 +320,7 @@ impl Harness {
             diagnoser: self.diag.clone(),
             response_headers_timeout: self.headers_timeout,
             log_requests: self.log_requests,
+            upstream_proxy: None,
         };
         let ic = self.ic.clone();
         let served = tokio::spawn(async move {

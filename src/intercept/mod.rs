@@ -68,6 +68,8 @@ pub struct InterceptCtx {
     pub response_headers_timeout: Duration,
     /// Write a `request` record per exchange (`log.requests`).
     pub log_requests: bool,
+    /// The upstream proxy the server connection goes through, for failure records.
+    pub upstream_proxy: Option<String>,
 }
 
 /// How an intercepted tunnel went, for its connection record.

@@ -500,7 +500,7 @@ fn failure_event(
         dns: None,
         tls,
         http,
-        upstream_proxy: None,
+        upstream_proxy: ctx.upstream_proxy.clone(),
         elapsed_ms: started.elapsed().as_millis() as u64,
     }
 }

@@ -223,6 +223,7 @@ async fn tunnel(
             diagnoser: shared.diagnoser.clone(),
             response_headers_timeout: shared.config.timeouts.response_headers,
             log_requests: shared.config.log.requests,
+            upstream_proxy: target.upstream_proxy.clone(),
         };
         rec.mode = "intercept";
         let out = Box::pin(ic.serve(Prefixed::new(rest, client), server, ctx)).await;
