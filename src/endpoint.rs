@@ -596,6 +596,30 @@ mod properties {
             prop_assert_eq!(classify(&host, &[]), want);
         }
 
+        /// A well-formed login server has no issue; the same name mistyped in the usual ways
+        /// gets the hint for it.
+        #[test]
+        fn login_server_hints(
+            name in "[a-z][a-z0-9]{4,49}",
+            cloud in prop::sample::select(REGISTRY_SUFFIXES),
+            port in prop::option::of(any::<u16>()),
+            junk in text_input(SEEDS),
+        ) {
+            let host = format!("{name}{cloud}");
+            let with_port = match port {
+                Some(p) => format!("{host}:{p}"),
+                None => host.clone(),
+            };
+            prop_assert_eq!(registry_name_issues(&with_port), Vec::<&str>::new());
+            prop_assert!(registry_name_issues(&host.to_ascii_uppercase()).contains(&"upper_case"));
+            let url = format!("https://{host}/");
+            prop_assert!(registry_name_issues(&url).contains(&"has_scheme_or_path"));
+            let spaced = format!(" {host}");
+            prop_assert!(registry_name_issues(&spaced).contains(&"surrounding_whitespace"));
+            prop_assert_eq!(registry_name_issues(&name), vec!["missing_azurecr_suffix"]);
+            let _ = registry_name_issues(&junk);
+        }
+
         /// A configured registry matches whatever way it was written (URL, port, case).
         #[test]
         fn configured_hosts_match(
