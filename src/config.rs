@@ -719,7 +719,7 @@ regions = ["westeurope"]
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::proptest_support::cases(256))]
 
         #[test]
         fn any_text_gives_a_config_or_a_located_error(text in text_input(&[SHIPPED, FULL])) {

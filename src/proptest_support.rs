@@ -8,6 +8,16 @@
 use proptest::prelude::*;
 use proptest::sample::Index;
 
+/// `cases` cases per property, or `PROPTEST_CASES` when set: the suite stays a few seconds in
+/// CI, and a deeper run is one variable away (`PROPTEST_CASES=20000 cargo test --lib properties`).
+pub fn cases(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    ProptestConfig::with_cases(cases)
+}
+
 /// Bytes that mean something to one of the parsers: delimiters of HTTP, JSON, TOML, base64 and
 /// query strings, TLS record types and versions, and bytes that break UTF-8.
 const INTERESTING: &[u8] = b"\x00\x01\x02\x03\x04\x10\x14\x15\x16\x17\x7f\x80\xc3\xef\xbb\xbf\xff \t\r\n\"\\'=,;:/?&%+.-_~#[]{}()<>*@!$|^`eyJ0aAzZ9";

@@ -243,7 +243,7 @@ mod properties {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::proptest_support::cases(256))]
 
         #[test]
         fn any_text_gets_an_answer(id in "\\PC{0,40}|[a-z_ -]{0,40}") {

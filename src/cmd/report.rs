@@ -600,7 +600,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::proptest_support::cases(256))]
 
         /// Every line is counted once, as exactly one kind of record or as bad; the report
         /// renders either way.

@@ -510,7 +510,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::proptest_support::cases(256))]
 
         #[test]
         fn describe_never_panics(value in text_input(&HEADERS.iter().map(String::as_str).collect::<Vec<_>>())) {

@@ -359,7 +359,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::proptest_support::cases(256))]
 
         #[test]
         fn classify_never_panics(method in "[A-Za-z]{0,8}|\\PC{0,8}", target in text_input(SEEDS)) {

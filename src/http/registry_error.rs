@@ -352,7 +352,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::proptest_support::cases(256))]
 
         #[test]
         fn parse_is_bounded_on_any_body(body in body()) {

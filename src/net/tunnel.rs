@@ -781,7 +781,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::proptest_support::cases(256))]
 
         /// After every read, however the stream was cut, the tracker agrees with the model on
         /// everything received so far, and ends in the state one whole read gives.

@@ -416,7 +416,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::proptest_support::cases(256))]
 
         /// Any sequence of reads over any bytes: no panic, and a failed read consumes nothing.
         #[test]
