@@ -341,11 +341,16 @@ impl Config {
     /// Parse a configuration text; `path` only names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+            let start = e.span().map(|s| s.start);
+            // Some syntax errors (a control character in a comment) carry no message.
+            let reason = match e.message() {
+                "" => syntax_reason(text, start.unwrap_or(0)),
+                m => m.to_string(),
+            };
             ConfigError::Invalid {
                 path: path.to_path_buf(),
-                line,
-                reason: e.message().to_string(),
+                line: start.map(|s| line_of(text, s)).unwrap_or(1),
+                reason,
             }
         })?;
         cfg.validate()
@@ -446,12 +451,28 @@ pub fn parse_nameserver(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("nameserver {s:?} must be IP or IP:PORT"))
 }
 
+/// Line of a byte offset. Counted on bytes: an offset inside a multi-byte character (should a
+/// parser ever report one) must not panic.
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
         .count()
         + 1
+}
+
+/// What is wrong at `offset` when the TOML parser did not say.
+fn syntax_reason(text: &str, offset: usize) -> String {
+    match text.get(offset..).and_then(|rest| rest.chars().next()) {
+        Some(c) if c.is_control() => {
+            format!(
+                "control character U+{:04X} is not allowed here",
+                u32::from(c)
+            )
+        }
+        Some(c) => format!("invalid TOML at {c:?}"),
+        None => "invalid TOML at the end of the file".to_string(),
+    }
 }
 
 /// Line of the first `key =` assignment, to point validation errors at the setting.
@@ -484,6 +505,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("/etc/regdoc.toml:4: "), "{e}");
+    }
+
+    #[test]
+    fn control_character_in_a_comment_is_named() {
+        // TOML's parser gives no message for it (found by
+        // properties::any_text_gives_a_config_or_a_located_error).
+        let e = Config::parse("listen = \"127.0.0.1:1\"\n# tab\u{1}here\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "c:2: control character U+0001 is not allowed here");
     }
 
     #[test]
@@ -537,5 +568,208 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("s").is_err());
+    }
+}
+
+/// Properties of configuration parsing: whatever the text, the answer is a configuration or an
+/// error naming a line of that text, never a panic; and the value parsers invert what they
+/// parse.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::proptest_support::text_input;
+    use proptest::prelude::*;
+
+    const SHIPPED: &str = include_str!("../config/regdoc.toml");
+
+    /// A configuration with every section in use, so mutations reach every validator.
+    const FULL: &str = r#"listen = "[::1]:3128"
+allowed_clients = ["10.0.0.0/8", "::1/128"]
+allowed_ports = [443]
+max_head_bytes = 2048
+
+[timeouts]
+connect = "1.5s"
+idle = "250ms"
+
+[dns]
+nameservers = ["10.0.0.2", "[fd00::53]:5353"]
+overrides = { "myreg.azurecr.io" = ["10.0.0.5"] }
+connect_to = ["myreg.azurecr.io:443=[::1]:8443"]
+
+[upstream]
+proxy = "http://alice:s%40cret@corp-proxy:8080"
+no_proxy = [".internal", "10.0.0.0/8"]
+
+[auth]
+username = "u"
+password = "p"
+
+[intercept]
+ca_cert = "/var/lib/regdoc/ca.pem"
+ca_key = "/var/lib/regdoc/ca.key"
+
+[[registry]]
+host = "myreg.azurecr.io"
+private_endpoint = true
+expected_cidrs = ["10.0.0.0/24"]
+regions = ["westeurope"]
+"#;
+
+    /// Keys of every section, and values of the wrong type, range or shape for them.
+    fn assignment() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            "listen",
+            "allowed_clients",
+            "allowed_ports",
+            "max_connections",
+            "max_head_bytes",
+            "buffer_bytes",
+            "zero_copy",
+            "request_head",
+            "connect",
+            "idle",
+            "nameservers",
+            "overrides",
+            "connect_to",
+            "proxy",
+            "no_proxy",
+            "username",
+            "format",
+            "file",
+            "aggregate_interval",
+            "ca_cert",
+            "hosts",
+            "cert_cache",
+            "context_window",
+            "host",
+            "expected_cidrs",
+            "regions",
+            "private_endpoint",
+            "é",
+            "\"quoted key\"",
+        ]);
+        let value = prop_oneof![
+            Just("\"\"".to_string()),
+            Just("-1".to_string()),
+            Just("0".to_string()),
+            Just("9223372036854775807".to_string()),
+            Just("99999999999999999999".to_string()),
+            Just("1e400".to_string()),
+            Just("nan".to_string()),
+            Just("[]".to_string()),
+            Just("{}".to_string()),
+            Just("[1, \"a\"]".to_string()),
+            Just("\"1e400s\"".to_string()),
+            Just("\"999999999h\"".to_string()),
+            Just("\"[::1]:99999\"".to_string()),
+            Just("\"300.0.0.1/33\"".to_string()),
+            Just("\"a:b=c\"".to_string()),
+            Just("[\"a:1=b:2\", \"x\"]".to_string()),
+            Just("\"http://[::1\"".to_string()),
+            Just("1979-05-27T07:32:00Z".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<String>().prop_map(|s| format!("{s:?}")),
+            "\\PC{0,12}",
+        ];
+        (key, value).prop_map(|(k, v)| format!("{k} = {v}"))
+    }
+
+    fn near_valid() -> impl Strategy<Value = String> {
+        let section = prop::sample::select(vec![
+            "",
+            "[timeouts]",
+            "[dns]",
+            "[upstream]",
+            "[auth]",
+            "[log]",
+            "[intercept]",
+            "[diagnosis]",
+            "[[registry]]",
+            "[dns.overrides]",
+            "[[timeouts]]",
+            "[é]",
+        ]);
+        prop::collection::vec((section, prop::collection::vec(assignment(), 0..4)), 1..4).prop_map(
+            |sections| {
+                sections
+                    .into_iter()
+                    .map(|(header, lines)| format!("{header}\n{}\n", lines.join("\n")))
+                    .collect()
+            },
+        )
+    }
+
+    /// The contract: a configuration, or an `Invalid` error whose line exists in the text.
+    fn assert_answer(text: &str, r: Result<Config, ConfigError>) -> Result<(), TestCaseError> {
+        match r {
+            Ok(_) => {}
+            Err(ConfigError::Invalid { line, reason, .. }) => {
+                prop_assert!(
+                    line >= 1 && line <= text.split('\n').count(),
+                    "line {} of {:?}",
+                    line,
+                    text
+                );
+                prop_assert!(!reason.is_empty());
+            }
+            Err(other) => prop_assert!(false, "unexpected error kind: {}", other),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        #[test]
+        fn any_text_gives_a_config_or_a_located_error(text in text_input(&[SHIPPED, FULL])) {
+            let r = Config::parse(&text, Path::new("c.toml"));
+            assert_answer(&text, r)?;
+        }
+
+        #[test]
+        fn near_valid_text_gives_a_config_or_a_located_error(text in near_valid()) {
+            let r = Config::parse(&text, Path::new("c.toml"));
+            assert_answer(&text, r)?;
+        }
+
+        /// Durations in each unit read back exactly; anything else is an error, not a panic.
+        #[test]
+        fn durations_round_trip(ms in 0u64..=86_400_000 * 365, unit in 0usize..4, junk in "\\PC{0,12}") {
+            let (text, want) = match unit {
+                0 => (format!("{ms}ms"), Duration::from_millis(ms)),
+                1 => (format!("{}s", ms / 1000), Duration::from_secs(ms / 1000)),
+                2 => (format!(" {}m ", ms / 60_000), Duration::from_secs(ms / 60_000 * 60)),
+                _ => (format!("{}h", ms / 3_600_000), Duration::from_secs(ms / 3_600_000 * 3600)),
+            };
+            // Parsed through f64: exact to the nanosecond below 2^22 s (48 days); beyond, as
+            // close as a double gets (found: "10480215697ms" is 1 ns short).
+            let got = parse_duration(&text);
+            prop_assert!(got.is_ok(), "{:?}: {:?}", text, got);
+            let got = got.unwrap();
+            if want.as_secs() < 1 << 22 {
+                prop_assert_eq!(got, want);
+            } else {
+                let off = if got > want { got - want } else { want - got };
+                prop_assert!(off <= Duration::from_micros(1), "{:?}: {:?}", text, got);
+            }
+            let _ = parse_duration(&junk);
+        }
+
+        /// `host:port` and `[v6]:port` split back into what was joined; junk is refused.
+        #[test]
+        fn host_port_round_trip(
+            host in prop_oneof!["[a-z0-9.-]{1,30}", any::<std::net::Ipv6Addr>().prop_map(|a| format!("[{a}]"))],
+            port in any::<u16>(),
+            junk in "\\PC{0,30}",
+        ) {
+            let want = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            prop_assert_eq!(split_host_port(&format!("{host}:{port}")), Some((want.clone(), port)));
+            let rule = ConnectTo::parse(&format!("{host}:{port}={host}:{port}"));
+            prop_assert_eq!(rule.map(|r| (r.to_host, r.to_port)), Ok((want, port)));
+            let _ = split_host_port(&junk);
+            let _ = ConnectTo::parse(&junk);
+            let _ = parse_nameserver(&junk);
+        }
     }
 }

@@ -503,3 +503,142 @@ mod tests {
         assert_eq!(edit_distance("docker", "azurecr"), 5);
     }
 }
+
+/// Properties of host classification: no host (any Unicode) panics it, case and the root dot
+/// never matter, and every Azure host shape is read back with its registry and region.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::proptest_support::text_input;
+    use proptest::prelude::*;
+
+    const SEEDS: &[&str] = &[
+        "myregistry.azurecr.io",
+        "MYREGISTRY.EASTUS2.DATA.AZURECR.IO.",
+        "myregistry.eastus2.data.privatelink.azurecr.io",
+        "myregistry.westeurope.geo.azurecr.io",
+        "acrprodweu123.blob.core.windows.net",
+        "login.microsoftonline.com",
+        "[2001:db8::1]",
+        "https://Harbor.Example.com:8443/",
+        "10.1.2.3:5000",
+    ];
+
+    /// A host spelt with each ASCII letter's case chosen at random.
+    fn recase(host: &str, upper: &[bool]) -> String {
+        host.chars()
+            .zip(upper.iter().cycle())
+            .map(|(c, &u)| {
+                if u {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect()
+    }
+
+    fn label() -> impl Strategy<Value = String> {
+        "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?"
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        #[test]
+        fn never_panics(
+            host in text_input(SEEDS),
+            configured in prop::collection::vec(text_input(SEEDS), 0..4),
+        ) {
+            let e = classify(&host, &configured);
+            if e.kind == EndpointKind::Other {
+                prop_assert_eq!(e.region, None);
+            }
+            let _ = registry_name_issues(&host);
+        }
+
+        /// Host names are case-insensitive (RFC 4343), for the host and the configured list.
+        #[test]
+        fn case_does_not_matter(
+            host in text_input(SEEDS),
+            configured in prop::collection::vec(text_input(SEEDS), 0..3),
+            upper in prop::collection::vec(any::<bool>(), 1..16),
+        ) {
+            let recased: Vec<String> = configured.iter().map(|c| recase(c, &upper)).collect();
+            prop_assert_eq!(
+                classify(&recase(&host, &upper), &recased),
+                classify(&host, &configured)
+            );
+        }
+
+        /// Every shape of an Azure registry host: kind, registry and region read back, in any
+        /// case, with or without the root dot, in each cloud.
+        #[test]
+        fn azure_hosts_round_trip(
+            name in label(),
+            region in label(),
+            shape in 0usize..5,
+            cloud in prop::sample::select(REGISTRY_SUFFIXES),
+            upper in prop::collection::vec(any::<bool>(), 1..16),
+            root_dot in any::<bool>(),
+        ) {
+            let (host, want) = match shape {
+                0 => (format!("{name}{cloud}"), endpoint(EndpointKind::RegistryRest, Some(name.clone()), None)),
+                1 => (format!("{name}.privatelink{cloud}"), endpoint(EndpointKind::RegistryRest, Some(name.clone()), None)),
+                2 => (format!("{name}.{region}.data{cloud}"), endpoint(EndpointKind::DataEndpoint, Some(name.clone()), Some(region.clone()))),
+                3 => (format!("{name}.{region}.data.privatelink{cloud}"), endpoint(EndpointKind::DataEndpoint, Some(name.clone()), Some(region.clone()))),
+                _ => (format!("{name}.{region}.geo{cloud}"), endpoint(EndpointKind::RegistryRest, Some(name.clone()), Some(region.clone()))),
+            };
+            let mut host = recase(&host, &upper);
+            if root_dot {
+                host.push('.');
+            }
+            prop_assert_eq!(classify(&host, &[]), want);
+        }
+
+        /// A well-formed login server has no issue; the same name mistyped in the usual ways
+        /// gets the hint for it.
+        #[test]
+        fn login_server_hints(
+            name in "[a-z][a-z0-9]{4,49}",
+            cloud in prop::sample::select(REGISTRY_SUFFIXES),
+            port in prop::option::of(any::<u16>()),
+            junk in text_input(SEEDS),
+        ) {
+            let host = format!("{name}{cloud}");
+            let with_port = match port {
+                Some(p) => format!("{host}:{p}"),
+                None => host.clone(),
+            };
+            prop_assert_eq!(registry_name_issues(&with_port), Vec::<&str>::new());
+            prop_assert!(registry_name_issues(&host.to_ascii_uppercase()).contains(&"upper_case"));
+            let url = format!("https://{host}/");
+            prop_assert!(registry_name_issues(&url).contains(&"has_scheme_or_path"));
+            let spaced = format!(" {host}");
+            prop_assert!(registry_name_issues(&spaced).contains(&"surrounding_whitespace"));
+            prop_assert_eq!(registry_name_issues(&name), vec!["missing_azurecr_suffix"]);
+            let _ = registry_name_issues(&junk);
+        }
+
+        /// A configured registry matches whatever way it was written (URL, port, case).
+        #[test]
+        fn configured_hosts_match(
+            labels in prop::collection::vec(label(), 2..4),
+            scheme in prop::option::of(prop::sample::select(vec!["https://", "http://"])),
+            port in prop::option::of(1u16..),
+            path in prop::option::of("/[a-z/]{0,10}"),
+            upper in prop::collection::vec(any::<bool>(), 1..16),
+        ) {
+            let host = labels.join(".");
+            let written = format!(
+                "{}{}{}{}",
+                scheme.unwrap_or(""),
+                recase(&host, &upper),
+                port.map(|p| format!(":{p}")).unwrap_or_default(),
+                path.unwrap_or_default()
+            );
+            let e = classify(&host, &[written]);
+            prop_assert_eq!(e.kind, EndpointKind::RegistryRest);
+        }
+    }
+}

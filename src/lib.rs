@@ -20,6 +20,9 @@ pub mod intercept;
 pub mod logging;
 pub mod net;
 pub mod observe;
+/// Strategies for the parsers' property tests (near-valid inputs from real samples).
+#[cfg(test)]
+pub(crate) mod proptest_support;
 pub mod proxy;
 pub mod record;
 pub mod server;

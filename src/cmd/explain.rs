@@ -234,3 +234,44 @@ mod tests {
         assert!(l.contains("(not observable)"));
     }
 }
+
+/// Properties of `regdoc explain ID`: any text a user types gets an answer (the cause, or the
+/// ids close to it), and every catalog id is found however it is spelt.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        #[test]
+        fn any_text_gets_an_answer(id in "\\PC{0,40}|[a-z_ -]{0,40}") {
+            if let Err(e) = explain(&id) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn every_id_is_found_however_spelt(
+            which in any::<prop::sample::Index>(),
+            upper in prop::collection::vec(any::<bool>(), 1..8),
+            dashes in any::<bool>(),
+            before in "[ \t]{0,2}",
+            after in "[ \t\n]{0,2}",
+        ) {
+            let id = catalog::CAUSES[which.index(catalog::CAUSES.len())].id;
+            let mut typed: String = id
+                .chars()
+                .zip(upper.iter().cycle())
+                .map(|(c, &u)| if u { c.to_ascii_uppercase() } else { c })
+                .collect();
+            if dashes {
+                typed = typed.replace('_', "-");
+            }
+            let explained = explain(&format!("{before}{typed}{after}"));
+            prop_assert!(explained.is_ok(), "{:?}", typed);
+            prop_assert_eq!(explained.unwrap(), render(catalog::by_id(id).unwrap()));
+        }
+    }
+}

@@ -528,3 +528,129 @@ mod tests {
         assert_eq!(r.causes[0].count, 50);
     }
 }
+
+/// Properties of the log reader: any bytes make a report (never an error or a panic), every
+/// line is accounted for exactly once, and how the input is buffered does not matter.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::proptest_support::{json_value, mutated, split};
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    /// A reader that hands out one piece per read, as a pipe delivers writes.
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+    impl std::io::Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some(piece) = self.0.front_mut() else {
+                return Ok(0);
+            };
+            let n = piece.len().min(buf.len());
+            buf[..n].copy_from_slice(&piece[..n]);
+            piece.drain(..n);
+            if piece.is_empty() {
+                self.0.pop_front();
+            }
+            Ok(n)
+        }
+    }
+
+    const LOG: &str = include_str!("../../tests/fixtures/logs/mixed.jsonl");
+
+    fn log_lines() -> Vec<Vec<u8>> {
+        LOG.lines().map(|l| l.as_bytes().to_vec()).collect()
+    }
+
+    /// A log of damaged lines: real records mutated, any JSON, any bytes, joined by newlines
+    /// (a damaged line may itself hold `\n` or `\r`).
+    fn log() -> impl Strategy<Value = Vec<u8>> {
+        let line = prop_oneof![
+            3 => mutated(log_lines()),
+            1 => prop::sample::select(log_lines()),
+            1 => json_value().prop_map(|v| v.to_string().into_bytes()),
+            1 => (json_value(), prop::sample::select(vec!["failure", "failure_summary", "connection"]))
+                .prop_map(|(v, event)| {
+                    let mut v = v;
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("event".into(), event.into());
+                    }
+                    v.to_string().into_bytes()
+                }),
+            1 => prop::collection::vec(any::<u8>(), 0..200),
+        ];
+        (prop::collection::vec(line, 0..24), any::<bool>()).prop_map(|(lines, final_newline)| {
+            let mut log = lines.join(&b'\n');
+            if final_newline {
+                log.push(b'\n');
+            }
+            log
+        })
+    }
+
+    /// The model of what counts as a line: every piece between newlines that is not blank
+    /// once decoded; undecodable pieces count (as bad).
+    fn lines_in(log: &[u8]) -> u64 {
+        log.split(|&b| b == b'\n')
+            .filter(|piece| match std::str::from_utf8(piece) {
+                Ok(text) => !text.trim().is_empty(),
+                Err(_) => true,
+            })
+            .count() as u64
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        /// Every line is counted once, as exactly one kind of record or as bad; the report
+        /// renders either way.
+        #[test]
+        fn every_line_is_accounted_for(log in log()) {
+            let r = report(&log[..]);
+            prop_assert_eq!(r.lines, lines_in(&log));
+            prop_assert_eq!(
+                r.lines,
+                r.failure_records + r.summary_records + r.connection_records + r.other_records + r.bad_lines
+            );
+            prop_assert!(r.failures >= r.failure_records);
+            prop_assert_eq!(r.causes.iter().map(|c| c.count).sum::<u64>(), r.failures);
+            let _ = r.render_text();
+            prop_assert!(serde_json::to_string(&r).is_ok());
+        }
+
+        /// The same log read through buffers of any size (lines cut across reads) gives the
+        /// same report.
+        #[test]
+        fn buffering_does_not_change_the_report(log in log(), capacity in 1usize..64) {
+            let whole = serde_json::to_value(report(&log[..])).unwrap();
+            let buffered = report(std::io::BufReader::with_capacity(capacity, &log[..]));
+            prop_assert_eq!(serde_json::to_value(buffered).unwrap(), whole);
+        }
+
+        /// The same log delivered in arbitrary pieces by the reader gives the same report.
+        #[test]
+        fn pieces_do_not_change_the_report(log in log(), cuts in prop::collection::vec(any::<Index>(), 0..16)) {
+            let whole = serde_json::to_value(report(&log[..])).unwrap();
+            let got = report(std::io::BufReader::new(Pieces(split(&log, &cuts).into())));
+            prop_assert_eq!(serde_json::to_value(got).unwrap(), whole);
+        }
+
+        /// Timestamps: any text is parsed or refused without panicking; real RFC 3339 times at
+        /// any offset and precision give their instant.
+        #[test]
+        fn rfc3339_reads_what_time_writes(
+            nanos in 0i128..253_402_300_799_000_000_000,
+            offset_minutes in -(23 * 60 + 59)..=(23 * 60 + 59i32),
+            junk in "\\PC{0,40}|[0-9T:.Z+-]{18,32}",
+        ) {
+            use time::format_description::well_known::Rfc3339;
+            let offset = time::UtcOffset::from_whole_seconds(offset_minutes * 60).unwrap();
+            let at = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap().to_offset(offset);
+            // Years before 0000 or after 9999 cannot be written in RFC 3339.
+            prop_assume!((0..=9999).contains(&at.year()));
+            let text = at.format(&Rfc3339).unwrap();
+            prop_assert_eq!(parse_rfc3339(&text), Some(nanos), "{}", text);
+            let _ = parse_rfc3339(&junk);
+        }
+    }
+}

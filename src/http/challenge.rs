@@ -293,3 +293,108 @@ mod tests {
         let _ = parse("Bearer realm=\"\u{1F600}\\\u{e9}\"");
     }
 }
+
+/// Properties of the challenge parser: no input panics it, and what a registry quotes comes back
+/// exactly, whatever the order, case and spacing of the parameters.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::proptest_support::text_input;
+    use proptest::prelude::*;
+
+    /// Challenges from the unit tests: ACR, Docker Hub, Basic, Negotiate, and odd spacing.
+    const SEEDS: &[&str] = &[
+        r#"Bearer realm="https://myreg.azurecr.io/oauth2/token",service="myreg.azurecr.io""#,
+        r#"Bearer realm="https://myreg.azurecr.io/oauth2/token",service="myreg.azurecr.io",scope="repository:app:pull",error="insufficient_scope""#,
+        r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#,
+        r#"Basic realm="Registry Realm""#,
+        "  bearer   REALM = \"https://r/token\" ,  Service=reg.example ,error=\"invalid_token\", error_description=\"the \\\"token\\\" expired\\\\\"",
+        r#"Bearer realm="https://a/token",service="a", Basic realm="b""#,
+        "Negotiate YIIGhgYJKoZIhvcSAQICAQBu==",
+    ];
+
+    /// `value` as an RFC 9110 quoted-string.
+    fn quote(value: &str) -> String {
+        let mut out = String::from("\"");
+        for c in value.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+        out
+    }
+
+    /// Optional whitespace, as servers write it around `=` and `,`.
+    fn ows() -> impl Strategy<Value = String> {
+        "[ \t]{0,3}"
+    }
+
+    /// A scheme spelt in any case.
+    fn bearer() -> impl Strategy<Value = String> {
+        prop::collection::vec(any::<bool>(), 6).prop_map(|upper| {
+            "bearer"
+                .chars()
+                .zip(upper)
+                .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        #[test]
+        fn never_panics(value in text_input(SEEDS)) {
+            if let Some(c) = parse(&value) {
+                // A scheme is a token: never empty, never whitespace or a quote.
+                prop_assert!(!c.scheme.is_empty() && c.scheme.bytes().all(is_tchar));
+            }
+        }
+
+        /// Quoted values come back exactly (any Unicode, quotes and backslashes included),
+        /// whatever the parameters' order, the scheme's case and the spacing.
+        #[test]
+        fn quoted_parameters_round_trip(
+            scheme in bearer(),
+            realm in any::<String>(),
+            service in any::<String>(),
+            scope in any::<String>(),
+            error in prop::option::of(any::<String>()),
+            spacing in prop::collection::vec((ows(), ows(), ows()), 5),
+            order in Just(vec![0usize, 1, 2, 3]).prop_shuffle(),
+        ) {
+            let mut params = vec![
+                ("realm", Some(&realm)),
+                ("service", Some(&service)),
+                ("scope", Some(&scope)),
+                ("error", error.as_ref()),
+            ];
+            params = order.iter().map(|&i| params[i]).collect();
+            let mut header = format!("{scheme} ");
+            for (i, (name, value)) in params.iter().enumerate() {
+                let Some(value) = value else { continue };
+                let (before, around, after) = &spacing[i];
+                header.push_str(&format!("{before}{name}{around}={around}{}{after},", quote(value)));
+            }
+            let c = parse(&header);
+            prop_assert!(c.is_some(), "{:?}", header);
+            let c = c.unwrap();
+            prop_assert!(c.is_bearer());
+            prop_assert!(c.is_token_auth());
+            prop_assert_eq!(c.realm.as_ref(), Some(&realm));
+            prop_assert_eq!(c.service.as_ref(), Some(&service));
+            prop_assert_eq!(c.scope.as_ref(), Some(&scope));
+            prop_assert_eq!(c.error.as_ref(), error.as_ref());
+        }
+
+        /// Cutting a challenge anywhere never panics (the `&full[..cut]` of a byte position is
+        /// taken lossily, as a header value with a cut multi-byte character would arrive).
+        #[test]
+        fn prefixes_never_panic(seed in prop::sample::select(SEEDS), cut in any::<prop::sample::Index>()) {
+            let bytes = seed.as_bytes();
+            let _ = parse(&String::from_utf8_lossy(&bytes[..cut.index(bytes.len() + 1)]));
+        }
+    }
+}

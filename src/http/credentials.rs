@@ -449,3 +449,143 @@ mod tests {
         );
     }
 }
+
+/// Properties of the credential describers: no header or body panics them, the facts are the
+/// right ones, and no user name, password or token reaches their Debug or JSON form.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::http::jwt::test_token;
+    use crate::proptest_support::{mutated, text_input};
+    use base64::engine::general_purpose::STANDARD;
+    use proptest::prelude::*;
+    use serde_json::json;
+    use std::sync::LazyLock;
+
+    static HEADERS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        let token = test_token(
+            &json!({"aud": "myreg.azurecr.io", "exp": 1_700_004_500, "grant_type": "refresh_token"}),
+        );
+        vec![
+            format!("Basic {}", STANDARD.encode(format!("{NULL_GUID}:{token}"))),
+            format!(
+                "Basic {}",
+                STANDARD.encode("3f8a1c2e-9b4d-4e6f-8a7b-1c2d3e4f5a6b:Xy8Q~s3cr3t")
+            ),
+            "Basic bXlyZWc6cGFzc3dvcmQ".to_string(),
+            format!("Bearer {token}"),
+            "Negotiate YIIGhgYJKoZIhvcSAQICAQBu".to_string(),
+        ]
+    });
+
+    static FORMS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
+        let token = test_token(&json!({"tid": "72f988bf-86f1-41af-91ab-2d7cd011db47", "exp": 1}));
+        vec![
+            format!("grant_type=access_token&service=myreg.azurecr.io&tenant=72f988bf-86f1-41af-91ab-2d7cd011db47&access_token={token}").into_bytes(),
+            format!("grant_type=refresh_token&service=myreg.azurecr.io&scope=repository%3Ateam%2Fapp%3Apull&scope=registry:catalog:*&refresh_token={token}&client_id=docker").into_bytes(),
+            b"grant_type=password&service=myreg.azurecr.io&scope=repository:app:pull+repository:lib:pull&username=00000000-0000-0000-0000-000000000000&password=Xy8Q%7Es3cr3t".to_vec(),
+        ]
+    });
+
+    /// A secret that cannot occur by chance in the facts: none of their fields holds a `!`.
+    fn secret() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9~._-]{2,16}![A-Za-z0-9~._:-]{2,16}"
+    }
+
+    /// Percent-encode everything but unreserved characters, as a form encoder does.
+    fn form_encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    fn shown<T: std::fmt::Debug + Serialize>(facts: &T) -> String {
+        format!("{facts:?}{}", serde_json::to_string(facts).unwrap())
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        #[test]
+        fn describe_never_panics(value in text_input(&HEADERS.iter().map(String::as_str).collect::<Vec<_>>())) {
+            if let Some(facts) = describe(&value) {
+                // The scheme is echoed into logs: a token, or "invalid".
+                prop_assert!(facts.scheme.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b)), "{:?}", facts.scheme);
+            }
+        }
+
+        #[test]
+        fn describe_form_body_never_panics(
+            body in prop_oneof![prop::collection::vec(any::<u8>(), 0..512), mutated(FORMS.clone())],
+        ) {
+            let facts = describe_form_body(&body);
+            prop_assert!(facts.scopes.len() <= MAX_SCOPES);
+        }
+
+        /// Basic credentials of any shape: the right facts, and neither the user name, the
+        /// password nor their encoding in the output.
+        #[test]
+        fn basic_facts_without_leaks(
+            user in prop_oneof![
+                Just(NULL_GUID.to_string()),
+                "[0-9a-f]{8}-[0-9a-f]{4}-[0-9A-F]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                secret().prop_map(|s| s.replace(':', "")),
+            ],
+            password in prop_oneof![Just(String::new()), secret()],
+            scheme in "[bB][aA][sS][iI][cC]",
+            gap in "[ \t]{1,3}",
+            padded in any::<bool>(),
+        ) {
+            let mut encoded = STANDARD.encode(format!("{user}:{password}"));
+            if !padded {
+                encoded = encoded.trim_end_matches('=').to_string();
+            }
+            let facts = describe(&format!("{scheme}{gap}{encoded}"));
+            prop_assert!(facts.is_some());
+            let facts = facts.unwrap();
+            prop_assert_eq!(facts.scheme.as_str(), "basic");
+            prop_assert!(!facts.malformed);
+            prop_assert_eq!(facts.username_kind, Some(UsernameKind::of(&user)));
+            prop_assert_eq!(facts.empty_secret, password.is_empty());
+            let out = shown(&facts);
+            for s in [&user, &password, &encoded] {
+                prop_assert!(s.len() < 4 || !out.contains(s.as_str()), "{} leaked in {}", s, out);
+            }
+        }
+
+        /// Token-endpoint forms of any values: the facts reflect them, secrets only as flags.
+        #[test]
+        fn form_facts_without_leaks(
+            grant_type in "[a-z_]{1,24}",
+            service in any::<String>(),
+            scopes in prop::collection::vec("[a-z]+:[a-z/]+:[a-z,*]+", 0..5),
+            password in secret(),
+            refresh in secret(),
+            order in Just(vec![0usize, 1, 2, 3, 4]).prop_shuffle(),
+        ) {
+            let fields = [
+                format!("grant_type={}", form_encode(&grant_type)),
+                format!("service={}", form_encode(&service)),
+                format!("scope={}", form_encode(&scopes.join(" "))),
+                format!("password={}", form_encode(&password)),
+                format!("refresh_token={}", form_encode(&refresh)),
+            ];
+            let body = order.iter().map(|&i| fields[i].as_str()).collect::<Vec<_>>().join("&");
+            let facts = describe_form_body(body.as_bytes());
+            prop_assert_eq!(facts.grant_type.as_deref(), Some(grant_type.as_str()));
+            // Kept as sent (cut to 256 characters); an empty value is no value.
+            let want_service = (!service.is_empty()).then(|| service.chars().take(256).collect::<String>());
+            prop_assert_eq!(facts.service.clone(), want_service);
+            prop_assert_eq!(&facts.scopes, &scopes);
+            prop_assert!(facts.has_password && facts.has_refresh_token);
+            let out = shown(&facts);
+            prop_assert!(!out.contains(&password) && !out.contains(&refresh), "{}", out);
+        }
+    }
+}

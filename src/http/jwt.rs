@@ -248,7 +248,7 @@ mod tests {
     }
 
     /// Shape of an ACR access token.
-    fn acr_access_payload() -> Value {
+    pub(crate) fn acr_access_payload() -> Value {
         json!({
             "jti": "b3f1c2d4-0000-4000-8000-000000000001",
             "sub": "user@contoso.com",
@@ -384,5 +384,125 @@ mod tests {
             Some(1)
         );
         assert!(!looks_like_jwt(&"a".repeat(MAX_TOKEN_LEN + 1)));
+    }
+}
+
+/// Properties of the claims decoder: no text panics it, any JSON payload is read field by field
+/// without losing the others, and the token's encoding (padding, whitespace) does not matter.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::proptest_support::{json_value, text_input};
+    use proptest::prelude::*;
+    use serde_json::json;
+    use std::sync::LazyLock;
+
+    static SEEDS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        vec![
+            test_token(&tests::acr_refresh_payload()),
+            test_token(&tests::acr_access_payload()),
+            "eyJhbGciOiJub25lIn0.eyJleHAiOjF9.".to_string(),
+            "eyJhbGciOiJub25lIn0.eyJleHAiOjEsImFjY2VzcyI6W3sidHlwZSI6InJlcG9zaXRvcnkifV19."
+                .to_string(),
+        ]
+    });
+
+    fn seeds() -> Vec<&'static str> {
+        SEEDS.iter().map(String::as_str).collect()
+    }
+
+    fn access() -> impl Strategy<Value = Vec<Access>> {
+        prop::collection::vec(
+            (
+                any::<String>(),
+                any::<String>(),
+                prop::collection::vec(any::<String>(), 0..4),
+            )
+                .prop_map(|(kind, name, actions)| Access {
+                    kind,
+                    name,
+                    actions,
+                }),
+            0..6,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        #[test]
+        fn never_panics(token in text_input(&seeds())) {
+            let looks = looks_like_jwt(&token);
+            if decode_claims(&token).is_some() {
+                prop_assert!(looks || token.trim() != token);
+            }
+        }
+
+        /// Any JSON payload: claims exactly when it is an object, and no panic on odd types.
+        #[test]
+        fn any_payload_decodes_iff_it_is_an_object(payload in json_value()) {
+            let claims = decode_claims(&test_token(&payload));
+            prop_assert_eq!(claims.is_some(), payload.is_object());
+        }
+
+        /// The claims regdoc reasons about come back as the token server wrote them.
+        #[test]
+        fn claims_round_trip(
+            exp in any::<i64>(),
+            nbf in any::<i64>(),
+            iat in any::<i64>(),
+            aud in prop_oneof![
+                any::<String>().prop_map(Value::from),
+                prop::collection::vec(any::<String>(), 0..4).prop_map(Value::from),
+            ],
+            iss in any::<String>(),
+            grant_type in any::<String>(),
+            tenant in any::<String>(),
+            access in access(),
+            roles in prop::collection::vec(any::<String>(), 0..4),
+            noise in any::<String>(),
+        ) {
+            let payload = json!({
+                "exp": exp, "nbf": nbf, "iat": iat, "aud": aud, "iss": iss,
+                "grant_type": grant_type, "tenant": tenant, "access": access, "roles": roles,
+                "jti": noise, "sub": noise,
+            });
+            let claims = decode_claims(&test_token(&payload));
+            prop_assert!(claims.is_some());
+            let claims = claims.unwrap();
+            prop_assert_eq!(claims.exp, Some(exp));
+            prop_assert_eq!(claims.nbf, Some(nbf));
+            prop_assert_eq!(claims.iat, Some(iat));
+            prop_assert_eq!(claims.aud, Some(aud));
+            prop_assert_eq!(claims.iss, Some(iss));
+            prop_assert_eq!(claims.grant_type, Some(grant_type));
+            prop_assert_eq!(claims.tenant, Some(tenant));
+            prop_assert_eq!(claims.access, Some(access));
+            prop_assert_eq!(claims.roles, Some(roles));
+        }
+
+        /// Padding of any segment and whitespace around the token change nothing.
+        #[test]
+        fn padding_and_whitespace_do_not_matter(
+            payload in json_value(),
+            pad in prop::collection::vec(any::<bool>(), 3),
+            before in "[ \t\r\n]{0,3}",
+            after in "[ \t\r\n]{0,3}",
+        ) {
+            let token = test_token(&payload);
+            let padded: Vec<String> = token
+                .split('.')
+                .zip(&pad)
+                .map(|(seg, &p)| {
+                    let mut seg = seg.to_string();
+                    while p && seg.len() % 4 != 0 {
+                        seg.push('=');
+                    }
+                    seg
+                })
+                .collect();
+            let variant = format!("{before}{}{after}", padded.join("."));
+            prop_assert_eq!(decode_claims(&variant), decode_claims(&token));
+        }
     }
 }

@@ -141,10 +141,11 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                // Two hex digits exactly: `from_str_radix` would also take a sign (`%+1`).
+                let hex = match bytes.get(i + 1..i + 3) {
+                    Some(&[hi, lo]) => hex_digit(hi).zip(hex_digit(lo)).map(|(h, l)| h << 4 | l),
+                    _ => None,
+                };
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -160,6 +161,10 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
@@ -305,6 +310,8 @@ mod tests {
         assert_eq!(percent_decode("100%", true), "100%");
         assert_eq!(percent_decode("%zz%4", true), "%zz%4");
         assert_eq!(percent_decode("%ff", true), "\u{fffd}");
+        // A sign is not a hex digit (found by properties::only_well_formed_escapes_are_decoded).
+        assert_eq!(percent_decode("%+1%-f", false), "%+1%-f");
         let pairs: Vec<_> = query_pairs("a=1&&b&c=%3D").collect();
         assert_eq!(
             pairs,
@@ -314,5 +321,151 @@ mod tests {
                 ("c".into(), "=".into())
             ]
         );
+    }
+}
+
+/// Properties of the path classifier: no method or target panics it, the registry API's routes
+/// are read back from any repository and reference, and decoding inverts encoding.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::proptest_support::text_input;
+    use proptest::prelude::*;
+
+    const SEEDS: &[&str] = &[
+        "/v2/",
+        "https://myreg.azurecr.io/v2/",
+        "/oauth2/token?account=00000000-0000-0000-0000-000000000000&client_id=docker&offline_token=true&scope=repository%3Ateam%2Fapp%3Apull%2Cpush&service=myreg.azurecr.io",
+        "/token?service=registry.docker.io&scope=repository:library/alpine:pull&scope=repository:team/app:pull+push%20x",
+        "/v2/a/b/c/manifests/sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b",
+        "/v2/team/app/blobs/uploads/2b7f6c1e-1f5a-4a9e-9f3b-0c2d7e1a5b6c?_state=abc&digest=sha256%3Aabcd",
+        "/v2/app/referrers/sha256:abcd?artifactType=application%2Fvnd.example",
+        "/v2/team/app/tags/list?n=50&last=v1",
+        "/docker/registry/v2/blobs/sha256/ab/abcd/data?se=2026&sig=xyz",
+    ];
+
+    /// A repository name as distribution's grammar allows: lower-case components with
+    /// separators, one to four of them.
+    fn repository() -> impl Strategy<Value = String> {
+        prop::collection::vec("[a-z0-9]+([._-][a-z0-9]+)*", 1..5).prop_map(|c| c.join("/"))
+    }
+
+    fn reference() -> impl Strategy<Value = String> {
+        prop_oneof!["[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "sha256:[0-9a-f]{64}"]
+    }
+
+    fn percent_encode(s: &str) -> String {
+        s.bytes().map(|b| format!("%{b:02x}")).collect()
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        #[test]
+        fn classify_never_panics(method in "[A-Za-z]{0,8}|\\PC{0,8}", target in text_input(SEEDS)) {
+            let info = classify(&method, &target);
+            prop_assert!(["ping", "token", "exchange", "manifest", "blob", "upload", "catalog", "tags", "referrers", "other"].contains(&info.class));
+        }
+
+        /// Every route of the API, for any repository and reference, in origin or absolute
+        /// form (any scheme case, any host and port): the same class, repository, reference.
+        #[test]
+        fn routes_round_trip(
+            repo in repository(),
+            reference in reference(),
+            route in 0usize..4,
+            authority in prop::option::of(("[hH][tT][tT][pP][sS]?", "[a-z0-9.-]{1,30}(:[0-9]{1,5})?")),
+            query in prop::option::of("[a-z_]{1,8}=[A-Za-z0-9%]{0,8}"),
+        ) {
+            let (path, class, want_ref) = match route {
+                0 => (format!("/v2/{repo}/manifests/{reference}"), "manifest", Some(reference.clone())),
+                1 => (format!("/v2/{repo}/blobs/{reference}"), "blob", Some(reference.clone())),
+                2 => (format!("/v2/{repo}/tags/list"), "tags", None),
+                _ => (format!("/v2/{repo}/referrers/{reference}"), "referrers", Some(reference.clone())),
+            };
+            // `uploads` as a blob reference is the upload route, not a blob.
+            prop_assume!(!(route == 1 && reference == "uploads"));
+            let mut target = match &authority {
+                Some((scheme, host)) => format!("{scheme}://{host}{path}"),
+                None => path,
+            };
+            if let Some(q) = &query {
+                target = format!("{target}?{q}");
+            }
+            let info = classify("GET", &target);
+            prop_assert_eq!(info.class, class, "{}", target);
+            prop_assert_eq!(info.repository.as_deref(), Some(repo.as_str()));
+            prop_assert_eq!(info.reference, want_ref);
+        }
+
+        /// `scope` and `service` come back decoded, whatever they hold.
+        #[test]
+        fn token_query_round_trips(
+            scopes in prop::collection::vec("[^\\s]{1,20}", 1..4),
+            service in any::<String>(),
+        ) {
+            let target = format!(
+                "/oauth2/token?service={}&scope={}",
+                percent_encode(&service),
+                percent_encode(&scopes.join(" "))
+            );
+            let info = classify("GET", &target);
+            prop_assert_eq!(info.class, "token");
+            prop_assert_eq!(info.scopes, scopes);
+            prop_assert_eq!(info.service, Some(service));
+        }
+
+        /// Decoding inverts percent-encoding of any text; `+` is a space only in forms.
+        #[test]
+        fn percent_decode_inverts_encoding(s in any::<String>(), upper in any::<bool>()) {
+            let mut encoded = percent_encode(&s);
+            if upper {
+                encoded = encoded.to_uppercase();
+            }
+            prop_assert_eq!(percent_decode(&encoded, true), s.clone());
+            prop_assert_eq!(percent_decode(&encoded, false), s);
+        }
+
+        /// Malformed escapes and any text: no panic, and text without `%` or `+` is unchanged.
+        #[test]
+        fn percent_decode_is_total(s in "\\PC{0,40}|[%+0-9a-fA-Fz]{0,12}") {
+            let decoded = percent_decode(&s, true);
+            if !s.contains(['%', '+']) {
+                prop_assert_eq!(decoded, s);
+            }
+        }
+
+        /// Only `%` and two hex digits is an escape (RFC 3986 `pct-encoded`); anything else is
+        /// kept as it is, as the doc comment promises. Checked against a model.
+        #[test]
+        fn only_well_formed_escapes_are_decoded(
+            s in prop_oneof!["[%+1fFz -]{0,16}", "([%+0-9a-fA-F]|\\PC){0,16}"],
+            plus in any::<bool>(),
+        ) {
+            let b = s.as_bytes();
+            let mut want = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' && i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() {
+                    want.push(u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).unwrap());
+                    i += 3;
+                } else {
+                    want.push(if plus && b[i] == b'+' { b' ' } else { b[i] });
+                    i += 1;
+                }
+            }
+            prop_assert_eq!(percent_decode(&s, plus), String::from_utf8_lossy(&want).into_owned());
+        }
+
+        /// Pairs of any text survive a form encoding.
+        #[test]
+        fn query_pairs_round_trip(pairs in prop::collection::vec((any::<String>(), any::<String>()), 0..6)) {
+            let query = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            prop_assert_eq!(query_pairs(&query).collect::<Vec<_>>(), pairs);
+        }
     }
 }

@@ -116,10 +116,19 @@ pub fn body_line(body: &[u8], cap: usize) -> Option<String> {
     Some(cut)
 }
 
-/// Whether a word holds a JWT, possibly inside quotes or JSON punctuation.
+/// Whether a word holds a JWT, possibly inside quotes or JSON punctuation, or glued to dots
+/// (`...sig.` at the end of a sentence, `x.<jwt>` in a path): every run of three dot-separated
+/// segments is tried, not only the whole dotted piece.
 fn contains_jwt(word: &str) -> bool {
     word.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        .any(crate::http::jwt::looks_like_jwt)
+        .any(|piece| {
+            let dots: Vec<usize> = piece.match_indices('.').map(|(i, _)| i).collect();
+            (0..dots.len().saturating_sub(1)).any(|k| {
+                let start = if k == 0 { 0 } else { dots[k - 1] + 1 };
+                let end = dots.get(k + 2).copied().unwrap_or(piece.len());
+                crate::http::jwt::looks_like_jwt(&piece[start..end])
+            })
+        })
 }
 
 #[cfg(test)]
@@ -128,10 +137,10 @@ mod tests {
     use serde_json::json;
 
     // Bodies as the reference notes record them.
-    const FIREWALL: &str = r#"{"errors":[{"code":"DENIED","message":"client with IP \u0027172.214.169.102\u0027 is not allowed access. Refer https://aka.ms/acr/firewall to grant access."}]}"#;
-    const UNAUTHORIZED_REPO: &str = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required, visit https://aka.ms/acr/authorization for more information.","detail":[{"Type":"repository","Name":"billing","Action":"pull"}]}]}"#;
-    const UNAUTHORIZED_PING: &str = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required, visit https://aka.ms/acr/authorization for more information."}]}"#;
-    const CATALOG: &str = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"registry","Name":"catalog","Action":"*"}]}]}"#;
+    pub(super) const FIREWALL: &str = r#"{"errors":[{"code":"DENIED","message":"client with IP \u0027172.214.169.102\u0027 is not allowed access. Refer https://aka.ms/acr/firewall to grant access."}]}"#;
+    pub(super) const UNAUTHORIZED_REPO: &str = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required, visit https://aka.ms/acr/authorization for more information.","detail":[{"Type":"repository","Name":"billing","Action":"pull"}]}]}"#;
+    pub(super) const UNAUTHORIZED_PING: &str = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required, visit https://aka.ms/acr/authorization for more information."}]}"#;
+    pub(super) const CATALOG: &str = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"registry","Name":"catalog","Action":"*"}]}]}"#;
 
     #[test]
     fn acr_firewall_denial() {
@@ -286,5 +295,127 @@ mod tests {
         assert_eq!(line, "<jwt>");
         let line = body_line(format!("token {jwt} expired").as_bytes(), 500).unwrap();
         assert_eq!(line, "token <jwt> expired");
+        // Glued to dots: the end of a sentence, a path (found by
+        // properties::embedded_tokens_never_reach_the_line).
+        let line = body_line(format!("invalid token: {jwt}.").as_bytes(), 500).unwrap();
+        assert_eq!(line, "invalid token: <jwt>");
+        let line = body_line(format!("see a.{jwt}.b").as_bytes(), 500).unwrap();
+        assert_eq!(line, "see <jwt>");
+        // Four segments with none of them JSON stay as they are.
+        assert_eq!(
+            body_line(b"v1.2.3.4 released", 500).as_deref(),
+            Some("v1.2.3.4 released")
+        );
+    }
+}
+
+/// Properties of the error-body readers: no body panics them, what they keep is bounded, and the
+/// one-line rendering of a body is always safe to log.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::proptest_support::{mutated, text_input};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const SEEDS: &[&str] = &[
+        tests::FIREWALL,
+        tests::UNAUTHORIZED_REPO,
+        tests::UNAUTHORIZED_PING,
+        tests::CATALOG,
+        r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry","detail":{"name":"app"}},{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+        r#"{"error":"invalid_grant","error_description":"refresh token expired"}"#,
+        "\u{feff}{\"errors\":[{\"message\":\"no code\"},{\"code\":5},{\"code\":\"DENIED\",\"detail\":null}]}",
+        "Application not registered with AAD.",
+        "token eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl expired",
+    ];
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512),
+            text_input(SEEDS).prop_map(String::into_bytes),
+            mutated(SEEDS.iter().map(|s| s.as_bytes().to_vec()).collect()),
+        ]
+    }
+
+    /// What [`parse`] keeps stays within its limits.
+    fn assert_bounded(errors: &[RegistryError]) -> Result<(), TestCaseError> {
+        prop_assert!(errors.len() <= MAX_ERRORS);
+        for e in errors {
+            prop_assert!(e.code.chars().count() <= 64);
+            prop_assert!(e.message.chars().count() <= MAX_MESSAGE_CHARS);
+            if let Some(d) = &e.detail {
+                prop_assert!(d.to_string().len() <= MAX_DETAIL_BYTES);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        #[test]
+        fn parse_is_bounded_on_any_body(body in body()) {
+            assert_bounded(&parse(&body))?;
+        }
+
+        /// The line shown for a body: at most `cap` characters, no control characters, no
+        /// U+FFFD, no surrounding or doubled whitespace, and never a JWT.
+        #[test]
+        fn body_line_is_loggable(body in body(), cap in 0usize..120) {
+            let Some(line) = body_line(&body, cap) else { return Ok(()) };
+            prop_assert!(!line.is_empty());
+            prop_assert!(line.chars().count() <= cap);
+            prop_assert!(line.chars().all(|c| !c.is_control() && c != '\u{fffd}'), "{:?}", line);
+            prop_assert_eq!(line.split_whitespace().collect::<Vec<_>>().join(" "), line.clone());
+            prop_assert!(!line.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))).any(crate::http::jwt::looks_like_jwt), "{:?}", line);
+        }
+
+        /// Codes and messages of any text come back as sent (cut to their limits).
+        #[test]
+        fn entries_round_trip(entries in prop::collection::vec((any::<String>(), any::<String>()), 0..20)) {
+            let body = json!({
+                "errors": entries.iter().map(|(code, message)| json!({"code": code, "message": message})).collect::<Vec<_>>()
+            });
+            let errors = parse(body.to_string().as_bytes());
+            prop_assert_eq!(errors.len(), entries.len().min(MAX_ERRORS));
+            for (e, (code, message)) in errors.iter().zip(&entries) {
+                prop_assert_eq!(&e.code, &cap_chars(code, 64));
+                prop_assert_eq!(&e.message, &cap_chars(message, MAX_MESSAGE_CHARS));
+            }
+        }
+
+        /// A token inside a body never reaches the line, wherever it sits: in JSON, after a
+        /// colon, at the end of a sentence, between dots of a path.
+        #[test]
+        fn embedded_tokens_never_reach_the_line(
+            before in "(\\PC{0,40}[ \t\n\"'=:,;(\\[{<>./])?",
+            after in "([ \t\n\"'=:,;)\\]}<>./!?]\\PC{0,40})?",
+            exp in any::<i64>(),
+            signature in "[A-Za-z0-9_-]{0,64}",
+        ) {
+            let token = crate::http::jwt::test_token(&json!({"exp": exp}));
+            let (head_payload, _) = token.rsplit_once('.').unwrap();
+            let token = format!("{head_payload}.{signature}");
+            let payload = head_payload.split('.').nth(1).unwrap();
+            let body = format!("{before}{token}{after}");
+            if let Some(line) = body_line(body.as_bytes(), 10_000) {
+                prop_assert!(!line.contains(payload), "token leaked: {:?} -> {:?}", body, line);
+            }
+        }
+
+        /// Deeply nested JSON is refused by serde_json's recursion limit, not by a stack
+        /// overflow, wherever the nesting is.
+        #[test]
+        fn deep_nesting_is_harmless(depth in 0usize..20_000, in_detail in any::<bool>()) {
+            let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let body = if in_detail {
+                format!(r#"{{"errors":[{{"code":"X","detail":{nested}}}]}}"#)
+            } else {
+                format!(r#"{{"errors":{nested}}}"#)
+            };
+            assert_bounded(&parse(body.as_bytes()))?;
+            let _ = body_line(body.as_bytes(), 100);
+        }
     }
 }

@@ -230,22 +230,10 @@ pub async fn connect_through(
     }
 }
 
+/// Decoding of the user info. The byte-wise query decoder, because slicing the text after a `%`
+/// splits a multi-byte character (`%€`) and panics.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::http::path::percent_decode(s, false)
 }
 
 /// NO_PROXY rules, with the semantics curl and Go share: `*` matches everything; `.example.com`
@@ -337,6 +325,10 @@ mod tests {
             UpstreamProxy::parse("http://x:1/path"),
             Err(UpstreamUrlError::Path)
         );
+        // A `%` before a multi-byte character (found by properties::parse_never_panics).
+        let p = UpstreamProxy::parse("http://alice:s%\u{20ac}40@corp-proxy:8080").unwrap();
+        assert_eq!(p.display(), "corp-proxy:8080");
+        assert!(p.authorization().is_some());
     }
 
     #[test]
@@ -355,5 +347,95 @@ mod tests {
         assert!(n.matches("reg.io", 5000));
         assert!(!n.matches("reg.io", 443));
         assert!(NoProxy::new(&["*".into()]).matches("anything", 1));
+    }
+}
+
+/// Properties of the upstream-proxy settings (user text from the configuration, the command line
+/// or the environment): no URL or NO_PROXY list panics them, and a URL's parts come back.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::proptest_support::text_input;
+    use proptest::prelude::*;
+
+    const URLS: &[&str] = &[
+        "http://alice:s%40cret@corp-proxy:8080",
+        "http://[::1]:3129/",
+        "http://squid",
+        "HTTP://user@10.0.0.1:3128",
+    ];
+
+    /// Percent-encode everything but unreserved characters.
+    fn encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        #[test]
+        fn parse_never_panics(url in text_input(URLS)) {
+            if let Ok(p) = UpstreamProxy::parse(&url) {
+                prop_assert!(!p.host.is_empty());
+                let _ = p.display();
+            }
+        }
+
+        /// Credentials of any text reach the header decoded, and never the Debug form.
+        #[test]
+        fn url_parts_round_trip(
+            user in "[^:]{0,12}!\\PC{0,12}",
+            pass in "\\PC{0,12}!\\PC{0,12}",
+            host in prop_oneof!["[a-z0-9.-]{1,30}", any::<std::net::Ipv6Addr>().prop_map(|a| format!("[{a}]"))],
+            port in prop::option::of(any::<u16>()),
+            slash in any::<bool>(),
+        ) {
+            let url = format!(
+                "http://{}:{}@{host}{}{}",
+                encode(&user),
+                encode(&pass),
+                port.map(|p| format!(":{p}")).unwrap_or_default(),
+                if slash { "/" } else { "" }
+            );
+            let p = UpstreamProxy::parse(&url);
+            prop_assert!(p.is_ok(), "{:?}: {:?}", url, p);
+            let p = p.unwrap();
+            prop_assert_eq!(&p.host, host.trim_start_matches('[').trim_end_matches(']'));
+            prop_assert_eq!(p.port, port.unwrap_or(3128));
+            let want = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+            );
+            prop_assert_eq!(p.authorization(), Some(want.as_str()));
+            let shown = format!("{p:?}");
+            prop_assert!(!shown.contains('!'), "{}", shown);
+        }
+
+        /// User info of any text but `/` (which starts a path), escapes and multi-byte
+        /// characters mixed.
+        #[test]
+        fn any_credentials_parse(userinfo in "([%:0-9a-fA-F]|[^/\\p{C}]){0,16}") {
+            let url = format!("http://{userinfo}@corp-proxy:8080");
+            let p = UpstreamProxy::parse(&url);
+            prop_assert!(p.is_ok(), "{:?}: {:?}", url, p);
+            prop_assert_eq!(p.unwrap().port, 8080);
+        }
+
+        #[test]
+        fn no_proxy_never_panics(
+            entries in prop::collection::vec(text_input(&["*", ".internal, localhost", "10.0.0.0/8", "reg.io:5000", "[::1]"]), 0..4),
+            host in text_input(&["a.b.internal", "10.2.3.4", "reg.io", "::1"]),
+            port in any::<u16>(),
+        ) {
+            let _ = NoProxy::new(&entries).matches(&host, port);
+        }
     }
 }

@@ -356,7 +356,7 @@ mod tests {
     }
 
     /// A hand-built hello with GREASE values, as Chrome and Go's uTLS send.
-    fn grease_hello() -> Vec<u8> {
+    pub(super) fn grease_hello() -> Vec<u8> {
         let mut body = vec![0x03, 0x03];
         body.extend_from_slice(&[0x11; 32]);
         body.push(0); // session id
@@ -534,5 +534,168 @@ mod tests {
         }
         // Some mutations only touch bytes the parser skips (random, key shares).
         assert!(parsed > 0);
+    }
+}
+
+/// Properties of the ClientHello parser over real hellos (rustls, OpenSSL, curl, a GREASEd one)
+/// and their mutations. What is logged from a hello must stay clean whatever the client sent.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::proptest_support::{mutated, split};
+    use crate::tls::wire::capture::{handshake, Side};
+    use crate::tls::wire::{reframe, CONTENT_HANDSHAKE};
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use rustls::version::{TLS12, TLS13};
+    use std::sync::LazyLock;
+
+    /// Real hellos; rustls ones are made once per test binary (a handshake mints a key).
+    static HELLOS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
+        let rustls =
+            |sni: &str, client: Side| handshake(sni, &client, &Side::default()).client_first;
+        vec![
+            rustls(
+                "myreg.azurecr.io",
+                Side {
+                    alpn: vec!["h2", "http/1.1"],
+                    ..Side::default()
+                },
+            ),
+            rustls(
+                "myreg.azurecr.io",
+                Side {
+                    versions: vec![&TLS12],
+                    ..Side::default()
+                },
+            ),
+            rustls(
+                "myreg.westeurope.data.azurecr.io",
+                Side {
+                    versions: vec![&TLS13],
+                    alpn: vec!["http/1.1"],
+                    ..Side::default()
+                },
+            ),
+            rustls(
+                "myreg.azurecr.io",
+                Side {
+                    max_fragment: Some(64),
+                    alpn: vec!["h2"],
+                    ..Side::default()
+                },
+            ),
+            rustls("127.0.0.1", Side::default()),
+            include_bytes!("../../tests/fixtures/tls/openssl_client_hello.bin").to_vec(),
+            include_bytes!("../../tests/fixtures/tls/openssl_tls12_client_hello.bin").to_vec(),
+            include_bytes!("../../tests/fixtures/tls/curl_client_hello.bin").to_vec(),
+            super::tests::grease_hello(),
+        ]
+    });
+
+    fn a_hello() -> impl Strategy<Value = Vec<u8>> {
+        any::<Index>().prop_map(|i| HELLOS[i.index(HELLOS.len())].clone())
+    }
+
+    /// What a parsed hello may put in a log: DNS characters in the SNI, printable ASCII in
+    /// ALPN ids and version names, at least one version.
+    fn assert_loggable(hello: &ClientHello) -> Result<(), TestCaseError> {
+        if let Some(sni) = &hello.sni {
+            prop_assert!(!sni.is_empty() && sni.len() <= 255);
+            prop_assert!(
+                sni.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)),
+                "{:?}",
+                sni
+            );
+        }
+        for s in hello.alpn.iter().chain(&hello.versions) {
+            prop_assert!(
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()),
+                "{:?}",
+                s
+            );
+        }
+        prop_assert!(!hello.versions.is_empty());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        #[test]
+        fn never_panics_on_arbitrary_bytes(buf in prop::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = looks_like_tls(&buf);
+            if let Ok(hello) = parse(&buf) {
+                assert_loggable(&hello)?;
+            }
+        }
+
+        /// Near-valid hellos: no panic, anything parsed is loggable, and a parsed buffer also
+        /// passes the first-bytes check the tunnel makes before parsing.
+        #[test]
+        fn mutated_hellos_parse_to_loggable_facts_or_errors(buf in mutated(HELLOS.clone())) {
+            let looks = looks_like_tls(&buf);
+            if let Ok(hello) = parse(&buf) {
+                assert_loggable(&hello)?;
+                prop_assert!(looks);
+            }
+        }
+
+        /// Whatever the client sends after its hello (its next records, garbage) does not
+        /// change what the hello says.
+        #[test]
+        fn trailing_bytes_do_not_change_the_hello(
+            hello in a_hello(),
+            trailing in prop::collection::vec(any::<u8>(), 0..1024),
+        ) {
+            let alone = parse(&hello);
+            prop_assert!(alone.is_ok());
+            let mut more = hello.clone();
+            more.extend_from_slice(&trailing);
+            prop_assert_eq!(parse(&more), alone);
+        }
+
+        /// Every strict prefix of a real hello is `Incomplete` (read more), never an error, and
+        /// looks like TLS from its first byte on.
+        #[test]
+        fn every_prefix_is_incomplete(hello in a_hello(), cut in any::<Index>()) {
+            let cut = cut.index(hello.len());
+            prop_assert_eq!(parse(&hello[..cut]), Err(HelloError::Incomplete));
+            if cut > 0 {
+                prop_assert!(looks_like_tls(&hello[..cut]));
+            }
+        }
+
+        /// The same hello message in records of any sizes gives the same facts.
+        #[test]
+        fn record_boundaries_do_not_change_the_hello(
+            hello in a_hello(),
+            cuts in prop::collection::vec(any::<Index>(), 0..12),
+        ) {
+            let Ok(First::Handshake(t, body)) = wire::read_first(&hello, MAX_HELLO_BYTES) else {
+                return Err(TestCaseError::fail("seed is not a hello"));
+            };
+            let mut msg = vec![t];
+            msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            msg.extend_from_slice(&body);
+            let records: Vec<u8> = split(&msg, &cuts)
+                .iter()
+                .flat_map(|piece| reframe(piece, CONTENT_HANDSHAKE, piece.len()))
+                .collect();
+            prop_assert_eq!(parse(&records), parse(&hello));
+        }
+
+        /// An HTTP request (or anything starting with a printable byte) is never TLS.
+        #[test]
+        fn printable_first_byte_is_not_tls(
+            first in 0x20u8..0x7f,
+            rest in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut buf = vec![first];
+            buf.extend_from_slice(&rest);
+            prop_assert!(!looks_like_tls(&buf));
+            prop_assert_eq!(parse(&buf), Err(HelloError::NotTls));
+        }
     }
 }

@@ -517,3 +517,160 @@ mod tests {
         assert!(hellos > 0);
     }
 }
+
+/// Properties of the server-first parser over real server flights (TLS 1.3, TLS 1.2 with its
+/// certificate, alerts) and their mutations.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::proptest_support::{mutated, split};
+    use crate::tls::wire::capture::{handshake, Side};
+    use crate::tls::wire::{reframe, CONTENT_HANDSHAKE, RECORD_HEADER_LEN};
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use rustls::version::{TLS12, TLS13};
+    use std::sync::LazyLock;
+
+    /// Real flights that start with a ServerHello, made once per test binary.
+    static HELLO_FLIGHTS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
+        let tls12 = Side {
+            versions: vec![&TLS12],
+            ..Side::default()
+        };
+        vec![
+            handshake("myreg.azurecr.io", &Side::default(), &Side::default()).server_first,
+            handshake("myreg.azurecr.io", &Side::default(), &tls12).server_first,
+            handshake(
+                "myreg.azurecr.io",
+                &Side::default(),
+                &Side {
+                    max_fragment: Some(40),
+                    ..Side::default()
+                },
+            )
+            .server_first,
+        ]
+    });
+
+    /// Every kind of real first answer: the hellos above and refusals (alerts).
+    static FLIGHTS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
+        let mut all = HELLO_FLIGHTS.clone();
+        let refused = handshake(
+            "myreg.azurecr.io",
+            &Side {
+                versions: vec![&TLS13],
+                ..Side::default()
+            },
+            &Side {
+                versions: vec![&TLS12],
+                ..Side::default()
+            },
+        );
+        assert!(refused.server_failed);
+        all.push(refused.server_first);
+        all.push(vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]);
+        all
+    });
+
+    fn a_hello_flight() -> impl Strategy<Value = Vec<u8>> {
+        any::<Index>().prop_map(|i| HELLO_FLIGHTS[i.index(HELLO_FLIGHTS.len())].clone())
+    }
+
+    /// Length of the ServerHello message's bytes, record header(s) included, at the start of a
+    /// flight: the shortest prefix that parses.
+    fn hello_end(flight: &[u8]) -> usize {
+        (1..=flight.len())
+            .find(|&n| parse(&flight[..n]).is_ok())
+            .expect("a hello flight parses")
+    }
+
+    /// Names that reach the log are printable ASCII.
+    fn assert_loggable(first: &ServerFirst) -> Result<(), TestCaseError> {
+        let (a, b) = match first {
+            ServerFirst::Hello { version, cipher } => (version, cipher),
+            ServerFirst::Alert { level, description } => (level, description),
+        };
+        for s in [a, b] {
+            prop_assert!(
+                !s.is_empty() && s.bytes().all(|c| c.is_ascii_graphic()),
+                "{:?}",
+                s
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        #[test]
+        fn never_panics_on_arbitrary_bytes(buf in prop::collection::vec(any::<u8>(), 0..2048)) {
+            if let Ok(first) = parse(&buf) {
+                assert_loggable(&first)?;
+            }
+        }
+
+        #[test]
+        fn mutated_flights_parse_to_loggable_facts_or_errors(buf in mutated(FLIGHTS.clone())) {
+            if let Ok(first) = parse(&buf) {
+                assert_loggable(&first)?;
+            }
+        }
+
+        /// Before the hello is complete the answer is `Incomplete`; from then on, whatever
+        /// else of the flight has arrived (certificate, encrypted records) the answer is the
+        /// same. The tunnel re-parses its growing buffer after every read and relies on both.
+        #[test]
+        fn prefixes_are_incomplete_then_final(flight in a_hello_flight(), cut in any::<Index>()) {
+            let end = hello_end(&flight);
+            let cut = cut.index(flight.len() + 1);
+            let full = parse(&flight);
+            prop_assert!(full.is_ok());
+            if cut < end {
+                prop_assert_eq!(parse(&flight[..cut]), Err(HelloError::Incomplete));
+            } else {
+                prop_assert_eq!(parse(&flight[..cut]), full);
+            }
+        }
+
+        /// The ServerHello message in records of any sizes gives the same answer.
+        #[test]
+        fn record_boundaries_do_not_change_the_answer(
+            flight in a_hello_flight(),
+            cuts in prop::collection::vec(any::<Index>(), 0..12),
+        ) {
+            let Ok(First::Handshake(t, body)) = wire::read_first(&flight, MAX_HELLO_BYTES) else {
+                return Err(TestCaseError::fail("seed is not a handshake"));
+            };
+            let mut msg = vec![t];
+            msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            msg.extend_from_slice(&body);
+            let records: Vec<u8> = split(&msg, &cuts)
+                .iter()
+                .flat_map(|piece| reframe(piece, CONTENT_HANDSHAKE, piece.len()))
+                .collect();
+            prop_assert!(records.len() >= RECORD_HEADER_LEN);
+            prop_assert_eq!(parse(&records), parse(&flight));
+        }
+
+        /// Every alert is reported by its names, whatever follows it.
+        #[test]
+        fn alerts_are_named(
+            level in any::<u8>(),
+            description in any::<u8>(),
+            trailing in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut buf = vec![0x15, 0x03, 0x03, 0x00, 0x02, level, description];
+            buf.extend_from_slice(&trailing);
+            let first = parse(&buf);
+            prop_assert_eq!(
+                first.clone(),
+                Ok(ServerFirst::Alert {
+                    level: alert_level(level),
+                    description: alert_description(description),
+                })
+            );
+            assert_loggable(&first.unwrap())?;
+        }
+    }
+}

@@ -378,6 +378,138 @@ mod tests {
     }
 }
 
+/// Properties of the record layer: hostile lengths never index out of range, the size cap
+/// always ends a read (so a caller that keeps reading cannot wait forever), and fragmentation is
+/// invisible.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One read of a [`Reader`], as a hostile length field would drive it.
+    #[derive(Debug, Clone)]
+    enum Op {
+        U8,
+        U16,
+        U24,
+        Vec8,
+        Vec16,
+        Take(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::U8),
+            Just(Op::U16),
+            Just(Op::U24),
+            Just(Op::Vec8),
+            Just(Op::Vec16),
+            prop_oneof![0..64usize, Just(usize::MAX), Just(usize::MAX - 1)].prop_map(Op::Take),
+        ]
+    }
+
+    fn handshake(msg_type: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![msg_type];
+        m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        m.extend_from_slice(body);
+        m
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_support::cases(256))]
+
+        /// Any sequence of reads over any bytes: no panic, and a failed read consumes nothing.
+        #[test]
+        fn reader_reads_stay_in_bounds(
+            buf in prop::collection::vec(any::<u8>(), 0..64),
+            ops in prop::collection::vec(op(), 0..32),
+        ) {
+            let mut r = Reader::new(&buf);
+            for op in ops {
+                let before = r.remaining();
+                let took = match op {
+                    Op::U8 => r.u8().map(|_| 1),
+                    Op::U16 => r.u16().map(|_| 2),
+                    Op::U24 => r.u24().map(|_| 3),
+                    Op::Vec8 => r.vec8().map(|v| 1 + v.remaining()),
+                    Op::Vec16 => r.vec16().map(|v| 2 + v.remaining()),
+                    Op::Take(n) => r.take(n).map(<[u8]>::len),
+                };
+                match took {
+                    Some(n) => prop_assert_eq!(r.remaining(), before - n),
+                    // A vector whose length prefix fits but whose body does not has consumed
+                    // the prefix: the caller stops at the error either way.
+                    None => prop_assert!(r.remaining() <= before),
+                }
+            }
+            let _ = r.rest();
+        }
+
+        /// Any bytes, any cap: no panic; a message is never larger than the cap; and once
+        /// `cap` bytes are there the answer is final (never `Incomplete`).
+        #[test]
+        fn read_first_is_bounded_by_its_cap(
+            buf in prop::collection::vec(any::<u8>(), 0..700),
+            cap in 0usize..600,
+            // Most random bytes fail the first header check: make some look like records.
+            header in prop::option::of((prop::sample::select(vec![CONTENT_HANDSHAKE, CONTENT_ALERT]), 0u8..5)),
+        ) {
+            let mut buf = buf;
+            if let (Some((t, minor)), true) = (header, buf.len() >= 3) {
+                buf[0] = t;
+                buf[1] = 3;
+                buf[2] = minor;
+            }
+            match read_first(&buf, cap) {
+                Ok(First::Handshake(_, body)) => prop_assert!(body.len() + HANDSHAKE_HEADER_LEN <= cap),
+                Ok(First::Alert(..)) | Err(HelloError::Invalid(_)) | Err(HelloError::NotTls) => {}
+                Err(HelloError::Incomplete) => prop_assert!(buf.len() < cap),
+            }
+        }
+
+        /// A message split into records of any sizes reads back whole, and every strict prefix
+        /// of its records asks for more bytes.
+        #[test]
+        fn fragmentation_is_invisible(
+            msg_type in any::<u8>(),
+            body in prop::collection::vec(any::<u8>(), 0..1500),
+            sizes in prop::collection::vec(1usize..400, 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let msg = handshake(msg_type, &body);
+            let mut bytes = Vec::new();
+            let mut rest = &msg[..];
+            for size in sizes.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (chunk, tail) = rest.split_at((*size).min(rest.len()));
+                bytes.extend_from_slice(&reframe(chunk, CONTENT_HANDSHAKE, chunk.len()));
+                rest = tail;
+            }
+            prop_assert_eq!(
+                read_first(&bytes, MAX_RECORD_LEN),
+                Ok(First::Handshake(msg_type, body.clone()))
+            );
+            let cut = cut.index(bytes.len());
+            prop_assert_eq!(read_first(&bytes[..cut], MAX_RECORD_LEN), Err(HelloError::Incomplete));
+        }
+
+        /// An alert record is read as it is, whatever follows it.
+        #[test]
+        fn alert_is_read_whatever_follows(
+            level in any::<u8>(),
+            description in any::<u8>(),
+            minor in 0u8..=4,
+            trailing in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut bytes = vec![CONTENT_ALERT, 3, minor, 0, 2, level, description];
+            bytes.extend_from_slice(&trailing);
+            prop_assert_eq!(read_first(&bytes, 16384), Ok(First::Alert(level, description)));
+        }
+    }
+}
+
 /// Real handshakes captured in memory: a rustls client and a rustls server exchange their first
 /// flights through byte vectors, so the parsers are tested against what a real TLS stack writes.
 #[cfg(test)]
