@@ -15,7 +15,15 @@ pub fn cases(cases: u32) -> ProptestConfig {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(cases);
-    ProptestConfig::with_cases(cases)
+    ProptestConfig {
+        // One file for every property, under tests/ (the crate's top level holds only the
+        // project's own layout). Entries are seeds; replaying another property's seed is just one
+        // more case.
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("tests/proptest-regressions.txt"),
+        )),
+        ..ProptestConfig::with_cases(cases)
+    }
 }
 
 /// Bytes that mean something to one of the parsers: delimiters of HTTP, JSON, TOML, base64 and

@@ -374,7 +374,7 @@ mod properties {
 
     proptest! {
         // Each case waits for the deadline in real time: a few are enough.
-        #![proptest_config(ProptestConfig::with_cases(8))]
+        #![proptest_config(ProptestConfig { cases: 8, ..crate::proptest_support::cases(8) })]
 
         /// A client that stops in the middle of its head is given up on at the deadline.
         #[test]
