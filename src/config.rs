@@ -750,7 +750,7 @@ regions = ["westeurope"]
             if want.as_secs() < 1 << 22 {
                 prop_assert_eq!(got, want);
             } else {
-                let off = if got > want { got - want } else { want - got };
+                let off = got.abs_diff(want);
                 prop_assert!(off <= Duration::from_micros(1), "{:?}: {:?}", text, got);
             }
             let _ = parse_duration(&junk);
