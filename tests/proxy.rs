@@ -370,7 +370,7 @@ async fn fake_upstream(require: Option<&'static str>) -> (std::net::SocketAddr, 
             }
             let head = String::from_utf8_lossy(&head).into_owned();
             seen.lock().unwrap().push(head.clone());
-            let authorized = require.map_or(true, |want| {
+            let authorized = require.is_none_or(|want| {
                 head.lines()
                     .any(|l| l == format!("Proxy-Authorization: {want}"))
             });

@@ -1851,7 +1851,7 @@ impl Rng {
             let p = *self.pick::<&str>(&pieces);
             s.push_str(p);
         }
-        if self.next() % 10 == 0 {
+        if self.next().is_multiple_of(10) {
             s.push_str(&"A".repeat(20_000));
         }
         s
@@ -1935,7 +1935,7 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
         };
         let mut ev = event(host, kind);
         ev.error = rng.text();
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             let sources: [&'static str; 4] = ["resolver", "override", "literal", "connect_to"];
             let source: &'static str = sources[(rng.next() % 4) as usize];
             ev.dns = Some(DnsAnswer {
@@ -1972,7 +1972,7 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
             repository: Some(rng.text()),
             reference: Some(rng.text()),
             status: (rng.next() % 1000) as u16,
-            www_authenticate: (rng.next() % 2 == 0).then(|| Challenge {
+            www_authenticate: rng.next().is_multiple_of(2).then(|| Challenge {
                 scheme: rng.text(),
                 error: Some(rng.text()),
                 ..Challenge::default()
@@ -1980,7 +1980,7 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
             registry_errors: vec![acr_error(&rng.text(), &rng.text())],
             body_text: Some(rng.text()),
             location: Some(format!("https://{}/x?sig={}", rng.text(), rng.text())),
-            auth: (rng.next() % 2 == 0).then(|| CredentialFacts {
+            auth: rng.next().is_multiple_of(2).then(|| CredentialFacts {
                 scheme: rng.pick(&["basic", "bearer", ""]).to_string(),
                 username_kind: Some(*rng.pick(&[
                     UsernameKind::NullGuidToken,
@@ -1988,8 +1988,8 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
                     UsernameKind::Other,
                 ])),
                 claims: Some(claims.clone()),
-                empty_secret: rng.next() % 2 == 0,
-                malformed: rng.next() % 2 == 0,
+                empty_secret: rng.next().is_multiple_of(2),
+                malformed: rng.next().is_multiple_of(2),
             }),
             issued_token: Some(claims),
             user_agent: Some(rng.text()),
@@ -1997,7 +1997,7 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
             requested_scopes: vec![rng.text()],
             ..HttpExchange::default()
         };
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             ev.http = Some(ex.clone());
         }
         let mut all = d.diagnose_at(&ev, later(i));

@@ -328,7 +328,7 @@ mod tests {
         let payload = json!({"exp": 5, "aud": "a"});
         let token = test_token(&payload);
         let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
-        while parts[1].len() % 4 != 0 {
+        while !parts[1].len().is_multiple_of(4) {
             parts[1].push('=');
         }
         let padded = parts.join(".");

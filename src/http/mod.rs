@@ -41,7 +41,7 @@ mod robustness {
             let mut input = seed[..(rng.next() as usize) % (seed.len() + 1)].to_vec();
             for _ in 0..(rng.next() % 6) {
                 let b = alphabet[(rng.next() as usize) % alphabet.len()];
-                if input.is_empty() || rng.next() % 2 == 0 {
+                if input.is_empty() || rng.next().is_multiple_of(2) {
                     let at = (rng.next() as usize) % (input.len() + 1);
                     input.insert(at, b);
                 } else {

@@ -1414,7 +1414,7 @@ pub fn assert_regdoc_saw(env: &Env, host: &str, mode: Option<&str>) {
             && r.get("target")
                 .and_then(|v| v.as_str())
                 .is_some_and(|t| t.starts_with(host))
-            && mode.map_or(true, |m| r.get("mode").and_then(|v| v.as_str()) == Some(m))
+            && mode.is_none_or(|m| r.get("mode").and_then(|v| v.as_str()) == Some(m))
     });
     assert!(
         seen,
