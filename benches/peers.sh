@@ -69,12 +69,20 @@ trap cleanup EXIT
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# A port nobody listens on, from a per-run random base (the proxy then binds it).
-NEXT_PORT=$((20000 + RANDOM % 20000))
+# A port nobody listens on, from a per-run random base below the kernel's ephemeral range (a
+# port in that range can be held by a client connection in TIME_WAIT, and bind would fail).
+# The next free port is kept in a file: `port=$(pick_port)` runs in a subshell, where a variable
+# increment would be lost and every proxy would be handed the same port.
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+PORT_SPAN=$(( EPHEMERAL_LOW > 12000 ? EPHEMERAL_LOW - 12000 : 1000 ))
+PORT_FILE=$TMP/next-port
+echo $((10000 + RANDOM % PORT_SPAN)) >"$PORT_FILE"
 pick_port() {
-    while port_open "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    echo "$NEXT_PORT"
-    NEXT_PORT=$((NEXT_PORT + 1))
+    local p
+    p=$(cat "$PORT_FILE")
+    while port_open "$p"; do p=$((p + 1)); done
+    echo $((p + 1)) >"$PORT_FILE"
+    echo "$p"
 }
 
 wait_port() { # port seconds [pid: give up as soon as it exits]
