@@ -221,6 +221,25 @@ pub fn split(input: &[u8], cuts: &[Index]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The first handshake message of `flight` (a ClientHello, or a server's first flight) framed
+/// again in records cut at `cuts`: the same message as a peer fragmenting it differently would
+/// send it. `None` when `flight` does not start with a handshake message.
+pub fn handshake_in_records(flight: &[u8], cuts: &[Index]) -> Option<Vec<u8>> {
+    use crate::tls::wire::{read_first, reframe, First, CONTENT_HANDSHAKE};
+    let Ok(First::Handshake(t, body)) = read_first(flight, crate::tls::MAX_HELLO_BYTES) else {
+        return None;
+    };
+    let mut msg = vec![t];
+    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    msg.extend_from_slice(&body);
+    Some(
+        split(&msg, cuts)
+            .iter()
+            .flat_map(|piece| reframe(piece, CONTENT_HANDSHAKE, piece.len()))
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -523,9 +523,9 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::proptest_support::{mutated, split};
+    use crate::proptest_support::mutated;
     use crate::tls::wire::capture::{handshake, Side};
-    use crate::tls::wire::{reframe, CONTENT_HANDSHAKE, RECORD_HEADER_LEN};
+    use crate::tls::wire::RECORD_HEADER_LEN;
     use proptest::prelude::*;
     use proptest::sample::Index;
     use rustls::version::{TLS12, TLS13};
@@ -639,16 +639,9 @@ mod properties {
             flight in a_hello_flight(),
             cuts in prop::collection::vec(any::<Index>(), 0..12),
         ) {
-            let Ok(First::Handshake(t, body)) = wire::read_first(&flight, MAX_HELLO_BYTES) else {
+            let Some(records) = crate::proptest_support::handshake_in_records(&flight, &cuts) else {
                 return Err(TestCaseError::fail("seed is not a handshake"));
             };
-            let mut msg = vec![t];
-            msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-            msg.extend_from_slice(&body);
-            let records: Vec<u8> = split(&msg, &cuts)
-                .iter()
-                .flat_map(|piece| reframe(piece, CONTENT_HANDSHAKE, piece.len()))
-                .collect();
             prop_assert!(records.len() >= RECORD_HEADER_LEN);
             prop_assert_eq!(parse(&records), parse(&flight));
         }
