@@ -171,6 +171,16 @@ impl ConnectTo {
     }
 }
 
+/// `host:port`, with an IPv6 host in brackets: the inverse of [`split_host_port`], and how
+/// records and logs name a destination.
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// Split `host:port`, accepting `[v6]:port`.
 pub fn split_host_port(s: &str) -> Option<(String, u16)> {
     let s = s.trim();

@@ -221,17 +221,28 @@ pub fn split(input: &[u8], cuts: &[Index]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Percent-encode everything but unreserved characters (RFC 3986), as URL and form encoders do.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The first handshake message of `flight` (a ClientHello, or a server's first flight) framed
 /// again in records cut at `cuts`: the same message as a peer fragmenting it differently would
 /// send it. `None` when `flight` does not start with a handshake message.
 pub fn handshake_in_records(flight: &[u8], cuts: &[Index]) -> Option<Vec<u8>> {
-    use crate::tls::wire::{read_first, reframe, First, CONTENT_HANDSHAKE};
+    use crate::tls::wire::{handshake_message, read_first, reframe, First, CONTENT_HANDSHAKE};
     let Ok(First::Handshake(t, body)) = read_first(flight, crate::tls::MAX_HELLO_BYTES) else {
         return None;
     };
-    let mut msg = vec![t];
-    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    msg.extend_from_slice(&body);
+    let msg = handshake_message(t, &body);
     Some(
         split(&msg, cuts)
             .iter()

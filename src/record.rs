@@ -44,9 +44,14 @@ impl PhaseOutcome {
     pub fn new(outcome: &'static str, elapsed: std::time::Duration) -> Self {
         PhaseOutcome {
             outcome,
-            ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+            ms: millis(elapsed),
         }
     }
+}
+
+/// A duration as records write it: milliseconds with microsecond precision.
+pub fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// Per-phase outcomes of a connection; absent phases did not run.
@@ -290,11 +295,7 @@ pub fn request_record<'a>(
         .take()
         .as_deref()
         .and_then(crate::diagnose::location_host);
-    let target = if origin.host.contains(':') {
-        format!("[{}]:{}", origin.host, origin.port)
-    } else {
-        format!("{}:{}", origin.host, origin.port)
-    };
+    let target = crate::config::join_host_port(origin.host, origin.port);
     RequestRecord {
         timestamp: timestamp(SystemTime::now()),
         event: "request",
@@ -308,10 +309,26 @@ pub fn request_record<'a>(
         region: origin.endpoint.region.as_deref(),
         path,
         location_host,
-        duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        duration_ms: millis(elapsed),
         reply_status,
         cause,
         http,
+    }
+}
+
+/// Write the `request` record of `ex`, when `log.requests` asked for them: `path` (see
+/// [`crate::intercept::exchange::record_path`]) is taken only then, so `None` means off.
+pub fn emit_request(
+    origin: &RequestOrigin<'_>,
+    path: Option<&str>,
+    ex: &HttpExchange,
+    elapsed: std::time::Duration,
+    reply_status: Option<u16>,
+    cause: Option<&'static str>,
+) {
+    if let Some(path) = path {
+        let rec = request_record(origin, path, ex, elapsed, reply_status, cause);
+        emit("request", &rec);
     }
 }
 

@@ -492,19 +492,6 @@ mod properties {
         "[A-Za-z0-9~._-]{2,16}![A-Za-z0-9~._:-]{2,16}"
     }
 
-    /// Percent-encode everything but unreserved characters, as a form encoder does.
-    fn form_encode(s: &str) -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    }
-
     fn shown<T: std::fmt::Debug + Serialize>(facts: &T) -> String {
         format!("{facts:?}{}", serde_json::to_string(facts).unwrap())
     }
@@ -570,11 +557,11 @@ mod properties {
             order in Just(vec![0usize, 1, 2, 3, 4]).prop_shuffle(),
         ) {
             let fields = [
-                format!("grant_type={}", form_encode(&grant_type)),
-                format!("service={}", form_encode(&service)),
-                format!("scope={}", form_encode(&scopes.join(" "))),
-                format!("password={}", form_encode(&password)),
-                format!("refresh_token={}", form_encode(&refresh)),
+                format!("grant_type={}", crate::proptest_support::percent_encode(&grant_type)),
+                format!("service={}", crate::proptest_support::percent_encode(&service)),
+                format!("scope={}", crate::proptest_support::percent_encode(&scopes.join(" "))),
+                format!("password={}", crate::proptest_support::percent_encode(&password)),
+                format!("refresh_token={}", crate::proptest_support::percent_encode(&refresh)),
             ];
             let body = order.iter().map(|&i| fields[i].as_str()).collect::<Vec<_>>().join("&");
             let facts = describe_form_body(body.as_bytes());

@@ -811,9 +811,6 @@ impl Conn {
         reply_status: Option<u16>,
         cause: Option<&'static str>,
     ) {
-        let Some(path) = seen.path.as_deref() else {
-            return;
-        };
         let origin = crate::record::RequestOrigin {
             conn_id: self.ctx.conn_id,
             client: self.ctx.client,
@@ -822,15 +819,14 @@ impl Conn {
             port: self.ctx.port,
             endpoint: &self.ctx.endpoint,
         };
-        let rec = crate::record::request_record(
+        crate::record::emit_request(
             &origin,
-            path,
+            seen.path.as_deref(),
             ex,
             seen.received.elapsed(),
             reply_status,
             cause,
         );
-        crate::record::emit("request", &rec);
     }
 
     /// Rewrite the request for the upstream protocol: origin form plus Host for HTTP/1.1,

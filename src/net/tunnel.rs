@@ -6,6 +6,7 @@
 
 use crate::net::prefixed::Prefixed;
 use crate::observe::{FailureKind, Phase, TlsObservation};
+use crate::tls::wire::RECORD_HEADER_LEN;
 use crate::tls::{client_hello, server_hello};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -205,7 +206,7 @@ where
         let elapsed = start.elapsed();
         match step {
             Err(_) => {
-                report.tls_ms = Some(ms(elapsed));
+                report.tls_ms = Some(crate::record::millis(elapsed));
                 report.tls_ok = Some(false);
                 let sni = tls.sni.clone().unwrap_or_else(|| "(no SNI)".into());
                 report.tls = Some(tls);
@@ -225,7 +226,7 @@ where
             Ok(Err(e)) => return Err(e),
             Ok(Ok((true, 0))) => {
                 // The client gave up before the server said anything.
-                report.tls_ms = Some(ms(elapsed));
+                report.tls_ms = Some(crate::record::millis(elapsed));
                 report.tls_ok = Some(false);
                 report.tls = Some(tls);
                 report.close_reason = "client_closed";
@@ -247,7 +248,7 @@ where
                 report.bytes_up += n as u64;
             }
             Ok(Ok((false, 0))) => {
-                report.tls_ms = Some(ms(elapsed));
+                report.tls_ms = Some(crate::record::millis(elapsed));
                 report.tls_ok = Some(false);
                 report.tls = Some(tls);
                 report.close_reason = "server_closed";
@@ -302,7 +303,7 @@ where
                     }
                     Err(_) => {}
                 }
-                report.tls_ms = Some(ms(elapsed));
+                report.tls_ms = Some(crate::record::millis(elapsed));
                 report.tls = Some(tls);
                 return Ok(true);
             }
@@ -314,10 +315,6 @@ where
 async fn fresh_read<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
     buf.clear();
     r.read_buf(buf).await
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// Per-direction counters shared between the copy future and the watchdog.
@@ -366,7 +363,7 @@ impl Flow {
 pub struct RecordTracker {
     /// Bytes of the current record body still to come.
     remaining: usize,
-    header: [u8; 5],
+    header: [u8; RECORD_HEADER_LEN],
     header_len: usize,
 }
 
@@ -379,11 +376,11 @@ impl RecordTracker {
                 data = &data[n..];
                 continue;
             }
-            let n = (5 - self.header_len).min(data.len());
+            let n = (RECORD_HEADER_LEN - self.header_len).min(data.len());
             self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
             self.header_len += n;
             data = &data[n..];
-            if self.header_len == 5 {
+            if self.header_len == RECORD_HEADER_LEN {
                 self.remaining = u16::from_be_bytes([self.header[3], self.header[4]]) as usize;
                 self.header_len = 0;
             }
@@ -401,9 +398,6 @@ impl RecordTracker {
         self.remaining > 0 || self.header_len > 0
     }
 }
-
-/// A TLS record header: type, version, length.
-const TLS_HEADER: usize = 5;
 
 /// First read of a burst; see [`pump`].
 const FIRST_READ: usize = 16 * 1024;
@@ -515,9 +509,7 @@ async fn pump(
                         rt.feed(&buf[..n]);
                         flow.mid_record.store(rt.mid_record(), Ordering::Relaxed);
                     }
-                    flow.writing.store(true, Ordering::Relaxed);
-                    write_all(dst, &buf[..n]).await?;
-                    flow.writing.store(false, Ordering::Relaxed);
+                    writing(flow, write_all(dst, &buf[..n])).await?;
                     if n == buf.capacity() && buf.capacity() < size {
                         buf = Vec::with_capacity(size);
                     }
@@ -574,10 +566,7 @@ async fn deliver(
     if pipe.is_empty() {
         return Ok(());
     }
-    flow.writing.store(true, Ordering::Relaxed);
-    let r = pipe.drain_to(dst).await;
-    flow.writing.store(false, Ordering::Relaxed);
-    r
+    writing(flow, pipe.drain_to(dst)).await
 }
 
 #[cfg(target_os = "linux")]
@@ -595,16 +584,16 @@ async fn splice_loop(
         deliver(pipe, dst, flow).await?;
         src.readable().await?;
         loop {
-            if pipe.free() < TLS_HEADER {
+            if pipe.free() < RECORD_HEADER_LEN {
                 deliver(pipe, dst, flow).await?;
             }
-            let mut peeked: Option<[u8; TLS_HEADER]> = None;
+            let mut peeked: Option<[u8; RECORD_HEADER_LEN]> = None;
             let want = match records.as_mut() {
                 None => pipe.free(),
                 Some(rt) if rt.remaining > 0 => rt.remaining.min(pipe.free()),
                 Some(rt) => {
                     // At a record boundary (or inside a header that arrived in pieces).
-                    let mut hdr = [0u8; TLS_HEADER];
+                    let mut hdr = [0u8; RECORD_HEADER_LEN];
                     let got = if rt.header_len == 0 {
                         match peek(src, &mut hdr) {
                             Ok(k) => k,
@@ -614,10 +603,10 @@ async fn splice_loop(
                     } else {
                         0
                     };
-                    if got == TLS_HEADER {
+                    if got == RECORD_HEADER_LEN {
                         peeked = Some(hdr);
                         let body = u16::from_be_bytes([hdr[3], hdr[4]]) as usize;
-                        (TLS_HEADER + body).min(pipe.free())
+                        (RECORD_HEADER_LEN + body).min(pipe.free())
                     } else if got == 0 && rt.header_len == 0 {
                         // Nothing queued and readable: the end of the stream.
                         0
@@ -625,17 +614,15 @@ async fn splice_loop(
                         // A header split across segments: take its bytes the ordinary way,
                         // after what the pipe holds, so order is kept.
                         deliver(pipe, dst, flow).await?;
-                        let mut part = [0u8; TLS_HEADER];
-                        let need = TLS_HEADER - rt.header_len;
+                        let mut part = [0u8; RECORD_HEADER_LEN];
+                        let need = RECORD_HEADER_LEN - rt.header_len;
                         match src.try_read(&mut part[..need]) {
                             Ok(0) => 0,
                             Ok(n) => {
                                 flow.moved(n, epoch);
                                 rt.feed(&part[..n]);
                                 flow.mid_record.store(rt.mid_record(), Ordering::Relaxed);
-                                flow.writing.store(true, Ordering::Relaxed);
-                                write_all(dst, &part[..n]).await?;
-                                flow.writing.store(false, Ordering::Relaxed);
+                                writing(flow, write_all(dst, &part[..n])).await?;
                                 continue;
                             }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -663,7 +650,7 @@ async fn splice_loop(
                         // The header went through the pipe; its bytes are known from the peek.
                         let h = match &peeked {
                             Some(hdr) => {
-                                let h = n.min(TLS_HEADER);
+                                let h = n.min(RECORD_HEADER_LEN);
                                 rt.feed(&hdr[..h]);
                                 h
                             }
@@ -678,6 +665,15 @@ async fn splice_loop(
             }
         }
     }
+}
+
+/// Run `write`, marking the direction as waiting on its destination meanwhile: a slow reader,
+/// not a silent source (see the stall check in [`relay`]).
+async fn writing<T>(flow: &Flow, write: impl std::future::Future<Output = T>) -> T {
+    flow.writing.store(true, Ordering::Relaxed);
+    let r = write.await;
+    flow.writing.store(false, Ordering::Relaxed);
+    r
 }
 
 async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
@@ -733,7 +729,7 @@ mod tests {
 /// tracker knows whether the stream rests inside a record, which is what stall detection trusts.
 #[cfg(test)]
 mod properties {
-    use super::{RecordTracker, TLS_HEADER};
+    use super::{RecordTracker, RECORD_HEADER_LEN};
     use crate::proptest_support::split;
     use proptest::prelude::*;
     use proptest::sample::Index;
@@ -742,8 +738,9 @@ mod properties {
     /// the last hop lands exactly on its end.
     fn mid_record(stream: &[u8]) -> bool {
         let mut pos = 0usize;
-        while pos + TLS_HEADER <= stream.len() {
-            pos += TLS_HEADER + usize::from(u16::from_be_bytes([stream[pos + 3], stream[pos + 4]]));
+        while pos + RECORD_HEADER_LEN <= stream.len() {
+            pos += RECORD_HEADER_LEN
+                + usize::from(u16::from_be_bytes([stream[pos + 3], stream[pos + 4]]));
         }
         pos != stream.len()
     }

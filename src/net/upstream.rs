@@ -94,11 +94,7 @@ impl UpstreamProxy {
 
     /// `host:port`, without credentials: what logs show.
     pub fn display(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        crate::config::join_host_port(&self.host, self.port)
     }
 
     /// The `Proxy-Authorization` value to send, if any. Never log it.
@@ -365,19 +361,6 @@ mod properties {
         "HTTP://user@10.0.0.1:3128",
     ];
 
-    /// Percent-encode everything but unreserved characters.
-    fn encode(s: &str) -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    }
-
     proptest! {
         #![proptest_config(crate::proptest_support::cases(256))]
 
@@ -400,8 +383,8 @@ mod properties {
         ) {
             let url = format!(
                 "http://{}:{}@{host}{}{}",
-                encode(&user),
-                encode(&pass),
+                crate::proptest_support::percent_encode(&user),
+                crate::proptest_support::percent_encode(&pass),
                 port.map(|p| format!(":{p}")).unwrap_or_default(),
                 if slash { "/" } else { "" }
             );

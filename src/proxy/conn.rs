@@ -279,7 +279,7 @@ fn finish(
     reason: &'static str,
     failed: bool,
 ) {
-    rec.duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+    rec.duration_ms = crate::record::millis(started.elapsed());
     if rec.close_reason.is_empty() {
         rec.close_reason = if reason.is_empty() { "done" } else { reason };
     }

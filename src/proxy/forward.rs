@@ -245,9 +245,6 @@ fn record_request(
     reply_status: Option<u16>,
     cause: Option<&'static str>,
 ) {
-    let Some(path) = path else {
-        return;
-    };
     let origin = crate::record::RequestOrigin {
         conn_id: target.conn_id,
         client: target.client,
@@ -256,9 +253,7 @@ fn record_request(
         port: target.port,
         endpoint: &target.endpoint,
     };
-    let rec =
-        crate::record::request_record(&origin, path, ex, started.elapsed(), reply_status, cause);
-    crate::record::emit("request", &rec);
+    crate::record::emit_request(&origin, path, ex, started.elapsed(), reply_status, cause);
 }
 
 /// Judge a forwarded exchange like an intercepted one: a registry served over plain HTTP shows

@@ -161,11 +161,7 @@ pub struct TargetInfo {
 
 impl TargetInfo {
     pub fn target(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        crate::config::join_host_port(&self.host, self.port)
     }
 
     pub fn event(

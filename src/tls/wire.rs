@@ -239,16 +239,18 @@ pub fn reframe(message: &[u8], content_type: u8, fragment: usize) -> Vec<u8> {
     out
 }
 
+/// A handshake message (type, 24-bit length, body), for tests that frame one in records.
+#[cfg(test)]
+pub(crate) fn handshake_message(msg_type: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![msg_type];
+    m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    m.extend_from_slice(body);
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn handshake(msg_type: u8, body: &[u8]) -> Vec<u8> {
-        let mut m = vec![msg_type];
-        m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-        m.extend_from_slice(body);
-        m
-    }
 
     #[test]
     fn reader_never_reads_past_the_end() {
@@ -267,7 +269,7 @@ mod tests {
 
     #[test]
     fn single_record_message() {
-        let msg = handshake(2, &[1, 2, 3]);
+        let msg = handshake_message(2, &[1, 2, 3]);
         let bytes = reframe(&msg, CONTENT_HANDSHAKE, 100);
         assert_eq!(
             read_first(&bytes, 16384),
@@ -278,7 +280,7 @@ mod tests {
     #[test]
     fn message_fragmented_over_records_is_reassembled() {
         let body: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
-        let msg = handshake(1, &body);
+        let msg = handshake_message(1, &body);
         for fragment in [1, 3, 4, 5, 64, 999, 1004] {
             let bytes = reframe(&msg, CONTENT_HANDSHAKE, fragment);
             assert_eq!(
@@ -300,9 +302,9 @@ mod tests {
     #[test]
     fn message_ending_inside_a_partial_record_is_returned() {
         // ServerHello followed by a certificate in the same record, cut after the hello.
-        let mut record_body = handshake(2, &[9; 70]);
+        let mut record_body = handshake_message(2, &[9; 70]);
         let hello_len = record_body.len();
-        record_body.extend_from_slice(&handshake(11, &[7; 3000]));
+        record_body.extend_from_slice(&handshake_message(11, &[7; 3000]));
         let bytes = reframe(&record_body, CONTENT_HANDSHAKE, 16384);
         let cut = &bytes[..RECORD_HEADER_LEN + hello_len];
         assert_eq!(read_first(cut, 16384), Ok(First::Handshake(2, vec![9; 70])));
@@ -322,7 +324,7 @@ mod tests {
 
     #[test]
     fn mixed_record_types_inside_a_message_are_invalid() {
-        let msg = handshake(1, &[0; 20]);
+        let msg = handshake_message(1, &[0; 20]);
         let mut bytes = reframe(&msg[..10], CONTENT_HANDSHAKE, 100);
         bytes.extend_from_slice(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]);
         assert!(matches!(
@@ -342,7 +344,7 @@ mod tests {
             ))
         );
         // A stream of tiny records that never completes the message stops at the cap.
-        let msg = handshake(1, &vec![0; 16000]);
+        let msg = handshake_message(1, &vec![0; 16000]);
         let bytes = reframe(&msg, CONTENT_HANDSHAKE, 1);
         assert!(matches!(
             read_first(&bytes[..16384], 16384),
@@ -408,13 +410,6 @@ mod properties {
         ]
     }
 
-    fn handshake(msg_type: u8, body: &[u8]) -> Vec<u8> {
-        let mut m = vec![msg_type];
-        m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-        m.extend_from_slice(body);
-        m
-    }
-
     proptest! {
         #![proptest_config(crate::proptest_support::cases(256))]
 
@@ -476,7 +471,7 @@ mod properties {
             sizes in prop::collection::vec(1usize..400, 1..8),
             cut in any::<prop::sample::Index>(),
         ) {
-            let msg = handshake(msg_type, &body);
+            let msg = handshake_message(msg_type, &body);
             let mut bytes = Vec::new();
             let mut rest = &msg[..];
             for size in sizes.iter().cycle() {
