@@ -73,7 +73,9 @@ fn bench(c: &mut Criterion) {
     let ep = classify("myregistry.azurecr.io", &[]);
     let ip = "127.0.0.1".parse().unwrap();
     c.bench_function("judge_exchange_wrong_password", |b| {
-        b.iter(|| black_box(d.judge_exchange(ip, "myregistry.azurecr.io", &ep, black_box(&ex))))
+        b.iter(|| {
+            black_box(d.judge_exchange(ip, "myregistry.azurecr.io", 443, &ep, black_box(&ex)))
+        })
     });
 
     let findings = d.diagnose(&refused);
@@ -83,6 +85,7 @@ fn bench(c: &mut Criterion) {
                 black_box(&refused),
                 &findings,
                 Some((502, "regdoc client_firewall: refused")),
+                None,
                 None,
             );
             black_box(serde_json::to_string(&rec).unwrap())

@@ -118,9 +118,14 @@ impl Default for Timeouts {
         Timeouts {
             request_head: Duration::from_secs(10),
             dns: Duration::from_secs(5),
-            connect: Duration::from_secs(10),
-            upstream_proxy: Duration::from_secs(15),
-            tls: Duration::from_secs(10),
+            // DNS + connect stay under the 15 s the daemon gives its ping, login and token
+            // requests, so regdoc's 502 naming the cause reaches the user first.
+            connect: Duration::from_secs(8),
+            upstream_proxy: Duration::from_secs(10),
+            // Passthrough cannot answer once the tunnel is open: outlasting the daemon's 10 s TLS
+            // handshake timeout lets the client's own words stand, and regdoc records that the
+            // client gave up.
+            tls: Duration::from_secs(15),
             response_headers: Duration::from_secs(30),
             idle: Duration::from_secs(300),
             stall: Duration::from_secs(30),

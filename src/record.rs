@@ -168,7 +168,14 @@ pub struct FailureRecord<'a> {
     pub cause_title: Option<&'static str>,
     pub remedy: &'static [&'static str],
     pub doc: Option<&'static str>,
+    /// The line the client printed, when regdoc knows the words (see `diagnose::symptom`).
     pub client_symptom: Option<String>,
+    /// What the client is expected to print, when regdoc could not see its side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_client_symptom: Option<String>,
+    /// The client operation the failure belongs to, when known (`login`, `pull`, `push`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<&'static str>,
     pub evidence: Vec<String>,
     pub confidence: Option<crate::diagnose::Confidence>,
     /// Other causes the rules found, less likely than `cause`.
@@ -190,9 +197,15 @@ pub fn failure_record<'a>(
     ev: &'a FailureEvent,
     findings: &[Finding],
     reply: Option<(u16, &'a str)>,
-    client_symptom: Option<String>,
+    symptom: Option<crate::diagnose::Symptom>,
+    operation: Option<crate::diagnose::symptom::Operation>,
 ) -> FailureRecord<'a> {
     let top = findings.first();
+    let (client_symptom, expected_client_symptom) = match symptom {
+        Some(s) if s.basis == crate::diagnose::Basis::Known => (Some(s.text), None),
+        Some(s) => (None, Some(s.text)),
+        None => (None, None),
+    };
     FailureRecord {
         timestamp: timestamp(SystemTime::now()),
         event: "failure",
@@ -217,6 +230,10 @@ pub fn failure_record<'a>(
         remedy: top.map(|f| f.cause.remedy).unwrap_or(&[]),
         doc: top.map(|f| f.cause.doc),
         client_symptom,
+        expected_client_symptom,
+        operation: operation
+            .filter(|o| *o != crate::diagnose::symptom::Operation::Unknown)
+            .map(|o| o.as_str()),
         evidence: top.map(|f| f.evidence.clone()).unwrap_or_default(),
         confidence: top.map(|f| f.confidence),
         other_causes: findings
@@ -230,6 +247,22 @@ pub fn failure_record<'a>(
         reply_status: reply.map(|r| r.0),
         reply_reason: reply.map(|r| r.1),
     }
+}
+
+/// Write the failure record of an already diagnosed `ev`. `reply` is regdoc's own answer to
+/// the client, when it made one; `shown` is that answer as the client reads it (a refused
+/// CONNECT, or an HTTP answer inside interception), which the client's words are rendered from.
+pub fn write_failure(
+    diagnoser: &crate::diagnose::Diagnoser,
+    ev: &FailureEvent,
+    findings: &[Finding],
+    reply: Option<(u16, &str)>,
+    shown: Option<crate::diagnose::symptom::Reply<'_>>,
+) {
+    let situation = diagnoser.situation(ev);
+    let symptom = crate::diagnose::client_symptom(ev, shown, &situation);
+    let rec = failure_record(ev, findings, reply, symptom, situation.operation);
+    emit("failure", &rec);
 }
 
 /// Where an exchange of a `request` record happened: the connection and the origin it asked for.

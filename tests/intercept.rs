@@ -907,7 +907,11 @@ async fn registry_closing_before_response_headers_is_recorded_as_such_not_as_a_5
     for h2 in [false, true] {
         let before = h.fx.requests();
         let mut c = h.client(h2).await;
-        let r = c.send(c.req("GET", "/v2/").body(empty()).unwrap()).await;
+        // A pull's manifest request: the client reports the status it got (a ping's status
+        // only a login reads).
+        let r = c
+            .send(c.req("GET", "/v2/app/manifests/1.0").body(empty()).unwrap())
+            .await;
         assert_failure(&r, c.conn_id, CAUSE_CLOSED_EARLY, 502);
         assert_eq!(h.fx.requests(), before + 1, "the registry took the request");
         let reason = r

@@ -263,7 +263,13 @@ impl Builder {
             t.doc = str_field(v, "doc").map(|s| cap(s, 300));
         }
         if t.symptom.is_none() {
-            t.symptom = str_field(v, "client_symptom").map(|s| cap(s, 500));
+            // Words regdoc only expected are marked so: `report` never presents them as seen.
+            t.symptom = str_field(v, "client_symptom")
+                .map(|s| cap(s, 500))
+                .or_else(|| {
+                    str_field(v, "expected_client_symptom")
+                        .map(|s| format!("(expected) {}", cap(s, 500)))
+                });
         }
         bump(&mut t.endpoints, str_field(v, "endpoint"), n);
         bump(&mut t.registries, str_field(v, "registry"), n);

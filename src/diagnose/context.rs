@@ -14,6 +14,10 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+/// Two `GET /v2/` of one client to one registry this close together are a `docker login` (its
+/// challenge ping, then its authenticated ping; both within one 15 s client timeout).
+pub const PING_PAIR_WINDOW: Duration = Duration::from_secs(15);
+
 /// Entries kept per table by default.
 pub const DEFAULT_CAPACITY: usize = 4096;
 
@@ -95,6 +99,10 @@ struct Tables {
     rest_ok_any: Bounded<String, SystemTime>,
     data_hosts: Bounded<String, DataHost>,
     tokens: Bounded<(IpAddr, String), TokenNote>,
+    /// Last and previous `GET /v2/` of a client to a registry target (`host:port`).
+    pings: Bounded<(IpAddr, String), (SystemTime, Option<SystemTime>)>,
+    /// Registry target (`host:port`) whose Bearer challenge named this token host as realm.
+    realms: Bounded<(IpAddr, String), String>,
 }
 
 /// The shared context. `Send + Sync`; one short lock per note or view.
@@ -166,6 +174,8 @@ impl Context {
                 rest_ok_any: Bounded::new(capacity),
                 data_hosts: Bounded::new(capacity),
                 tokens: Bounded::new(capacity),
+                pings: Bounded::new(capacity),
+                realms: Bounded::new(capacity),
             }),
         }
     }
@@ -232,6 +242,41 @@ impl Context {
     /// A registry issued `client` a token with these claims.
     pub fn note_token(&self, client: IpAddr, registry: &str, note: TokenNote) {
         self.lock().tokens.insert((client, key(registry)), note);
+    }
+
+    /// `client` sent `GET /v2/` to `target`. Returns whether it had sent one within
+    /// [`PING_PAIR_WINDOW`] before: `docker login` pings twice in a row (once to learn the
+    /// challenge, once with the credentials), a pull pings once and moves on.
+    pub fn note_ping(&self, client: IpAddr, target: &str, at: SystemTime) -> bool {
+        let k = (client, key(target));
+        let mut t = self.lock();
+        let before = t.pings.get(&k).map(|(last, _)| *last);
+        t.pings.insert(k, (at, before));
+        before.is_some_and(|b| within(at, b, PING_PAIR_WINDOW).is_some())
+    }
+
+    /// Whether the last `GET /v2/` of `client` to `target` followed another one closely.
+    pub fn pinged_twice(&self, client: IpAddr, target: &str, now: SystemTime) -> bool {
+        let t = self.lock();
+        match t.pings.get(&(client, key(target))) {
+            Some((last, Some(before))) => {
+                within(now, *last, PING_PAIR_WINDOW).is_some()
+                    && within(*last, *before, PING_PAIR_WINDOW).is_some()
+            }
+            _ => false,
+        }
+    }
+
+    /// The registry `target` challenged `client` to get a token from `realm_host`.
+    pub fn note_realm(&self, client: IpAddr, realm_host: &str, target: &str) {
+        self.lock()
+            .realms
+            .insert((client, key(realm_host)), key(target));
+    }
+
+    /// The registry target (`host:port`) that sent `client` to the token host `realm_host`.
+    pub fn registry_for_realm(&self, client: IpAddr, realm_host: &str) -> Option<String> {
+        self.lock().realms.get(&(client, key(realm_host))).cloned()
     }
 
     /// Registry and region a data host belongs to, learnt from its name or from redirects.
@@ -313,7 +358,12 @@ impl Context {
     /// Total entries held, for tests and metrics.
     pub fn len(&self) -> usize {
         let t = self.lock();
-        t.rest_ok.len() + t.rest_ok_any.len() + t.data_hosts.len() + t.tokens.len()
+        t.rest_ok.len()
+            + t.rest_ok_any.len()
+            + t.data_hosts.len()
+            + t.tokens.len()
+            + t.pings.len()
+            + t.realms.len()
     }
 
     /// Whether nothing is remembered.

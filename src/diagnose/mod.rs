@@ -39,7 +39,7 @@ use std::time::SystemTime;
 pub use catalog::Cause;
 pub use context::{Context, ContextView, TokenNote};
 pub use rules::RulesConfig;
-pub use symptom::client_symptom;
+pub use symptom::{client_symptom, Basis, Situation, Symptom};
 
 /// How sure a rule is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -155,10 +155,11 @@ impl Diagnoser {
         &self,
         client: IpAddr,
         host: &str,
+        port: u16,
         endpoint: &Endpoint,
         ex: &HttpExchange,
     ) -> Vec<Finding> {
-        self.judge_exchange_at(client, host, endpoint, ex, SystemTime::now())
+        self.judge_exchange_at(client, host, port, endpoint, ex, SystemTime::now())
     }
 
     /// [`Diagnoser::judge_exchange`] at a given time.
@@ -166,6 +167,7 @@ impl Diagnoser {
         &self,
         client: IpAddr,
         host: &str,
+        port: u16,
         endpoint: &Endpoint,
         ex: &HttpExchange,
         now: SystemTime,
@@ -173,6 +175,7 @@ impl Diagnoser {
         let view = self.context.view(client, host, endpoint, now);
         let target = rules::Target { host, endpoint };
         let findings = rules::exchange(ex, target, &view, &self.rules);
+        self.note_sequence(client, host, port, ex, now);
         if rules::is_healthy(ex) {
             self.remember_exchange(client, host, endpoint, ex, now);
         }
@@ -188,6 +191,52 @@ impl Diagnoser {
         answer: &DnsAnswer,
     ) -> Option<Finding> {
         rules::resolution(rules::Target { host, endpoint }, answer, &self.rules, None)
+    }
+
+    /// What the context adds to the client's words for `ev`: its operation, and the registry
+    /// a token service was asked on behalf of. Call after [`Diagnoser::judge_exchange`] for
+    /// the same exchange.
+    pub fn situation(&self, ev: &FailureEvent) -> Situation {
+        let Some(ex) = &ev.http else {
+            return Situation::default();
+        };
+        let target = crate::config::join_host_port(&ev.host, ev.port);
+        let second_ping = ex.path_class == "ping"
+            && self
+                .context
+                .pinged_twice(ev.client.ip(), &target, SystemTime::now());
+        Situation {
+            operation: Some(symptom::operation::of_exchange(ex, second_ping)),
+            registry_target: matches!(ex.path_class.as_str(), "token" | "exchange")
+                .then(|| self.context.registry_for_realm(ev.client.ip(), &ev.host))
+                .flatten(),
+        }
+    }
+
+    /// Remember what later exchanges of the same client are read against: its pings (a login
+    /// pings twice) and which registry sent it to which token service.
+    fn note_sequence(
+        &self,
+        client: IpAddr,
+        host: &str,
+        port: u16,
+        ex: &HttpExchange,
+        now: SystemTime,
+    ) {
+        if ex.path_class != "ping" {
+            return;
+        }
+        let target = crate::config::join_host_port(host, port);
+        self.context.note_ping(client, &target, now);
+        if let Some(realm) = ex
+            .www_authenticate
+            .as_ref()
+            .filter(|c| c.is_bearer())
+            .and_then(|c| c.realm.as_deref())
+            .and_then(location_host)
+        {
+            self.context.note_realm(client, &realm, &target);
+        }
     }
 
     fn remember_exchange(

@@ -144,8 +144,42 @@ fn acr_error(code: &str, message: &str) -> RegistryError {
     RegistryError {
         code: code.into(),
         message: message.into(),
-        detail: None,
+        ..Default::default()
     }
+}
+
+/// [`sym`] for an HTTP answer regdoc made itself inside interception.
+fn sym_own(ev: &FailureEvent, status: u16, reason: &str) -> String {
+    let situation = Situation {
+        operation: ev
+            .http
+            .as_ref()
+            .map(|ex| symptom::operation::of_exchange(ex, false)),
+        registry_target: None,
+    };
+    client_symptom(
+        ev,
+        Some(symptom::Reply::Http { status, reason }),
+        &situation,
+    )
+    .map(|s| s.text)
+    .unwrap_or_default()
+}
+
+/// The client's line as a failure record carries it (known words, or the expected ones), for a
+/// failure judged without context: the operation is read from the exchange alone, and `reply`
+/// is the reason phrase of a refused CONNECT.
+fn sym(ev: &FailureEvent, reply: Option<&str>) -> String {
+    let situation = Situation {
+        operation: ev
+            .http
+            .as_ref()
+            .map(|ex| symptom::operation::of_exchange(ex, false)),
+        registry_target: None,
+    };
+    client_symptom(ev, reply.map(symptom::Reply::Connect), &situation)
+        .map(|s| s.text)
+        .unwrap_or_default()
 }
 
 fn basic(kind: UsernameKind, claims: Option<Claims>) -> CredentialFacts {
@@ -206,7 +240,7 @@ fn manifest(method: &str, status: u16, repo: &str, tag: &str) -> HttpExchange {
 }
 
 fn judge(d: &Diagnoser, host: &str, ex: &HttpExchange) -> Vec<Finding> {
-    d.judge_exchange_at(client(), host, &classify(host, &[]), ex, now())
+    d.judge_exchange_at(client(), host, 443, &classify(host, &[]), ex, now())
 }
 
 fn http_event(host: &str, ex: HttpExchange) -> FailureEvent {
@@ -382,7 +416,7 @@ fn network_article_client_timeout_exceeded_while_awaiting_headers() {
     let ev = event(REG, FailureKind::ResponseHeadersTimeout);
     let f = d.diagnose_at(&ev, now());
     assert_eq!(ids(&f), vec!["registry_error", "client_firewall"]);
-    let s = client_symptom(f[0].cause, &ev, None);
+    let s = sym(&ev, None);
     assert!(
         s.contains("Client.Timeout exceeded while awaiting headers"),
         "{s}"
@@ -472,18 +506,23 @@ fn closed_before_headers_on_a_data_endpoint_is_the_data_path() {
 
 #[test]
 fn closed_before_headers_symptom_is_regdocs_own_502() {
-    let d = diagnoser(vec![]);
     let ev = closed_before_headers(REG, EarlyClose::Closed);
-    let f = d.diagnose_at(&ev, now());
     let reason =
         "regdoc registry_error: the server's connection was closed before any response headers";
+    // On the ping only a login reads the status, with Go's text: what regdoc expects.
     assert_eq!(
-        client_symptom(f[0].cause, &ev, Some(reason)),
+        sym_own(&ev, 502, reason),
+        "Error response from daemon: login attempt to https://myregistry.azurecr.io/v2/ failed with status: 502 Bad Gateway"
+    );
+    let mut ev = ev;
+    ev.http = Some(manifest("GET", 0, "app/web", "1.0"));
+    assert_eq!(
+        sym_own(&ev, 502, reason),
         format!("Error response from daemon: received unexpected HTTP status: 502 {reason}")
     );
     // HTTP/2 carries no reason phrase: Go prints the canonical one.
     assert_eq!(
-        client_symptom(f[0].cause, &ev, None),
+        sym_own(&ev, 502, ""),
         "Error response from daemon: received unexpected HTTP status: 502 Bad Gateway"
     );
 }
@@ -610,10 +649,10 @@ fn network_article_proxyconnect_tcp_eof_https_proxy_scheme() {
     let f = d.diagnose_at(&ev, now());
     assert_eq!(ids(&f), vec!["proxy_scheme_mismatch", "docker_config"]);
     assert_eq!(
-        client_symptom(f[0].cause, &ev, None),
-        "Error response from daemon: Get \"https://myregistry.azurecr.io/v2/\": proxyconnect tcp: EOF"
+        sym(&ev, None),
+        "Get \"https://myregistry.azurecr.io/v2/\": proxyconnect tcp: EOF"
     );
-    assert!(client_symptom(f[0].cause, &ev, Some("Bad Request"))
+    assert!(sym(&ev, Some("Bad Request"))
         .ends_with("proxyconnect tcp: tls: first record does not look like a TLS handshake"));
 }
 
@@ -631,7 +670,7 @@ fn network_article_login_attempt_failed_403_public_access_rules() {
     assert!(evidence(&f, "public_access_rules").contains("203.0.113.7"));
     let ev = http_event(REG, ping);
     assert_eq!(
-        client_symptom(f[0].cause, &ev, None),
+        sym(&ev, None),
         "Error response from daemon: login attempt to https://myregistry.azurecr.io/v2/ failed with status: 403 Forbidden"
     );
 }
@@ -648,10 +687,10 @@ fn network_article_public_access_rules_on_manifest_pull() {
     let f = judge(&d, REG, &m);
     assert_eq!(ids(&f)[0], "public_access_rules");
     assert!(evidence(&f, "public_access_rules").contains("2001:db8::7"));
-    let s = client_symptom(f[0].cause, &http_event(REG, m), None);
-    assert!(
-        s.starts_with("Error response from daemon: denied: client with IP"),
-        "{s}"
+    let s = sym(&http_event(REG, m), None);
+    assert_eq!(
+        s,
+        "Error response from daemon: pull access denied for myregistry.azurecr.io/app/web, repository does not exist or may require 'docker login': denied: client with IP '2001:db8::7' is not allowed access. Refer https://aka.ms/acr/firewall to grant access."
     );
 }
 
@@ -746,14 +785,14 @@ fn tls_silent_server_is_client_firewall_or_private_endpoint() {
         vec!["private_endpoint_unreachable", "client_firewall"]
     );
     // regdoc's own deadline closed the tunnel first: the client read end of stream.
-    let s = client_symptom(f[0].cause, &ev, None);
+    let s = sym(&ev, None);
     assert!(s.ends_with("\": EOF"), "{s}");
     // The client's own handshake timeout fired first.
     ev.error = format!(
         "server did not answer; {} after 10000 ms",
         crate::observe::CLIENT_GAVE_UP
     );
-    let s = client_symptom(f[0].cause, &ev, None);
+    let s = sym(&ev, None);
     assert!(s.ends_with("net/http: TLS handshake timeout"), "{s}");
 }
 
@@ -776,7 +815,7 @@ fn tls_interception_alert_and_unknown_issuer() {
     );
     let f = d.diagnose_at(&ev, now());
     assert_eq!(ids(&f), vec!["tls_interception"]);
-    assert!(client_symptom(f[0].cause, &ev, None).ends_with("remote error: tls: handshake failure"));
+    assert!(sym(&ev, None).ends_with("remote error: tls: handshake failure"));
 
     let ev = event(
         REG,
@@ -788,9 +827,7 @@ fn tls_interception_alert_and_unknown_issuer() {
     let f = d.diagnose_at(&ev, now());
     assert_eq!(ids(&f), vec!["tls_interception"]);
     assert_eq!(f[0].confidence, Confidence::High);
-    assert!(
-        client_symptom(f[0].cause, &ev, None).contains("certificate signed by unknown authority")
-    );
+    assert!(sym(&ev, None).contains("certificate signed by unknown authority"));
 }
 
 #[test]
@@ -869,14 +906,18 @@ fn token_request(status: u16) -> HttpExchange {
 #[test]
 fn login_article_invalid_credentials_application_not_registered() {
     let d = diagnoser(vec![]);
-    let mut ex = token_request(401);
-    ex.body_text = Some("Application not registered with AAD.".into());
+    // `docker login` asks for a token with no scope; ACR's token service answers in the
+    // `details` shape.
+    let mut ex = exchange("GET", "token", 401);
+    ex.registry_errors = crate::http::registry_error::parse(
+        br#"{"details":"Application not registered with AAD."}"#,
+    );
     ex.auth = Some(basic(UsernameKind::ServicePrincipal, None));
     let f = judge(&d, REG, &ex);
     assert_eq!(ids(&f), vec!["invalid_credentials"]);
     assert_eq!(f[0].confidence, Confidence::High);
     assert!(evidence(&f, "invalid_credentials").contains("service principal application id"));
-    let s = client_symptom(f[0].cause, &http_event(REG, ex), None);
+    let s = sym(&http_event(REG, ex), None);
     assert_eq!(
         s,
         "Error response from daemon: Get \"https://myregistry.azurecr.io/v2/\": unauthorized: Application not registered with AAD."
@@ -895,7 +936,7 @@ fn login_article_invalid_credentials_unauthorized_at_token_endpoint() {
     let f = judge(&d, REG, &ex);
     assert_eq!(ids(&f), vec!["invalid_credentials", "expired_credentials"]);
     assert_eq!(f[1].confidence, Confidence::Low);
-    let s = client_symptom(f[0].cause, &http_event(REG, ex), None);
+    let s = sym(&http_event(REG, ex), None);
     assert!(s.ends_with(
         "unauthorized: authentication required, visit https://aka.ms/acr/authorization for more information."
     ));
@@ -970,7 +1011,7 @@ fn login_article_expired_refresh_token_known_from_context() {
     assert!(judge(&d, REG, &issued).is_empty());
     // An hour later the daemon trades the refresh token (in the form body) and is refused.
     let ex = exchange("POST", "token", 401);
-    let f = d.judge_exchange_at(client(), REG, &classify(REG, &[]), &ex, later(3600));
+    let f = d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &ex, later(3600));
     assert_eq!(ids(&f), vec!["expired_credentials"]);
     assert_eq!(f[0].confidence, Confidence::High);
     assert!(evidence(&f, "expired_credentials").contains("refresh token expired"));
@@ -1018,7 +1059,7 @@ fn issue(d: &Diagnoser, claims: Claims, at: SystemTime) {
     tok.auth = Some(basic(UsernameKind::ServicePrincipal, None));
     tok.issued_token = Some(claims);
     assert!(d
-        .judge_exchange_at(client(), REG, &classify(REG, &[]), &tok, at)
+        .judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &tok, at)
         .is_empty());
 }
 
@@ -1093,7 +1134,7 @@ fn token_lifetime_issue_time_seen_by_regdoc_dates_a_token_without_iat() {
     let claims = token_without_exp(None);
     issue(&d, claims.clone(), now());
     let m = manifest_401(bearer(claims));
-    let at = |s| d.judge_exchange_at(client(), REG, &classify(REG, &[]), &m, later(s));
+    let at = |s| d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &m, later(s));
     let young = at(THREE_HOURS);
     assert!(!ids(&young).contains(&"expired_credentials"), "{young:?}");
     let old = at(THREE_HOURS + 1);
@@ -1117,7 +1158,7 @@ fn token_lifetime_other_claims_than_those_seen_issued_are_not_dated_by_them() {
         ..token_without_exp(None)
     };
     let m = manifest_401(bearer(other));
-    let f = d.judge_exchange_at(client(), REG, &classify(REG, &[]), &m, later(5 * 3600));
+    let f = d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &m, later(5 * 3600));
     assert_ne!(ids(&f)[0], "expired_credentials", "{f:?}");
     assert!(
         !evidence(&f, "expired_credentials").contains("carries no exp"),
@@ -1130,12 +1171,12 @@ fn token_lifetime_opaque_bearer_is_dated_by_the_last_issued_token() {
     let d = diagnoser(vec![]);
     issue(&d, token_without_exp(Some(0)), now());
     let m = manifest_401(opaque_bearer());
-    let f = d.judge_exchange_at(client(), REG, &classify(REG, &[]), &m, later(4 * 3600));
+    let f = d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &m, later(4 * 3600));
     assert_eq!(ids(&f)[0], "expired_credentials", "{f:?}");
     let e = evidence(&f, "expired_credentials");
     assert!(e.contains("the last issued token carries no exp"), "{e}");
     assert!(e.contains("4h old (14400 s)"), "{e}");
-    let f = d.judge_exchange_at(client(), REG, &classify(REG, &[]), &m, later(600));
+    let f = d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &m, later(600));
     assert!(!ids(&f).contains(&"expired_credentials"), "{f:?}");
 }
 
@@ -1147,7 +1188,7 @@ fn token_lifetime_refresh_token_in_the_form_body_without_exp() {
     refresh.access = None;
     issue(&d, refresh, now());
     let ex = exchange("POST", "token", 401);
-    let judge_at = |s| d.judge_exchange_at(client(), REG, &classify(REG, &[]), &ex, later(s));
+    let judge_at = |s| d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &ex, later(s));
     let f = judge_at(THREE_HOURS + 60);
     assert_eq!(ids(&f), vec!["expired_credentials", "invalid_credentials"]);
     let e = evidence(&f, "expired_credentials");
@@ -1275,11 +1316,12 @@ fn login_article_not_authorized_denied_on_push() {
     )];
     let f = judge(&d, REG, &up);
     assert_eq!(ids(&f), vec!["not_authorized"]);
-    let s = client_symptom(f[0].cause, &http_event(REG, up), None);
-    assert_eq!(
-        s,
-        "Error response from daemon: denied: requested access to the resource is denied"
-    );
+    // A push streams its progress: no daemon prefix; a bare code prints as the code.
+    let s = sym(&http_event(REG, up.clone()), None);
+    assert_eq!(s, "denied");
+    up.registry_errors[0].has_detail = true;
+    let s = sym(&http_event(REG, up), None);
+    assert_eq!(s, "denied: requested access to the resource is denied");
 }
 
 #[test]
@@ -1297,7 +1339,7 @@ fn login_article_not_authorized_from_last_issued_token_when_bearer_is_opaque() {
         claims: None,
         ..Default::default()
     });
-    let f = d.judge_exchange_at(client(), REG, &classify(REG, &[]), &m, later(1));
+    let f = d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &m, later(1));
     assert_eq!(ids(&f), vec!["not_authorized"]);
 }
 
@@ -1313,6 +1355,8 @@ fn beyond_not_found_as_401_when_token_grants_pull() {
             "authentication required, visit https://aka.ms/acr/authorization for more information."
                 .into(),
         detail: Some(serde_json::json!([{"Type":"repository","Name":"app/web","Action":"pull"}])),
+        has_detail: true,
+        ..Default::default()
     }];
     let f = judge(&d, REG, &m);
     assert_eq!(ids(&f), vec!["not_found", "not_authorized"]);
@@ -1331,16 +1375,26 @@ fn beyond_not_found_manifest_unknown_and_name_unknown() {
     let f = judge(&d, REG, &m);
     assert_eq!(ids(&f), vec!["not_found"]);
     assert_eq!(f[0].confidence, Confidence::High);
-    let s = client_symptom(f[0].cause, &http_event(REG, m.clone()), None);
+    let s = sym(&http_event(REG, m.clone()), None);
     assert_eq!(
         s,
-        "Error response from daemon: manifest_unknown: manifest tagged by \"9.9\" is not found"
+        "Error response from daemon: manifest for myregistry.azurecr.io/app/web:9.9 not found: manifest unknown: manifest tagged by \"9.9\" is not found"
     );
     m.registry_errors = vec![acr_error(
         "NAME_UNKNOWN",
         "repository name not known to registry",
     )];
     assert_eq!(ids(&judge(&d, REG, &m)), vec!["not_found", "registry_name"]);
+    // Without a detail, a default message makes a bare code, which the pull prints as it is.
+    assert_eq!(
+        sym(&http_event(REG, m.clone()), None),
+        "Error response from daemon: name unknown"
+    );
+    m.registry_errors[0].has_detail = true;
+    assert_eq!(
+        sym(&http_event(REG, m), None),
+        "Error response from daemon: repository myregistry.azurecr.io/app/web not found: name unknown: repository name not known to registry"
+    );
 }
 
 #[test]
@@ -1361,8 +1415,13 @@ fn beyond_throttled_429() {
     let f = judge(&d, REG, &m);
     assert_eq!(ids(&f), vec!["throttled"]);
     assert_eq!(
-        client_symptom(f[0].cause, &http_event(REG, m), None),
-        "Error response from daemon: toomanyrequests: too many requests"
+        sym(&http_event(REG, m.clone()), None),
+        "Error response from daemon: toomanyrequests"
+    );
+    m.registry_errors[0].message = "Too many requests. Retry after 30 seconds.".into();
+    assert_eq!(
+        sym(&http_event(REG, m), None),
+        "Error response from daemon: toomanyrequests: Too many requests. Retry after 30 seconds."
     );
 }
 
@@ -1375,7 +1434,7 @@ fn beyond_registry_error_5xx() {
     assert_eq!(ids(&f), vec!["registry_error"]);
     assert_eq!(f[0].confidence, Confidence::High);
     assert_eq!(
-        client_symptom(f[0].cause, &http_event(REG, m), None),
+        sym(&http_event(REG, m), None),
         "Error response from daemon: received unexpected HTTP status: 503 Service Unavailable"
     );
 }
@@ -1515,14 +1574,10 @@ fn proxy_policy_refusals() {
         let f = d.diagnose_at(&ev, now());
         assert_eq!(ids(&f), vec!["proxy_policy"]);
         assert!(evidence(&f, "proxy_policy").contains(needle));
-        let s = client_symptom(
-            f[0].cause,
-            &ev,
-            Some("regdoc: refused by proxy policy [proxy_policy]"),
-        );
+        let s = sym(&ev, Some("regdoc: refused by proxy policy [proxy_policy]"));
         assert_eq!(
             s,
-            "Error response from daemon: Get \"https://myregistry.azurecr.io/v2/\": regdoc: refused by proxy policy [proxy_policy]"
+            "Get \"https://myregistry.azurecr.io/v2/\": regdoc: refused by proxy policy [proxy_policy]"
         );
     }
 }
@@ -1556,20 +1611,17 @@ fn symptom_uses_regdoc_reason_phrase_when_connect_was_refused() {
     let f = d.diagnose_at(&ev, now());
     let reason = catalog::reason_phrase(f[0].cause, &ev.host);
     assert_eq!(
-        client_symptom(f[0].cause, &ev, Some(&reason)),
-        "Error response from daemon: Get \"https://myregistry.azurecr.io/v2/\": regdoc: registry name does not resolve (myregistry.azurecr.io) [registry_name]"
+        sym(&ev, Some(&reason)),
+        "Get \"https://myregistry.azurecr.io/v2/\": regdoc: registry name does not resolve (myregistry.azurecr.io) [registry_name]"
     );
     assert_eq!(
-        client_symptom(f[0].cause, &ev, None),
-        "Error response from daemon: Get \"https://myregistry.azurecr.io/v2/\": EOF"
+        sym(&ev, None),
+        "Get \"https://myregistry.azurecr.io/v2/\": EOF"
     );
     // Blob downloads: dockerd frames the reason its own way ("error pulling image
     // configuration: download failed after attempts=6: <reason>"), seen with dockerd 20.10.
     let data = event(DATA, FailureKind::ConnectTimeout);
-    assert_eq!(
-        client_symptom(&catalog::DATA_ENDPOINT_FIREWALL, &data, Some("Bad Gateway")),
-        "Bad Gateway"
-    );
+    assert_eq!(sym(&data, Some("Bad Gateway")), "Bad Gateway");
 }
 
 // --- Healthy flows ---------------------------------------------------------------------------
@@ -1698,7 +1750,7 @@ fn evidence_never_contains_tokens_or_passwords() {
         // The claims themselves are facts and may be quoted: exp as a time.
         assert!(json.contains(&format!("\"cause\":\"{}\"", f.cause.id)));
     }
-    let s = client_symptom(findings[0].cause, &http_event(REG, m), None);
+    let s = sym(&http_event(REG, m), None);
     assert!(!s.contains("eyJ"), "{s}");
 }
 
@@ -2001,9 +2053,9 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
             ev.http = Some(ex.clone());
         }
         let mut all = d.diagnose_at(&ev, later(i));
-        all.extend(d.judge_exchange_at(client(), host, &classify(host, &[]), &ex, later(i)));
+        all.extend(d.judge_exchange_at(client(), host, 443, &classify(host, &[]), &ex, later(i)));
         for f in &all {
-            let s = client_symptom(f.cause, &ev, Some(&rng.text()));
+            let s = sym(&ev, Some(&rng.text()));
             assert!(!s.contains(jwt_marker), "{s}");
             for e in &f.evidence {
                 let chars = e.chars().count();

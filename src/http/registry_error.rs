@@ -21,11 +21,33 @@ pub struct RegistryError {
     /// ACR puts the refused access here: `[{"Type":"repository","Name":"app","Action":"pull"}]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
+    /// Which body shape the entry was read from: registry clients read only `errors[]` and
+    /// `details` as errors.
+    #[serde(skip)]
+    pub shape: BodyShape,
+    /// The entry had a non-null `detail`, kept or not (a large one is dropped above). Clients
+    /// print the code alone for an entry with neither detail nor a message of its own.
+    #[serde(skip)]
+    pub has_detail: bool,
+}
+
+/// The shape of an error body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyShape {
+    /// `{"errors": [{"code", "message", "detail"}]}`, the registry API's.
+    #[default]
+    Errors,
+    /// `{"error": …, "error_description": …}`, OAuth 2's: clients report the status instead.
+    OAuth,
+    /// `{"details": "…"}`, an older shape (ACR's token service answers with it); `code` is empty
+    /// and clients name the error by the status.
+    Details,
 }
 
 /// Parse a registry error body. Also accepts the OAuth 2 error shape
 /// (`{"error":"invalid_grant","error_description":"…"}`) some token servers use, as one entry
-/// with `code` = `error`. Anything else (invalid JSON, another shape) gives an empty vector.
+/// with `code` = `error`, and `{"details": "…"}`. Anything else (invalid JSON, another shape)
+/// gives an empty vector.
 pub fn parse(body: &[u8]) -> Vec<RegistryError> {
     let Ok(value) = serde_json::from_slice::<Value>(trim_bom(body)) else {
         return Vec::new();
@@ -42,6 +64,21 @@ pub fn parse(body: &[u8]) -> Vec<RegistryError> {
             code: cap_chars(code, 64),
             message: cap_chars(message, MAX_MESSAGE_CHARS),
             detail: None,
+            shape: BodyShape::OAuth,
+            has_detail: false,
+        }];
+    }
+    if let Some(details) = value
+        .get("details")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())
+    {
+        return vec![RegistryError {
+            code: String::new(),
+            message: cap_chars(details, MAX_MESSAGE_CHARS),
+            detail: None,
+            shape: BodyShape::Details,
+            has_detail: false,
         }];
     }
     Vec::new()
@@ -50,6 +87,7 @@ pub fn parse(body: &[u8]) -> Vec<RegistryError> {
 fn entry(v: &Value) -> Option<RegistryError> {
     let code = v.get("code")?.as_str()?;
     let message = v.get("message").and_then(Value::as_str).unwrap_or_default();
+    let has_detail = v.get("detail").is_some_and(|d| !d.is_null());
     let detail = v
         .get("detail")
         .filter(|d| !d.is_null())
@@ -59,6 +97,8 @@ fn entry(v: &Value) -> Option<RegistryError> {
         code: cap_chars(code, 64),
         message: cap_chars(message, MAX_MESSAGE_CHARS),
         detail,
+        shape: BodyShape::Errors,
+        has_detail,
     })
 }
 
@@ -189,6 +229,16 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].code, "invalid_grant");
         assert_eq!(errs[0].message, "refresh token expired");
+        assert_eq!(errs[0].shape, BodyShape::OAuth);
+    }
+
+    #[test]
+    fn details_shape() {
+        let errs = parse(br#"{"details":"Application not registered with AAD."}"#);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].message, "Application not registered with AAD.");
+        assert_eq!(errs[0].shape, BodyShape::Details);
+        assert!(parse(br#"{"details":""}"#).is_empty());
     }
 
     #[test]
@@ -228,7 +278,6 @@ mod tests {
             b"{\"errors\":",
             b"{\"errors\":{}}",
             b"[1,2]",
-            b"{\"details\":\"incorrect username or password\"}",
             b"\xff\xfe\x00",
         ] {
             assert!(parse(body).is_empty(), "{body:?}");

@@ -420,7 +420,16 @@ impl Interceptor {
         );
         let findings = ctx.diagnoser.diagnose(&ev);
         let cause = cause_of(&findings).unwrap_or_else(fallback_cause);
-        record_failure(&ev, &findings, Some((502, "Bad Gateway")), None);
+        crate::record::write_failure(
+            &ctx.diagnoser,
+            &ev,
+            &findings,
+            Some((502, "Bad Gateway")),
+            Some(crate::diagnose::symptom::Reply::Http {
+                status: 502,
+                reason: "Bad Gateway",
+            }),
+        );
         OwnReply {
             status: StatusCode::BAD_GATEWAY,
             cause,
@@ -447,7 +456,7 @@ impl Interceptor {
             started,
         );
         let findings = ctx.diagnoser.diagnose(&ev);
-        record_failure(&ev, &findings, None, None);
+        crate::record::write_failure(&ctx.diagnoser, &ev, &findings, None, None);
     }
 }
 
@@ -503,21 +512,6 @@ fn failure_event(
         upstream_proxy: ctx.upstream_proxy.clone(),
         elapsed_ms: started.elapsed().as_millis() as u64,
     }
-}
-
-/// Write the failure record of `ev`. `reply` is regdoc's own answer to the client, when it made
-/// one (502, 504); a judged server reply is passed through unchanged and has none. `shown` is
-/// the status text of that answer when the client prints it.
-fn record_failure(
-    ev: &FailureEvent,
-    findings: &[Finding],
-    reply: Option<(u16, &str)>,
-    shown: Option<&str>,
-) {
-    // Inside TLS the client prints the cause's documented symptom, not a CONNECT reason.
-    let symptom = crate::proxy::reply::client_symptom(ev, findings, shown);
-    let rec = crate::record::failure_record(ev, findings, reply, symptom);
-    crate::record::emit("failure", &rec);
 }
 
 /// The header for a failure no rule explained: the catalog's "registry service error or no
@@ -709,6 +703,7 @@ impl Conn {
         let findings = self.ctx.diagnoser.judge_exchange(
             self.ctx.client.ip(),
             &self.ctx.host,
+            self.ctx.port,
             &self.ctx.endpoint,
             &ex,
         );
@@ -734,7 +729,7 @@ impl Conn {
                 Some(ex),
                 self.started,
             );
-            record_failure(&ev, &findings, None, None);
+            crate::record::write_failure(&self.ctx.diagnoser, &ev, &findings, None, None);
             if let Some(v) = cause_of(&findings) {
                 parts.headers.insert(CAUSE_HEADER, v);
             }
@@ -770,12 +765,18 @@ impl Conn {
         } else {
             crate::proxy::reply::reason_phrase(&ev, &findings)
         };
-        // The client prints a 502 for a server that broke as an unexpected status, its text
-        // included, so that symptom is rendered from this status line. The timeout's symptom
-        // is left as the catalog has it.
-        let shown = matches!(ev.kind, FailureKind::UpstreamClosedBeforeHeaders { .. })
-            .then_some(reason.as_str());
-        record_failure(&ev, &findings, Some((status.as_u16(), &reason)), shown);
+        // The client reads this status line as the server's answer.
+        let shown = Some(crate::diagnose::symptom::Reply::Http {
+            status: status.as_u16(),
+            reason: &reason,
+        });
+        crate::record::write_failure(
+            &self.ctx.diagnoser,
+            &ev,
+            &findings,
+            Some((status.as_u16(), &reason)),
+            shown,
+        );
         if let Some(ex) = &ev.http {
             self.record_request(
                 seen,

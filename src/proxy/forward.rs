@@ -284,10 +284,13 @@ async fn observe(
     } else {
         ReplyBody::stream(body)
     };
-    let findings =
-        st.shared
-            .diagnoser
-            .judge_exchange(target.client.ip(), &target.host, &target.endpoint, &ex);
+    let findings = st.shared.diagnoser.judge_exchange(
+        target.client.ip(),
+        &target.host,
+        target.port,
+        &target.endpoint,
+        &ex,
+    );
     record_request(
         target,
         path,

@@ -135,9 +135,8 @@ impl Shared {
         if admit == crate::diagnose::aggregate::Admit::Suppress {
             return;
         }
-        let symptom = reply::client_symptom(ev, findings, reply.map(|r| r.1));
-        let rec = crate::record::failure_record(ev, findings, reply, symptom);
-        crate::record::emit("failure", &rec);
+        let shown = reply.map(|r| crate::diagnose::symptom::Reply::Connect(r.1));
+        crate::record::write_failure(&self.diagnoser, ev, findings, reply, shown);
     }
 }
 

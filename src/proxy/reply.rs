@@ -41,18 +41,6 @@ pub fn reason_phrase(ev: &FailureEvent, findings: &[Finding]) -> String {
     s
 }
 
-/// What the Docker client prints for this failure (the diagnosis renders it from the cause
-/// and, for a refusal, our reason phrase).
-pub fn client_symptom(
-    ev: &FailureEvent,
-    findings: &[Finding],
-    reply_reason: Option<&str>,
-) -> Option<String> {
-    findings
-        .first()
-        .map(|f| crate::diagnose::symptom::client_symptom(f.cause, ev, reply_reason))
-}
-
 /// A complete HTTP/1.1 error reply for a raw (pre-hyper) connection.
 pub fn raw_reply(status: u16, reason: &str, cause: Option<&str>, extra_headers: &str) -> Vec<u8> {
     let body = format!("{reason}\n");

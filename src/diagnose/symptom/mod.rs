@@ -1,0 +1,677 @@
+//! What the client printed for one failure, or what regdoc expects it printed.
+//!
+//! The words follow from what happened, never from the cause: the operation (login, pull,
+//! push), what regdoc answered itself or passed on from the registry, who closed first, and the
+//! URL as the client writes it (Go keeps the port unless it is 443). The message formats are one
+//! table ([`formats::FORMATS`]); each row is checked against the real daemon end to end.
+//!
+//! A symptom is [`Basis::Known`] when the client's words are determined by what regdoc saw or
+//! sent (its own reason phrase, the registry's reply through interception, the end of a tunnel
+//! regdoc closed). Inside a tunnel regdoc does not decrypt it can only expect: such a symptom
+//! is [`Basis::Expected`] and is written to `expected_client_symptom`, never to
+//! `client_symptom`. Where regdoc cannot even expect (the connection goes on), there is none.
+
+pub mod distribution;
+pub mod formats;
+pub mod operation;
+
+use super::text::redact;
+use crate::observe::{CertProblem, FailureEvent, FailureKind, HttpExchange};
+use formats::{render, DAEMON_PREFIX};
+pub use operation::Operation;
+
+/// How regdoc knows the words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// Determined by what regdoc saw or sent.
+    Known,
+    /// What the client prints in this situation, but regdoc did not see the client's side.
+    Expected,
+}
+
+/// The client's line for one failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symptom {
+    pub text: String,
+    pub basis: Basis,
+    /// Row of [`formats::FORMATS`] it was rendered from.
+    pub format: &'static str,
+}
+
+/// What the context adds to one failure: the operation and, for a token service, the registry
+/// the client was logging in to or pulling from.
+#[derive(Debug, Clone, Default)]
+pub struct Situation {
+    pub operation: Option<Operation>,
+    /// `host:port` of the registry that sent the client to this token service.
+    pub registry_target: Option<String>,
+}
+
+/// The URL a client names for the registry API at `host:port`, as Go writes it: the port is
+/// kept unless it is 443 (Docker's registry URLs carry the port the image reference named).
+pub fn api_url(host: &str, port: u16) -> String {
+    if port == 443 {
+        if host.contains(':') {
+            format!("https://[{host}]/v2/")
+        } else {
+            format!("https://{host}/v2/")
+        }
+    } else {
+        format!("https://{}/v2/", crate::config::join_host_port(host, port))
+    }
+}
+
+fn url_of_target(target: &str) -> String {
+    match crate::config::split_host_port(target) {
+        Some((h, p)) => api_url(&h, p),
+        None => format!("https://{target}/v2/"),
+    }
+}
+
+fn known(format: &'static str, text: String) -> Option<Symptom> {
+    Some(Symptom {
+        text,
+        basis: Basis::Known,
+        format,
+    })
+}
+
+fn expected(format: &'static str, text: String) -> Option<Symptom> {
+    Some(Symptom {
+        text,
+        basis: Basis::Expected,
+        format,
+    })
+}
+
+/// Whether the CLI puts [`DAEMON_PREFIX`] before an error of `op` at this step: a login's
+/// errors, and a pull's before it starts streaming progress (ping, token, manifest). Pushes and
+/// layer downloads stream; an unknown operation gets no prefix, so the line is what every form
+/// has in common.
+fn prefixed(op: Operation, ex: Option<&HttpExchange>) -> bool {
+    match op {
+        Operation::Login => true,
+        Operation::Pull => ex.is_none_or(|e| e.path_class != "blob"),
+        Operation::Push | Operation::Unknown => false,
+    }
+}
+
+fn with_prefix(prefix: bool, s: String) -> String {
+    if prefix {
+        format!("{DAEMON_PREFIX}{s}")
+    } else {
+        s
+    }
+}
+
+/// regdoc's own answer to the client, which the client prints in its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply<'a> {
+    /// The status line's text of a refused CONNECT (or forwarded request): Go prints it as
+    /// the error.
+    Connect(&'a str),
+    /// An HTTP answer regdoc made inside an intercepted tunnel, in place of the server's.
+    Http { status: u16, reason: &'a str },
+}
+
+/// The client's line for `ev`. `reply` is what regdoc answered the client itself, `None` when
+/// it closed the connection or the failure happened inside a tunnel.
+pub fn client_symptom(
+    ev: &FailureEvent,
+    reply: Option<Reply<'_>>,
+    situation: &Situation,
+) -> Option<Symptom> {
+    let op = situation.operation.unwrap_or(Operation::Unknown);
+    let url = api_url(&ev.host, ev.port);
+    let get = |format: &'static str, vars: &[(&str, &str)]| {
+        let mut all = vec![("url", url.as_str())];
+        all.extend_from_slice(vars);
+        with_prefix(prefixed(op, ev.http.as_ref()), render(format, &all))
+    };
+    let data = ev.endpoint.kind.is_data();
+
+    if ev.kind == FailureKind::TlsInsteadOfHttp {
+        // The daemon read regdoc's plain answer as a TLS record. Its ClientHello named the
+        // proxy, not the registry, so without a host the URL part is left out.
+        let format = if reply.is_some() {
+            "proxyconnect_tls"
+        } else {
+            "proxyconnect_eof"
+        };
+        let line = get(format, &[]);
+        return if ev.host.is_empty() {
+            let tail = line.split_once("\": ").map(|(_, t)| t.to_string());
+            known(format, tail.unwrap_or(line))
+        } else {
+            known(format, line)
+        };
+    }
+    match reply {
+        Some(Reply::Http { status, reason }) => return own_http_reply(ev, op, status, reason),
+        Some(Reply::Connect(reason)) => {
+            let reason = redact(reason);
+            let reason = if reason.is_empty() {
+                "unknown status code".to_string()
+            } else {
+                reason
+            };
+            if data {
+                // Layer and configuration downloads: dockerd frames the error its own way, so
+                // the reason is the part every form shares.
+                return known("proxy_refused_data", reason);
+            }
+            return known(
+                "proxy_refused",
+                get("proxy_refused", &[("reason", &reason)]),
+            );
+        }
+        None => {}
+    }
+    // Past this point regdoc did not answer: the client saw what the server sent, or the end of
+    // a connection regdoc closed.
+    let tunnel_line = |format: &'static str, vars: &[(&str, &str)]| {
+        if data {
+            // The client names a blob URL regdoc never saw (the path of a redirect).
+            let blob = format!("https://{}/…", ev.host);
+            expected(
+                format,
+                render(format, &[&[("url", blob.as_str())], vars].concat()),
+            )
+        } else {
+            known(format, get(format, vars))
+        }
+    };
+    match &ev.kind {
+        FailureKind::HttpStatus { .. } => ev
+            .http
+            .as_ref()
+            .and_then(|ex| http_symptom(ev, ex, situation)),
+        FailureKind::ResponseHeadersTimeout => {
+            expected("awaiting_headers", get("awaiting_headers", &[]))
+        }
+        FailureKind::TlsServerSilent if ev.error.contains(crate::observe::CLIENT_GAVE_UP) => {
+            tunnel_line("tls_handshake_timeout", &[])
+        }
+        // regdoc's own deadline, or the server, ended the tunnel first: end of stream.
+        FailureKind::TlsServerSilent | FailureKind::TlsServerClosed => {
+            tunnel_line("tunnel_eof", &[])
+        }
+        FailureKind::TlsNotTls => tunnel_line("tls_not_tls", &[]),
+        FailureKind::TlsAlert { description, .. } => {
+            let alert = distribution::alert_text(description);
+            tunnel_line("tls_remote_alert", &[("alert", &alert)])
+        }
+        FailureKind::TlsUpstreamCertificate { problem, .. } => {
+            // What a client that checked this certificate itself prints; regdoc refused it in
+            // the client's place, so the client's actual line is regdoc's reply.
+            let x509 = x509_text(*problem);
+            expected("x509", get("x509", &[("x509", x509)]))
+        }
+        FailureKind::TlsClientRejected { .. } => {
+            // The client's alert names no reason regdoc can read back into Go's words; the
+            // unknown authority is what a client that does not trust the CA prints.
+            let x509 = x509_text(CertProblem::UnknownIssuer);
+            expected("x509", get("x509", &[("x509", x509)]))
+        }
+        // Failures before any tunnel that regdoc answered by closing the connection.
+        FailureKind::DnsNxDomain
+        | FailureKind::DnsNoAddresses
+        | FailureKind::DnsTimeout
+        | FailureKind::DnsError
+        | FailureKind::ConnectRefused
+        | FailureKind::ConnectTimeout
+        | FailureKind::ConnectUnreachable
+        | FailureKind::ConnectError
+        | FailureKind::UpstreamProxyStatus { .. }
+        | FailureKind::UpstreamProxyClosed
+        | FailureKind::UpstreamProxyTimeout
+        | FailureKind::UpstreamProxyUnreachable => tunnel_line("tunnel_eof", &[]),
+        // The connection goes on (a DNS answer that breaks the configuration's expectation), or
+        // the client never got as far as a registry request: nothing to predict.
+        FailureKind::DnsUnexpectedAnswer
+        | FailureKind::MalformedRequest
+        | FailureKind::HeadTooLarge { .. }
+        | FailureKind::RequestTimeout
+        | FailureKind::ClientNotAllowed
+        | FailureKind::PortNotAllowed { .. }
+        | FailureKind::ProxyAuthRequired { .. }
+        | FailureKind::TransferStalled { .. }
+        | FailureKind::UpstreamClosedBeforeHeaders { .. }
+        | FailureKind::TlsInsteadOfHttp => None,
+    }
+}
+
+/// regdoc answered the client's request inside TLS itself (the server broke, or did not answer
+/// in time). A login's `GET /v2/` reports the status with Go's text; other requests report a
+/// status outside 4xx with the status line's own text (HTTP/2 has none: Go's then).
+fn own_http_reply(ev: &FailureEvent, op: Operation, status: u16, reason: &str) -> Option<Symptom> {
+    let ping = ev.http.as_ref().is_none_or(|e| e.path_class == "ping");
+    let status_s = status.to_string();
+    if ping {
+        // The first request of every operation is the ping, and a pull's ping accepts any
+        // status: only a login prints this line.
+        let line = with_prefix(
+            true,
+            render(
+                "login_status",
+                &[
+                    ("url", &api_url(&ev.host, ev.port)),
+                    ("status", &status_s),
+                    ("status_text", distribution::status_text(status)),
+                ],
+            ),
+        );
+        return if op == Operation::Login {
+            known("login_status", line)
+        } else {
+            expected("login_status", line)
+        };
+    }
+    let text = Some(redact(reason))
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| distribution::status_text(status).to_string());
+    let line = with_prefix(
+        prefixed(op, ev.http.as_ref()),
+        render(
+            "unexpected_status",
+            &[("status", &status_s), ("reason", &text)],
+        ),
+    );
+    if op == Operation::Unknown {
+        expected("unexpected_status", line)
+    } else {
+        known("unexpected_status", line)
+    }
+}
+
+/// Go's x509 text for a certificate problem, as Go 1.20 and later write it.
+fn x509_text(problem: CertProblem) -> &'static str {
+    match problem {
+        CertProblem::UnknownIssuer => {
+            "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+        }
+        CertProblem::Expired | CertProblem::NotYetValid => {
+            "tls: failed to verify certificate: x509: certificate has expired or is not yet valid"
+        }
+        CertProblem::NameMismatch => {
+            "tls: failed to verify certificate: x509: certificate is not valid for this host"
+        }
+        CertProblem::Other => "tls: failed to verify certificate",
+    }
+}
+
+/// The name a pull error gives the image: the registry as the client wrote it (port included
+/// unless 443) and the repository.
+fn image_name(ev: &FailureEvent, repository: &str) -> String {
+    if ev.port == 443 {
+        format!("{}/{repository}", ev.host)
+    } else {
+        format!(
+            "{}/{repository}",
+            crate::config::join_host_port(&ev.host, ev.port)
+        )
+    }
+}
+
+fn http_symptom(ev: &FailureEvent, ex: &HttpExchange, sit: &Situation) -> Option<Symptom> {
+    let op = sit.operation.unwrap_or(Operation::Unknown);
+    let prefix = prefixed(op, Some(ex));
+    let err = distribution::client_error(ex);
+    let basis_of = |sure: bool| {
+        if sure && err.exact {
+            Basis::Known
+        } else {
+            Basis::Expected
+        }
+    };
+    let status = ex.status.to_string();
+    let status_text = distribution::status_text(ex.status);
+    let symptom = |format: &'static str, text: String, sure: bool| {
+        Some(Symptom {
+            text,
+            basis: basis_of(sure),
+            format,
+        })
+    };
+    match ex.path_class.as_str() {
+        "ping" => {
+            // The ping of a pull accepts any status; only a login reads it (with Go's text for
+            // the status, not the server's reason phrase).
+            let line = render(
+                "login_status",
+                &[
+                    ("url", &api_url(&ev.host, ev.port)),
+                    ("status", &status),
+                    ("status_text", status_text),
+                ],
+            );
+            // The line does not depend on the body.
+            Some(Symptom {
+                text: with_prefix(true, line),
+                basis: if op == Operation::Login {
+                    Basis::Known
+                } else {
+                    Basis::Expected
+                },
+                format: "login_status",
+            })
+        }
+        "token" | "exchange" if op == Operation::Pull || op == Operation::Push => {
+            // The token is fetched inside the manifest HEAD, which the error names; regdoc
+            // does not know the tag from the token request.
+            let name = ex
+                .requested_scopes
+                .first()
+                .and_then(|s| s.strip_prefix("repository:"))
+                .and_then(|s| s.rsplit_once(':'))
+                .map(|(repo, _)| repo.to_string())
+                .unwrap_or_default();
+            let registry = match &sit.registry_target {
+                Some(t) => url_of_target(t),
+                None => api_url(&ev.host, ev.port),
+            };
+            let url = format!("{registry}{name}/manifests/…");
+            let line = render(
+                "pull_token_refused",
+                &[("url", &url), ("error", &err.first())],
+            );
+            symptom("pull_token_refused", with_prefix(prefix, line), false)
+        }
+        "token" | "exchange" => {
+            // A login fetches its token inside its authenticated `GET /v2/`, and the error
+            // names that URL: the registry's, which regdoc learnt from its challenge.
+            let (url, sure) = match (&sit.registry_target, ex.service.as_deref()) {
+                (Some(t), _) => (url_of_target(t), true),
+                (None, Some(s)) if !s.is_empty() => (format!("https://{}/v2/", redact(s)), false),
+                _ => (api_url(&ev.host, ev.port), false),
+            };
+            let line = render(
+                "login_token_refused",
+                &[("url", &url), ("error", &err.all())],
+            );
+            symptom(
+                "login_token_refused",
+                with_prefix(true, line),
+                sure && op == Operation::Login,
+            )
+        }
+        "manifest" if op == Operation::Pull => {
+            // A pull keeps the first error only; three registry codes get their own words, and
+            // only when that error is a full one (a bare code prints as it is).
+            let name = image_name(ev, ex.repository.as_deref().unwrap_or(""));
+            // A tag follows a colon, a digest an at sign.
+            let image = match ex.reference.as_deref() {
+                Some(r) if r.contains(':') => format!("{name}@{r}"),
+                Some(r) => format!("{name}:{r}"),
+                None => name.clone(),
+            };
+            let first = err.first();
+            let (format, line) = match err.first_full().map(|e| e.code) {
+                Some("DENIED") => (
+                    "pull_access_denied",
+                    render("pull_access_denied", &[("name", &name), ("error", &first)]),
+                ),
+                Some("MANIFEST_UNKNOWN") => (
+                    "pull_manifest_unknown",
+                    render(
+                        "pull_manifest_unknown",
+                        &[("image", &image), ("error", &first)],
+                    ),
+                ),
+                Some("NAME_UNKNOWN") => (
+                    "pull_repository_unknown",
+                    render(
+                        "pull_repository_unknown",
+                        &[("name", &name), ("error", &first)],
+                    ),
+                ),
+                _ if err.status_line.is_some() => ("unexpected_status", first),
+                _ => ("registry_error", first),
+            };
+            symptom(format, with_prefix(prefix, line), true)
+        }
+        _ => {
+            // A layer upload keeps the first error; a manifest upload, and anything else, all.
+            let text = if op == Operation::Pull || ex.path_class == "upload" {
+                err.first()
+            } else {
+                err.all()
+            };
+            let format = if err.status_line.is_some() {
+                "unexpected_status"
+            } else {
+                "registry_error"
+            };
+            symptom(format, with_prefix(prefix, text), op != Operation::Unknown)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::classify;
+    use crate::http::challenge::Challenge;
+    use crate::http::registry_error::RegistryError;
+    use crate::observe::Phase;
+
+    fn event(host: &str, port: u16, kind: FailureKind) -> FailureEvent {
+        FailureEvent {
+            conn_id: 1,
+            client: "127.0.0.1:40000".parse().unwrap(),
+            target: crate::config::join_host_port(host, port),
+            host: host.into(),
+            port,
+            endpoint: classify(host, &[]),
+            phase: Phase::Tls,
+            kind,
+            error: String::new(),
+            dns: None,
+            tls: None,
+            http: None,
+            upstream_proxy: None,
+            elapsed_ms: 0,
+        }
+    }
+
+    fn http(host: &str, port: u16, ex: HttpExchange) -> FailureEvent {
+        let mut ev = event(host, port, FailureKind::HttpStatus { status: ex.status });
+        ev.phase = Phase::Http;
+        ev.http = Some(ex);
+        ev
+    }
+
+    fn at(op: Operation) -> Situation {
+        Situation {
+            operation: Some(op),
+            registry_target: None,
+        }
+    }
+
+    const REG: &str = "myregistry.azurecr.io";
+
+    #[test]
+    fn urls_keep_a_port_other_than_443() {
+        assert_eq!(api_url(REG, 443), "https://myregistry.azurecr.io/v2/");
+        assert_eq!(api_url(REG, 5443), "https://myregistry.azurecr.io:5443/v2/");
+        assert_eq!(api_url("2001:db8::1", 443), "https://[2001:db8::1]/v2/");
+        assert_eq!(
+            api_url("2001:db8::1", 5000),
+            "https://[2001:db8::1]:5000/v2/"
+        );
+    }
+
+    #[test]
+    fn a_refused_connect_is_known_and_names_the_port() {
+        let ev = event(REG, 5443, FailureKind::DnsNxDomain);
+        let s = client_symptom(
+            &ev,
+            Some(Reply::Connect("regdoc registry_name: x")),
+            &Situation::default(),
+        )
+        .unwrap();
+        assert_eq!(s.basis, Basis::Known);
+        assert_eq!(
+            s.text,
+            "Get \"https://myregistry.azurecr.io:5443/v2/\": regdoc registry_name: x"
+        );
+    }
+
+    #[test]
+    fn a_silent_server_the_client_gave_up_on_is_its_handshake_timeout() {
+        let mut ev = event(REG, 5443, FailureKind::TlsServerSilent);
+        ev.error = format!(
+            "server did not answer; {} after 10001 ms",
+            crate::observe::CLIENT_GAVE_UP
+        );
+        let s = client_symptom(&ev, None, &Situation::default()).unwrap();
+        assert_eq!(s.basis, Basis::Known);
+        assert_eq!(
+            s.text,
+            "Get \"https://myregistry.azurecr.io:5443/v2/\": net/http: TLS handshake timeout"
+        );
+    }
+
+    #[test]
+    fn inside_a_data_tunnel_the_words_are_only_expected() {
+        let ev = event(
+            "myregistry.eastus.data.azurecr.io",
+            443,
+            FailureKind::TlsServerClosed,
+        );
+        let s = client_symptom(&ev, None, &Situation::default()).unwrap();
+        assert_eq!(s.basis, Basis::Expected);
+    }
+
+    #[test]
+    fn a_dns_warning_predicts_nothing() {
+        // The connection goes on: what the client prints depends on what the endpoint answers.
+        let ev = event(REG, 443, FailureKind::DnsUnexpectedAnswer);
+        assert_eq!(client_symptom(&ev, None, &Situation::default()), None);
+    }
+
+    #[test]
+    fn the_login_status_is_known_only_for_a_login() {
+        let ex = HttpExchange {
+            method: "GET".into(),
+            path_class: "ping".into(),
+            status: 403,
+            ..Default::default()
+        };
+        let ev = http(REG, 5443, ex);
+        let line = "Error response from daemon: login attempt to https://myregistry.azurecr.io:5443/v2/ failed with status: 403 Forbidden";
+        let s = client_symptom(&ev, None, &at(Operation::Login)).unwrap();
+        assert_eq!((s.text.as_str(), s.basis), (line, Basis::Known));
+        let s = client_symptom(&ev, None, &at(Operation::Unknown)).unwrap();
+        assert_eq!((s.text.as_str(), s.basis), (line, Basis::Expected));
+    }
+
+    #[test]
+    fn a_push_denied_by_scope_prints_the_challenge_error_alone() {
+        let ex = HttpExchange {
+            method: "POST".into(),
+            path_class: "upload".into(),
+            status: 401,
+            www_authenticate: Some(Challenge {
+                scheme: "Bearer".into(),
+                realm: Some("https://auth.example/token".into()),
+                service: Some(REG.into()),
+                scope: Some("repository:e2e/busybox:pull,push".into()),
+                error: Some("insufficient_scope".into()),
+                error_description: None,
+            }),
+            registry_errors: vec![RegistryError {
+                code: "UNAUTHORIZED".into(),
+                message: "authentication required".into(),
+                has_detail: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let ev = http(REG, 443, ex);
+        let op = operation::of_exchange(ev.http.as_ref().unwrap(), false);
+        let s = client_symptom(&ev, None, &at(op)).unwrap();
+        assert_eq!(s.basis, Basis::Known);
+        assert_eq!(s.text, "denied: requested access to the resource is denied");
+        // A manifest upload keeps every error.
+        let mut m = ev.clone();
+        if let Some(ex) = m.http.as_mut() {
+            ex.method = "PUT".into();
+            ex.path_class = "manifest".into();
+        }
+        let s = client_symptom(&m, None, &at(Operation::Push)).unwrap();
+        assert_eq!(
+            s.text,
+            "errors:\ndenied: requested access to the resource is denied\nunauthorized: authentication required"
+        );
+    }
+
+    #[test]
+    fn a_login_token_refusal_names_the_registry_that_challenged() {
+        let ex = HttpExchange {
+            method: "GET".into(),
+            path_class: "token".into(),
+            status: 401,
+            service: Some(REG.into()),
+            registry_errors: vec![RegistryError {
+                code: "UNAUTHORIZED".into(),
+                message: "authentication required, visit https://aka.ms/acr/authorization for more information.".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let ev = http("auth.example", 443, ex);
+        let sit = Situation {
+            operation: Some(Operation::Login),
+            registry_target: Some(format!("{REG}:5443")),
+        };
+        let s = client_symptom(&ev, None, &sit).unwrap();
+        assert_eq!(s.basis, Basis::Known);
+        assert_eq!(
+            s.text,
+            "Error response from daemon: Get \"https://myregistry.azurecr.io:5443/v2/\": unauthorized: authentication required, visit https://aka.ms/acr/authorization for more information."
+        );
+    }
+
+    #[test]
+    fn an_own_502_inside_interception_is_an_unexpected_status_for_a_pull() {
+        let mut ev = event(
+            REG,
+            443,
+            FailureKind::UpstreamClosedBeforeHeaders {
+                how: crate::observe::EarlyClose::Closed,
+            },
+        );
+        ev.http = Some(HttpExchange {
+            method: "HEAD".into(),
+            path_class: "manifest".into(),
+            ..Default::default()
+        });
+        let s = client_symptom(
+            &ev,
+            Some(Reply::Http {
+                status: 502,
+                reason: "regdoc registry_error: closed",
+            }),
+            &at(Operation::Pull),
+        )
+        .unwrap();
+        assert_eq!(
+            s.text,
+            "Error response from daemon: received unexpected HTTP status: 502 regdoc registry_error: closed"
+        );
+    }
+
+    #[test]
+    fn every_format_row_is_rendered_somewhere() {
+        // The table is the contract with the README: a row no code path uses is stale.
+        let src = include_str!("mod.rs");
+        for f in formats::FORMATS {
+            assert!(
+                src.matches(&format!("\"{}\"", f.id)).count() >= 1,
+                "format {} is never rendered",
+                f.id
+            );
+        }
+    }
+}
