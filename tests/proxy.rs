@@ -1037,5 +1037,5 @@ async fn connect_failure_record_keeps_the_dns_answer() {
         serde_json::json!(["pe.privatelink.azurecr.io"])
     );
     assert_eq!(f[0]["dns"]["addresses"], serde_json::json!(["127.0.0.1"]));
-    assert_eq!(f[0]["dns"]["source"], "resolver");
+    assert_eq!(f[0]["dns"]["source"], "dns");
 }

@@ -8,7 +8,9 @@ use crate::http::challenge::Challenge;
 use crate::http::credentials::{CredentialFacts, UsernameKind};
 use crate::http::jwt::{Access, Claims};
 use crate::http::registry_error::RegistryError;
-use crate::observe::{CertProblem, DnsAnswer, EarlyClose, FailureKind, Phase, TlsObservation};
+use crate::observe::{
+    CertProblem, DnsAnswer, DnsSource, EarlyClose, FailureKind, HostsOrigin, Phase, TlsObservation,
+};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -100,7 +102,8 @@ fn answer(cnames: &[&str], addrs: &[&str]) -> DnsAnswer {
     DnsAnswer {
         cnames: cnames.iter().map(|s| s.to_string()).collect(),
         addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
-        source: "resolver",
+        source: DnsSource::Dns,
+        ..DnsAnswer::default()
     }
 }
 
@@ -1936,8 +1939,13 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
         let mut ev = event(host, kind);
         ev.error = rng.text();
         if rng.next().is_multiple_of(2) {
-            let sources: [&'static str; 4] = ["resolver", "override", "literal", "connect_to"];
-            let source: &'static str = sources[(rng.next() % 4) as usize];
+            let source = *rng.pick(&[
+                DnsSource::Dns,
+                DnsSource::HostsFile,
+                DnsSource::Override,
+                DnsSource::Literal,
+                DnsSource::ConnectTo,
+            ]);
             ev.dns = Some(DnsAnswer {
                 cnames: (0..rng.next() % 20).map(|_| rng.text()).collect(),
                 addresses: (0..rng.next() % 3)
@@ -1945,6 +1953,11 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
                     .map(|a| a.parse().unwrap())
                     .collect(),
                 source,
+                name: rng.next().is_multiple_of(3).then(|| rng.text()),
+                hosts_file: (source == DnsSource::HostsFile).then(|| HostsOrigin {
+                    path: rng.text(),
+                    lines: (0..rng.next() % 4).map(|_| rng.next() as usize).collect(),
+                }),
             });
         }
         let claims = Claims {

@@ -269,7 +269,7 @@ pub fn resolution(
     cfg: &RulesConfig,
     learnt_registry: Option<&str>,
 ) -> Option<Finding> {
-    if dns.source == "literal" || dns.addresses.is_empty() {
+    if dns.source == DnsSource::Literal || dns.addresses.is_empty() {
         return None;
     }
     let reg = cfg.registry_for(t.host, t.endpoint, learnt_registry)?;

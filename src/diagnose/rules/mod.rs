@@ -26,7 +26,9 @@ use crate::config::{Config, RegistryConfig};
 use crate::endpoint::{Endpoint, EndpointKind};
 use crate::http::credentials::UsernameKind;
 use crate::http::jwt::Claims;
-use crate::observe::{CertProblem, DnsAnswer, EarlyClose, FailureEvent, FailureKind, HttpExchange};
+use crate::observe::{
+    CertProblem, DnsAnswer, DnsSource, EarlyClose, FailureEvent, FailureKind, HttpExchange,
+};
 use std::net::IpAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
