@@ -29,7 +29,8 @@ fn event(host: &str, kind: FailureKind, phase: Phase) -> FailureEvent {
                 "weu-acr-reg.trafficmanager.net".into(),
             ],
             addresses: vec!["20.50.2.4".parse().unwrap()],
-            source: "resolver",
+            source: regdoc::observe::DnsSource::Dns,
+            ..DnsAnswer::default()
         }),
         tls: None,
         http: None,

@@ -138,8 +138,10 @@ impl Default for Timeouts {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DnsConfig {
-    /// Nameservers (`ip` or `ip:port`, UDP then TCP). Empty: the system configuration
-    /// (`/etc/resolv.conf`) and `/etc/hosts`.
+    /// Nameservers (`ip` or `ip:port`, UDP then TCP). Empty: those of `/etc/resolv.conf`.
+    /// Either way a name is resolved as Docker's Go resolver does on this host: `/etc/hosts`
+    /// and DNS in the order of nsswitch.conf's `hosts:` line, DNS with resolv.conf's search
+    /// list and `ndots`; these servers replace resolv.conf's nameservers and nothing else.
     pub nameservers: Vec<String>,
     /// Static answers: `"host" = ["10.0.0.5"]`, consulted before any query.
     pub overrides: BTreeMap<String, Vec<IpAddr>>,

@@ -200,8 +200,58 @@ pub struct DnsAnswer {
     /// CNAME chain from the queried name to the final name, in order (without the queried name).
     pub cnames: Vec<String>,
     pub addresses: Vec<IpAddr>,
-    /// Where the answer came from: `override`, `connect_to`, `literal` or `resolver`.
-    pub source: &'static str,
+    /// Where the answer came from.
+    pub source: DnsSource,
+    /// The name that answered, when the search list made it differ from the name asked
+    /// (`myregistry` answered as `myregistry.corp.example`). Without the trailing dot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// For a `hosts_file` answer: which file and lines the addresses came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts_file: Option<HostsOrigin>,
+}
+
+/// Where a DNS answer came from. Serialised in snake_case because dashboards filter on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsSource {
+    /// A DNS server (resolv.conf's nameservers, or `[dns] nameservers`).
+    #[default]
+    Dns,
+    /// The hosts file (`/etc/hosts`).
+    HostsFile,
+    /// `[dns] overrides`.
+    Override,
+    /// A `[dns] connect_to` rule.
+    ConnectTo,
+    /// The host was an IP address.
+    Literal,
+}
+
+impl DnsSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsSource::Dns => "dns",
+            DnsSource::HostsFile => "hosts_file",
+            DnsSource::Override => "override",
+            DnsSource::ConnectTo => "connect_to",
+            DnsSource::Literal => "literal",
+        }
+    }
+}
+
+impl std::fmt::Display for DnsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The hosts-file lines behind an answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostsOrigin {
+    pub path: String,
+    /// The 1-based line of each address, in the order of `addresses`.
+    pub lines: Vec<usize>,
 }
 
 /// A fact seen in the TLS handshake without decrypting it.

@@ -5,7 +5,7 @@
 
 use crate::diagnose::Finding;
 use crate::endpoint::Endpoint;
-use crate::observe::{FailureEvent, HttpExchange, TlsObservation};
+use crate::observe::{DnsAnswer, FailureEvent, HttpExchange, TlsObservation};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::SystemTime;
@@ -81,6 +81,10 @@ pub struct ConnectionRecord {
     pub registry: Option<String>,
     pub region: Option<String>,
     pub resolved: Vec<String>,
+    /// The answer behind `resolved`, in the shape of a failure record's `dns` (absent when the
+    /// destination was not resolved, e.g. through an upstream proxy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsAnswer>,
     pub upstream_proxy: Option<String>,
     pub phases: Phases,
     pub sni: Option<String>,
@@ -110,6 +114,7 @@ impl ConnectionRecord {
             registry: None,
             region: None,
             resolved: Vec::new(),
+            dns: None,
             upstream_proxy: None,
             phases: Phases::default(),
             sni: None,

@@ -95,10 +95,10 @@ async fn dns_override_and_connect_to_pick_the_address() {
     let proxy = Proxy::start(cfg).await;
 
     let target = format!("reg.example.test:{}", origin.port());
-    let (mut s, status, _) = connect(proxy.addr, &target, "").await;
+    let (mut s_first, status, _) = connect(proxy.addr, &target, "").await;
     assert_eq!(status, 200);
     let mut buf = [0u8; 5];
-    s.read_exact(&mut buf).await.expect("read");
+    s_first.read_exact(&mut buf).await.expect("read");
     assert_eq!(&buf, b"hello");
 
     let (mut s, status, _) = connect(proxy.addr, "pinned.azurecr.io:7443", "").await;
@@ -112,6 +112,15 @@ async fn dns_override_and_connect_to_pick_the_address() {
         recs[0]["resolved"][0],
         format!("127.0.0.1:{}", origin.port())
     );
+    // The connection record says where the address came from, as failure records do.
+    assert_eq!(recs[0]["dns"]["source"], "connect_to");
+    assert_eq!(
+        recs[0]["dns"]["addresses"],
+        serde_json::json!(["127.0.0.1"])
+    );
+    drop(s_first);
+    let recs = wait_records(1, by_target("connection", target)).await;
+    assert_eq!(recs[0]["dns"]["source"], "override");
 }
 
 #[tokio::test]
@@ -1037,5 +1046,5 @@ async fn connect_failure_record_keeps_the_dns_answer() {
         serde_json::json!(["pe.privatelink.azurecr.io"])
     );
     assert_eq!(f[0]["dns"]["addresses"], serde_json::json!(["127.0.0.1"]));
-    assert_eq!(f[0]["dns"]["source"], "resolver");
+    assert_eq!(f[0]["dns"]["source"], "dns");
 }

@@ -8,7 +8,9 @@ use crate::http::challenge::Challenge;
 use crate::http::credentials::{CredentialFacts, UsernameKind};
 use crate::http::jwt::{Access, Claims};
 use crate::http::registry_error::RegistryError;
-use crate::observe::{CertProblem, DnsAnswer, EarlyClose, FailureKind, Phase, TlsObservation};
+use crate::observe::{
+    CertProblem, DnsAnswer, DnsSource, EarlyClose, FailureKind, HostsOrigin, Phase, TlsObservation,
+};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -100,7 +102,8 @@ fn answer(cnames: &[&str], addrs: &[&str]) -> DnsAnswer {
     DnsAnswer {
         cnames: cnames.iter().map(|s| s.to_string()).collect(),
         addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
-        source: "resolver",
+        source: DnsSource::Dns,
+        ..DnsAnswer::default()
     }
 }
 
@@ -426,6 +429,138 @@ fn network_article_client_timeout_exceeded_while_awaiting_headers() {
         FailureKind::ResponseHeadersTimeout,
     );
     assert_eq!(ids(&d.diagnose_at(&ev, now())), vec!["client_firewall"]);
+}
+
+// --- Addresses pinned in /etc/hosts ----------------------------------------------------------
+
+/// What the resolver answers for a name found on line 3 (and its IPv6 address on line 4).
+fn pinned(addrs: &[&str]) -> DnsAnswer {
+    DnsAnswer {
+        addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        source: DnsSource::HostsFile,
+        hosts_file: Some(HostsOrigin {
+            path: "/etc/hosts".into(),
+            lines: (3..3 + addrs.len()).collect(),
+        }),
+        ..DnsAnswer::default()
+    }
+}
+
+const STALE: &str = "an address pinned by hand goes stale when the endpoint's address changes";
+
+#[test]
+fn a_pinned_address_that_refuses_says_it_came_from_the_hosts_file() {
+    let d = diagnoser(vec![]);
+    let mut ev = event(REG, FailureKind::ConnectRefused);
+    ev.dns = Some(pinned(&["10.1.2.3", "fd00::7"]));
+    let f = d.diagnose_at(&ev, now());
+    // The cause is what the connect rules say; the hosts file is evidence, second sentence.
+    assert_eq!(f[0].cause.id, "private_endpoint_unreachable");
+    assert_eq!(
+        f[0].evidence[1],
+        format!(
+            "{REG} came from /etc/hosts, not DNS: 10.1.2.3 (line 3), fd00::7 (line 4); {STALE}: compare it with what DNS answers (nslookup skips /etc/hosts) and update or remove the line"
+        )
+    );
+    assert!(f[0].evidence[0].starts_with("TCP connect to 10.1.2.3:443 was refused"));
+
+    // The same failure on a DNS answer says nothing of the kind.
+    ev.dns = Some(answer(&[], &["10.1.2.3"]));
+    let f = d.diagnose_at(&ev, now());
+    assert!(f
+        .iter()
+        .all(|f| f.evidence.iter().all(|e| !e.contains(STALE))));
+}
+
+#[test]
+fn pinned_evidence_on_connect_and_tls_failures_only() {
+    let on_path = [
+        FailureKind::ConnectTimeout,
+        FailureKind::ConnectUnreachable,
+        FailureKind::ConnectError,
+        FailureKind::TlsServerSilent,
+        FailureKind::TlsServerClosed,
+        FailureKind::TlsNotTls,
+        FailureKind::TlsAlert {
+            level: "fatal".into(),
+            description: "handshake_failure".into(),
+        },
+        FailureKind::TlsUpstreamCertificate {
+            problem: CertProblem::NameMismatch,
+            detail: "certificate is for another name".into(),
+        },
+    ];
+    let d = diagnoser(vec![]);
+    for kind in on_path {
+        let mut ev = event(REG, kind.clone());
+        ev.dns = Some(pinned(&["20.1.2.3"]));
+        let sentence = rules::pinned_address(&ev).unwrap_or_default();
+        assert!(
+            sentence.contains("20.1.2.3 (line 3)"),
+            "{kind:?}: {sentence}"
+        );
+        let f = d.diagnose_at(&ev, now());
+        assert!(!f.is_empty(), "{kind:?}");
+        assert!(
+            f.iter().all(|f| f.evidence.contains(&sentence)),
+            "{kind:?}: {f:#?}"
+        );
+    }
+    for kind in [
+        FailureKind::HttpStatus { status: 401 },
+        FailureKind::ResponseHeadersTimeout,
+        FailureKind::UpstreamProxyUnreachable,
+    ] {
+        let mut ev = event(REG, kind.clone());
+        ev.dns = Some(pinned(&["20.1.2.3"]));
+        assert_eq!(rules::pinned_address(&ev), None, "{kind:?}");
+    }
+    // No answer, or an answer without its lines: nothing to say.
+    let ev = event(REG, FailureKind::ConnectRefused);
+    assert_eq!(rules::pinned_address(&ev), None);
+    let mut ev = event(REG, FailureKind::ConnectRefused);
+    ev.dns = Some(DnsAnswer {
+        hosts_file: None,
+        ..pinned(&["20.1.2.3"])
+    });
+    assert_eq!(rules::pinned_address(&ev), None);
+}
+
+#[test]
+fn a_pinned_public_address_for_a_private_registry_names_the_line() {
+    let d = diagnoser(vec![private_registry(REG)]);
+    let f = d
+        .judge_resolution(REG, &classify(REG, &[]), &pinned(&["20.50.2.4"]))
+        .expect("a public address for a private registry is a finding");
+    assert_eq!(f.cause.id, "private_endpoint_dns");
+    assert!(
+        f.evidence[0].starts_with("answer (hosts_file): "),
+        "{:?}",
+        f.evidence
+    );
+    assert!(
+        f.evidence[1].contains("20.50.2.4 (line 3)"),
+        "{:?}",
+        f.evidence
+    );
+}
+
+#[test]
+fn an_answer_through_the_search_list_names_the_name_that_answered() {
+    let d = diagnoser(vec![]);
+    let mut ev = event(REG, FailureKind::ConnectTimeout);
+    ev.dns = Some(DnsAnswer {
+        name: Some("myregistry.azurecr.io.corp.example".into()),
+        ..answer(&["edge.corp.example"], &["192.0.2.7"])
+    });
+    let f = d.diagnose_at(&ev, now());
+    assert!(
+        f[0].evidence.iter().any(|e| e.starts_with(
+            "answer (dns): myregistry.azurecr.io (as myregistry.azurecr.io.corp.example) -> edge.corp.example"
+        )),
+        "{:?}",
+        f[0].evidence
+    );
 }
 
 // --- A server whose connection ends before any response headers ------------------------------
@@ -1988,8 +2123,13 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
         let mut ev = event(host, kind);
         ev.error = rng.text();
         if rng.next().is_multiple_of(2) {
-            let sources: [&'static str; 4] = ["resolver", "override", "literal", "connect_to"];
-            let source: &'static str = sources[(rng.next() % 4) as usize];
+            let source = *rng.pick(&[
+                DnsSource::Dns,
+                DnsSource::HostsFile,
+                DnsSource::Override,
+                DnsSource::Literal,
+                DnsSource::ConnectTo,
+            ]);
             ev.dns = Some(DnsAnswer {
                 cnames: (0..rng.next() % 20).map(|_| rng.text()).collect(),
                 addresses: (0..rng.next() % 3)
@@ -1997,6 +2137,11 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
                     .map(|a| a.parse().unwrap())
                     .collect(),
                 source,
+                name: rng.next().is_multiple_of(3).then(|| rng.text()),
+                hosts_file: (source == DnsSource::HostsFile).then(|| HostsOrigin {
+                    path: rng.text(),
+                    lines: (0..rng.next() % 4).map(|_| rng.next() as usize).collect(),
+                }),
             });
         }
         let claims = Claims {

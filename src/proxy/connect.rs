@@ -139,6 +139,7 @@ pub async fn establish(
         };
         rec.phases.dns = Some(PhaseOutcome::new("ok", t.elapsed()));
         rec.resolved = resolved.addrs.iter().map(|a| a.to_string()).collect();
+        rec.dns = Some(resolved.answer.clone());
         if let Some(finding) =
             shared
                 .diagnoser

@@ -47,6 +47,10 @@ pub fn name_hints(host: &str) -> Vec<String> {
 
 pub(super) fn describe_answer(host: &str, dns: &DnsAnswer) -> String {
     let mut s = host.to_string();
+    if let Some(name) = &dns.name {
+        // The search list turned the name asked into another one: say which.
+        s.push_str(&format!(" (as {})", text::cap(&redact(name), 120)));
+    }
     for cn in dns.cnames.iter().take(8) {
         s.push_str(" -> ");
         // Names come from DNS, which anyone on the path can shape: vet them like server text.
@@ -269,11 +273,12 @@ pub fn resolution(
     cfg: &RulesConfig,
     learnt_registry: Option<&str>,
 ) -> Option<Finding> {
-    if dns.source == "literal" || dns.addresses.is_empty() {
+    if dns.source == DnsSource::Literal || dns.addresses.is_empty() {
         return None;
     }
     let reg = cfg.registry_for(t.host, t.endpoint, learnt_registry)?;
     let mut e = vec![describe_answer(t.host, dns)];
+    e.extend(pinned_sentence(t.host, dns));
     if !reg.expected_cidrs.is_empty() {
         let outside: Vec<String> = dns
             .addresses
@@ -315,4 +320,53 @@ pub fn resolution(
         privatelink_record(t.host)
     ));
     Some(find(&c::PRIVATE_ENDPOINT_DNS, High, e))
+}
+
+/// Evidence that the addresses a connection failed on were pinned in the hosts file. Such an
+/// address does not follow the endpoint: when a private endpoint is recreated or a registry
+/// moves, DNS has the new address and the hand-written line still has the old one. Only for
+/// failures on the path to that address (connect, TLS, or an answer the configuration
+/// contradicts); the cause stays what the other rules say.
+pub fn pinned_address(ev: &FailureEvent) -> Option<String> {
+    let on_path = matches!(
+        ev.kind,
+        FailureKind::ConnectRefused
+            | FailureKind::ConnectTimeout
+            | FailureKind::ConnectUnreachable
+            | FailureKind::ConnectError
+            | FailureKind::TlsServerSilent
+            | FailureKind::TlsServerClosed
+            | FailureKind::TlsNotTls
+            | FailureKind::TlsAlert { .. }
+            | FailureKind::TlsUpstreamCertificate { .. }
+            | FailureKind::DnsUnexpectedAnswer
+    );
+    ev.dns
+        .as_ref()
+        .filter(|_| on_path)
+        .and_then(|d| pinned_sentence(&ev.host, d))
+}
+
+/// The sentence of [`pinned_address`], for any answer from the hosts file.
+fn pinned_sentence(host: &str, dns: &DnsAnswer) -> Option<String> {
+    if dns.source != DnsSource::HostsFile {
+        return None;
+    }
+    let origin = dns.hosts_file.as_ref()?;
+    let pinned: Vec<String> = dns
+        .addresses
+        .iter()
+        .zip(&origin.lines)
+        .take(4)
+        .map(|(addr, line)| format!("{addr} (line {line})"))
+        .collect();
+    if pinned.is_empty() {
+        return None;
+    }
+    let path = text::cap(&redact(&origin.path), 120);
+    Some(format!(
+        "{} came from {path}, not DNS: {}; an address pinned by hand goes stale when the endpoint's address changes: compare it with what DNS answers (nslookup skips {path}) and update or remove the line",
+        text::cap(&redact(host), 120),
+        pinned.join(", ")
+    ))
 }

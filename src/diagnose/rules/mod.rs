@@ -15,7 +15,7 @@ use dns::*;
 use http::*;
 use path::*;
 
-pub use dns::{name_hints, resolution};
+pub use dns::{name_hints, pinned_address, resolution};
 pub use http::{denied_client_ip, exchange, is_healthy, old_docker};
 
 use super::catalog::{self as c, Cause};
@@ -26,7 +26,9 @@ use crate::config::{Config, RegistryConfig};
 use crate::endpoint::{Endpoint, EndpointKind};
 use crate::http::credentials::UsernameKind;
 use crate::http::jwt::Claims;
-use crate::observe::{CertProblem, DnsAnswer, EarlyClose, FailureEvent, FailureKind, HttpExchange};
+use crate::observe::{
+    CertProblem, DnsAnswer, DnsSource, EarlyClose, FailureEvent, FailureKind, HttpExchange,
+};
 use std::net::IpAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -174,6 +176,13 @@ pub fn evaluate(ev: &FailureEvent, ctx: &ContextView, cfg: &RulesConfig) -> Vec<
             bytes_before,
         } => stalled(*idle_secs, *bytes_before, t, ctx),
     };
+    // Second sentence of every finding: the first says what failed, this where its address
+    // came from.
+    if let Some(e) = pinned_address(ev) {
+        for f in &mut out {
+            f.evidence.insert(f.evidence.len().min(1), e.clone());
+        }
+    }
     // A wrong DNS answer for a private registry explains most later failures on that path.
     if let Some(dns) = &ev.dns {
         if let Some(f) = resolution(t, dns, cfg, ctx.registry.as_deref()) {
