@@ -192,6 +192,19 @@ pub fn client_symptom(cause: &Cause, ev: &FailureEvent, reply_reason: Option<&st
         // regdoc's own `tls` deadline ended the tunnel first: the client read end of stream.
         FailureKind::TlsServerSilent => get(ev, "EOF"),
         FailureKind::TlsServerClosed => get(ev, "EOF"),
+        FailureKind::TlsServerReset => get(ev, "EOF"),
+        // Passthrough: Go 1.19 (dockerd 20.10) prints the x509 error without the
+        // `tls: failed to verify certificate: ` prefix Go 1.20 added.
+        FailureKind::TlsClientRefused { probe, .. } => get(
+            ev,
+            match probe.as_ref().and_then(|p| p.problem) {
+                Some(CertProblem::Expired | CertProblem::NotYetValid) => {
+                    "x509: certificate has expired or is not yet valid"
+                }
+                Some(CertProblem::NameMismatch) => "x509: certificate is not valid for this host",
+                _ => "x509: certificate signed by unknown authority",
+            },
+        ),
         FailureKind::TlsNotTls => get(ev, "tls: first record does not look like a TLS handshake"),
         FailureKind::TlsAlert { description, .. } => get(
             ev,
