@@ -53,6 +53,7 @@ pub struct Config {
     pub log: LogConfig,
     pub intercept: InterceptConfig,
     pub diagnosis: DiagnosisConfig,
+    pub probe: ProbeConfig,
     #[serde(rename = "registry")]
     pub registries: Vec<RegistryConfig>,
 }
@@ -77,6 +78,7 @@ impl Default for Config {
             log: LogConfig::default(),
             intercept: InterceptConfig::default(),
             diagnosis: DiagnosisConfig::default(),
+            probe: ProbeConfig::default(),
             registries: Vec::new(),
         }
     }
@@ -271,6 +273,35 @@ pub struct InterceptConfig {
     pub cert_cache: Option<usize>,
 }
 
+/// regdoc's own look at a server's certificate when a client refused it in passthrough.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProbeConfig {
+    pub enabled: bool,
+    /// A probe (connect, upstream proxy CONNECT, handshake) ends after this.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// At most one probe per target within this; failures in between reuse its facts.
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+}
+
+/// Bounds of `probe.timeout` and `probe.interval`.
+pub const PROBE_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(60);
+pub const PROBE_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(24 * 3600);
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            enabled: true,
+            timeout: Duration::from_secs(5),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Tuning of the diagnosis.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -415,6 +446,18 @@ impl Config {
             return Err((
                 "buffer_bytes".into(),
                 "buffer_bytes must be between 4096 and 4194304".into(),
+            ));
+        }
+        if !PROBE_TIMEOUT_RANGE.contains(&self.probe.timeout) {
+            return Err((
+                "timeout".into(),
+                "probe.timeout must be between 100ms and 60s".into(),
+            ));
+        }
+        if !PROBE_INTERVAL_RANGE.contains(&self.probe.interval) {
+            return Err((
+                "interval".into(),
+                "probe.interval must be between 1s and 24h".into(),
             ));
         }
         if self.intercept.ca_cert.is_some() != self.intercept.ca_key.is_some() {

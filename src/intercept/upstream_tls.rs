@@ -484,6 +484,48 @@ pub fn classify(e: &rustls::Error) -> (CertProblem, String) {
     }
 }
 
+/// The public facts of a certificate, field by field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertNames {
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    /// Subject alternative names, at most 8.
+    pub names: Vec<String>,
+    /// Validity, Unix seconds.
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+}
+
+/// Issuer, subject, names and validity of a certificate; all `None` when it does not parse.
+pub fn describe_names(der: &[u8]) -> CertNames {
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(der) else {
+        return CertNames::default();
+    };
+    let names = c
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|s| {
+            s.value
+                .general_names
+                .iter()
+                .take(8)
+                .map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => d.to_string(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    CertNames {
+        issuer: Some(c.issuer().to_string()),
+        subject: Some(c.subject().to_string()),
+        names,
+        not_before: Some(c.validity().not_before.timestamp()),
+        not_after: Some(c.validity().not_after.timestamp()),
+    }
+}
+
 /// Issuer, subject and names of a certificate, for the failure record. Public facts only.
 pub fn describe_cert(der: &[u8]) -> String {
     match x509_parser::parse_x509_certificate(der) {
