@@ -2104,7 +2104,7 @@ fn client_refusing_a_private_chain_is_tls_interception_naming_issuer_and_hop() {
     assert!(e.contains("chain_to_public_root=false"), "{e}");
     assert!(e.contains("problem=unknown_issuer"), "{e}");
     assert!(
-        e.contains("something on the path (directly) re-signs TLS"),
+        e.contains("something on the path (the direct route to the server) re-signs TLS"),
         "{e}"
     );
     assert!(

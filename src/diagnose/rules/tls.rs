@@ -74,7 +74,7 @@ pub(super) fn client_refused(
         .upstream_proxy
         .as_deref()
         .map(|p| format!("through upstream proxy {}", redact(p)))
-        .unwrap_or_else(|| "directly".into());
+        .unwrap_or_else(|| "the direct route to the server".into());
     let Some(p) = probe.filter(|p| p.error.is_none()) else {
         e.push(match probe {
             Some(p) => probe_line(p),
