@@ -89,8 +89,7 @@ async fn refused_through_passthrough(
     let err = distrustful_client(versions)
         .connect(server_name, s)
         .await
-        .err()
-        .expect("the client must refuse the certificate");
+        .expect_err("the client must refuse the certificate");
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     let f = wait_records(1, by_target("failure", target.clone())).await;
     let c = wait_records(1, by_target("connection", target)).await;
@@ -112,7 +111,7 @@ fn assert_interception_found(f: &serde_json::Value, name: &str) {
     assert_eq!(f["cause"], "tls_interception", "{f}");
     let evidence = f["evidence"].to_string();
     assert!(
-        evidence.contains(&format!("probe: direct TLS to 127.0.0.1:")),
+        evidence.contains("probe: direct TLS to 127.0.0.1:"),
         "{evidence}"
     );
     assert!(
