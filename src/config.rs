@@ -571,6 +571,26 @@ mod tests {
     }
 
     #[test]
+    fn probe_settings_are_bounded() {
+        let c = Config::parse(
+            "[probe]\nenabled = false\ntimeout = \"2s\"\ninterval = \"5m\"\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert!(!c.probe.enabled);
+        assert_eq!(c.probe.timeout, Duration::from_secs(2));
+        assert_eq!(c.probe.interval, Duration::from_secs(300));
+        let e = Config::parse("[probe]\ntimeout = \"0s\"\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c:2: ") && e.contains("100ms and 60s"), "{e}");
+        let e = Config::parse("[probe]\ninterval = \"48h\"\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1s and 24h"), "{e}");
+    }
+
+    #[test]
     fn bad_duration_and_unknown_key_are_refused_with_line() {
         let e = Config::parse("[timeouts]\nconnect = \"10 parsecs\"\n", Path::new("c"))
             .unwrap_err()

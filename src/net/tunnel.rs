@@ -81,6 +81,10 @@ pub struct TunnelReport {
     pub server_records: Option<RecordTracker>,
     /// A direction moved to the kernel pipe.
     pub zero_copy: bool,
+    /// Server bytes relayed while the client's answer to the handshake was watched. The relay
+    /// takes them as its own, so that a server that sent its data then and went quiet is still
+    /// a stall; added to `bytes_down` when the tunnel ends.
+    watched_down: u64,
 }
 
 /// Largest handshake prefix kept for parsing; beyond it the handshake is not observed.
@@ -110,11 +114,13 @@ pub async fn run(
         Ok(true) => {}
         Ok(false) => {
             // The handshake phase ended the tunnel (server silent, closed, or a side vanished).
+            report.bytes_down += std::mem::take(&mut report.watched_down);
             let _ = server.shutdown().await;
             let _ = client.shutdown().await;
             return report;
         }
         Err(e) => {
+            report.bytes_down += std::mem::take(&mut report.watched_down);
             report.close_reason = close_reason_of(&e);
             return report;
         }
@@ -423,9 +429,14 @@ fn is_reset(e: &io::Error) -> bool {
     )
 }
 
+/// Server bytes after the ServerHello beyond which the watch of the client's answer ends: a
+/// first flight with a long certificate chain is a few KiB; more is data.
+const WATCH_SERVER_BYTES: u64 = 64 * 1024;
+
 /// After the ServerHello: relay the rest of the handshake while reading the client's first
 /// records (headers only, see [`crate::tls::client_answer`]) until the client has gone on or refused.
-/// Bounded by [`crate::tls::client_answer::MAX_WATCHED_RECORDS`] records and by `tls_timeout`;
+/// Bounded by [`crate::tls::client_answer::MAX_WATCHED_RECORDS`] client records, by
+/// [`WATCH_SERVER_BYTES`] server bytes and by `tls_timeout`;
 /// the bulk copy path that follows does no such work. Returns `Ok(true)` when the bulk copy
 /// should follow.
 #[allow(clippy::too_many_arguments)]
@@ -463,9 +474,15 @@ where
             Ok((false, Ok(0))) => Answer::Accepted,
             Ok((false, Ok(n))) => {
                 client.write_all(&sbuf[..n]).await?;
-                report.bytes_down += n as u64;
+                report.watched_down += n as u64;
                 records.feed(&sbuf[..n]);
-                Answer::Pending
+                if report.watched_down > WATCH_SERVER_BYTES {
+                    // More than a handshake's worth from the server while the client says
+                    // nothing: data already flows, so hand it to the bulk copy path.
+                    Answer::Accepted
+                } else {
+                    Answer::Pending
+                }
             }
             Ok((false, Err(e))) => return Err(e),
             Ok((true, Ok(0))) => answer.end(),
@@ -627,6 +644,13 @@ async fn relay(
     let down = Flow::default();
     let epoch = Instant::now();
     let records = report.server_records.take();
+    // What the server sent while the client's answer was watched is this relay's first data.
+    down.bytes
+        .store(std::mem::take(&mut report.watched_down), Ordering::Relaxed);
+    down.mid_record.store(
+        records.as_ref().is_some_and(RecordTracker::mid_record),
+        Ordering::Relaxed,
+    );
     let pumping = async {
         tokio::try_join!(
             pump(client, server, &up, epoch, cfg, None),
