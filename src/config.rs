@@ -53,6 +53,7 @@ pub struct Config {
     pub log: LogConfig,
     pub intercept: InterceptConfig,
     pub diagnosis: DiagnosisConfig,
+    pub probe: ProbeConfig,
     #[serde(rename = "registry")]
     pub registries: Vec<RegistryConfig>,
 }
@@ -77,6 +78,7 @@ impl Default for Config {
             log: LogConfig::default(),
             intercept: InterceptConfig::default(),
             diagnosis: DiagnosisConfig::default(),
+            probe: ProbeConfig::default(),
             registries: Vec::new(),
         }
     }
@@ -278,6 +280,35 @@ pub struct InterceptConfig {
     pub cert_cache: Option<usize>,
 }
 
+/// regdoc's own look at a server's certificate when a client refused it in passthrough.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProbeConfig {
+    pub enabled: bool,
+    /// A probe (connect, upstream proxy CONNECT, handshake) ends after this.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// At most one probe per target within this; failures in between reuse its facts.
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+}
+
+/// Bounds of `probe.timeout` and `probe.interval`.
+pub const PROBE_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(60);
+pub const PROBE_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(24 * 3600);
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            enabled: true,
+            timeout: Duration::from_secs(5),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Tuning of the diagnosis.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -424,6 +455,18 @@ impl Config {
                 "buffer_bytes must be between 4096 and 4194304".into(),
             ));
         }
+        if !PROBE_TIMEOUT_RANGE.contains(&self.probe.timeout) {
+            return Err((
+                "timeout".into(),
+                "probe.timeout must be between 100ms and 60s".into(),
+            ));
+        }
+        if !PROBE_INTERVAL_RANGE.contains(&self.probe.interval) {
+            return Err((
+                "interval".into(),
+                "probe.interval must be between 1s and 24h".into(),
+            ));
+        }
         if self.intercept.ca_cert.is_some() != self.intercept.ca_key.is_some() {
             return Err((
                 "ca_cert".into(),
@@ -532,6 +575,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(e, "c:2: control character U+0001 is not allowed here");
+    }
+
+    #[test]
+    fn probe_settings_are_bounded() {
+        let c = Config::parse(
+            "[probe]\nenabled = false\ntimeout = \"2s\"\ninterval = \"5m\"\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert!(!c.probe.enabled);
+        assert_eq!(c.probe.timeout, Duration::from_secs(2));
+        assert_eq!(c.probe.interval, Duration::from_secs(300));
+        let e = Config::parse("[probe]\ntimeout = \"0s\"\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c:2: ") && e.contains("100ms and 60s"), "{e}");
+        let e = Config::parse("[probe]\ninterval = \"48h\"\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1s and 24h"), "{e}");
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub enum FailureKind {
     TlsNotTls,
     /// The server closed the connection right after the ClientHello.
     TlsServerClosed,
+    /// The server, or a device on the path, reset the connection (TCP RST) in answer to the
+    /// ClientHello: no ServerHello came. The usual signature of a firewall filtering by SNI.
+    TlsServerReset,
     /// Interception: the upstream certificate failed verification.
     TlsUpstreamCertificate {
         problem: CertProblem,
@@ -113,6 +116,16 @@ pub enum FailureKind {
     /// Interception: the client refused regdoc's minted certificate.
     TlsClientRejected {
         detail: String,
+    },
+    /// Passthrough: after the server's first flight the client refused the handshake (an
+    /// alert, or one encrypted record too short to be its Finished, then close) and sent no
+    /// application data: it did not accept the certificate it was shown.
+    TlsClientRefused {
+        signal: ClientSignal,
+        /// The alert's description, when it was sent in the clear (`unknown_ca`, …).
+        alert: Option<String>,
+        /// regdoc's own look at the server's certificate along the same path, when it ran.
+        probe: Option<CertProbe>,
     },
     /// Interception: an HTTP exchange inside TLS that the rules judge a failure.
     HttpStatus {
@@ -192,6 +205,50 @@ pub enum CertProblem {
     Expired,
     NotYetValid,
     Other,
+}
+
+/// How a client refused a handshake it saw pass through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientSignal {
+    /// A plaintext alert, named in the failure.
+    Alert,
+    /// An encrypted alert (TLS 1.3, or TLS 1.2 after the client's ChangeCipherSpec).
+    EncryptedAlert,
+    /// The client closed without a word after the server's first flight.
+    Closed,
+}
+
+/// What regdoc saw when it opened its own TLS connection to a server, along the same path as
+/// a client that refused the server's certificate. Public facts only: the probe never carries
+/// the client's bytes or credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertProbe {
+    /// The hop the probe went through: `direct` or `upstream_proxy`.
+    pub hop: &'static str,
+    /// The address dialled directly, or the upstream proxy's `host:port`.
+    pub via: String,
+    /// The server name sent (the client's SNI, or the target host).
+    pub sni: String,
+    /// The presented leaf's issuer and subject (RFC 4514 order as x509 prints them), names.
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    pub names: Vec<String>,
+    /// Validity of the leaf, Unix seconds.
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    /// The local clock when the probe checked, Unix seconds (the rules read no clock).
+    pub checked_at: i64,
+    /// The chain verifies up to a root of the system store (dates and name aside); `None`
+    /// when the system store is empty.
+    pub chain_to_public_root: Option<bool>,
+    /// The chain verifies only up to a CA of `intercept.extra_roots`.
+    pub chain_to_extra_root: bool,
+    /// What verification refused, against the system roots plus `intercept.extra_roots`;
+    /// `None` when the chain is valid for this name now.
+    pub problem: Option<CertProblem>,
+    /// Why no certificate was read (timeout, refused, upstream proxy said no).
+    pub error: Option<String>,
 }
 
 /// The answer the resolver gave, kept as evidence for private-endpoint rules.

@@ -212,7 +212,10 @@ mod tests {
             explain("expired_credentials")
         );
         let ExplainError::Unknown { close, .. } = explain("regsitry").unwrap_err();
-        assert_eq!(close, vec!["registry_name", "registry_error"]);
+        assert_eq!(
+            close,
+            vec!["registry_name", "registry_error", "registry_certificate"]
+        );
         let err = explain("zzzzzzzzzzzz").unwrap_err();
         assert!(err.to_string().contains("--list"));
     }

@@ -354,6 +354,44 @@ pub static TLS_INTERCEPTION: Cause = Cause {
     source: Source::Beyond,
 };
 
+/// The client refused a certificate that chains to a public root.
+pub static CLIENT_TRUST_STORE: Cause = Cause {
+    id: "client_trust_store",
+    title: "The Docker host does not trust the public CA the registry's certificate chains to",
+    short: "client trust store lacks root",
+    remedy: &[
+        "Install or update the CA bundle on the Docker host (`ca-certificates` on Debian and Ubuntu, `ca-certificates` plus `update-ca-trust` on RHEL), then restart the Docker daemon so it reloads the roots.",
+        "A daemon in a minimal image or a snap may read its own bundle: check which file it uses and that it holds the DigiCert, Baltimore or Microsoft roots Azure chains to.",
+        "A ca.crt under /etc/docker/certs.d/<host>/ is added to the system roots; remove a stale or wrong one there if the host's bundle is fine.",
+    ],
+    doc: "https://learn.microsoft.com/azure/security/fundamentals/azure-ca-details",
+    client_symptom: "Error response from daemon: Get \"https://{host}/v2/\": x509: certificate signed by unknown authority",
+    how_to_confirm: &[
+        "`openssl s_client -connect <name>.azurecr.io:443 -servername <name>.azurecr.io` on the Docker host reports `Verify return code: 20` or `21` although regdoc found the chain valid.",
+        "`ls -l /etc/ssl/certs | wc -l` on the Docker host: an empty or tiny store is the fault.",
+    ],
+    observable: true,
+    source: Source::Beyond,
+};
+
+/// The server presents a certificate outside its validity dates.
+pub static REGISTRY_CERTIFICATE: Cause = Cause {
+    id: "registry_certificate",
+    title: "The server presents a certificate that has expired or is not valid yet",
+    short: "server certificate out of date",
+    remedy: &[
+        "If the local clock is right (`timedatectl status`), the server's certificate is out of date: its owners must renew it. A registry behind your own endpoint (a gateway, a custom domain) is yours to renew.",
+        "For an Azure endpoint, check Azure status and retry: Azure renews its certificates before they expire.",
+    ],
+    doc: "https://learn.microsoft.com/azure/security/fundamentals/azure-ca-details",
+    client_symptom: "Error response from daemon: Get \"https://{host}/v2/\": x509: certificate has expired or is not yet valid",
+    how_to_confirm: &[
+        "`openssl s_client -connect <host>:443 -servername <host> </dev/null | openssl x509 -noout -dates` shows notBefore and notAfter; compare them with `date -u`.",
+    ],
+    observable: true,
+    source: Source::Beyond,
+};
+
 /// The Docker daemon refused regdoc's own interception certificate.
 pub static INTERCEPT_CA_UNTRUSTED: Cause = Cause {
     id: "intercept_ca_untrusted",
@@ -532,6 +570,8 @@ pub static CAUSES: &[&Cause] = &[
     &UPSTREAM_PROXY,
     &TLS_INTERCEPTION,
     &INTERCEPT_CA_UNTRUSTED,
+    &CLIENT_TRUST_STORE,
+    &REGISTRY_CERTIFICATE,
     &THROTTLED,
     &REGISTRY_ERROR,
     &CLOCK_SKEW,

@@ -9,7 +9,8 @@ use crate::http::credentials::{CredentialFacts, UsernameKind};
 use crate::http::jwt::{Access, Claims};
 use crate::http::registry_error::RegistryError;
 use crate::observe::{
-    CertProblem, DnsAnswer, DnsSource, EarlyClose, FailureKind, HostsOrigin, Phase, TlsObservation,
+    CertProbe, CertProblem, ClientSignal, DnsAnswer, DnsSource, EarlyClose, FailureKind,
+    HostsOrigin, Phase, TlsObservation,
 };
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -64,10 +65,12 @@ fn phase_of(kind: &FailureKind) -> Phase {
         | FailureKind::UpstreamProxyUnreachable => Phase::UpstreamProxy,
         FailureKind::TlsServerSilent
         | FailureKind::TlsServerClosed
+        | FailureKind::TlsServerReset
         | FailureKind::TlsNotTls
         | FailureKind::TlsAlert { .. }
         | FailureKind::TlsUpstreamCertificate { .. }
-        | FailureKind::TlsClientRejected { .. } => Phase::Tls,
+        | FailureKind::TlsClientRejected { .. }
+        | FailureKind::TlsClientRefused { .. } => Phase::Tls,
         FailureKind::HttpStatus { .. }
         | FailureKind::ResponseHeadersTimeout
         | FailureKind::UpstreamClosedBeforeHeaders { .. } => Phase::Http,
@@ -1912,6 +1915,8 @@ fn every_observable_cause_is_reachable() {
         FailureKind::TlsClientRejected {
             detail: String::new(),
         },
+        refused(Some(probe(None, false))),
+        refused(Some(probe(Some(CertProblem::Expired), true))),
         FailureKind::TransferStalled {
             idle_secs: 30,
             bytes_before: 1,
@@ -2210,4 +2215,200 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passthrough: a reset in answer to the ClientHello, and a client refusing the certificate.
+
+/// A probe's facts as regdoc's probe reports them; `problem` against all trusted roots.
+fn probe(problem: Option<CertProblem>, public: bool) -> CertProbe {
+    CertProbe {
+        hop: "direct",
+        via: "203.0.113.2:443".into(),
+        sni: REG.into(),
+        issuer: Some("CN=mitmproxy, O=mitmproxy".into()),
+        subject: Some(format!("CN={REG}")),
+        names: vec![REG.into()],
+        not_before: Some(NOW as i64 - 86_400),
+        not_after: Some(NOW as i64 + 86_400 * 90),
+        checked_at: NOW as i64,
+        chain_to_public_root: Some(public),
+        chain_to_extra_root: false,
+        problem,
+        error: None,
+    }
+}
+
+fn refused(probe: Option<CertProbe>) -> FailureKind {
+    FailureKind::TlsClientRefused {
+        signal: ClientSignal::EncryptedAlert,
+        alert: None,
+        probe,
+    }
+}
+
+#[test]
+fn reset_after_client_hello_names_the_sni_and_the_filtering_firewall() {
+    let d = diagnoser(vec![]);
+    let mut ev = event(REG, FailureKind::TlsServerReset);
+    ev.tls = Some(TlsObservation {
+        sni: Some(REG.into()),
+        ..TlsObservation::default()
+    });
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["client_firewall"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    let e = evidence(&f, "client_firewall");
+    assert!(
+        e.contains("reset (TCP RST) in answer to the ClientHello"),
+        "{e}"
+    );
+    assert!(e.contains(&format!("naming {REG}")), "{e}");
+    assert!(e.contains("filters by SNI"), "{e}");
+    let s = sym(&ev, None);
+    assert_eq!(s, format!("Get \"https://{REG}/v2/\": EOF"));
+
+    // Through an upstream proxy, the evidence says where the reset came from.
+    ev.upstream_proxy = Some("corp-proxy:3128".into());
+    let e = evidence(&d.diagnose_at(&ev, now()), "client_firewall");
+    assert!(e.contains("through upstream proxy corp-proxy:3128"), "{e}");
+    // A data endpoint is the data-endpoint firewall gap, as for a close.
+    let f = d.diagnose_at(&event(DATA, FailureKind::TlsServerReset), now());
+    assert_eq!(ids(&f)[0], "data_endpoint_firewall");
+}
+
+#[test]
+fn client_refusing_a_private_chain_is_tls_interception_naming_issuer_and_hop() {
+    let d = diagnoser(vec![]);
+    let ev = event(
+        REG,
+        refused(Some(probe(Some(CertProblem::UnknownIssuer), false))),
+    );
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["tls_interception"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    let e = evidence(&f, "tls_interception");
+    assert!(
+        e.contains(&format!(
+            "probe: direct TLS to 203.0.113.2:443 sni={REG} issuer=\"CN=mitmproxy, O=mitmproxy\""
+        )),
+        "{e}"
+    );
+    assert!(e.contains("chain_to_public_root=false"), "{e}");
+    assert!(e.contains("problem=unknown_issuer"), "{e}");
+    assert!(
+        e.contains("something on the path (the direct route to the server) re-signs TLS"),
+        "{e}"
+    );
+    assert!(
+        e.contains("encrypted record too short to be its Finished"),
+        "{e}"
+    );
+    assert_eq!(
+        sym(&ev, None),
+        "x509: certificate signed by unknown authority"
+    );
+
+    // Through an upstream proxy, the hop is named.
+    let mut p = probe(Some(CertProblem::UnknownIssuer), false);
+    p.hop = "upstream_proxy";
+    p.via = "corp-proxy:3128".into();
+    let mut ev = event(REG, refused(Some(p)));
+    ev.upstream_proxy = Some("corp-proxy:3128".into());
+    let e = evidence(&d.diagnose_at(&ev, now()), "tls_interception");
+    assert!(
+        e.contains("probe: TLS through upstream proxy corp-proxy:3128"),
+        "{e}"
+    );
+    assert!(
+        e.contains("(through upstream proxy corp-proxy:3128) re-signs"),
+        "{e}"
+    );
+}
+
+#[test]
+fn client_refusing_a_valid_public_chain_lacks_roots() {
+    let d = diagnoser(vec![]);
+    let f = d.diagnose_at(&event(REG, refused(Some(probe(None, true)))), now());
+    assert_eq!(ids(&f), vec!["client_trust_store"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    assert!(evidence(&f, "client_trust_store").contains("lacks its root"));
+
+    // A chain to an extra root only: a private CA the client does not trust.
+    let mut p = probe(None, false);
+    p.chain_to_extra_root = true;
+    let f = d.diagnose_at(&event(REG, refused(Some(p))), now());
+    assert_eq!(ids(&f), vec!["tls_interception", "client_trust_store"]);
+    assert!(evidence(&f, "tls_interception").contains("intercept.extra_roots"));
+}
+
+#[test]
+fn client_refusing_an_out_of_date_certificate_is_judged_by_the_dates() {
+    let d = diagnoser(vec![]);
+    // Not valid yet: the local clock is behind.
+    let mut p = probe(Some(CertProblem::NotYetValid), true);
+    p.not_before = Some(NOW as i64 + 3600);
+    let ev = event(REG, refused(Some(p)));
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["clock_skew", "registry_certificate"]);
+    assert_eq!(f[0].confidence, Confidence::High);
+    assert!(evidence(&f, "clock_skew").contains("the local clock read 2027-01-15"));
+    assert!(sym(&ev, None).ends_with("x509: certificate has expired or is not yet valid"));
+
+    // Expired a little while ago: the certificate, more likely than the clock.
+    let mut p = probe(Some(CertProblem::Expired), true);
+    p.not_before = Some(NOW as i64 - 86_400 * 90);
+    p.not_after = Some(NOW as i64 - 86_400);
+    let f = d.diagnose_at(&event(REG, refused(Some(p))), now());
+    assert_eq!(ids(&f), vec!["registry_certificate", "clock_skew"]);
+    assert_eq!(f[1].confidence, Confidence::Low);
+
+    // Expired longer ago than it was ever valid: the clock may well be far ahead.
+    let mut p = probe(Some(CertProblem::Expired), true);
+    p.not_before = Some(NOW as i64 - 86_400 * 400);
+    p.not_after = Some(NOW as i64 - 86_400 * 300);
+    let f = d.diagnose_at(&event(REG, refused(Some(p))), now());
+    assert_eq!(f[1].cause.id, "clock_skew");
+    assert_eq!(f[1].confidence, Confidence::Medium);
+}
+
+#[test]
+fn client_refusing_a_certificate_for_another_name_is_a_wrong_endpoint_or_a_portal() {
+    let d = diagnoser(vec![]);
+    let f = d.diagnose_at(
+        &event(
+            REG,
+            refused(Some(probe(Some(CertProblem::NameMismatch), true))),
+        ),
+        now(),
+    );
+    assert_eq!(ids(&f), vec!["registry_name", "client_firewall"]);
+    assert!(evidence(&f, "client_firewall").contains("captive portal"));
+}
+
+#[test]
+fn client_refusal_without_a_probe_reads_the_alert() {
+    let d = diagnoser(vec![]);
+    let kind = |alert: &str| FailureKind::TlsClientRefused {
+        signal: ClientSignal::Alert,
+        alert: Some(alert.into()),
+        probe: None,
+    };
+    let f = d.diagnose_at(&event(REG, kind("unknown_ca")), now());
+    assert_eq!(ids(&f), vec!["tls_interception", "client_trust_store"]);
+    let e = evidence(&f, "tls_interception");
+    assert!(e.contains("with a unknown_ca alert"), "{e}");
+    assert!(
+        e.contains("no probe of the server's certificate was made"),
+        "{e}"
+    );
+    let f = d.diagnose_at(&event(REG, kind("certificate_expired")), now());
+    assert_eq!(ids(&f)[0], "registry_certificate");
+
+    // A probe that could not read a certificate says why.
+    let mut p = probe(None, false);
+    p.error = Some("no TLS answer within 5000 ms".into());
+    let f = d.diagnose_at(&event(REG, refused(Some(p))), now());
+    assert_eq!(ids(&f)[0], "tls_interception");
+    assert!(evidence(&f, "tls_interception").contains("failed: no TLS answer within 5000 ms"));
 }

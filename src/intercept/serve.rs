@@ -404,6 +404,7 @@ impl Interceptor {
                 e.to_string(),
             ),
             UpstreamTlsError::Closed { .. } => (FailureKind::TlsServerClosed, e.to_string()),
+            UpstreamTlsError::Reset { .. } => (FailureKind::TlsServerReset, e.to_string()),
             UpstreamTlsError::NotTls { .. } => (FailureKind::TlsNotTls, e.to_string()),
             UpstreamTlsError::Timeout { .. } => (FailureKind::TlsServerSilent, e.to_string()),
             // No closer kind: a name rustls cannot use, or a local TLS configuration problem.

@@ -42,8 +42,11 @@ pub enum UpstreamTlsError {
     },
     /// The server answered with a TLS alert.
     Alert { description: String },
-    /// The server closed or reset the connection during the handshake.
+    /// The server closed the connection during the handshake.
     Closed { detail: String },
+    /// The server, or a device on the path, reset the connection during the handshake (a
+    /// firewall filtering by SNI does this in answer to the ClientHello).
+    Reset { detail: String },
     /// The server's bytes are not TLS.
     NotTls { detail: String },
     /// The server did not finish the handshake in time.
@@ -68,6 +71,12 @@ impl std::fmt::Display for UpstreamTlsError {
                 write!(
                     f,
                     "the server closed the connection during the TLS handshake ({detail})"
+                )
+            }
+            UpstreamTlsError::Reset { detail } => {
+                write!(
+                    f,
+                    "the connection was reset (TCP RST) during the TLS handshake ({detail})"
                 )
             }
             UpstreamTlsError::NotTls { detail } => {
@@ -106,32 +115,15 @@ pub struct UpstreamTls {
 impl UpstreamTls {
     /// Trust the system roots plus the PEM files in `extra_roots`.
     pub fn new(extra_roots: &[PathBuf]) -> Result<UpstreamTls, RootsError> {
-        let mut roots = RootCertStore::empty();
-        // Unreadable entries of the system store are skipped: one broken file in
-        // /etc/ssl/certs must not disable interception.
-        let native = rustls_native_certs::load_native_certs();
-        roots.add_parsable_certificates(native.certs);
-        for p in extra_roots {
-            for c in read_pem_certs(p)? {
-                roots.add(c).map_err(|e| RootsError::Invalid {
-                    path: p.clone(),
-                    reason: format!("unusable CA certificate: {e}"),
-                })?;
-            }
-        }
+        let mut roots = system_roots();
+        add_extra_roots(&mut roots, extra_roots)?;
         Self::with_roots(roots)
     }
 
     /// Trust exactly `roots`.
     pub fn with_roots(roots: RootCertStore) -> Result<UpstreamTls, RootsError> {
-        if roots.is_empty() {
-            return Err(RootsError::Empty);
-        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| RootsError::Verifier(e.to_string()))?;
+        let verifier = verifier(roots, &provider)?;
         Ok(UpstreamTls {
             verifier,
             provider,
@@ -183,6 +175,150 @@ impl UpstreamTls {
     }
 }
 
+/// The system's trusted roots. Unreadable entries are skipped: one broken file in
+/// /etc/ssl/certs must not disable interception or the probe.
+pub fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots
+}
+
+/// Add the CA certificates of the PEM files `paths` (`intercept.extra_roots`) to `roots`.
+pub fn add_extra_roots(roots: &mut RootCertStore, paths: &[PathBuf]) -> Result<(), RootsError> {
+    for p in paths {
+        for c in read_pem_certs(p)? {
+            roots.add(c).map_err(|e| RootsError::Invalid {
+                path: p.clone(),
+                reason: format!("unusable CA certificate: {e}"),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The WebPKI verifier over `roots` (at least one).
+pub fn verifier(
+    roots: RootCertStore,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<WebPkiServerVerifier>, RootsError> {
+    if roots.is_empty() {
+        return Err(RootsError::Empty);
+    }
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| RootsError::Verifier(e.to_string()))
+}
+
+/// Verify a presented chain (leaf first) for `name` at `now` with `verifier`: `None` when it is
+/// valid, else the problem as [`classify`] names it.
+pub fn judge_chain(
+    verifier: &WebPkiServerVerifier,
+    chain: &[CertificateDer<'static>],
+    name: &ServerName<'_>,
+    now: UnixTime,
+) -> Option<(CertProblem, String)> {
+    let (leaf, intermediates) = chain.split_first()?;
+    verifier
+        .verify_server_cert(leaf, intermediates, name, &[], now)
+        .err()
+        .map(|e| classify(&e))
+}
+
+/// Handshake with a server over `io` only as far as its certificate chain, and stop there: the
+/// chain is returned unjudged (leaf first), and nothing is ever sent inside the session. For
+/// regdoc's own look at a server's certificate; the caller judges the chain with
+/// [`judge_chain`].
+pub async fn read_chain<IO>(
+    io: IO,
+    host: &str,
+) -> Result<Vec<CertificateDer<'static>>, UpstreamTlsError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let name = ServerName::try_from(host.to_string()).map_err(|e| UpstreamTlsError::Handshake {
+        detail: format!("{host:?} is not a valid server name: {e}"),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let seen = Arc::new(Mutex::new(None));
+    let capture = Arc::new(Capturing {
+        schemes: provider
+            .signature_verification_algorithms
+            .supported_schemes(),
+        chain: seen.clone(),
+    });
+    let cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamTlsError::Handshake {
+            detail: e.to_string(),
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(capture)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let e = match connector.connect(name, io).await {
+        // The capturing verifier refuses every chain, so a finished handshake cannot happen.
+        Ok(_) => UpstreamTlsError::Handshake {
+            detail: "handshake finished without a certificate".into(),
+        },
+        Err(e) => handshake_error(&e),
+    };
+    let chain = seen.lock().unwrap_or_else(|p| p.into_inner()).take();
+    chain.ok_or(e)
+}
+
+/// Keeps the chain a server presented and refuses it, which ends the handshake right there.
+#[derive(Debug)]
+struct Capturing {
+    schemes: Vec<SignatureScheme>,
+    chain: Arc<Mutex<Option<Vec<CertificateDer<'static>>>>>,
+}
+
+impl ServerCertVerifier for Capturing {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let chain = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.clone().into_owned())
+            .collect();
+        *self.chain.lock().unwrap_or_else(|p| p.into_inner()) = Some(chain);
+        Err(rustls::Error::General(
+            "certificate read; probe ends here".into(),
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General(
+            "probe ends at the certificate".into(),
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General(
+            "probe ends at the certificate".into(),
+        ))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.clone()
+    }
+}
+
 /// Type a handshake failure that is not a certificate refusal.
 fn handshake_error(e: &std::io::Error) -> UpstreamTlsError {
     use std::io::ErrorKind;
@@ -202,11 +338,12 @@ fn handshake_error(e: &std::io::Error) -> UpstreamTlsError {
         };
     }
     match e.kind() {
-        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
-            UpstreamTlsError::Closed {
-                detail: e.to_string(),
-            }
-        }
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => UpstreamTlsError::Reset {
+            detail: e.to_string(),
+        },
+        ErrorKind::UnexpectedEof => UpstreamTlsError::Closed {
+            detail: e.to_string(),
+        },
         ErrorKind::InvalidData => UpstreamTlsError::NotTls {
             detail: e.to_string(),
         },
@@ -347,6 +484,48 @@ pub fn classify(e: &rustls::Error) -> (CertProblem, String) {
     }
 }
 
+/// The public facts of a certificate, field by field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertNames {
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    /// Subject alternative names, at most 8.
+    pub names: Vec<String>,
+    /// Validity, Unix seconds.
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+}
+
+/// Issuer, subject, names and validity of a certificate; all `None` when it does not parse.
+pub fn describe_names(der: &[u8]) -> CertNames {
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(der) else {
+        return CertNames::default();
+    };
+    let names = c
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|s| {
+            s.value
+                .general_names
+                .iter()
+                .take(8)
+                .map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => d.to_string(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    CertNames {
+        issuer: Some(c.issuer().to_string()),
+        subject: Some(c.subject().to_string()),
+        names,
+        not_before: Some(c.validity().not_before.timestamp()),
+        not_after: Some(c.validity().not_after.timestamp()),
+    }
+}
+
 /// Issuer, subject and names of a certificate, for the failure record. Public facts only.
 pub fn describe_cert(der: &[u8]) -> String {
     match x509_parser::parse_x509_certificate(der) {
@@ -416,6 +595,10 @@ mod tests {
         assert!(matches!(
             handshake_error(&std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
             UpstreamTlsError::Closed { .. }
+        ));
+        assert!(matches!(
+            handshake_error(&std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            UpstreamTlsError::Reset { .. }
         ));
     }
 

@@ -2,6 +2,7 @@
 
 pub mod dial;
 pub mod prefixed;
+pub mod probe;
 pub mod resolve;
 #[cfg(target_os = "linux")]
 pub mod splice;

@@ -5,7 +5,8 @@
 //! per-byte work beyond counting, so observation costs nothing on the bulk path.
 
 use crate::net::prefixed::Prefixed;
-use crate::observe::{FailureKind, Phase, TlsObservation};
+use crate::observe::{ClientSignal, FailureKind, Phase, TlsObservation};
+use crate::tls::client_answer::{Answer, ClientAnswer, Refusal};
 use crate::tls::wire::RECORD_HEADER_LEN;
 use crate::tls::{client_hello, server_hello};
 use std::io;
@@ -37,9 +38,33 @@ pub trait FailureSink: Send + Sync {
         elapsed: Duration,
         tls: Option<&TlsObservation>,
     );
-    /// The server answered the handshake: the path works. Called at once, not when the tunnel
-    /// ends, because clients keep REST tunnels open while they fetch layers elsewhere.
+    /// The server answered the handshake and the client went on with it: the path works.
+    /// Called at once, not when the tunnel ends, because clients keep REST tunnels open while
+    /// they fetch layers elsewhere.
     fn handshake_ok(&self, _tls: &TlsObservation) {}
+    /// The client refused the handshake after the server's first flight (it did not accept the
+    /// certificate it was shown). A sink that can look at the server's certificate itself does
+    /// so before it writes the failure, without holding up the tunnel.
+    fn client_refused(
+        &self,
+        signal: ClientSignal,
+        alert: Option<String>,
+        error: String,
+        elapsed: Duration,
+        tls: &TlsObservation,
+    ) {
+        self.failure(
+            Phase::Tls,
+            FailureKind::TlsClientRefused {
+                signal,
+                alert,
+                probe: None,
+            },
+            error,
+            elapsed,
+            Some(tls),
+        );
+    }
 }
 
 /// What a tunnel saw, for its `connection` record.
@@ -56,6 +81,10 @@ pub struct TunnelReport {
     pub server_records: Option<RecordTracker>,
     /// A direction moved to the kernel pipe.
     pub zero_copy: bool,
+    /// Server bytes relayed while the client's answer to the handshake was watched. The relay
+    /// takes them as its own, so that a server that sent its data then and went quiet is still
+    /// a stall; added to `bytes_down` when the tunnel ends.
+    watched_down: u64,
 }
 
 /// Largest handshake prefix kept for parsing; beyond it the handshake is not observed.
@@ -85,11 +114,13 @@ pub async fn run(
         Ok(true) => {}
         Ok(false) => {
             // The handshake phase ended the tunnel (server silent, closed, or a side vanished).
+            report.bytes_down += std::mem::take(&mut report.watched_down);
             let _ = server.shutdown().await;
             let _ = client.shutdown().await;
             return report;
         }
         Err(e) => {
+            report.bytes_down += std::mem::take(&mut report.watched_down);
             report.close_reason = close_reason_of(&e);
             return report;
         }
@@ -174,7 +205,11 @@ where
                 let n = match tokio::time::timeout(cfg.tls_timeout, fresh_read(client, &mut tmp))
                     .await
                 {
-                    Ok(r) => r?,
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => {
+                        report.tls = Some(tls);
+                        return Err(e);
+                    }
                     Err(_) => break,
                 };
                 if n == 0 {
@@ -182,7 +217,12 @@ where
                     report.tls = Some(tls);
                     return Ok(false);
                 }
-                server.write_all(&tmp[..n]).await?;
+                if let Err(e) = server.write_all(&tmp[..n]).await {
+                    // The first part of the hello reached the server, which cut the connection
+                    // before the rest: as good as an answer to the ClientHello.
+                    server_ended(Some(e), Instant::now(), Duration::ZERO, tls, sink, report);
+                    return Ok(false);
+                }
                 report.bytes_up += n as u64;
                 cbuf.extend_from_slice(&tmp[..n]);
             }
@@ -198,8 +238,8 @@ where
     loop {
         let step = tokio::time::timeout_at(deadline, async {
             tokio::select! {
-                r = fresh_read(server, &mut stmp) => r.map(|n| (false, n)),
-                r = fresh_read(client, &mut tmp) => r.map(|n| (true, n)),
+                r = fresh_read(server, &mut stmp) => r.map(|n| (false, n)).map_err(|e| (false, e)),
+                r = fresh_read(client, &mut tmp) => r.map(|n| (true, n)).map_err(|e| (true, e)),
             }
         })
         .await;
@@ -223,7 +263,29 @@ where
                 );
                 return Ok(false);
             }
-            Ok(Err(e)) => return Err(e),
+            Ok(Err((false, e))) => {
+                server_ended(Some(e), start, elapsed, tls, sink, report);
+                return Ok(false);
+            }
+            Ok(Err((true, e))) => {
+                // The client went away before the server said anything: as when it closes.
+                report.tls_ms = Some(crate::record::millis(elapsed));
+                report.tls_ok = Some(false);
+                report.tls = Some(tls);
+                report.close_reason = close_reason_of(&e);
+                sink.failure(
+                    Phase::Tls,
+                    FailureKind::TlsServerSilent,
+                    format!(
+                        "server did not answer the TLS ClientHello; {} ({e}) after {} ms",
+                        crate::observe::CLIENT_GAVE_UP,
+                        elapsed.as_millis()
+                    ),
+                    elapsed,
+                    report.tls.as_ref(),
+                );
+                return Ok(false);
+            }
             Ok(Ok((true, 0))) => {
                 // The client gave up before the server said anything.
                 report.tls_ms = Some(crate::record::millis(elapsed));
@@ -244,21 +306,14 @@ where
                 return Ok(false);
             }
             Ok(Ok((true, n))) => {
-                server.write_all(&tmp[..n]).await?;
+                if let Err(e) = server.write_all(&tmp[..n]).await {
+                    server_ended(Some(e), start, elapsed, tls, sink, report);
+                    return Ok(false);
+                }
                 report.bytes_up += n as u64;
             }
             Ok(Ok((false, 0))) => {
-                report.tls_ms = Some(crate::record::millis(elapsed));
-                report.tls_ok = Some(false);
-                report.tls = Some(tls);
-                report.close_reason = "server_closed";
-                sink.failure(
-                    Phase::Tls,
-                    FailureKind::TlsServerClosed,
-                    "server closed the connection in answer to the TLS ClientHello".into(),
-                    elapsed,
-                    report.tls.as_ref(),
-                );
+                server_ended(None, start, elapsed, tls, sink, report);
                 return Ok(false);
             }
             Ok(Ok((false, n))) => {
@@ -270,13 +325,21 @@ where
                 sbuf.extend_from_slice(&stmp[..n]);
                 match server_hello::parse(&sbuf) {
                     Ok(server_hello::ServerFirst::Hello { version, cipher }) => {
+                        let tls13 = version == "TLS1.3";
                         tls.version = Some(version);
                         tls.cipher = Some(cipher);
                         report.tls_ok = Some(true);
                         let mut rt = RecordTracker::default();
                         rt.feed(&sbuf);
+                        drop(sbuf);
+                        report.tls_ms = Some(crate::record::millis(elapsed));
+                        let r = watch_client_answer(
+                            client, server, cfg, sink, report, &tls, tls13, &mut rt, start,
+                        )
+                        .await;
                         report.server_records = Some(rt);
-                        sink.handshake_ok(&tls);
+                        report.tls = Some(tls);
+                        return r;
                     }
                     Ok(server_hello::ServerFirst::Alert { level, description }) => {
                         tls.alert = Some(format!("{level} {description}"));
@@ -309,6 +372,164 @@ where
             }
         }
     }
+}
+
+/// The server's side ended before any ServerHello: `err` is how (a reset, another error), or
+/// `None` for an end of stream. Every such end is a failure of the `tls` phase that names the
+/// client's SNI.
+fn server_ended(
+    err: Option<io::Error>,
+    start: Instant,
+    elapsed: Duration,
+    tls: TlsObservation,
+    sink: &dyn FailureSink,
+    report: &mut TunnelReport,
+) {
+    let elapsed = if elapsed.is_zero() {
+        start.elapsed()
+    } else {
+        elapsed
+    };
+    report.tls_ms = Some(crate::record::millis(elapsed));
+    report.tls_ok = Some(false);
+    let sni = tls.sni.clone().unwrap_or_else(|| "(no SNI)".into());
+    report.tls = Some(tls);
+    let (kind, error) = match &err {
+        None => {
+            report.close_reason = "server_closed";
+            (
+                FailureKind::TlsServerClosed,
+                format!("server closed the connection in answer to the TLS ClientHello for {sni}"),
+            )
+        }
+        Some(e) if is_reset(e) => {
+            report.close_reason = "reset";
+            (
+                FailureKind::TlsServerReset,
+                format!(
+                    "the connection was reset (TCP RST) in answer to the TLS ClientHello for {sni}"
+                ),
+            )
+        }
+        Some(e) => {
+            report.close_reason = close_reason_of(e);
+            (
+                FailureKind::TlsServerClosed,
+                format!("the connection failed in answer to the TLS ClientHello for {sni}: {e}"),
+            )
+        }
+    };
+    sink.failure(Phase::Tls, kind, error, elapsed, report.tls.as_ref());
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+    )
+}
+
+/// Server bytes after the ServerHello beyond which the watch of the client's answer ends: a
+/// first flight with a long certificate chain is a few KiB; more is data.
+const WATCH_SERVER_BYTES: u64 = 64 * 1024;
+
+/// After the ServerHello: relay the rest of the handshake while reading the client's first
+/// records (headers only, see [`crate::tls::client_answer`]) until the client has gone on or refused.
+/// Bounded by [`crate::tls::client_answer::MAX_WATCHED_RECORDS`] client records, by
+/// [`WATCH_SERVER_BYTES`] server bytes and by `tls_timeout`;
+/// the bulk copy path that follows does no such work. Returns `Ok(true)` when the bulk copy
+/// should follow.
+#[allow(clippy::too_many_arguments)]
+async fn watch_client_answer<C, S>(
+    client: &mut C,
+    server: &mut S,
+    cfg: &TunnelConfig,
+    sink: &dyn FailureSink,
+    report: &mut TunnelReport,
+    tls: &TlsObservation,
+    tls13: bool,
+    records: &mut RecordTracker,
+    start: Instant,
+) -> io::Result<bool>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut answer = ClientAnswer::new(tls13);
+    let mut cbuf: Vec<u8> = Vec::with_capacity(4096);
+    let mut sbuf: Vec<u8> = Vec::with_capacity(8192);
+    let deadline = tokio::time::Instant::now() + cfg.tls_timeout;
+    let refusal = loop {
+        let step = tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                r = fresh_read(server, &mut sbuf) => (false, r),
+                r = fresh_read(client, &mut cbuf) => (true, r),
+            }
+        })
+        .await;
+        let verdict = match step {
+            // No verdict in time (a TLS 1.2 client waiting for the rest of the server's
+            // flight, say): nothing is known to be wrong.
+            Err(_) => Answer::Accepted,
+            Ok((false, Ok(0))) => Answer::Accepted,
+            Ok((false, Ok(n))) => {
+                client.write_all(&sbuf[..n]).await?;
+                report.watched_down += n as u64;
+                records.feed(&sbuf[..n]);
+                if report.watched_down > WATCH_SERVER_BYTES {
+                    // More than a handshake's worth from the server while the client says
+                    // nothing: data already flows, so hand it to the bulk copy path.
+                    Answer::Accepted
+                } else {
+                    Answer::Pending
+                }
+            }
+            Ok((false, Err(e))) => return Err(e),
+            Ok((true, Ok(0))) => answer.end(),
+            Ok((true, Ok(n))) => {
+                server.write_all(&cbuf[..n]).await?;
+                report.bytes_up += n as u64;
+                answer.feed(&cbuf[..n])
+            }
+            Ok((true, Err(e))) => match answer.end() {
+                Answer::Refused(r) => break r,
+                _ => return Err(e),
+            },
+        };
+        match verdict {
+            Answer::Pending => continue,
+            Answer::Accepted => {
+                sink.handshake_ok(tls);
+                return Ok(true);
+            }
+            Answer::Refused(r) => break r,
+        }
+    };
+    report.tls_ok = Some(false);
+    report.close_reason = "client_refused_certificate";
+    let sni = tls.sni.as_deref().unwrap_or("(no SNI)");
+    let (signal, alert, how) = match refusal {
+        Refusal::Alert { level, description } => {
+            let how = format!("answered with a {level} {description} alert");
+            (ClientSignal::Alert, Some(description), how)
+        }
+        Refusal::EncryptedAlert { payload_len } => (
+            ClientSignal::EncryptedAlert,
+            None,
+            format!("answered with one encrypted record of {payload_len} bytes, too short for its Finished (an alert), and closed"),
+        ),
+        Refusal::Closed => (ClientSignal::Closed, None, "closed without answering".to_string()),
+    };
+    sink.client_refused(
+        signal,
+        alert,
+        format!(
+            "the client refused the TLS handshake for {sni} after the server's certificate: it {how}, with no application data"
+        ),
+        start.elapsed(),
+        tls,
+    );
+    Ok(false)
 }
 
 /// Read into `buf`'s capacity, replacing what it held.
@@ -423,6 +644,13 @@ async fn relay(
     let down = Flow::default();
     let epoch = Instant::now();
     let records = report.server_records.take();
+    // What the server sent while the client's answer was watched is this relay's first data.
+    down.bytes
+        .store(std::mem::take(&mut report.watched_down), Ordering::Relaxed);
+    down.mid_record.store(
+        records.as_ref().is_some_and(RecordTracker::mid_record),
+        Ordering::Relaxed,
+    );
     let pumping = async {
         tokio::try_join!(
             pump(client, server, &up, epoch, cfg, None),

@@ -182,7 +182,7 @@ pub fn policy(
 }
 
 async fn tunnel(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     mut client: TcpStream,
     rest: bytes::Bytes,
     target: &mut TargetInfo,
@@ -235,11 +235,21 @@ async fn tunnel(
         rec.failed |= out.failures > 0;
         return;
     }
+    let probe_path = match (&target.upstream_proxy, &shared.upstream) {
+        (Some(_), Some(proxy)) => crate::net::probe::ProbePath::Upstream {
+            proxy: proxy.clone(),
+            addr: est.peer,
+            host: target.host.clone(),
+            port: target.port,
+        },
+        _ => crate::net::probe::ProbePath::Direct(est.peer),
+    };
     let failures = TunnelFailures {
         shared,
         target,
         dns: est.dns.clone(),
         failed: AtomicBool::new(false),
+        probe_path: Some(probe_path),
     };
     let client = Prefixed::new(rest, client);
     let report = crate::net::tunnel::run(client, server, &shared.tunnel, &failures).await;

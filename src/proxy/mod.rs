@@ -17,7 +17,7 @@ use crate::endpoint::Endpoint;
 use crate::net::resolve::Resolver;
 use crate::net::tunnel::{FailureSink, TunnelConfig};
 use crate::net::upstream::{NoProxy, UpstreamProxy};
-use crate::observe::{DnsAnswer, FailureEvent, FailureKind, Phase, TlsObservation};
+use crate::observe::{ClientSignal, DnsAnswer, FailureEvent, FailureKind, Phase, TlsObservation};
 use base64::Engine;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +33,8 @@ pub enum SetupError {
     Upstream(#[from] crate::net::upstream::UpstreamUrlError),
     #[error(transparent)]
     Intercept(#[from] crate::intercept::InterceptError),
+    #[error("certificate probe: {0}")]
+    Probe(#[from] crate::intercept::RootsError),
 }
 
 /// Everything connections share, built once from the configuration.
@@ -51,6 +53,8 @@ pub struct Shared {
     pub aggregator: crate::diagnose::aggregate::Aggregator,
     /// TLS interception, when a CA is configured.
     pub interceptor: Option<crate::intercept::Interceptor>,
+    /// regdoc's own look at certificates clients refuse (`[probe]`), when enabled.
+    pub prober: Option<Arc<crate::net::probe::Prober>>,
 }
 
 impl Shared {
@@ -86,6 +90,7 @@ impl Shared {
             next_id: AtomicU64::new(1),
             aggregator: crate::diagnose::aggregate::Aggregator::new(config.log.aggregate_interval),
             interceptor: crate::intercept::Interceptor::from_config(&config)?,
+            prober: crate::net::probe::Prober::from_config(&config)?.map(Arc::new),
             config,
         })
     }
@@ -196,10 +201,12 @@ impl TargetInfo {
 const ZERO_COPY_AFTER: u64 = 1024 * 1024;
 
 pub struct TunnelFailures<'a> {
-    pub shared: &'a Shared,
+    pub shared: &'a Arc<Shared>,
     pub target: &'a TargetInfo,
     pub dns: Option<DnsAnswer>,
     pub failed: AtomicBool,
+    /// The way the tunnel went, for a probe of the server's certificate.
+    pub probe_path: Option<crate::net::probe::ProbePath>,
 }
 
 impl FailureSink for TunnelFailures<'_> {
@@ -216,6 +223,40 @@ impl FailureSink for TunnelFailures<'_> {
         ev.dns = self.dns.clone();
         ev.tls = tls.cloned();
         self.shared.report(&ev, None);
+    }
+
+    /// The record waits for the probe (bounded by `probe.timeout`) in a task of its own; the
+    /// connection is marked failed at once.
+    fn client_refused(
+        &self,
+        signal: ClientSignal,
+        alert: Option<String>,
+        error: String,
+        elapsed: Duration,
+        tls: &TlsObservation,
+    ) {
+        self.failed.store(true, Ordering::Relaxed);
+        let kind = FailureKind::TlsClientRefused {
+            signal,
+            alert,
+            probe: None,
+        };
+        let mut ev = self.target.event(Phase::Tls, kind, error, elapsed);
+        ev.dns = self.dns.clone();
+        ev.tls = Some(tls.clone());
+        let (Some(prober), Some(path)) = (&self.shared.prober, &self.probe_path) else {
+            self.shared.report(&ev, None);
+            return;
+        };
+        let (shared, prober, path) = (self.shared.clone(), prober.clone(), path.clone());
+        let sni = tls.sni.clone().unwrap_or_else(|| self.target.host.clone());
+        tokio::spawn(async move {
+            let found = prober.probe(&ev.target, &path, &sni).await;
+            if let FailureKind::TlsClientRefused { probe, .. } = &mut ev.kind {
+                *probe = found;
+            }
+            shared.report(&ev, None);
+        });
     }
 
     fn handshake_ok(&self, _tls: &TlsObservation) {

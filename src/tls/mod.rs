@@ -1,9 +1,11 @@
 //! TLS: observation of handshakes without decrypting them, and (with a local CA) interception.
 //!
 //! [`client_hello`] reads what a client offers (SNI, ALPN, versions); [`server_hello`] reads
-//! what the server chose, or the alert it sent instead. Both work on the raw first bytes of a
+//! what the server chose, or the alert it sent instead; [`client_answer`] reads whether the client
+//! went on after the server's first flight or refused it. All work on the raw first bytes of a
 //! stream and never decrypt anything.
 
+pub mod client_answer;
 pub mod client_hello;
 pub mod server_hello;
 pub mod wire;

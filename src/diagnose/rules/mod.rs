@@ -9,11 +9,13 @@ mod client;
 mod dns;
 mod http;
 mod path;
+mod tls;
 
 use client::*;
 use dns::*;
 use http::*;
 use path::*;
+use tls::*;
 
 pub use dns::{name_hints, pinned_address, resolution};
 pub use http::{denied_client_ip, exchange, is_healthy, old_docker};
@@ -149,12 +151,18 @@ pub fn evaluate(ev: &FailureEvent, ctx: &ContextView, cfg: &RulesConfig) -> Vec<
         | FailureKind::UpstreamProxyUnreachable => upstream_proxy(ev, t, ctx, cfg),
         FailureKind::TlsServerSilent
         | FailureKind::TlsServerClosed
+        | FailureKind::TlsServerReset
         | FailureKind::TlsNotTls
         | FailureKind::TlsAlert { .. } => tls_path(ev, t, ctx, cfg),
         FailureKind::TlsUpstreamCertificate { problem, detail } => {
             upstream_certificate(*problem, detail, ev, cfg)
         }
         FailureKind::TlsClientRejected { detail } => client_rejected(detail, t),
+        FailureKind::TlsClientRefused {
+            signal,
+            alert,
+            probe,
+        } => client_refused(*signal, alert.as_deref(), probe.as_ref(), ev, t),
         FailureKind::HttpStatus { status } => match &ev.http {
             Some(ex) => {
                 let found = exchange(ex, t, ctx, cfg);

@@ -187,6 +187,15 @@ pub(super) fn tls_path(
             "{} closed the connection right after the ClientHello (typical of SNI filtering)",
             ev.target
         ),
+        FailureKind::TlsServerReset => format!(
+            "the connection to {} was reset (TCP RST) in answer to the ClientHello{}: a firewall on the path that filters by SNI does this",
+            ev.target,
+            ev.tls
+                .as_ref()
+                .and_then(|t| t.sni.as_deref())
+                .map(|s| format!(" naming {}", redact(s)))
+                .unwrap_or_default()
+        ),
         _ => format!(
             "{} answered the ClientHello with bytes that are not TLS (a block page or a plain proxy)",
             ev.target
@@ -195,6 +204,14 @@ pub(super) fn tls_path(
     let mut e = vec![what];
     if let Some(sni) = ev.tls.as_ref().and_then(|t| t.sni.as_deref()) {
         e.push(format!("SNI {}", redact(sni)));
+    }
+    if ev.kind == FailureKind::TlsServerReset {
+        if let Some(p) = &ev.upstream_proxy {
+            e.push(format!(
+                "the reset came through upstream proxy {}: the proxy, or a firewall behind it, refused the name",
+                redact(p)
+            ));
+        }
     }
     let mut out = Vec::new();
     if private_addr && ev.kind == FailureKind::TlsServerSilent {

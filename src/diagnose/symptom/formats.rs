@@ -74,8 +74,8 @@ pub static FORMATS: &[Format] = &[
     Format {
         id: "x509",
         operations: "login, pull, push",
-        situation: "the client refused the certificate it was shown (Go 1.20 and later put `tls: failed to verify certificate: ` before the x509 text; dockerd 20.10 is Go 1.19)",
-        template: "Get \"{url}\": {x509}",
+        situation: "the client refused the certificate it was shown; the line is `Get \"URL\": ` and the x509 text, which Go 1.20 and later precede with `tls: failed to verify certificate: ` (dockerd 20.10 is Go 1.19), so regdoc writes the part both print",
+        template: "{x509}",
         checked_by: "tls_inspection_upstream_mitmproxy",
     },
     Format {

@@ -193,9 +193,9 @@ pub fn client_symptom(
             tunnel_line("tls_handshake_timeout", &[])
         }
         // regdoc's own deadline, or the server, ended the tunnel first: end of stream.
-        FailureKind::TlsServerSilent | FailureKind::TlsServerClosed => {
-            tunnel_line("tunnel_eof", &[])
-        }
+        FailureKind::TlsServerSilent
+        | FailureKind::TlsServerClosed
+        | FailureKind::TlsServerReset => tunnel_line("tunnel_eof", &[]),
         FailureKind::TlsNotTls => tunnel_line("tls_not_tls", &[]),
         FailureKind::TlsAlert { description, .. } => {
             let alert = distribution::alert_text(description);
@@ -204,14 +204,24 @@ pub fn client_symptom(
         FailureKind::TlsUpstreamCertificate { problem, .. } => {
             // What a client that checked this certificate itself prints; regdoc refused it in
             // the client's place, so the client's actual line is regdoc's reply.
-            let x509 = x509_text(*problem);
-            expected("x509", get("x509", &[("x509", x509)]))
+            expected("x509", render("x509", &[("x509", x509_text(*problem))]))
         }
         FailureKind::TlsClientRejected { .. } => {
-            // The client's alert names no reason regdoc can read back into Go's words; the
-            // unknown authority is what a client that does not trust the CA prints.
+            // The client refused regdoc's certificate, minted for the name it asked for and
+            // valid: the one thing it can lack is trust in regdoc's CA.
             let x509 = x509_text(CertProblem::UnknownIssuer);
-            expected("x509", get("x509", &[("x509", x509)]))
+            known("x509", render("x509", &[("x509", x509)]))
+        }
+        FailureKind::TlsClientRefused { probe, .. } => {
+            // The client's alert (encrypted under TLS 1.3) does not say why; regdoc's own look
+            // at the chain does, when the probe ran.
+            match probe.as_ref().and_then(|p| p.problem) {
+                Some(problem) => known("x509", render("x509", &[("x509", x509_text(problem))])),
+                None => expected(
+                    "x509",
+                    render("x509", &[("x509", x509_text(CertProblem::UnknownIssuer))]),
+                ),
+            }
         }
         // Failures before any tunnel that regdoc answered by closing the connection.
         FailureKind::DnsNxDomain
@@ -284,19 +294,17 @@ fn own_http_reply(ev: &FailureEvent, op: Operation, status: u16, reason: &str) -
     }
 }
 
-/// Go's x509 text for a certificate problem, as Go 1.20 and later write it.
+/// Go's x509 text for a certificate problem: the part every Go version prints. Go 1.20 and
+/// later put `tls: failed to verify certificate: ` before it (Docker Engine 23 and later);
+/// dockerd 20.10 (Go 1.19) does not; a line that keeps to the common part is true of both.
 fn x509_text(problem: CertProblem) -> &'static str {
     match problem {
-        CertProblem::UnknownIssuer => {
-            "tls: failed to verify certificate: x509: certificate signed by unknown authority"
-        }
+        CertProblem::UnknownIssuer => "x509: certificate signed by unknown authority",
         CertProblem::Expired | CertProblem::NotYetValid => {
-            "tls: failed to verify certificate: x509: certificate has expired or is not yet valid"
+            "x509: certificate has expired or is not yet valid"
         }
-        CertProblem::NameMismatch => {
-            "tls: failed to verify certificate: x509: certificate is not valid for this host"
-        }
-        CertProblem::Other => "tls: failed to verify certificate",
+        CertProblem::NameMismatch => "x509: certificate is valid for",
+        CertProblem::Other => "x509: ",
     }
 }
 
