@@ -251,6 +251,27 @@ pub struct CertProbe {
     pub error: Option<String>,
 }
 
+impl CertProbe {
+    /// A probe of `sni` through `hop`/`via` at `checked_at`, before anything was read.
+    pub fn new(hop: &'static str, via: String, sni: &str, checked_at: i64) -> Self {
+        CertProbe {
+            hop,
+            via,
+            sni: sni.to_string(),
+            issuer: None,
+            subject: None,
+            names: Vec::new(),
+            not_before: None,
+            not_after: None,
+            checked_at,
+            chain_to_public_root: None,
+            chain_to_extra_root: false,
+            problem: None,
+            error: None,
+        }
+    }
+}
+
 /// The answer the resolver gave, kept as evidence for private-endpoint rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DnsAnswer {

@@ -129,21 +129,7 @@ impl Prober {
             ProbePath::Direct(a) => ("direct", a.to_string()),
             ProbePath::Upstream { proxy, .. } => ("upstream_proxy", proxy.display()),
         };
-        let mut probe = CertProbe {
-            hop,
-            via,
-            sni: sni.to_string(),
-            issuer: None,
-            subject: None,
-            names: Vec::new(),
-            not_before: None,
-            not_after: None,
-            checked_at: unix_now(),
-            chain_to_public_root: None,
-            chain_to_extra_root: false,
-            problem: None,
-            error: None,
-        };
+        let mut probe = CertProbe::new(hop, via, sni, unix_now());
         let chain = match tokio::time::timeout(self.timeout, fetch(path, sni, self.timeout)).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
@@ -280,21 +266,12 @@ mod tests {
             .push(rcgen::DnType::CommonName, "Inspection CA");
         let cert = params.self_signed(&key).unwrap();
         let p = prober(Duration::from_secs(60));
-        let mut probe = CertProbe {
-            hop: "direct",
-            via: "127.0.0.1:443".into(),
-            sni: "reg.example.test".into(),
-            issuer: None,
-            subject: None,
-            names: Vec::new(),
-            not_before: None,
-            not_after: None,
-            checked_at: unix_now(),
-            chain_to_public_root: None,
-            chain_to_extra_root: false,
-            problem: None,
-            error: None,
-        };
+        let mut probe = CertProbe::new(
+            "direct",
+            "127.0.0.1:443".into(),
+            "reg.example.test",
+            unix_now(),
+        );
         p.judge(&mut probe, &[cert.der().clone()], "reg.example.test");
         assert_eq!(probe.issuer.as_deref(), Some("CN=Inspection CA"));
         assert_eq!(probe.names, vec!["reg.example.test".to_string()]);
