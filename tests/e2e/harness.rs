@@ -1293,14 +1293,13 @@ pub fn cause_id(rec: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// Whether regdoc's `client_symptom` says what the client printed: the line without Docker's
-/// `Error response from daemon: ` prefix must appear in the client's output.
+/// Whether regdoc's `client_symptom` says what the client printed: the whole predicted line,
+/// `Error response from daemon: ` included when regdoc predicts it, must appear in the client's
+/// output. (A push or pull that already streams progress prints its error without that prefix,
+/// so a prediction with it is wrong there.)
 pub fn symptom_matches(client_output: &str, symptom: &str) -> bool {
-    let core = symptom
-        .trim()
-        .trim_start_matches("Error response from daemon: ")
-        .trim();
-    !core.is_empty() && client_output.contains(core)
+    let line = symptom.trim();
+    !line.is_empty() && client_output.contains(line)
 }
 
 /// The message part of a Docker-shaped symptom: what follows `Get "<url>": `, which other
@@ -1322,13 +1321,57 @@ pub const GO120_VERIFY_PREFIX: &str = "tls: failed to verify certificate: ";
 /// How strictly `client_symptom` must match the client's output.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SymptomMatch {
-    /// The whole line (without `Error response from daemon: `): Docker.
+    /// The whole line, prefix included: Docker.
     Whole,
     /// The whole line, in the wording of a client built before Go 1.20: regdoc's symptom with
     /// [`GO120_VERIFY_PREFIX`] removed. For certificate errors seen by dockerd 20.10.
     WholeBeforeGo120,
     /// The registry's or regdoc's message only: clients that frame it their own way (skopeo).
     Message,
+}
+
+impl SymptomMatch {
+    /// Whether `symptom` is in `client_output`, at this strictness.
+    pub fn matches(self, client_output: &str, symptom: &str) -> bool {
+        match self {
+            SymptomMatch::Whole => symptom_matches(client_output, symptom),
+            SymptomMatch::WholeBeforeGo120 => {
+                symptom_matches(client_output, &symptom.replace(GO120_VERIFY_PREFIX, ""))
+            }
+            SymptomMatch::Message => symptom_matches(client_output, symptom_message(symptom)),
+        }
+    }
+}
+
+/// The line regdoc says the client printed (`client_symptom`): only when regdoc knows the words.
+/// `expected_client_symptom` (what a client would likely print, where regdoc cannot see it,
+/// e.g. through a passthrough tunnel) is never read as proof.
+pub fn client_symptom(rec: &serde_json::Value) -> Option<&str> {
+    rec.get("client_symptom")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// `expected_client_symptom`: regdoc's guess where it could not see the client's words.
+pub fn expected_client_symptom(rec: &serde_json::Value) -> Option<&str> {
+    rec.get("expected_client_symptom")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// Where regdoc's answer for a name came from (`hosts_file`, `resolver`, `override`, ...), in
+/// a connection or failure record. The one place that knows the field: `dns.source` first, then
+/// the other spellings it may take.
+pub fn dns_source_of(rec: &serde_json::Value) -> Option<String> {
+    [
+        "/dns/source",
+        "/resolved/source",
+        "/dns_source",
+        "/phases/dns/source",
+    ]
+    .iter()
+    .find_map(|p| rec.pointer(p).and_then(|v| v.as_str()))
+    .map(str::to_string)
 }
 
 /// The cause ids of a failure record's `other_causes` (less likely alternatives), in order.
@@ -1342,6 +1385,31 @@ pub fn other_cause_ids(rec: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// What a failure scenario expects of regdoc's records.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect<'a> {
+    /// The cause every failure record must name.
+    pub cause: &'a str,
+    /// Its `other_causes`, exactly, in order.
+    pub other_causes: &'a [&'a str],
+    pub how: SymptomMatch,
+    /// Failure records with neither `client_symptom` nor `expected_client_symptom` are
+    /// acceptable (besides the one whose `client_symptom` is the proof). Off unless a test says
+    /// why.
+    pub symptomless_records_ok: bool,
+}
+
+impl<'a> Expect<'a> {
+    pub fn cause(cause: &'a str) -> Expect<'a> {
+        Expect {
+            cause,
+            other_causes: &[],
+            how: SymptomMatch::Whole,
+            symptomless_records_ok: false,
+        }
+    }
 }
 
 /// Assert that every failure regdoc wrote names `cause`, with no alternative, and that the
@@ -1359,51 +1427,99 @@ pub fn assert_diagnosed_as(
     other_causes: &[&str],
     how: SymptomMatch,
 ) -> serde_json::Value {
-    let failures = env.wait_failures();
-    let text = client.text();
-    for r in &failures {
+    assert_diagnosed_expect(
+        env,
+        client,
+        Expect {
+            cause,
+            other_causes,
+            how,
+            symptomless_records_ok: false,
+        },
+    )
+}
+
+/// Print one line per failure record (what a failed assertion needs first).
+fn print_failures(failures: &[serde_json::Value]) {
+    for r in failures {
         eprintln!(
-            "e2e: failure record: cause={:?} other_causes={:?} target={:?} client_symptom={:?}",
+            "e2e: failure record: cause={:?} other_causes={:?} target={:?} phase={:?} client_symptom={:?} expected_client_symptom={:?}",
             cause_id(r),
             other_cause_ids(r),
             r.get("target").and_then(|v| v.as_str()).unwrap_or(""),
-            r.get("client_symptom")
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
+            r.get("phase").and_then(|v| v.as_str()).unwrap_or(""),
+            client_symptom(r),
+            expected_client_symptom(r),
         );
     }
+}
+
+/// The general form: every failure record names `e.cause` with exactly `e.other_causes`; one
+/// record's `client_symptom` (never `expected_client_symptom`) is in the client's output at
+/// `e.how`; every record says what the client sees (`client_symptom` or
+/// `expected_client_symptom`) unless `e.symptomless_records_ok`. Returns the proving record.
+pub fn assert_diagnosed_expect(env: &Env, client: &Output, e: Expect) -> serde_json::Value {
+    let failures = env.wait_failures();
+    let text = client.text();
+    print_failures(&failures);
     assert!(
         !failures.is_empty()
             && failures.iter().all(|r| {
-                cause_id(r).as_deref() == Some(cause) && other_cause_ids(r) == other_causes
+                cause_id(r).as_deref() == Some(e.cause) && other_cause_ids(r) == e.other_causes
             }),
-        "every failure record must name cause {cause:?} with other_causes {other_causes:?}; failures: {failures:#?}\nclient printed:\n{text}\n{}",
+        "every failure record must name cause {:?} with other_causes {:?}; failures: {failures:#?}\nclient printed:\n{text}\n{}",
+        e.cause,
+        e.other_causes,
         env.dump()
     );
-    let symptom_of = |r: &serde_json::Value| {
-        r.get("client_symptom")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
-    let matches = |symptom: &str| match how {
-        SymptomMatch::Whole => symptom_matches(&text, symptom),
-        SymptomMatch::WholeBeforeGo120 => {
-            symptom_matches(&text, &symptom.replace(GO120_VERIFY_PREFIX, ""))
-        }
-        SymptomMatch::Message => symptom_matches(&text, symptom_message(symptom)),
-    };
-    let Some(rec) = failures.iter().find(|r| matches(&symptom_of(r))) else {
-        let symptoms: Vec<String> = failures.iter().map(symptom_of).collect();
+    if !e.symptomless_records_ok {
+        let silent: Vec<&serde_json::Value> = failures
+            .iter()
+            .filter(|r| client_symptom(r).is_none() && expected_client_symptom(r).is_none())
+            .collect();
+        assert!(
+            silent.is_empty(),
+            "failure records with neither client_symptom nor expected_client_symptom: {silent:#?}"
+        );
+    }
+    let Some(rec) = failures
+        .iter()
+        .find(|r| client_symptom(r).is_some_and(|s| e.how.matches(&text, s)))
+    else {
+        let symptoms: Vec<Option<&str>> = failures.iter().map(client_symptom).collect();
         panic!(
-            "no client_symptom of regdoc ({symptoms:#?}) is what the client printed ({how:?} match):\n{text}\nfailures: {failures:#?}"
+            "no client_symptom of regdoc ({symptoms:#?}) is what the client printed ({:?} match):\n{text}\nfailures: {failures:#?}",
+            e.how
         );
     };
     eprintln!(
-        "e2e: cause={cause} other_causes={other_causes:?} client_symptom={:?}",
-        symptom_of(rec)
+        "e2e: cause={} other_causes={:?} client_symptom={:?}",
+        e.cause,
+        e.other_causes,
+        client_symptom(rec)
     );
     rec.clone()
+}
+
+/// regdoc claims no words the client did not print: every failure record's `client_symptom`
+/// (when it has one) is in the client's output. Returns the failure records.
+pub fn assert_no_unprinted_symptom(
+    env: &Env,
+    client: &Output,
+    how: SymptomMatch,
+) -> Vec<serde_json::Value> {
+    let failures = env.wait_failures();
+    print_failures(&failures);
+    let text = client.text();
+    let wrong: Vec<&serde_json::Value> = failures
+        .iter()
+        .filter(|r| client_symptom(r).is_some_and(|s| !how.matches(&text, s)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "regdoc claims a client_symptom the client did not print ({how:?} match):\n{text}\nrecords: {wrong:#?}"
+    );
+    failures
 }
 
 /// regdoc must have carried the traffic: a connection record names the host, in `mode`
@@ -1529,6 +1645,64 @@ mod tests {
             "Error response from daemon: Get \"https://r.azurecr.io/v2/\": Bad Gateway"
         ));
         assert!(!symptom_matches(DOCKER_SAID, ""));
+    }
+
+    #[test]
+    fn the_prefix_is_part_of_the_prediction() {
+        // A push streams progress, then prints the registry's error without the prefix: a
+        // prediction with the prefix is not what the client printed.
+        let push = "The push refers to repository [r.azurecr.io/e2e/busybox]\nerrors:\ndenied: requested access to the resource is denied\nunauthorized: authentication required\n";
+        assert!(!symptom_matches(
+            push,
+            "Error response from daemon: unauthorized: authentication required"
+        ));
+        assert!(symptom_matches(
+            push,
+            "denied: requested access to the resource is denied"
+        ));
+        // A different prefix is no match either.
+        assert!(!symptom_matches(
+            "Error: Get \"https://r.azurecr.io/v2/\": EOF\n",
+            "Error response from daemon: Get \"https://r.azurecr.io/v2/\": EOF"
+        ));
+        // Go 1.19's wording allowance keeps the prefix strict.
+        assert!(!SymptomMatch::WholeBeforeGo120.matches(
+            "Get \"https://r.azurecr.io/v2/\": x509: certificate signed by unknown authority\n",
+            "Error response from daemon: Get \"https://r.azurecr.io/v2/\": tls: failed to verify certificate: x509: certificate signed by unknown authority"
+        ));
+        assert!(SymptomMatch::Message.matches(
+            "msg=\"initializing source: unauthorized: authentication required\"",
+            "Error response from daemon: Get \"https://r.azurecr.io/v2/\": unauthorized: authentication required"
+        ));
+    }
+
+    #[test]
+    fn only_client_symptom_is_proof() {
+        let known = serde_json::json!({"client_symptom": "Error response from daemon: x"});
+        let guessed =
+            serde_json::json!({"expected_client_symptom": "Error response from daemon: x"});
+        let blank = serde_json::json!({"client_symptom": " "});
+        assert_eq!(
+            client_symptom(&known),
+            Some("Error response from daemon: x")
+        );
+        assert_eq!(client_symptom(&guessed), None);
+        assert_eq!(
+            expected_client_symptom(&guessed),
+            Some("Error response from daemon: x")
+        );
+        assert_eq!(client_symptom(&blank), None);
+    }
+
+    #[test]
+    fn dns_source_is_read_from_one_place() {
+        let failure =
+            serde_json::json!({"dns": {"source": "hosts_file", "addresses": ["203.0.113.2"]}});
+        let other = serde_json::json!({"resolved": {"source": "hosts_file"}});
+        let none = serde_json::json!({"resolved": ["203.0.113.2:443"]});
+        assert_eq!(dns_source_of(&failure).as_deref(), Some("hosts_file"));
+        assert_eq!(dns_source_of(&other).as_deref(), Some("hosts_file"));
+        assert_eq!(dns_source_of(&none), None);
     }
 
     #[test]
