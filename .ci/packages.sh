@@ -3,11 +3,12 @@
 
 # docker.io: dockerd 20.10 with containerd and runc; docker-registry: distribution 2.8;
 # skopeo: a second registry client; squid: the corporate upstream proxy of the scenarios;
+# mitmproxy: mitmdump, a TLS-inspecting upstream proxy (its own CA) for the inspection scenarios;
 # apache2-utils: htpasswd; busybox-static: the static binary inside the test image;
 # iproute2/iptables: the network namespace and its firewall; util-linux: unshare/mount;
 # systemd: systemd-analyze for the unit file checks; jq: reading JSON logs by hand.
 REGDOC_TEST_PACKAGES=(
-    docker.io docker-registry skopeo squid apache2-utils busybox-static
+    docker.io docker-registry skopeo squid mitmproxy apache2-utils busybox-static
     iproute2 iptables util-linux coreutils tar openssl ca-certificates jq systemd
 )
 

@@ -8,17 +8,19 @@
 mod harness;
 
 use harness::*;
+use std::time::Duration;
 
 fn image(host: &str) -> String {
     format!("{host}/{IMAGE_REPO}:{IMAGE_TAG}")
 }
 
-/// Login, pull and run the image; every step must succeed.
-fn login_pull_run(env: &Env, user: &str) {
-    let login = env.docker_login(user, PASSWORD);
+/// Login, pull and run the image of the registry at `host` (a name, `name:port`); every step
+/// must succeed.
+fn login_pull_run_at(env: &Env, host: &str, user: &str) {
+    let login = env.docker(&["login", "-u", user, "-p", PASSWORD, host]);
     assert!(login.success, "docker login failed:\n{}", env.dump());
     assert_printed(&login, "Login Succeeded");
-    let pull = env.docker(&["pull", &image(REG_HOST)]);
+    let pull = env.docker(&["pull", &image(host)]);
     assert!(pull.success, "docker pull failed:\n{}", env.dump());
     assert_printed(&pull, "Pull complete");
     let run = env.docker(&[
@@ -26,13 +28,23 @@ fn login_pull_run(env: &Env, user: &str) {
         "--rm",
         "--network",
         "none",
-        &image(REG_HOST),
+        &image(host),
         "/bin/busybox",
         "echo",
         "regdoc-e2e-ran",
     ]);
     assert!(run.success, "docker run failed:\n{}", env.dump());
     assert_printed(&run, "regdoc-e2e-ran");
+}
+
+/// [`login_pull_run_at`] the registry's usual name.
+fn login_pull_run(env: &Env, user: &str) {
+    login_pull_run_at(env, REG_HOST, user);
+}
+
+/// `REG_HOST:5443`.
+fn alt_host() -> String {
+    format!("{REG_HOST}:{ALT_PORT}")
 }
 
 #[test]
@@ -267,12 +279,22 @@ fn private_endpoint_firewalled_connect_timeout() {
 
 #[test]
 fn registry_accepts_tcp_and_never_answers() {
+    // regdoc with its own deadlines: the daemon's TLS handshake timeout (10 s) must be the one
+    // the client meets, and regdoc must say so, not close the tunnel first.
     if !ready("registry_accepts_tcp_and_never_answers") {
         return;
     }
     let env = Env::start(Options::default());
     let out = failed_pull(&env, SILENT_HOST);
-    assert_diagnosed(&env, &out, "client_firewall");
+    assert_printed(
+        &out,
+        &format!("Get \"https://{SILENT_HOST}/v2/\": net/http: TLS handshake timeout"),
+    );
+    let rec = assert_diagnosed(&env, &out, "client_firewall");
+    assert!(
+        client_symptom(&rec).is_some_and(|s| s.contains("net/http: TLS handshake timeout")),
+        "{rec:#}"
+    );
 }
 
 #[test]
@@ -395,5 +417,337 @@ fn interception_ca_not_trusted_by_dockerd() {
         "intercept_ca_untrusted",
         &[],
         SymptomMatch::WholeBeforeGo120,
+    );
+}
+
+// ---- issue 10: diagnosis as the client lives it ----
+
+#[test]
+fn hosts_file_registry_healthy() {
+    // regdoc as deployed (the system resolver, no [dns] section) and a registry name that only
+    // /etc/hosts knows: the zone server answers NXDOMAIN for it.
+    if !ready("hosts_file_registry_healthy") {
+        return;
+    }
+    let env = Env::start(Options {
+        regdoc_as_deployed: true,
+        hosts: vec![(HOSTS_HOST.to_string(), REGISTRY_IP)],
+        ..Options::default()
+    });
+    assert!(!zone_knows(HOSTS_HOST));
+    assert!(env
+        .hosts_file()
+        .contains(&format!("{REGISTRY_IP} {HOSTS_HOST}")));
+    assert_eq!(env.client_trust(HOSTS_HOST), Some(Ca::Registry));
+    login_pull_run_at(&env, HOSTS_HOST, USER);
+    assert_regdoc_saw(&env, HOSTS_HOST, Some("tunnel"));
+    assert_no_failures(&env);
+    let recs = wait_connection_records(&env, HOSTS_HOST);
+    assert!(!recs.is_empty());
+    for r in &recs {
+        assert_eq!(
+            dns_source_of(r).as_deref(),
+            Some("hosts_file"),
+            "every connection to {HOSTS_HOST} was resolved from /etc/hosts: {r:#}"
+        );
+    }
+}
+
+#[test]
+fn hosts_file_pinned_address_refuses() {
+    // Someone pinned the registry in /etc/hosts to an address that refuses; the zone server
+    // still answers the registry's real address, so only a resolver that reads /etc/hosts (as
+    // dockerd's does) goes to the pinned one.
+    if !ready("hosts_file_pinned_address_refuses") {
+        return;
+    }
+    let env = Env::start(Options {
+        regdoc_as_deployed: true,
+        hosts: vec![(REG_HOST.to_string(), REFUSING_IP)],
+        ..Options::default()
+    });
+    assert!(env
+        .hosts_file()
+        .contains(&format!("{REFUSING_IP} {REG_HOST}")));
+    let out = env.docker(&["pull", &image(REG_HOST)]);
+    // A resolver that ignores /etc/hosts reaches the real registry, which asks for credentials
+    // (`no basic auth credentials`) instead of refusing the connection.
+    let reached: Vec<String> = wait_connection_records(&env, REG_HOST)
+        .iter()
+        .filter_map(|r| r.get("resolved").map(|v| v.to_string()))
+        .collect();
+    assert!(
+        !reached.iter().any(|a| a.contains(&REGISTRY_IP.to_string())),
+        "regdoc connected to the zone's address {REGISTRY_IP}, not the one /etc/hosts pins \
+         ({REFUSING_IP}): resolved {reached:?}; the client printed:\n{}",
+        out.text()
+    );
+    assert!(!out.success, "pull from {REG_HOST} unexpectedly worked");
+    assert_printed(&out, &format!("Get \"https://{REG_HOST}/v2/\""));
+    let rec = assert_diagnosed(&env, &out, "client_firewall");
+    let evidence = rec
+        .get("evidence")
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        evidence.contains("/etc/hosts"),
+        "the evidence must name the hand-pinned address in /etc/hosts: {rec:#}"
+    );
+    assert_eq!(
+        dns_source_of(&rec).as_deref(),
+        Some("hosts_file"),
+        "{rec:#}"
+    );
+}
+
+#[test]
+fn alt_port_healthy_passthrough() {
+    if !ready("alt_port_healthy_passthrough") {
+        return;
+    }
+    let env = Env::start(Options {
+        alt_port: true,
+        ..Options::default()
+    });
+    assert_eq!(env.client_trust(&alt_host()), Some(Ca::Registry));
+    login_pull_run_at(&env, &alt_host(), USER);
+    assert_regdoc_saw(&env, &alt_host(), Some("tunnel"));
+    assert_no_failures(&env);
+}
+
+/// The registry URL with its port must be in the client's line and in regdoc's symptom.
+fn assert_symptom_names(rec: &serde_json::Value, url: &str) {
+    assert!(
+        client_symptom(rec).is_some_and(|s| s.contains(url)),
+        "client_symptom must name {url}: {rec:#}"
+    );
+}
+
+#[test]
+fn alt_port_upstream_proxy_refuses_connect() {
+    // squid's ACLs allow any port: its 403 is `deny CONNECT`, not a port rule.
+    if !ready("alt_port_upstream_proxy_refuses_connect") {
+        return;
+    }
+    let env = Env::start(Options {
+        alt_port: true,
+        upstream: Upstream::SquidDenyConnect,
+        ..Options::default()
+    });
+    let out = failed_pull(&env, &alt_host());
+    let rec = assert_diagnosed(&env, &out, "upstream_proxy");
+    assert_symptom_names(&rec, &format!("https://{}/v2/", alt_host()));
+    assert!(rec.to_string().contains("403"), "{rec:#}");
+}
+
+#[test]
+fn alt_port_registry_name_does_not_resolve() {
+    if !ready("alt_port_registry_name_does_not_resolve") {
+        return;
+    }
+    let env = Env::start(Options {
+        alt_port: true,
+        ..Options::default()
+    });
+    let host = format!("{NX_HOST}:{ALT_PORT}");
+    let out = failed_pull(&env, &host);
+    let rec = assert_diagnosed(&env, &out, "registry_name");
+    assert_symptom_names(&rec, &format!("https://{host}/v2/"));
+}
+
+#[test]
+fn alt_port_wrong_password_interception() {
+    // regdoc intercepts a listed host on a port other than 443 too.
+    if !ready("alt_port_wrong_password_interception") {
+        return;
+    }
+    let env = Env::start(Options {
+        alt_port: true,
+        mode: Mode::Intercept,
+        ..Options::default()
+    });
+    assert_eq!(env.client_trust(&alt_host()), Some(Ca::Regdoc));
+    let out = env.docker(&["login", "-u", USER, "-p", "not-the-password", &alt_host()]);
+    assert!(!out.success);
+    let line = format!(
+        "Error response from daemon: login attempt to https://{}/v2/ failed with status: 401 Unauthorized",
+        alt_host()
+    );
+    assert_printed(&out, &line);
+    assert_regdoc_saw(&env, &alt_host(), Some("intercept"));
+    let rec = assert_diagnosed_as(
+        &env,
+        &out,
+        "invalid_credentials",
+        &["expired_credentials"],
+        SymptomMatch::Whole,
+    );
+    assert_symptom_names(&rec, &format!("https://{}/v2/", alt_host()));
+}
+
+#[test]
+fn token_rejected_by_registry_login() {
+    // The token server issues a token (right password) that the registry answers 401 to: it is
+    // signed by a key the registry does not trust. regdoc intercepts both, on :5443.
+    if !ready("token_rejected_by_registry_login") {
+        return;
+    }
+    let env = Env::start(Options {
+        alt_port: true,
+        mode: Mode::Intercept,
+        auth: Auth::Token,
+        token_rejected: true,
+        ..Options::default()
+    });
+    assert_eq!(env.client_trust(&alt_host()), Some(Ca::Regdoc));
+    let out = env.docker(&["login", "-u", USER, "-p", PASSWORD, &alt_host()]);
+    assert!(!out.success);
+    let line = format!(
+        "Error response from daemon: login attempt to https://{}/v2/ failed with status: 401 Unauthorized",
+        alt_host()
+    );
+    assert_printed(&out, &line);
+    assert_regdoc_saw(&env, AUTH_HOST, Some("intercept"));
+    assert_regdoc_saw(&env, &alt_host(), Some("intercept"));
+    let rec = assert_diagnosed_as(
+        &env,
+        &out,
+        "invalid_credentials",
+        &["expired_credentials"],
+        SymptomMatch::Whole,
+    );
+    assert_eq!(client_symptom(&rec), Some(line.as_str()), "{rec:#}");
+}
+
+/// `docker login` to the firewalled "private" registry; it must fail with ACR's 403.
+fn login_to_firewalled_private_registry(env: &Env) -> (Output, String) {
+    let out = env.docker(&["login", "-u", USER, "-p", PASSWORD, PRIVFW_HOST]);
+    assert!(!out.success);
+    let line = format!(
+        "Error response from daemon: login attempt to https://{PRIVFW_HOST}/v2/ failed with status: 403 Forbidden"
+    );
+    assert_printed(&out, &line);
+    (out, line)
+}
+
+#[test]
+fn private_registry_public_answer_firewall_interception() {
+    // The registry is declared private (private_endpoint, 10.231.0.0/24) but its name resolves
+    // to a public address, where ACR's firewall answers 403 DENIED. regdoc sees the 403.
+    if !ready("private_registry_public_answer_firewall_interception") {
+        return;
+    }
+    let env = Env::start(Options {
+        mode: Mode::Intercept,
+        ..Options::default()
+    });
+    assert_eq!(env.client_trust(PRIVFW_HOST), Some(Ca::Regdoc));
+    let (out, line) = login_to_firewalled_private_registry(&env);
+    assert_regdoc_saw(&env, PRIVFW_HOST, Some("intercept"));
+    let rec = assert_diagnosed(&env, &out, "private_endpoint_dns");
+    assert_eq!(client_symptom(&rec), Some(line.as_str()), "{rec:#}");
+}
+
+#[test]
+fn private_registry_public_answer_firewall_passthrough() {
+    // The same through a tunnel: regdoc cannot see the 403, so it must not claim the words.
+    if !ready("private_registry_public_answer_firewall_passthrough") {
+        return;
+    }
+    let env = Env::start(Options::default());
+    assert_eq!(env.client_trust(PRIVFW_HOST), Some(Ca::Registry));
+    let (out, _) = login_to_firewalled_private_registry(&env);
+    assert_regdoc_saw(&env, PRIVFW_HOST, Some("tunnel"));
+    let failures = assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
+    assert!(
+        failures
+            .iter()
+            .all(|r| cause_id(r).as_deref() == Some("private_endpoint_dns")),
+        "{failures:#?}"
+    );
+}
+
+/// A pull through mitmproxy as regdoc's upstream: the daemon refuses mitmproxy's certificate.
+fn tls_inspection_by_mitmproxy(tls12: bool) {
+    let env = Env::start(Options {
+        upstream: Upstream::Mitmproxy { tls12 },
+        ..Options::default()
+    });
+    assert_eq!(env.client_trust(REG_HOST), Some(Ca::Registry));
+    assert!(env.mitmproxy_ca().is_some(), "mitmproxy made no CA");
+    let out = failed_pull(&env, REG_HOST);
+    assert_printed(
+        &out,
+        &format!("Get \"https://{REG_HOST}/v2/\": x509: certificate signed by unknown authority"),
+    );
+    // The certificate the daemon refused was mitmproxy's: it logged the client's refusal.
+    assert!(
+        wait_for(Duration::from_secs(10), || env
+            .mitmproxy_log()
+            .contains("does not trust the proxy's certificate")),
+        "mitmproxy did not see the daemon refuse its certificate:\n{}",
+        env.mitmproxy_log()
+    );
+    assert_diagnosed_as(
+        &env,
+        &out,
+        "tls_interception",
+        &[],
+        SymptomMatch::WholeBeforeGo120,
+    );
+    let failures = env.failures();
+    assert!(
+        failures.iter().any(|r| r
+            .get("evidence")
+            .is_some_and(|e| e.to_string().contains("mitmproxy"))),
+        "a record's evidence must name the issuer (mitmproxy): {failures:#?}"
+    );
+}
+
+#[test]
+fn tls_inspection_upstream_mitmproxy() {
+    if !ready("tls_inspection_upstream_mitmproxy") {
+        return;
+    }
+    tls_inspection_by_mitmproxy(false);
+}
+
+#[test]
+fn tls_inspection_upstream_mitmproxy_tls12() {
+    if !ready("tls_inspection_upstream_mitmproxy_tls12") {
+        return;
+    }
+    tls_inspection_by_mitmproxy(true);
+}
+
+#[test]
+fn sni_filter_resets_client_hello() {
+    // A firewall that reads the ClientHello's server_name and answers it with a TCP reset.
+    if !ready("sni_filter_resets_client_hello") {
+        return;
+    }
+    let env = Env::start(Options {
+        sni_filter: true,
+        ..Options::default()
+    });
+    let out = failed_pull(&env, SNI_HOST);
+    assert!(
+        env.sni_filter_resets() > 0,
+        "the SNI filter reset nothing: the client met something else"
+    );
+    // regdoc relays the server's reset as a close: Go reads EOF where it waited for the
+    // ServerHello.
+    assert_printed(
+        &out,
+        &format!("Error response from daemon: Get \"https://{SNI_HOST}/v2/\": EOF"),
+    );
+    assert_diagnosed(&env, &out, "client_firewall");
+    let failures = env.failures();
+    assert!(
+        failures.iter().any(|r| {
+            r.get("phase").and_then(|v| v.as_str()) == Some("tls")
+                && r.pointer("/tls/sni").and_then(|v| v.as_str()) == Some(SNI_HOST)
+        }),
+        "a failure record in the tls phase must name the SNI {SNI_HOST}: {failures:#?}"
     );
 }

@@ -43,6 +43,18 @@ pub const SILENT_HOST: &str = "regdoce2ehang.azurecr.io";
 pub const PRIVATE_HOST: &str = "regdoce2epriv.azurecr.io";
 /// A registry name that does not exist (NXDOMAIN).
 pub const NX_HOST: &str = "regdoce2enx.azurecr.io";
+/// A name of the registry (its address, its certificate) that only the test's hosts file knows:
+/// the zone server answers NXDOMAIN for it. Resolvable only through `/etc/hosts`.
+pub const HOSTS_HOST: &str = "regdoce2ehosts.azurecr.io";
+/// A registry behind an SNI-filtering firewall: TCP connects, the ClientHello naming it is
+/// answered with a reset ([`Options::sni_filter`]).
+pub const SNI_HOST: &str = "regdoce2esni.azurecr.io";
+/// A registry declared private in regdoc's configuration (`private_endpoint = true`,
+/// `expected_cidrs = ["10.231.0.0/24"]`) whose name resolves to a public address, where a server
+/// answers like ACR's firewall: 403 `DENIED ... not allowed access`.
+pub const PRIVFW_HOST: &str = "regdoce2eprivfw.azurecr.io";
+/// The registry's other port ([`Options::alt_port`]): `REG_HOST:5443` reaches the registry too.
+pub const ALT_PORT: u16 = 5443;
 
 pub const USER: &str = "e2euser";
 pub const PASSWORD: &str = "e2e-Passw0rd";
@@ -64,6 +76,12 @@ const AUTH_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 4);
 const DOWN_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
 const DROP_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 6);
 const SILENT_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+const SNI_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 8);
+const PRIVFW_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+/// The address that refuses connections (nothing listens there), for hosts-file pins.
+pub const REFUSING_IP: Ipv4Addr = DOWN_IP;
+/// The registry's address, for hosts-file entries.
+pub const REGISTRY_IP: Ipv4Addr = REG_IP;
 // A private-endpoint address (RFC 1918), also only inside the namespace, firewalled.
 const PRIVATE_HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 1);
 const PRIVATE_IP: Ipv4Addr = Ipv4Addr::new(10, 231, 0, 8);
@@ -75,9 +93,10 @@ const PID_FILE: &str = "/tmp/regdoc-e2e.pids";
 /// Prefix of every test directory; a recorded pid is only stopped if its command line names one,
 /// so a reused pid is never touched.
 const DIR_PREFIX: &str = "regdoc-e2e-";
-/// Hosts regdoc intercepts in [`Mode::Intercept`]: the registry's REST endpoint and its token
-/// server. The data endpoint stays passthrough (regdoc's default for data endpoints).
-const INTERCEPTED_HOSTS: &[&str] = &[REG_HOST, AUTH_HOST];
+/// Hosts regdoc intercepts in [`Mode::Intercept`]: the registry's REST endpoint, its token
+/// server and the firewalled "private" registry. The data endpoint stays passthrough (regdoc's
+/// default for data endpoints).
+const INTERCEPTED_HOSTS: &[&str] = &[REG_HOST, AUTH_HOST, PRIVFW_HOST];
 /// File names, in the test directory, of the three CAs of a run. The registry's CA signs the
 /// REST endpoint and token server; the public CA signs the data endpoint and is the clients'
 /// only system root (`SSL_CERT_FILE`), as the public roots that sign the real data endpoints;
@@ -105,6 +124,7 @@ const PROGRAMS: &[&str] = &[
     "docker-registry",
     "skopeo",
     "squid",
+    "mitmdump",
 ];
 
 fn find_program(name: &str) -> Option<PathBuf> {
@@ -190,6 +210,10 @@ fn sh_quiet(cmd: &mut Command) {
 }
 
 /// Poll `f` every 100 ms until it is true or `limit` passes.
+pub fn wait_for(limit: Duration, f: impl FnMut() -> bool) -> bool {
+    wait_until(limit, f)
+}
+
 fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     while Instant::now() < end {
@@ -231,7 +255,7 @@ impl Netns {
         }
         sh(Command::new(&ip).args(["link", "set", VETH_HOST, "up"]));
         for a in [
-            REG_IP, DATA_IP, AUTH_IP, DOWN_IP, DROP_IP, SILENT_IP, PRIVATE_IP,
+            REG_IP, DATA_IP, AUTH_IP, DOWN_IP, DROP_IP, SILENT_IP, SNI_IP, PRIVFW_IP, PRIVATE_IP,
         ] {
             sh(Command::new(&ip).args([
                 "netns",
@@ -268,6 +292,58 @@ impl Netns {
             "-j",
             "DROP",
         ]));
+    }
+
+    /// Run `iptables ARGS` inside the namespace.
+    fn iptables(&self, args: &[&str]) {
+        sh(Command::new(program("ip"))
+            .args(["netns", "exec", NETNS, "iptables"])
+            .args(args));
+    }
+
+    /// Make `addr:from` reach the server on `addr:to` (a registry on a second port).
+    fn redirect_port(&self, addr: Ipv4Addr, from: u16, to: u16) {
+        self.iptables(&[
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-d",
+            &addr.to_string(),
+            "-p",
+            "tcp",
+            "--dport",
+            &from.to_string(),
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &format!("{addr}:{to}"),
+        ]);
+    }
+
+    /// An SNI filter, as a firewall doing deep packet inspection: a TCP segment to `addr:443`
+    /// that carries `name` (the ClientHello's server_name) is dropped and answered with a reset.
+    fn reset_sni(&self, addr: Ipv4Addr, name: &str) {
+        self.iptables(&[
+            "-A",
+            "INPUT",
+            "-d",
+            &addr.to_string(),
+            "-p",
+            "tcp",
+            "--dport",
+            "443",
+            "-m",
+            "string",
+            "--algo",
+            "bm",
+            "--string",
+            name,
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ]);
     }
 
     fn remove() {
@@ -443,6 +519,14 @@ pub enum Upstream {
     Squid,
     /// A listener that closes every connection before answering.
     Closer,
+    /// mitmproxy (`mitmdump`, regular mode) on loopback: a TLS-inspecting corporate proxy. It
+    /// tunnels nothing: every CONNECT's TLS is terminated with a certificate from its own CA
+    /// (issuer CN `mitmproxy`), which no client of the test trusts. `tls12`: it speaks at most
+    /// TLS 1.2 to its clients (`tls_version_client_max=TLS1_2`), so its certificate crosses
+    /// regdoc's tunnel in the clear.
+    Mitmproxy {
+        tls12: bool,
+    },
 }
 
 /// What the Docker daemon uses as its proxy.
@@ -470,6 +554,24 @@ pub struct Options {
     /// CA of its real server (the registry's for the registry), as a client nobody configured
     /// for interception.
     pub client_trusts_regdoc: bool,
+    /// regdoc runs as deployed: no `[dns]` section (the system resolver), in its own mount
+    /// namespace where the test's `hosts` and `resolv.conf` (`nameserver 127.0.0.77`) are
+    /// bind-mounted over `/etc/hosts` and `/etc/resolv.conf`, the same files the daemon sees.
+    pub regdoc_as_deployed: bool,
+    /// Extra lines of the test's hosts file (dockerd's, mitmproxy's, and regdoc's when
+    /// [`Options::regdoc_as_deployed`]): `(name, address)`.
+    pub hosts: Vec<(String, Ipv4Addr)>,
+    /// The registry answers on [`ALT_PORT`] too (a DNAT inside the namespace), regdoc's
+    /// `allowed_ports` include it and `certs.d/<host>:5443` mirrors `certs.d/<host>`.
+    pub alt_port: bool,
+    /// Token mode: the token server signs with a key the registry does not trust (not in its
+    /// `rootcertbundle`), so it issues tokens the registry answers 401 to.
+    pub token_rejected: bool,
+    /// Install the SNI filter that resets a ClientHello naming [`SNI_HOST`].
+    pub sni_filter: bool,
+    /// Entries of regdoc's `[timeouts]` (`("connect", "3s")`). Empty by default: the tests run
+    /// regdoc with its own deadlines, as deployed, unless a scenario is about one of them.
+    pub timeouts: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -482,6 +584,12 @@ impl Default for Options {
             docker: true,
             data_endpoint_blocked: false,
             client_trusts_regdoc: true,
+            regdoc_as_deployed: false,
+            hosts: Vec::new(),
+            alt_port: false,
+            token_rejected: false,
+            sni_filter: false,
+            timeouts: Vec::new(),
         }
     }
 }
@@ -511,6 +619,8 @@ pub struct Env {
     dockerd_exec_root: PathBuf,
     regdoc: Option<Proc>,
     squid: Option<Proc>,
+    mitmproxy: Option<Proc>,
+    mitmproxy_port: Option<u16>,
     registry: Option<Proc>,
     rt: Option<tokio::runtime::Runtime>,
     dns: Option<dns::ZoneDns>,
@@ -596,7 +706,18 @@ fn make_leaf(
 
 fn make_pki(dir: &Path) -> Pki {
     let (ca, ca_key) = make_ca("regdoc e2e registry CA");
-    let (leaf, leaf_key) = make_leaf(&[REG_HOST, AUTH_HOST, "localhost"], &ca, &ca_key);
+    let (leaf, leaf_key) = make_leaf(
+        &[
+            REG_HOST,
+            AUTH_HOST,
+            HOSTS_HOST,
+            SNI_HOST,
+            PRIVFW_HOST,
+            "localhost",
+        ],
+        &ca,
+        &ca_key,
+    );
     let (pca, pca_key) = make_ca("regdoc e2e public CA");
     let (data, data_key) = make_leaf(&[DATA_HOST], &pca, &pca_key);
     let (rca, rca_key) = make_ca("regdoc e2e interception CA");
@@ -624,33 +745,30 @@ fn make_pki(dir: &Path) -> Pki {
     fs::write(&pki.regdoc_ca_key, rca_key.serialize_pem()).unwrap();
     // A CA key is private: regdoc may refuse one that others can read.
     fs::set_permissions(&pki.regdoc_ca_key, fs::Permissions::from_mode(0o600)).unwrap();
-    // RS256 like ACR: an RSA key, which rcgen's ring backend cannot generate.
-    sh(Command::new(program("openssl"))
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=regdoc e2e token signer",
-            "-keyout",
-        ])
-        .arg(&pki.token_key)
-        .arg("-out")
-        .arg(&pki.token_cert));
-    let der = sh(Command::new(program("openssl"))
-        .args(["x509", "-outform", "DER", "-in"])
-        .arg(&pki.token_cert)
-        .args(["-out"])
-        .arg(dir.join("token.der")));
-    drop(der);
+    token_signer(dir, "token", "regdoc e2e token signer");
     Pki {
         token_cert_der: fs::read(dir.join("token.der")).unwrap(),
         ..pki
     }
+}
+
+/// An RSA key and its self-signed certificate that sign tokens (RS256 like ACR: an RSA key,
+/// which rcgen's ring backend cannot generate): `<stem>.key`, `<stem>.crt` and `<stem>.der`.
+fn token_signer(dir: &Path, stem: &str, cn: &str) {
+    sh(Command::new(program("openssl"))
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg(format!("/CN={cn}"))
+        .arg("-keyout")
+        .arg(dir.join(format!("{stem}.key")))
+        .arg("-out")
+        .arg(dir.join(format!("{stem}.crt"))));
+    sh(Command::new(program("openssl"))
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(dir.join(format!("{stem}.crt")))
+        .args(["-out"])
+        .arg(dir.join(format!("{stem}.der"))));
 }
 
 /// Build a one-layer image (static busybox) as a `docker-archive` tarball.
@@ -705,11 +823,40 @@ fn zone() -> BTreeMap<String, Ipv4Addr> {
         (DOWN_HOST, DOWN_IP),
         (DROP_HOST, DROP_IP),
         (SILENT_HOST, SILENT_IP),
+        (SNI_HOST, SNI_IP),
+        (PRIVFW_HOST, PRIVFW_IP),
         (PRIVATE_HOST, PRIVATE_IP),
     ]
     .into_iter()
     .map(|(h, a)| (h.to_string(), a))
     .collect()
+}
+
+/// Whether the zone server knows `name` (everything else is NXDOMAIN).
+pub fn zone_knows(name: &str) -> bool {
+    zone().contains_key(name)
+}
+
+/// Connection records regdoc wrote for `host` (`target` starting with it).
+pub fn connection_records(env: &Env, host: &str) -> Vec<serde_json::Value> {
+    env.records()
+        .into_iter()
+        .filter(|r| {
+            r.get("event").and_then(|v| v.as_str()) == Some("connection")
+                && r.get("target")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|t| t.starts_with(&format!("{host}:")))
+        })
+        .collect()
+}
+
+/// [`connection_records`], waiting up to 10 s for the first one (they are written when the
+/// client's connection ends).
+pub fn wait_connection_records(env: &Env, host: &str) -> Vec<serde_json::Value> {
+    wait_until(Duration::from_secs(10), || {
+        !connection_records(env, host).is_empty()
+    });
+    connection_records(env, host)
 }
 
 fn registry_config(dir: &Path, pki: &Pki, auth: Option<Auth>, addr: &str) -> PathBuf {
@@ -760,6 +907,8 @@ impl Env {
             dockerd_exec_root: dir.join("docker-exec"),
             regdoc: None,
             squid: None,
+            mitmproxy: None,
+            mitmproxy_port: None,
             registry: None,
             rt: None,
             dns: None,
@@ -780,11 +929,19 @@ impl Env {
                 .unwrap_or_else(|e| panic!("cannot bind the test DNS server on {DNS_ADDR}: {e}")),
         );
         let pki = make_pki(&dir);
+        if opts.alt_port {
+            env.netns().redirect_port(REG_IP, ALT_PORT, 443);
+        }
+        if opts.sni_filter {
+            env.netns().reset_sni(SNI_IP, SNI_HOST);
+        }
         env.start_registry(&pki);
         env.start_side_servers(&pki);
+        env.write_resolver_files();
         match opts.upstream {
             Upstream::Squid => env.start_squid(false),
             Upstream::SquidDenyConnect => env.start_squid(true),
+            Upstream::Mitmproxy { tls12 } => env.start_mitmproxy(tls12),
             _ => {}
         }
         if opts.daemon_proxy == DaemonProxy::SquidOnly && env.squid.is_none() {
@@ -881,11 +1038,41 @@ impl Env {
             self.dir.join("storage"),
         );
         servers::spawn_silent(rt, ns.listen(SocketAddr::from((SILENT_IP, 443))));
+        // Behind the SNI filter, a server that would answer: if the filter let the ClientHello
+        // through, the client would get a registry's 200 and print something else than a reset.
+        servers::spawn_fixed(
+            rt,
+            ns.listen(SocketAddr::from((SNI_IP, 443))),
+            tls.clone(),
+            "200 OK",
+            "{}",
+        );
+        servers::spawn_fixed(
+            rt,
+            ns.listen(SocketAddr::from((PRIVFW_IP, 443))),
+            tls.clone(),
+            "403 Forbidden",
+            servers::ACR_FIREWALL_DENIED,
+        );
         if self.opts.auth == Auth::Token {
+            // The registry trusts `token.crt` only; a rejected token is signed by another key.
+            let (key_pem, cert_der) = if self.opts.token_rejected {
+                token_signer(
+                    &self.dir,
+                    "rogue-token",
+                    "regdoc e2e untrusted token signer",
+                );
+                (
+                    self.dir.join("rogue-token.key"),
+                    fs::read(self.dir.join("rogue-token.der")).unwrap(),
+                )
+            } else {
+                (pki.token_key.clone(), pki.token_cert_der.clone())
+            };
             let ts = servers::TokenServer {
                 issuer: "regdoc-e2e-token".into(),
-                key_pem: pki.token_key.clone(),
-                cert_der: pki.token_cert_der.clone(),
+                key_pem,
+                cert_der,
                 users: vec![
                     servers::TokenUser {
                         name: USER.into(),
@@ -939,12 +1126,98 @@ impl Env {
         self.squid = Some(p);
     }
 
+    /// mitmproxy as regdoc's upstream: `mitmdump` in regular (forward proxy) mode on loopback,
+    /// its CA generated in its own confdir under the test directory, verifying the registry
+    /// against the registry CA. It resolves through the test's hosts file and zone server: like
+    /// dockerd it runs in a private mount namespace with them bind-mounted.
+    fn start_mitmproxy(&mut self, tls12: bool) {
+        let conf = self.dir.join("mitmproxy");
+        fs::create_dir_all(&conf).unwrap();
+        let port = free_port();
+        let mut args = vec![
+            "--listen-host".to_string(),
+            "127.0.0.1".to_string(),
+            "--listen-port".to_string(),
+            port.to_string(),
+            "--set".to_string(),
+            format!("confdir={}", conf.display()),
+            "--set".to_string(),
+            format!(
+                "ssl_verify_upstream_trusted_ca={}",
+                self.dir.join(REGISTRY_CA_FILE).display()
+            ),
+            // Serve nothing of its own (the onboarding app answers a magic host name).
+            "--set".to_string(),
+            "onboarding=false".to_string(),
+        ];
+        if tls12 {
+            args.push("--set".to_string());
+            args.push("tls_version_client_max=TLS1_2".to_string());
+        }
+        let script = self.dir.join("mitmdump.sh");
+        fs::write(
+            &script,
+            format!(
+                "set -e\nmount --make-rprivate /\n{}exec {} {}\n",
+                self.resolver_mounts(),
+                program("mitmdump").display(),
+                args.join(" ")
+            ),
+        )
+        .unwrap();
+        let mut p = Proc::spawn(
+            "mitmdump",
+            Command::new(program("unshare"))
+                .args(["-m", "--propagation", "private", "sh"])
+                .arg(&script)
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .env("HOME", &conf)
+                // Its log lines reach the file as they happen, not when it exits.
+                .env("PYTHONUNBUFFERED", "1"),
+            self.dir.join("mitmdump.log"),
+        );
+        p.wait_tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+        self.mitmproxy_port = Some(port);
+        self.mitmproxy = Some(p);
+    }
+
+    /// How many segments the SNI filter answered with a reset so far (its rule's counter): proof
+    /// that the reset the client met came from the filter.
+    pub fn sni_filter_resets(&self) -> u64 {
+        let out = sh(Command::new(program("ip")).args([
+            "netns", "exec", NETNS, "iptables", "-L", "INPUT", "-v", "-x", "-n",
+        ]));
+        out.lines()
+            .filter(|l| l.contains("STRING match") && l.contains(SNI_HOST))
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// What mitmdump logged.
+    pub fn mitmproxy_log(&self) -> String {
+        fs::read_to_string(self.dir.join("mitmdump.log")).unwrap_or_default()
+    }
+
+    /// mitmproxy's CA certificate (PEM), as it generated it in its confdir.
+    pub fn mitmproxy_ca(&self) -> Option<String> {
+        fs::read_to_string(self.dir.join("mitmproxy/mitmproxy-ca-cert.pem")).ok()
+    }
+
+    /// mitmproxy's `host:port` when the test runs one.
+    pub fn mitmproxy_addr(&self) -> Option<String> {
+        self.mitmproxy_port.map(|p| format!("127.0.0.1:{p}"))
+    }
+
     fn start_regdoc(&mut self, pki: &Pki) {
         let port = free_port();
         let upstream = match self.opts.upstream {
             Upstream::Direct => None,
             Upstream::Squid | Upstream::SquidDenyConnect => {
                 Some(format!("http://127.0.0.1:{}", self.squid_port.unwrap()))
+            }
+            Upstream::Mitmproxy { .. } => {
+                Some(format!("http://127.0.0.1:{}", self.mitmproxy_port.unwrap()))
             }
             Upstream::Closer => {
                 let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -954,12 +1227,27 @@ impl Env {
                 Some(format!("http://{a}"))
             }
         };
-        let mut text = format!(
-            "listen = \"127.0.0.1:{port}\"\n\n[timeouts]\nconnect = \"3s\"\ntls = \"5s\"\nupstream_proxy = \"5s\"\nresponse_headers = \"20s\"\n\n\
-             [dns]\nnameservers = [\"{DNS_ADDR}\"]\n\n[log]\nformat = \"json\"\nfile = \"{log}\"\nconnections = true\n\n\
-             [[registry]]\nhost = \"{REG_HOST}\"\nregions = [\"eastus\"]\n",
+        let mut text = format!("listen = \"127.0.0.1:{port}\"\n");
+        if self.opts.alt_port {
+            text.push_str(&format!("allowed_ports = [443, 80, {ALT_PORT}]\n"));
+        }
+        if !self.opts.timeouts.is_empty() {
+            text.push_str("\n[timeouts]\n");
+            for (k, v) in &self.opts.timeouts {
+                text.push_str(&format!("{k} = \"{v}\"\n"));
+            }
+        }
+        // As deployed, regdoc reads the system's resolver configuration (the test's files
+        // bind-mounted over /etc/hosts and /etc/resolv.conf); otherwise it asks the zone server.
+        if !self.opts.regdoc_as_deployed {
+            text.push_str(&format!("\n[dns]\nnameservers = [\"{DNS_ADDR}\"]\n"));
+        }
+        text.push_str(&format!(
+            "\n[log]\nformat = \"json\"\nfile = \"{log}\"\nconnections = true\n\n\
+             [[registry]]\nhost = \"{REG_HOST}\"\nregions = [\"eastus\"]\n\n\
+             [[registry]]\nhost = \"{PRIVFW_HOST}\"\nprivate_endpoint = true\nexpected_cidrs = [\"10.231.0.0/24\"]\n",
             log = self.regdoc_log.display()
-        );
+        ));
         if let Some(u) = upstream {
             text.push_str(&format!("\n[upstream]\nproxy = \"{u}\"\n"));
         }
@@ -982,13 +1270,30 @@ impl Env {
         if let Err(e) = regdoc::config::Config::parse(&text, &cfg) {
             panic!("the harness wrote a configuration regdoc refuses: {e}\n{text}");
         }
+        let mut cmd = if self.opts.regdoc_as_deployed {
+            // Like dockerd: a private mount namespace gives it the test's hosts and resolver.
+            let script = self.dir.join("regdoc.sh");
+            fs::write(
+                &script,
+                format!(
+                    "set -e\nmount --make-rprivate /\n{}exec {} run --config {}\n",
+                    self.resolver_mounts(),
+                    env!("CARGO_BIN_EXE_regdoc"),
+                    cfg.display()
+                ),
+            )
+            .unwrap();
+            let mut c = Command::new(program("unshare"));
+            c.args(["-m", "--propagation", "private", "sh"]).arg(script);
+            c
+        } else {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_regdoc"));
+            c.arg("run").arg("--config").arg(&cfg);
+            c
+        };
         let mut p = Proc::spawn(
             "regdoc",
-            Command::new(env!("CARGO_BIN_EXE_regdoc"))
-                .arg("run")
-                .arg("--config")
-                .arg(&cfg)
-                .env("RUST_LOG", "info"),
+            cmd.env("RUST_LOG", "info"),
             self.dir.join("regdoc.stderr"),
         );
         p.wait_tcp(SocketAddr::from(([127, 0, 0, 1], port)));
@@ -1042,17 +1347,46 @@ impl Env {
             SILENT_HOST,
             PRIVATE_HOST,
             NX_HOST,
+            HOSTS_HOST,
+            SNI_HOST,
+            PRIVFW_HOST,
         ] {
-            let d = etc.join("certs.d").join(h);
-            fs::create_dir_all(&d).unwrap();
-            fs::copy(self.dir.join(self.ca_for(h).file()), d.join("ca.crt")).unwrap();
+            // `host:5443` is another registry to dockerd, with its own `certs.d` directory.
+            for dir_name in [h.to_string(), format!("{h}:{ALT_PORT}")] {
+                let d = etc.join("certs.d").join(dir_name);
+                fs::create_dir_all(&d).unwrap();
+                fs::copy(self.dir.join(self.ca_for(h).file()), d.join("ca.crt")).unwrap();
+            }
         }
-        fs::write(self.dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+    }
+
+    /// The resolver files every process of the test that resolves through the system sees
+    /// (bind-mounted over `/etc/hosts` and `/etc/resolv.conf` in its mount namespace): `hosts`
+    /// (`localhost` and [`Options::hosts`]) and `resolv.conf` (the zone server only).
+    fn write_resolver_files(&self) {
+        let mut hosts = "127.0.0.1 localhost\n".to_string();
+        for (name, addr) in &self.opts.hosts {
+            hosts.push_str(&format!("{addr} {name}\n"));
+        }
+        fs::write(self.dir.join("hosts"), hosts).unwrap();
         fs::write(
             self.dir.join("resolv.conf"),
             "nameserver 127.0.0.77\noptions timeout:2 attempts:1\n",
         )
         .unwrap();
+    }
+
+    /// Shell lines that bind-mount the test's resolver files (inside a private mount namespace).
+    fn resolver_mounts(&self) -> String {
+        format!(
+            "mount --bind {d}/hosts /etc/hosts\nmount --bind {d}/resolv.conf /etc/resolv.conf\n",
+            d = self.dir.display()
+        )
+    }
+
+    /// The test's hosts file, as the processes that read `/etc/hosts` see it.
+    pub fn hosts_file(&self) -> String {
+        fs::read_to_string(self.dir.join("hosts")).unwrap_or_default()
     }
 
     /// Which CA the clients trust for `host`, read back from `certs.d/<host>/ca.crt`, or `None`
@@ -1102,7 +1436,7 @@ impl Env {
         fs::create_dir_all(&self.dockerd_exec_root).unwrap();
         // A private mount namespace gives the daemon its own hosts, resolver and certs.d.
         let script = format!(
-            "set -e\nmount --make-rprivate /\nmount --bind {d}/hosts /etc/hosts\nmount --bind {d}/resolv.conf /etc/resolv.conf\n\
+            "set -e\nmount --make-rprivate /\n{mounts}\
              mkdir -p /etc/docker\nmount --bind {d}/etc-docker /etc/docker\n\
              exec {dockerd} --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none --ip-masq=false \
              --ip-forward=false --userland-proxy=false --max-download-attempts=1 --data-root {data} --exec-root {exec} \
@@ -1111,6 +1445,7 @@ impl Env {
             dockerd = program("dockerd").display(),
             data = data.display(),
             exec = self.dockerd_exec_root.display(),
+            mounts = self.resolver_mounts(),
         );
         fs::write(d.join("dockerd.sh"), script).unwrap();
         let proxy = self.proxy_url();
@@ -1226,6 +1561,7 @@ impl Env {
             "dockerd.log",
             "squid/cache.log",
             "squid/access.log",
+            "mitmdump.log",
         ] {
             if let Ok(t) = fs::read_to_string(self.dir.join(f)) {
                 let tail: Vec<&str> = t.lines().rev().take(40).collect();
@@ -1257,6 +1593,7 @@ impl Drop for Env {
         }
         self.regdoc.take();
         self.squid.take();
+        self.mitmproxy.take();
         self.registry.take();
         if let Some(rt) = self.rt.take() {
             rt.shutdown_timeout(Duration::from_secs(2));
@@ -1293,14 +1630,13 @@ pub fn cause_id(rec: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// Whether regdoc's `client_symptom` says what the client printed: the line without Docker's
-/// `Error response from daemon: ` prefix must appear in the client's output.
+/// Whether regdoc's `client_symptom` says what the client printed: the whole predicted line,
+/// `Error response from daemon: ` included when regdoc predicts it, must appear in the client's
+/// output. (A push or pull that already streams progress prints its error without that prefix,
+/// so a prediction with it is wrong there.)
 pub fn symptom_matches(client_output: &str, symptom: &str) -> bool {
-    let core = symptom
-        .trim()
-        .trim_start_matches("Error response from daemon: ")
-        .trim();
-    !core.is_empty() && client_output.contains(core)
+    let line = symptom.trim();
+    !line.is_empty() && client_output.contains(line)
 }
 
 /// The message part of a Docker-shaped symptom: what follows `Get "<url>": `, which other
@@ -1322,13 +1658,57 @@ pub const GO120_VERIFY_PREFIX: &str = "tls: failed to verify certificate: ";
 /// How strictly `client_symptom` must match the client's output.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SymptomMatch {
-    /// The whole line (without `Error response from daemon: `): Docker.
+    /// The whole line, prefix included: Docker.
     Whole,
     /// The whole line, in the wording of a client built before Go 1.20: regdoc's symptom with
     /// [`GO120_VERIFY_PREFIX`] removed. For certificate errors seen by dockerd 20.10.
     WholeBeforeGo120,
     /// The registry's or regdoc's message only: clients that frame it their own way (skopeo).
     Message,
+}
+
+impl SymptomMatch {
+    /// Whether `symptom` is in `client_output`, at this strictness.
+    pub fn matches(self, client_output: &str, symptom: &str) -> bool {
+        match self {
+            SymptomMatch::Whole => symptom_matches(client_output, symptom),
+            SymptomMatch::WholeBeforeGo120 => {
+                symptom_matches(client_output, &symptom.replace(GO120_VERIFY_PREFIX, ""))
+            }
+            SymptomMatch::Message => symptom_matches(client_output, symptom_message(symptom)),
+        }
+    }
+}
+
+/// The line regdoc says the client printed (`client_symptom`): only when regdoc knows the words.
+/// `expected_client_symptom` (what a client would likely print, where regdoc cannot see it,
+/// e.g. through a passthrough tunnel) is never read as proof.
+pub fn client_symptom(rec: &serde_json::Value) -> Option<&str> {
+    rec.get("client_symptom")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// `expected_client_symptom`: regdoc's guess where it could not see the client's words.
+pub fn expected_client_symptom(rec: &serde_json::Value) -> Option<&str> {
+    rec.get("expected_client_symptom")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// Where regdoc's answer for a name came from (`hosts_file`, `resolver`, `override`, ...), in
+/// a connection or failure record. The one place that knows the field: `dns.source` first, then
+/// the other spellings it may take.
+pub fn dns_source_of(rec: &serde_json::Value) -> Option<String> {
+    [
+        "/dns/source",
+        "/resolved/source",
+        "/dns_source",
+        "/phases/dns/source",
+    ]
+    .iter()
+    .find_map(|p| rec.pointer(p).and_then(|v| v.as_str()))
+    .map(str::to_string)
 }
 
 /// The cause ids of a failure record's `other_causes` (less likely alternatives), in order.
@@ -1342,6 +1722,31 @@ pub fn other_cause_ids(rec: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// What a failure scenario expects of regdoc's records.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect<'a> {
+    /// The cause every failure record must name.
+    pub cause: &'a str,
+    /// Its `other_causes`, exactly, in order.
+    pub other_causes: &'a [&'a str],
+    pub how: SymptomMatch,
+    /// Failure records with neither `client_symptom` nor `expected_client_symptom` are
+    /// acceptable (besides the one whose `client_symptom` is the proof). Off unless a test says
+    /// why.
+    pub symptomless_records_ok: bool,
+}
+
+impl<'a> Expect<'a> {
+    pub fn cause(cause: &'a str) -> Expect<'a> {
+        Expect {
+            cause,
+            other_causes: &[],
+            how: SymptomMatch::Whole,
+            symptomless_records_ok: false,
+        }
+    }
 }
 
 /// Assert that every failure regdoc wrote names `cause`, with no alternative, and that the
@@ -1359,65 +1764,117 @@ pub fn assert_diagnosed_as(
     other_causes: &[&str],
     how: SymptomMatch,
 ) -> serde_json::Value {
-    let failures = env.wait_failures();
-    let text = client.text();
-    for r in &failures {
+    assert_diagnosed_expect(
+        env,
+        client,
+        Expect {
+            cause,
+            other_causes,
+            how,
+            symptomless_records_ok: false,
+        },
+    )
+}
+
+/// Print one line per failure record (what a failed assertion needs first).
+fn print_failures(failures: &[serde_json::Value]) {
+    for r in failures {
         eprintln!(
-            "e2e: failure record: cause={:?} other_causes={:?} target={:?} client_symptom={:?}",
+            "e2e: failure record: cause={:?} other_causes={:?} target={:?} phase={:?} client_symptom={:?} expected_client_symptom={:?}",
             cause_id(r),
             other_cause_ids(r),
             r.get("target").and_then(|v| v.as_str()).unwrap_or(""),
-            r.get("client_symptom")
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
+            r.get("phase").and_then(|v| v.as_str()).unwrap_or(""),
+            client_symptom(r),
+            expected_client_symptom(r),
         );
     }
+}
+
+/// The general form: every failure record names `e.cause` with exactly `e.other_causes`; one
+/// record's `client_symptom` (never `expected_client_symptom`) is in the client's output at
+/// `e.how`; every record says what the client sees (`client_symptom` or
+/// `expected_client_symptom`) unless `e.symptomless_records_ok`. Returns the proving record.
+pub fn assert_diagnosed_expect(env: &Env, client: &Output, e: Expect) -> serde_json::Value {
+    let failures = env.wait_failures();
+    let text = client.text();
+    print_failures(&failures);
     assert!(
         !failures.is_empty()
             && failures.iter().all(|r| {
-                cause_id(r).as_deref() == Some(cause) && other_cause_ids(r) == other_causes
+                cause_id(r).as_deref() == Some(e.cause) && other_cause_ids(r) == e.other_causes
             }),
-        "every failure record must name cause {cause:?} with other_causes {other_causes:?}; failures: {failures:#?}\nclient printed:\n{text}\n{}",
+        "every failure record must name cause {:?} with other_causes {:?}; failures: {failures:#?}\nclient printed:\n{text}\n{}",
+        e.cause,
+        e.other_causes,
         env.dump()
     );
-    let symptom_of = |r: &serde_json::Value| {
-        r.get("client_symptom")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
-    let matches = |symptom: &str| match how {
-        SymptomMatch::Whole => symptom_matches(&text, symptom),
-        SymptomMatch::WholeBeforeGo120 => {
-            symptom_matches(&text, &symptom.replace(GO120_VERIFY_PREFIX, ""))
-        }
-        SymptomMatch::Message => symptom_matches(&text, symptom_message(symptom)),
-    };
-    let Some(rec) = failures.iter().find(|r| matches(&symptom_of(r))) else {
-        let symptoms: Vec<String> = failures.iter().map(symptom_of).collect();
+    if !e.symptomless_records_ok {
+        let silent: Vec<&serde_json::Value> = failures
+            .iter()
+            .filter(|r| client_symptom(r).is_none() && expected_client_symptom(r).is_none())
+            .collect();
+        assert!(
+            silent.is_empty(),
+            "failure records with neither client_symptom nor expected_client_symptom: {silent:#?}"
+        );
+    }
+    let Some(rec) = failures
+        .iter()
+        .find(|r| client_symptom(r).is_some_and(|s| e.how.matches(&text, s)))
+    else {
+        let symptoms: Vec<Option<&str>> = failures.iter().map(client_symptom).collect();
         panic!(
-            "no client_symptom of regdoc ({symptoms:#?}) is what the client printed ({how:?} match):\n{text}\nfailures: {failures:#?}"
+            "no client_symptom of regdoc ({symptoms:#?}) is what the client printed ({:?} match):\n{text}\nfailures: {failures:#?}",
+            e.how
         );
     };
     eprintln!(
-        "e2e: cause={cause} other_causes={other_causes:?} client_symptom={:?}",
-        symptom_of(rec)
+        "e2e: cause={} other_causes={:?} client_symptom={:?}",
+        e.cause,
+        e.other_causes,
+        client_symptom(rec)
     );
     rec.clone()
 }
 
-/// regdoc must have carried the traffic: a connection record names the host, in `mode`
-/// (`tunnel`, `intercept`) when given.
-pub fn assert_regdoc_saw(env: &Env, host: &str, mode: Option<&str>) {
-    let seen = env.records().iter().any(|r| {
-        r.get("event").and_then(|v| v.as_str()) == Some("connection")
-            && r.get("target")
-                .and_then(|v| v.as_str())
-                .is_some_and(|t| t.starts_with(host))
-            && mode.is_none_or(|m| r.get("mode").and_then(|v| v.as_str()) == Some(m))
-    });
+/// regdoc claims no words the client did not print: every failure record's `client_symptom`
+/// (when it has one) is in the client's output. Returns the failure records.
+pub fn assert_no_unprinted_symptom(
+    env: &Env,
+    client: &Output,
+    how: SymptomMatch,
+) -> Vec<serde_json::Value> {
+    let failures = env.wait_failures();
+    print_failures(&failures);
+    let text = client.text();
+    let wrong: Vec<&serde_json::Value> = failures
+        .iter()
+        .filter(|r| client_symptom(r).is_some_and(|s| !how.matches(&text, s)))
+        .collect();
     assert!(
-        seen,
+        wrong.is_empty(),
+        "regdoc claims a client_symptom the client did not print ({how:?} match):\n{text}\nrecords: {wrong:#?}"
+    );
+    failures
+}
+
+/// regdoc must have carried the traffic: a connection record names the host, in `mode`
+/// (`tunnel`, `intercept`) when given (waiting up to 10 s for it).
+pub fn assert_regdoc_saw(env: &Env, host: &str, mode: Option<&str>) {
+    let seen = || {
+        env.records().iter().any(|r| {
+            r.get("event").and_then(|v| v.as_str()) == Some("connection")
+                && r.get("target")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|t| t.starts_with(host))
+                && mode.is_none_or(|m| r.get("mode").and_then(|v| v.as_str()) == Some(m))
+        })
+    };
+    // Connection records are written when the client's connection ends (dockerd may keep an
+    // idle one open a little after the command returned).
+    assert!(
+        wait_until(Duration::from_secs(10), seen),
         "regdoc logged no connection to {host} (mode {mode:?}):\n{}",
         env.dump()
     );
@@ -1529,6 +1986,64 @@ mod tests {
             "Error response from daemon: Get \"https://r.azurecr.io/v2/\": Bad Gateway"
         ));
         assert!(!symptom_matches(DOCKER_SAID, ""));
+    }
+
+    #[test]
+    fn the_prefix_is_part_of_the_prediction() {
+        // A push streams progress, then prints the registry's error without the prefix: a
+        // prediction with the prefix is not what the client printed.
+        let push = "The push refers to repository [r.azurecr.io/e2e/busybox]\nerrors:\ndenied: requested access to the resource is denied\nunauthorized: authentication required\n";
+        assert!(!symptom_matches(
+            push,
+            "Error response from daemon: unauthorized: authentication required"
+        ));
+        assert!(symptom_matches(
+            push,
+            "denied: requested access to the resource is denied"
+        ));
+        // A different prefix is no match either.
+        assert!(!symptom_matches(
+            "Error: Get \"https://r.azurecr.io/v2/\": EOF\n",
+            "Error response from daemon: Get \"https://r.azurecr.io/v2/\": EOF"
+        ));
+        // Go 1.19's wording allowance keeps the prefix strict.
+        assert!(!SymptomMatch::WholeBeforeGo120.matches(
+            "Get \"https://r.azurecr.io/v2/\": x509: certificate signed by unknown authority\n",
+            "Error response from daemon: Get \"https://r.azurecr.io/v2/\": tls: failed to verify certificate: x509: certificate signed by unknown authority"
+        ));
+        assert!(SymptomMatch::Message.matches(
+            "msg=\"initializing source: unauthorized: authentication required\"",
+            "Error response from daemon: Get \"https://r.azurecr.io/v2/\": unauthorized: authentication required"
+        ));
+    }
+
+    #[test]
+    fn only_client_symptom_is_proof() {
+        let known = serde_json::json!({"client_symptom": "Error response from daemon: x"});
+        let guessed =
+            serde_json::json!({"expected_client_symptom": "Error response from daemon: x"});
+        let blank = serde_json::json!({"client_symptom": " "});
+        assert_eq!(
+            client_symptom(&known),
+            Some("Error response from daemon: x")
+        );
+        assert_eq!(client_symptom(&guessed), None);
+        assert_eq!(
+            expected_client_symptom(&guessed),
+            Some("Error response from daemon: x")
+        );
+        assert_eq!(client_symptom(&blank), None);
+    }
+
+    #[test]
+    fn dns_source_is_read_from_one_place() {
+        let failure =
+            serde_json::json!({"dns": {"source": "hosts_file", "addresses": ["203.0.113.2"]}});
+        let other = serde_json::json!({"resolved": {"source": "hosts_file"}});
+        let none = serde_json::json!({"resolved": ["203.0.113.2:443"]});
+        assert_eq!(dns_source_of(&failure).as_deref(), Some("hosts_file"));
+        assert_eq!(dns_source_of(&other).as_deref(), Some("hosts_file"));
+        assert_eq!(dns_source_of(&none), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Small servers the scenarios need besides the real registry: an ACR-style token server, a data
-//! endpoint that serves the registry's blobs after its redirect, a TCP server that never answers
-//! and an upstream "proxy" that closes every connection.
+//! endpoint that serves the registry's blobs after its redirect, a TCP server that never answers,
+//! an upstream "proxy" that closes every connection, and a registry-shaped server with one fixed
+//! answer (ACR's firewall refusal).
 //!
 //! Each runs on the test's tokio runtime from a listening socket the harness created (possibly
 //! inside the test's network namespace). HTTP is one request per connection, which every client
@@ -397,6 +398,50 @@ pub fn spawn_closer(rt: &tokio::runtime::Runtime, l: std::net::TcpListener) {
                         .await;
                 drop(tcp);
             }
+        }
+    });
+}
+
+/// What ACR's firewall answers a client whose address it does not allow (public network access
+/// restricted, or disabled in favour of a private endpoint), from the host side of the veth.
+pub const ACR_FIREWALL_DENIED: &str = r#"{"errors":[{"code":"DENIED","message":"client with IP '203.0.113.1' is not allowed access. Refer https://aka.ms/acr/firewall to grant access."}]}"#;
+
+/// A registry-shaped server over TLS that answers every request with `status` and the JSON
+/// `body` (with the registry API version header, as distribution and ACR send it).
+pub fn spawn_fixed(
+    rt: &tokio::runtime::Runtime,
+    l: std::net::TcpListener,
+    tls: TlsAcceptor,
+    status: &'static str,
+    body: &'static str,
+) {
+    rt.spawn(async move {
+        let l = TcpListener::from_std(l).unwrap();
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                continue;
+            };
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = tls.accept(tcp).await else {
+                    return;
+                };
+                let Some(req) = read_head(&mut s).await else {
+                    return;
+                };
+                respond(
+                    &mut s,
+                    status,
+                    "application/json; charset=utf-8",
+                    &[(
+                        "Docker-Distribution-Api-Version",
+                        "registry/2.0".to_string(),
+                    )],
+                    body.as_bytes(),
+                    req.method == "HEAD",
+                )
+                .await;
+            });
         }
     });
 }
