@@ -67,6 +67,7 @@ fn bench(c: &mut Criterion) {
         ),
         registry_errors: regdoc::http::registry_error::parse(
             br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required, visit https://aka.ms/acr/authorization for more information."}]}"#,
+            &regdoc::redact::Redactor::default(),
         ),
         auth: regdoc::http::credentials::describe("Basic YWxpY2U6d3Jvbmc="),
         ..HttpExchange::default()

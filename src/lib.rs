@@ -25,6 +25,7 @@ pub mod observe;
 pub(crate) mod proptest_support;
 pub mod proxy;
 pub mod record;
+pub mod redact;
 pub mod server;
 pub mod tls;
 

@@ -1299,3 +1299,97 @@ async fn secret_scan(requests: bool) {
         );
     }
 }
+
+/// A registry (and its token service) that echoes the client's credentials back, in every body
+/// shape: registry JSON errors (message and detail), OAuth `error_description`, `{"details"}`,
+/// plain text and a challenge's `error_description`; with Basic, a whole JWT with its
+/// signature, an opaque token, a token query and a password-grant form. Nothing of it reaches
+/// the log (records, their `http` facts, client words, evidence, spans) or `regdoc report`.
+#[tokio::test]
+async fn echoed_credentials_never_reach_the_log_through_interception() {
+    use acr::secrets::{self, Secrets};
+    let secrets = Secrets::new();
+    let password = secrets.register("Icp-Basic-Pw-1234");
+    secrets.register(format!("alice:{password}"));
+    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let signature = secrets.register("SigNaTuRe-Icp-0123456789abcdef");
+    let jwt = secrets.register(format!(
+        "{}.{}.{signature}",
+        e.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+        e.encode(r#"{"exp":1700000000,"aud":"myreg.azurecr.io"}"#)
+    ));
+    let opaque = secrets.register("opaque-Icp-Token-9x7y");
+    let query_pw = secrets.register("Icp-Query-Pw-4567");
+    let query_rt = secrets.register("Icp-Query-Rt-8910");
+    let form_pw = secrets.register("Icp-Form-Pw-1357!");
+    let form_rt = secrets.register("Icp-Form-Rt-2468");
+
+    let h = harness_requests().await;
+    h.fx.set_mode(Mode::Echo);
+    let mut c = h.client(false).await;
+    let mut answers = String::new();
+    for auth in [
+        basic("alice", &password),
+        format!("Bearer {jwt}"),
+        format!("Bearer {opaque}"),
+    ] {
+        for shape in secrets::ECHO_SHAPES {
+            let req = c
+                .req("GET", &format!("/v2/echo/{shape}"))
+                .header(header::AUTHORIZATION, &auth)
+                .body(empty())
+                .unwrap();
+            let r = c.send(req).await;
+            assert!(r.status().is_client_error(), "{shape}: {}", r.status());
+            if let Some(w) = r.headers().get(header::WWW_AUTHENTICATE) {
+                answers.push_str(w.to_str().unwrap_or(""));
+            }
+            answers.push_str(&String::from_utf8_lossy(&body(r).await));
+        }
+    }
+    let req = c
+        .req(
+            "GET",
+            &format!("/oauth2/token?service={HOST}&password={query_pw}&refresh_token={query_rt}"),
+        )
+        .body(empty())
+        .unwrap();
+    answers.push_str(&String::from_utf8_lossy(&body(c.send(req).await).await));
+    let form = format!(
+        "grant_type=password&service={HOST}&username=alice&password={}&refresh_token={form_rt}",
+        secrets::percent_encode(&form_pw)
+    );
+    let req = c
+        .req("POST", "/oauth2/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(form)))
+        .unwrap();
+    answers.push_str(&String::from_utf8_lossy(&body(c.send(req).await).await));
+    // Not a vacuous scan: the server did echo them, and regdoc replayed its bodies unchanged.
+    assert!(secrets.find_in(&answers).is_some(), "the fixture echoes");
+    assert!(answers.contains(&signature) && answers.contains(&opaque));
+
+    // Every record of the connection is written once the interceptor is done with it.
+    let conn_id = c.conn_id;
+    c.finish().await;
+    assert!(
+        !failures_of(conn_id).is_empty(),
+        "the echoes were judged failures"
+    );
+    assert_eq!(records_of("request", conn_id).len(), 17);
+    let lines = capture().lines.lock().unwrap().clone();
+    let text = lines.join("\n");
+    secrets.assert_absent("log", &text);
+    // `regdoc report` of those records, as an operator would run it on the log.
+    let log: String = lines
+        .iter()
+        .filter_map(|l| l.split_once(" json=").map(|(_, j)| format!("{j}\n")))
+        .collect();
+    let report = regdoc::cmd::report::report(std::io::BufReader::new(log.as_bytes()));
+    secrets.assert_absent("report", &report.render_text());
+    secrets.assert_absent("report --json", &serde_json::to_string(&report).unwrap());
+    assert!(
+        text.contains("bad credentials"),
+        "messages survive around the mask"
+    );
+}

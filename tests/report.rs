@@ -142,3 +142,24 @@ fn empty_input_is_an_empty_report() {
     assert_eq!(r.lines, 0);
     assert!(r.causes.is_empty());
 }
+
+/// A log from an older regdoc (or edited by hand) that holds secrets: `report` shows the
+/// network-derived values (targets, client words) only after the one redaction step.
+#[test]
+fn report_redacts_what_an_older_log_leaked() {
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9.SigNaTuRe-Old-0123456789";
+    let line = serde_json::json!({
+        "timestamp": "2026-11-23T18:00:01.480Z",
+        "event": "failure",
+        "cause": "invalid_credentials",
+        "target": "user:Old-Pw-24680@reg.example:443",
+        "client": "127.0.0.1:50000",
+        "client_symptom": format!("Get \"https://reg.example/v2/token?password=Old-Pw-13579\": unauthorized: token {jwt}"),
+    });
+    let r = report(std::io::BufReader::new(format!("{line}\n").as_bytes()));
+    let out = format!("{}{}", r.render_text(), serde_json::to_string(&r).unwrap());
+    for secret in ["Old-Pw-24680", "Old-Pw-13579", "SigNaTuRe-Old", "eyJ"] {
+        assert!(!out.contains(secret), "{secret} in {out}");
+    }
+    assert!(out.contains("reg.example:443"), "{out}");
+}

@@ -85,7 +85,7 @@ fn bump(map: &mut HashMap<String, u64>, value: Option<&str>, n: u64) {
     let Some(v) = value.filter(|v| !v.is_empty()) else {
         return;
     };
-    let v = cap(v, 200);
+    let v = shown(v, 200);
     if let Some(c) = map.get_mut(&v) {
         *c += n;
     } else if map.len() < MAX_VALUES {
@@ -97,6 +97,13 @@ fn bump(map: &mut HashMap<String, u64>, value: Option<&str>, n: u64) {
 
 fn cap(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+/// A value that came from the network (a target, the client's words): a log written by an
+/// older regdoc, or edited by hand, may hold a secret, so it passes the one redaction step
+/// before `report` shows it. Catalog texts (title, remedy, doc) are regdoc's own.
+fn shown(s: &str, max: usize) -> String {
+    cap(&crate::redact::redact(s), max)
 }
 
 fn sorted(map: HashMap<String, u64>) -> Vec<(String, u64)> {
@@ -265,10 +272,10 @@ impl Builder {
         if t.symptom.is_none() {
             // Words regdoc only expected are marked so: `report` never presents them as seen.
             t.symptom = str_field(v, "client_symptom")
-                .map(|s| cap(s, 500))
+                .map(|s| shown(s, 500))
                 .or_else(|| {
                     str_field(v, "expected_client_symptom")
-                        .map(|s| format!("(expected) {}", cap(s, 500)))
+                        .map(|s| format!("(expected) {}", shown(s, 500)))
                 });
         }
         bump(&mut t.endpoints, str_field(v, "endpoint"), n);

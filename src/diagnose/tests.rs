@@ -1049,6 +1049,7 @@ fn login_article_invalid_credentials_application_not_registered() {
     let mut ex = exchange("GET", "token", 401);
     ex.registry_errors = crate::http::registry_error::parse(
         br#"{"details":"Application not registered with AAD."}"#,
+        &crate::redact::Redactor::default(),
     );
     ex.auth = Some(basic(UsernameKind::ServicePrincipal, None));
     let f = judge(&d, REG, &ex);

@@ -5,79 +5,10 @@ use std::net::IpAddr;
 /// Longest evidence string kept; registry bodies can be long and hostile.
 pub const MAX_EVIDENCE_CHARS: usize = 300;
 
-/// Make server-provided text safe to log: strip control characters, cap the length, and replace
-/// anything that looks like a credential (JWTs, long base64 runs, `sig=`/`password=` values).
+/// Make network text safe to show as evidence: [`crate::redact::redact`] (the one redaction
+/// step), then capped to [`MAX_EVIDENCE_CHARS`].
 pub fn redact(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(MAX_EVIDENCE_CHARS));
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        if looks_secret(word) {
-            out.push_str("[redacted]");
-        } else {
-            out.push_str(word);
-        }
-        word.clear();
-    };
-    for ch in s.chars() {
-        if ch.is_control() {
-            flush(&mut word, &mut out);
-            out.push(' ');
-        } else if ch.is_whitespace() || matches!(ch, '"' | '\'' | ',' | ';' | '&' | '(' | ')') {
-            flush(&mut word, &mut out);
-            out.push(ch);
-        } else {
-            word.push(ch);
-        }
-        if out.len() + word.len() > MAX_EVIDENCE_CHARS * 2 {
-            break;
-        }
-    }
-    flush(&mut word, &mut out);
-    cap(out.trim(), MAX_EVIDENCE_CHARS)
-}
-
-fn looks_secret(word: &str) -> bool {
-    let lower = word.to_ascii_lowercase();
-    if let Some((k, v)) = lower.split_once('=') {
-        let key = k.trim_start_matches(['?', '&']);
-        if !v.is_empty()
-            && matches!(
-                key,
-                "sig" | "password" | "access_token" | "refresh_token" | "token" | "secret" | "code"
-            )
-        {
-            return true;
-        }
-    }
-    // A JWT's header is base64 of `{"`: "eyJ" wherever it starts inside the word.
-    if word.contains("eyJ") && word.len() > 16 {
-        return true;
-    }
-    // Long runs of token alphabet, wherever they sit in the word (escape codes and punctuation
-    // around them do not make them safe).
-    word.split(|c: char| {
-        !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_' | '.' | '%'))
-    })
-    .any(|run| {
-        let digits = run.chars().filter(|c| c.is_ascii_digit()).count();
-        let letters = run.chars().filter(|c| c.is_ascii_alphabetic()).count();
-        let uniform = run.chars().all(|c| run.starts_with(c));
-        // Pure hex runs are digests and request ids, which the evidence needs.
-        let hex = run.chars().all(|c| c.is_ascii_hexdigit());
-        run.len() >= 32 && !uniform && !hex && (digits > 0 || letters > 0) && !looks_like_host(run)
-    })
-}
-
-/// `weuacct0123456789.blob.core.windows.net` is long and alphanumeric, but a host to name, not
-/// a secret: dotted labels ending in an alphabetic top-level label.
-fn looks_like_host(word: &str) -> bool {
-    let word = word.trim_end_matches('.');
-    let labels: Vec<&str> = word.split('.').collect();
-    labels.len() >= 2
-        && labels.iter().all(|l| !l.is_empty())
-        && labels
-            .last()
-            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
+    cap(crate::redact::redact(s).trim(), MAX_EVIDENCE_CHARS)
 }
 
 /// Cut `s` to at most `max` characters (on a char boundary), marking the cut.

@@ -12,7 +12,7 @@ use crate::http::jwt::{self, Claims};
 use crate::http::path::query_pairs;
 
 /// Standard base64 with or without padding: some clients drop the `=`.
-const B64: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const B64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );

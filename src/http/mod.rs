@@ -51,8 +51,12 @@ mod robustness {
             }
             let text = String::from_utf8_lossy(&input);
             let _ = challenge::parse(&text);
-            let _ = registry_error::parse(&input);
-            let _ = registry_error::body_line(&input, (rng.next() % 80) as usize);
+            let _ = registry_error::parse(&input, &crate::redact::Redactor::default());
+            let _ = registry_error::body_line(
+                &input,
+                (rng.next() % 80) as usize,
+                &crate::redact::Redactor::default(),
+            );
             let _ = jwt::decode_claims(&text);
             let _ = credentials::describe(&text);
             let _ = credentials::describe_form_body(&input);

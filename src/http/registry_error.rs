@@ -1,6 +1,7 @@
 //! Registry error bodies: `{"errors":[{"code":..,"message":..,"detail":..}]}` (distribution,
 //! ACR), and plain-text bodies reduced to one loggable line.
 
+use crate::redact::Redactor;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -47,8 +48,22 @@ pub enum BodyShape {
 /// Parse a registry error body. Also accepts the OAuth 2 error shape
 /// (`{"error":"invalid_grant","error_description":"…"}`) some token servers use, as one entry
 /// with `code` = `error`, and `{"details": "…"}`. Anything else (invalid JSON, another shape)
-/// gives an empty vector.
-pub fn parse(body: &[u8]) -> Vec<RegistryError> {
+/// gives an empty vector. Every string kept has passed `redactor`: servers and middleboxes
+/// echo the client's credentials in error bodies.
+pub fn parse(body: &[u8], redactor: &Redactor) -> Vec<RegistryError> {
+    let mut errors = parse_raw(body);
+    for e in &mut errors {
+        // Cut after redaction: a secret cut in two is no longer recognisable.
+        e.code = cap_chars(&redactor.clean(&e.code), 64);
+        e.message = cap_chars(&redactor.clean(&e.message), MAX_MESSAGE_CHARS);
+        if let Some(d) = &mut e.detail {
+            redactor.clean_json(d);
+        }
+    }
+    errors
+}
+
+fn parse_raw(body: &[u8]) -> Vec<RegistryError> {
     let Ok(value) = serde_json::from_slice::<Value>(trim_bom(body)) else {
         return Vec::new();
     };
@@ -61,8 +76,8 @@ pub fn parse(body: &[u8]) -> Vec<RegistryError> {
             .and_then(Value::as_str)
             .unwrap_or_default();
         return vec![RegistryError {
-            code: cap_chars(code, 64),
-            message: cap_chars(message, MAX_MESSAGE_CHARS),
+            code: code.to_string(),
+            message: message.to_string(),
             detail: None,
             shape: BodyShape::OAuth,
             has_detail: false,
@@ -75,7 +90,7 @@ pub fn parse(body: &[u8]) -> Vec<RegistryError> {
     {
         return vec![RegistryError {
             code: String::new(),
-            message: cap_chars(details, MAX_MESSAGE_CHARS),
+            message: details.to_string(),
             detail: None,
             shape: BodyShape::Details,
             has_detail: false,
@@ -94,8 +109,8 @@ fn entry(v: &Value) -> Option<RegistryError> {
         .filter(|d| d.to_string().len() <= MAX_DETAIL_BYTES)
         .cloned();
     Some(RegistryError {
-        code: cap_chars(code, 64),
-        message: cap_chars(message, MAX_MESSAGE_CHARS),
+        code: code.to_string(),
+        message: message.to_string(),
         detail,
         shape: BodyShape::Errors,
         has_detail,
@@ -110,12 +125,12 @@ fn cap_chars(s: &str, cap: usize) -> String {
     s.chars().take(cap).collect()
 }
 
-/// A plain-text body (`Application not registered with AAD.`) as one line: whitespace runs
-/// (newlines included) become one space, control characters are dropped, the result is
-/// trimmed and cut to `cap` characters (ending in `…` when cut). Anything that looks like a
-/// JWT is replaced by `<jwt>`, so a token reply passed here by mistake leaks nothing. `None`
-/// for an empty or binary body.
-pub fn body_line(body: &[u8], cap: usize) -> Option<String> {
+/// A plain-text body (`Application not registered with AAD.`) as one line: passed through
+/// `redactor` (so neither this exchange's credentials nor anything shaped like a secret stays),
+/// whitespace runs (newlines included) become one space, control characters are dropped, the
+/// result is trimmed and cut to `cap` characters (ending in `…` when cut). `None` for an empty
+/// or binary body.
+pub fn body_line(body: &[u8], cap: usize, redactor: &Redactor) -> Option<String> {
     if cap == 0 {
         return None;
     }
@@ -129,22 +144,14 @@ pub fn body_line(body: &[u8], cap: usize) -> Option<String> {
     if total == 0 || garbage * 10 > total {
         return None;
     }
-    let mut words = Vec::new();
-    for word in text.split_whitespace() {
-        let clean: String = word
-            .chars()
-            .filter(|c| !c.is_control() && *c != '\u{fffd}')
-            .collect();
-        if clean.is_empty() {
-            continue;
-        }
-        words.push(if contains_jwt(&clean) {
-            "<jwt>".to_string()
-        } else {
-            clean
-        });
-    }
-    let line = words.join(" ");
+    // Redacted before it is cut: a cut secret is no longer recognisable.
+    // Control characters inside a word go (`\x1b[31m` is noise, not a word break).
+    let text: String = text
+        .chars()
+        .filter(|&c| c != '\u{fffd}' && (c.is_whitespace() || !c.is_control()))
+        .collect();
+    let text = redactor.clean(&text);
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.is_empty() {
         return None;
     }
@@ -156,25 +163,18 @@ pub fn body_line(body: &[u8], cap: usize) -> Option<String> {
     Some(cut)
 }
 
-/// Whether a word holds a JWT, possibly inside quotes or JSON punctuation, or glued to dots
-/// (`...sig.` at the end of a sentence, `x.<jwt>` in a path): every run of three dot-separated
-/// segments is tried, not only the whole dotted piece.
-fn contains_jwt(word: &str) -> bool {
-    word.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        .any(|piece| {
-            let dots: Vec<usize> = piece.match_indices('.').map(|(i, _)| i).collect();
-            (0..dots.len().saturating_sub(1)).any(|k| {
-                let start = if k == 0 { 0 } else { dots[k - 1] + 1 };
-                let end = dots.get(k + 2).copied().unwrap_or(piece.len());
-                crate::http::jwt::looks_like_jwt(&piece[start..end])
-            })
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    pub(super) fn parse(body: &[u8]) -> Vec<RegistryError> {
+        super::parse(body, &Redactor::default())
+    }
+
+    pub(super) fn body_line(body: &[u8], cap: usize) -> Option<String> {
+        super::body_line(body, cap, &Redactor::default())
+    }
 
     // Bodies as the reference notes record them.
     pub(super) const FIREWALL: &str = r#"{"errors":[{"code":"DENIED","message":"client with IP \u0027172.214.169.102\u0027 is not allowed access. Refer https://aka.ms/acr/firewall to grant access."}]}"#;
@@ -341,15 +341,15 @@ mod tests {
         let line = body_line(body.as_bytes(), 500).unwrap();
         assert!(!line.contains(jwt));
         assert!(!line.contains("c2lnbmF0dXJl"));
-        assert_eq!(line, "<jwt>");
+        assert_eq!(line, r#"{"access_token":"[redacted]"}"#);
         let line = body_line(format!("token {jwt} expired").as_bytes(), 500).unwrap();
-        assert_eq!(line, "token <jwt> expired");
+        assert_eq!(line, "token [redacted] expired");
         // Glued to dots: the end of a sentence, a path (found by
         // properties::embedded_tokens_never_reach_the_line).
         let line = body_line(format!("invalid token: {jwt}.").as_bytes(), 500).unwrap();
-        assert_eq!(line, "invalid token: <jwt>");
+        assert_eq!(line, "invalid token: [redacted]");
         let line = body_line(format!("see a.{jwt}.b").as_bytes(), 500).unwrap();
-        assert_eq!(line, "see <jwt>");
+        assert_eq!(line, "see [redacted]");
         // Four segments with none of them JSON stay as they are.
         assert_eq!(
             body_line(b"v1.2.3.4 released", 500).as_deref(),
@@ -362,7 +362,8 @@ mod tests {
 /// one-line rendering of a body is always safe to log.
 #[cfg(test)]
 mod properties {
-    use super::*;
+    use super::tests::{self, body_line, parse};
+    use super::{RegistryError, MAX_DETAIL_BYTES, MAX_ERRORS, MAX_MESSAGE_CHARS};
     use crate::proptest_support::{mutated, text_input};
     use proptest::prelude::*;
     use serde_json::json;
@@ -420,7 +421,7 @@ mod properties {
             prop_assert!(!line.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))).any(crate::http::jwt::looks_like_jwt), "{:?}", line);
         }
 
-        /// Codes and messages of any text come back as sent (cut to their limits).
+        /// Codes and messages of any text come back redacted, then cut to their limits.
         #[test]
         fn entries_round_trip(entries in prop::collection::vec((any::<String>(), any::<String>()), 0..20)) {
             let body = json!({
@@ -429,8 +430,9 @@ mod properties {
             let errors = parse(body.to_string().as_bytes());
             prop_assert_eq!(errors.len(), entries.len().min(MAX_ERRORS));
             for (e, (code, message)) in errors.iter().zip(&entries) {
-                prop_assert_eq!(&e.code, &cap_chars(code, 64));
-                prop_assert_eq!(&e.message, &cap_chars(message, MAX_MESSAGE_CHARS));
+                let clean = |s: &str| crate::redact::Redactor::default().clean(s);
+                prop_assert_eq!(&e.code, &super::cap_chars(&clean(code), 64));
+                prop_assert_eq!(&e.message, &super::cap_chars(&clean(message), MAX_MESSAGE_CHARS));
             }
         }
 

@@ -4,10 +4,13 @@
 //! Secrets: the `Authorization` value is described through the credentials parser and dropped;
 //! token replies are decoded into claims and dropped; a `Location` loses its query (blob storage
 //! redirects carry a SAS signature there). Nothing here keeps a header value that could be
-//! replayed.
+//! replayed. What the server says (error bodies, challenge parameters) passes the exchange's
+//! [`Redactor`], built from the credentials the request carried, before it is stored: servers
+//! echo credentials back.
 
 use crate::http::{challenge, credentials, jwt, path, registry_error};
 use crate::observe::HttpExchange;
+use crate::redact::Redactor;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::time::SystemTime;
 
@@ -22,11 +25,15 @@ const PATH_CAP: usize = 512;
 /// The header regdoc adds to a response it judged a failure.
 pub const CAUSE_HEADER: HeaderName = HeaderName::from_static("x-regdoc-cause");
 
-/// Facts of the request, before it is sent.
-pub fn from_request(method: &http::Method, uri: &http::Uri, headers: &HeaderMap) -> HttpExchange {
+/// Facts of the request, before it is sent, and the redactor of what its server will say.
+pub fn from_request(
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> (HttpExchange, Redactor) {
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let info = path::classify(method.as_str(), pq);
-    HttpExchange {
+    let ex = HttpExchange {
         method: method.as_str().to_string(),
         path_class: info.class.to_string(),
         repository: info.repository,
@@ -39,7 +46,8 @@ pub fn from_request(method: &http::Method, uri: &http::Uri, headers: &HeaderMap)
         requested_scopes: info.scopes,
         service: info.service,
         ..HttpExchange::default()
-    }
+    };
+    (ex, Redactor::for_request(uri, headers))
 }
 
 /// The request path as a `request` record shows it. Only the path: the query goes (token
@@ -91,12 +99,19 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Facts of the response head.
-pub fn add_response(ex: &mut HttpExchange, status: u16, headers: &HeaderMap, now: SystemTime) {
+pub fn add_response(
+    ex: &mut HttpExchange,
+    redactor: &Redactor,
+    status: u16,
+    headers: &HeaderMap,
+    now: SystemTime,
+) {
     ex.status = status;
     ex.www_authenticate = headers
         .get(http::header::WWW_AUTHENTICATE)
         .and_then(|v| v.to_str().ok())
-        .and_then(challenge::parse);
+        .and_then(challenge::parse)
+        .map(|c| redact_challenge(c, redactor));
     ex.location = headers
         .get(http::header::LOCATION)
         .and_then(|v| v.to_str().ok())
@@ -114,12 +129,30 @@ pub fn wants_body(ex: &HttpExchange) -> bool {
     ex.status >= 400 || (ex.status == 200 && matches!(ex.path_class.as_str(), "token" | "exchange"))
 }
 
+/// A challenge's parameters are the server's words (`error_description` above all): the
+/// scheme is a token already, the rest passes the redactor.
+fn redact_challenge(mut c: challenge::Challenge, redactor: &Redactor) -> challenge::Challenge {
+    for field in [
+        &mut c.realm,
+        &mut c.service,
+        &mut c.scope,
+        &mut c.error,
+        &mut c.error_description,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *field = redactor.clean(field);
+    }
+    c
+}
+
 /// Facts of a body prefix (at most [`BODY_CAP`] bytes; `complete` when it is the whole body).
-pub fn add_body(ex: &mut HttpExchange, body: &[u8], complete: bool) {
+pub fn add_body(ex: &mut HttpExchange, redactor: &Redactor, body: &[u8], complete: bool) {
     if ex.status >= 400 {
-        ex.registry_errors = registry_error::parse(body);
+        ex.registry_errors = registry_error::parse(body, redactor);
         if ex.registry_errors.is_empty() {
-            ex.body_text = registry_error::body_line(body, TEXT_CAP);
+            ex.body_text = registry_error::body_line(body, TEXT_CAP, redactor);
         }
     } else if complete {
         ex.issued_token = issued_token_claims(body);
@@ -128,8 +161,10 @@ pub fn add_body(ex: &mut HttpExchange, body: &[u8], complete: bool) {
 
 /// Facts of a token-endpoint form body (`grant_type=refresh_token|password|access_token`):
 /// when the client sent no `Authorization`, the credential it presented is the form's refresh
-/// token, password or Entra ID token, described like a header credential would be.
-pub fn add_form(ex: &mut HttpExchange, body: &[u8]) {
+/// token, password or Entra ID token, described like a header credential would be. The form's
+/// secrets join the exchange's redactor.
+pub fn add_form(ex: &mut HttpExchange, redactor: &mut Redactor, body: &[u8]) {
+    redactor.add_form(body);
     let form = credentials::describe_form_body(body);
     if ex.requested_scopes.is_empty() {
         ex.requested_scopes = form.scopes.clone();
@@ -237,7 +272,7 @@ mod tests {
             "/oauth2/token?account=alice&client_id=docker&offline_token=true&scope=repository%3Ahello%3Apull&service=r.azurecr.io"
                 .parse()
                 .unwrap();
-        let ex = from_request(&http::Method::GET, &uri, &h);
+        let (ex, _) = from_request(&http::Method::GET, &uri, &h);
         assert_eq!(ex.path_class, "token");
         assert_eq!(ex.requested_scopes, vec!["repository:hello:pull"]);
         assert_eq!(ex.auth.as_ref().unwrap().scheme, "basic");
@@ -283,7 +318,7 @@ mod tests {
             http::header::DATE,
             HeaderValue::from_str(&httpdate::fmt_http_date(server)).unwrap(),
         );
-        add_response(&mut ex, 307, &h, now);
+        add_response(&mut ex, &Redactor::default(), 307, &h, now);
         assert_eq!(
             ex.location.as_deref(),
             Some("https://acct.blob.core.windows.net/c/d")
@@ -316,7 +351,12 @@ mod tests {
             status: 401,
             ..HttpExchange::default()
         };
-        add_body(&mut ex, b"Application not registered with AAD.\n", true);
+        add_body(
+            &mut ex,
+            &Redactor::default(),
+            b"Application not registered with AAD.\n",
+            true,
+        );
         assert_eq!(
             ex.body_text.as_deref(),
             Some("Application not registered with AAD.")
@@ -326,7 +366,7 @@ mod tests {
             status: 403,
             ..HttpExchange::default()
         };
-        add_body(&mut ex, br#"{"errors":[{"code":"DENIED","message":"client with IP '203.0.113.7' is not allowed access. Refer https://aka.ms/acr/firewall to grant access."}]}"#, true);
+        add_body(&mut ex, &Redactor::default(), br#"{"errors":[{"code":"DENIED","message":"client with IP '203.0.113.7' is not allowed access. Refer https://aka.ms/acr/firewall to grant access."}]}"#, true);
         assert_eq!(ex.registry_errors[0].code, "DENIED");
         let mut ex = HttpExchange {
             path_class: "token".into(),
@@ -341,7 +381,7 @@ mod tests {
             r#"{{"refresh_token":"{}","access_token":"{at}"}}"#,
             jwt(r#"{"exp":1}"#)
         );
-        add_body(&mut ex, body.as_bytes(), true);
+        add_body(&mut ex, &Redactor::default(), body.as_bytes(), true);
         let c = ex.issued_token.clone().unwrap();
         assert_eq!(c.exp, Some(1_700_003_600));
         assert_eq!(c.access.unwrap()[0].actions, vec!["pull"]);
@@ -352,7 +392,12 @@ mod tests {
             path_class: "token".into(),
             ..HttpExchange::default()
         };
-        add_body(&mut ex2, &body.as_bytes()[..20], false);
+        add_body(
+            &mut ex2,
+            &Redactor::default(),
+            &body.as_bytes()[..20],
+            false,
+        );
         assert!(ex2.issued_token.is_none());
     }
 
@@ -366,7 +411,7 @@ mod tests {
             path_class: "token".into(),
             ..HttpExchange::default()
         };
-        add_form(&mut ex, body.as_bytes());
+        add_form(&mut ex, &mut Redactor::default(), body.as_bytes());
         let auth = ex.auth.clone().unwrap();
         assert_eq!(auth.scheme, "form:refresh_token");
         assert_eq!(auth.claims.unwrap().exp, Some(1000));
@@ -376,12 +421,13 @@ mod tests {
         let mut ex = HttpExchange::default();
         add_form(
             &mut ex,
+            &mut Redactor::default(),
             b"grant_type=password&username=alice&password=pw-S3cret",
         );
         assert_eq!(ex.auth.as_ref().unwrap().scheme, "form:password");
         assert!(!serde_json::to_string(&ex).unwrap().contains("pw-S3cret"));
         let mut ex = HttpExchange::default();
-        add_form(&mut ex, b"service=r.azurecr.io");
+        add_form(&mut ex, &mut Redactor::default(), b"service=r.azurecr.io");
         assert!(ex.auth.is_none());
     }
 

@@ -506,7 +506,8 @@ fn failure_event(
         endpoint: ctx.endpoint.clone(),
         phase,
         kind,
-        error,
+        // Redacted like every failure sentence (see `TargetInfo::event`).
+        error: crate::redact::redact(&error),
         dns: None,
         tls,
         http,
@@ -603,7 +604,7 @@ impl Conn {
                 .then(|| exchange::record_path(req.uri())),
             received: Instant::now(),
         };
-        let mut ex = exchange::from_request(req.method(), req.uri(), req.headers());
+        let (mut ex, mut redactor) = exchange::from_request(req.method(), req.uri(), req.headers());
         if let Some(r) = &self.refused {
             // No status came from the server (`http.status` stays 0): regdoc answers every
             // request itself, and recorded the failure once, when the server was refused.
@@ -633,7 +634,7 @@ impl Conn {
             let (frames, data, complete, error, rest) =
                 read_prefix(body, self.ctx.response_headers_timeout).await;
             if complete {
-                exchange::add_form(&mut ex, &data);
+                exchange::add_form(&mut ex, &mut redactor, &data);
             }
             ReplyBody::replay(frames, error, rest)
         } else {
@@ -677,6 +678,7 @@ impl Conn {
         let (mut parts, body) = resp.into_parts();
         exchange::add_response(
             &mut ex,
+            &redactor,
             parts.status.as_u16(),
             &parts.headers,
             SystemTime::now(),
@@ -693,7 +695,7 @@ impl Conn {
         let body = if exchange::wants_body(&ex) {
             let (frames, data, complete, error, rest) =
                 read_prefix(body, self.ctx.response_headers_timeout).await;
-            exchange::add_body(&mut ex, &data, complete);
+            exchange::add_body(&mut ex, &redactor, &data, complete);
             ReplyBody::replay(frames, error, rest)
         } else {
             ReplyBody::stream(body)

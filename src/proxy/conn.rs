@@ -94,7 +94,8 @@ pub async fn serve(
                 FailureKind::MalformedRequest,
                 format!(
                     "CONNECT target {:?} is not host:port",
-                    truncate(&head.target, 80)
+                    // Never the userinfo or query a client put in the target.
+                    truncate(&crate::redact::request_target(&head.target), 80)
                 ),
                 started.elapsed(),
             );

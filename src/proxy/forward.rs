@@ -119,7 +119,8 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
         } else {
             format!(
                 "request target {:?} is not an absolute http:// URL (this is a proxy)",
-                uri.to_string()
+                // Never the userinfo or query a client put in the target.
+                crate::redact::request_target(&uri.to_string())
             )
         };
         let ev = t.event(
@@ -156,7 +157,8 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
         return Err(internal("no upstream connection"));
     };
     // What the exchange shows (credentials described, never kept), for the diagnosis.
-    let mut ex = crate::intercept::exchange::from_request(req.method(), req.uri(), req.headers());
+    let (mut ex, redactor) =
+        crate::intercept::exchange::from_request(req.method(), req.uri(), req.headers());
     // The path a `request` record shows, taken before the request goes on; nothing is built
     // when `log.requests` is off.
     let path = st
@@ -178,7 +180,7 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
             strip_hop_by_hop(resp.headers_mut());
             drop(guard);
             ex.headers_ms = Some(t0.elapsed().as_millis() as u64);
-            Ok(observe(st, &target, ex, path.as_deref(), resp, started).await)
+            Ok(observe(st, &target, (ex, &redactor), path.as_deref(), resp, started).await)
         }
         Ok(Err(e)) => {
             *guard = None;
@@ -262,7 +264,7 @@ fn record_request(
 async fn observe(
     st: &State,
     target: &TargetInfo,
-    mut ex: crate::observe::HttpExchange,
+    (mut ex, redactor): (crate::observe::HttpExchange, &crate::redact::Redactor),
     path: Option<&str>,
     resp: Response<Incoming>,
     started: Instant,
@@ -271,6 +273,7 @@ async fn observe(
     let (mut parts, body) = resp.into_parts();
     exchange::add_response(
         &mut ex,
+        redactor,
         parts.status.as_u16(),
         &parts.headers,
         std::time::SystemTime::now(),
@@ -279,7 +282,7 @@ async fn observe(
         let limit = st.shared.config.timeouts.response_headers;
         let (frames, data, complete, error, rest) =
             crate::intercept::serve::read_prefix(body, limit).await;
-        exchange::add_body(&mut ex, &data, complete);
+        exchange::add_body(&mut ex, redactor, &data, complete);
         ReplyBody::replay(frames, error, rest)
     } else {
         ReplyBody::stream(body)

@@ -184,7 +184,9 @@ impl TargetInfo {
             endpoint: self.endpoint.clone(),
             phase,
             kind,
-            error,
+            // The sentence may quote what the client or server sent: it passes the one
+            // redaction step before anything (record, reply phrase, diagnosis) reads it.
+            error: crate::redact::redact(&error),
             dns: None,
             tls: None,
             http: None,

@@ -15,6 +15,9 @@
 // Route helpers return the reply to send as their error: a large `Err` is the point here.
 #![allow(dead_code, clippy::result_large_err)]
 
+#[path = "secrets.rs"]
+pub mod secrets;
+
 use base64::Engine;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -52,6 +55,10 @@ pub enum Mode {
     /// Reads each request, then drops the connection without a response: over HTTP/1.1 the
     /// TCP connection closes (no TLS close_notify), over HTTP/2 the stream is reset.
     CloseBeforeHeaders,
+    /// Every route echoes the request's credentials (Authorization, its decoded Basic pair,
+    /// query, form) back in an error body: `/oauth2/…` in the OAuth shape, other paths in the
+    /// shape their last segment names (`secrets::ECHO_SHAPES`), plain text otherwise.
+    Echo,
 }
 
 /// A registry identity and what it may do: `(repository or "*", actions)`.
@@ -300,6 +307,42 @@ fn json_reply(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
 }
 
 /// Registry error body [ERRCODE]: `{"errors":[{"code","message","detail"}]}`.
+/// [`Mode::Echo`]: a server that quotes the client's credentials in its error.
+async fn echo(req: Request<Incoming>) -> Response<Body> {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let query = req.uri().query().unwrap_or("").to_string();
+    let path = req.uri().path().to_string();
+    let form = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let echoed =
+        secrets::echoed_credentials(auth.as_deref(), &query, &String::from_utf8_lossy(&form));
+    let last = path.rsplit('/').next().unwrap_or("");
+    let shape = if path.starts_with("/oauth2/") {
+        "oauth"
+    } else if secrets::ECHO_SHAPES.contains(&last) {
+        last
+    } else {
+        "text"
+    };
+    let (status, ctype, body, challenge) = secrets::echo_reply(shape, &echoed);
+    let mut r = Response::new(full(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+    }
+    r
+}
+
 fn registry_error(
     status: StatusCode,
     code: &str,
@@ -570,6 +613,7 @@ async fn route(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
 
 async fn route_inner(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     match st.mode() {
+        Mode::Echo => return echo(req).await,
         // Registry firewall (docker/build-push-action#1214, Azure/acr#633): 403 DENIED with the
         // client's IP, on /v2/ and on manifests alike.
         Mode::Firewall => {

@@ -43,7 +43,37 @@ impl Visit for Fields {
     }
 }
 
-impl<S: tracing::Subscriber> Layer<S> for Capture {
+impl<S> Layer<S> for Capture
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _ctx: Context<'_, S>,
+    ) {
+        // The real log writes span fields into every line inside the span: scan them too.
+        let mut f = Fields::default();
+        attrs.record(&mut f);
+        if let Ok(mut all) = ALL_TEXT.get_or_init(Default::default).lock() {
+            all.push(format!("span {} {}", attrs.metadata().name(), f.all));
+        }
+    }
+
+    fn on_record(
+        &self,
+        _id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _ctx: Context<'_, S>,
+    ) {
+        let mut f = Fields::default();
+        values.record(&mut f);
+        if let Ok(mut all) = ALL_TEXT.get_or_init(Default::default).lock() {
+            all.push(format!("span record {}", f.all));
+        }
+    }
+
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
         let mut f = Fields::default();
         event.record(&mut f);
@@ -60,13 +90,59 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
     }
 }
 
-/// Install the capturing subscriber (once per test binary).
+/// The real log, written next to the capture by regdoc's own layer (JSON lines, every level
+/// regdoc logs at), so a secret scan reads exactly what an operator's log file would hold.
+struct RealLog {
+    handle: regdoc::logging::LogHandle,
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+static REAL_LOG: OnceLock<Option<RealLog>> = OnceLock::new();
+
+/// Install the capturing subscriber (once per test binary): the test capture and the real log
+/// layer writing to a temporary file.
 pub fn init_capture() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
-        let sub = tracing_subscriber::registry().with(Capture);
+        let real = tempfile::tempdir().ok().and_then(|dir| {
+            let path = dir.path().join("regdoc.jsonl");
+            let cfg = regdoc::config::LogConfig {
+                file: Some(path.clone()),
+                ..Default::default()
+            };
+            let (layer, handle) = regdoc::logging::build(&cfg).ok()?;
+            Some((
+                layer,
+                RealLog {
+                    handle,
+                    path,
+                    _dir: dir,
+                },
+            ))
+        });
+        let (layer, real) = match real {
+            Some((l, r)) => (Some(l), Some(r)),
+            None => (None, None),
+        };
+        let _ = REAL_LOG.set(real);
+        let filter = regdoc::logging::filter(Some("regdoc=trace,info")).ok();
+        use tracing_subscriber::Layer as _;
+        let sub = tracing_subscriber::registry()
+            .with(Capture)
+            .with(layer.map(|l| l.with_filter(filter)));
         let _ = tracing::subscriber::set_global_default(sub);
     });
+}
+
+/// Everything the real log holds so far, after a flush (the writer holds lines back briefly).
+/// Scan it only after the records exist: see `support/secrets.rs`.
+pub fn log_text() -> String {
+    let Some(Some(real)) = REAL_LOG.get() else {
+        panic!("the real log layer could not be installed");
+    };
+    real.handle.flush().expect("log flush");
+    std::fs::read_to_string(&real.path).expect("read log")
 }
 
 /// All captured records matching `pred`.
@@ -246,4 +322,24 @@ pub async fn black_hole() -> BlackHole {
         _listener: sock,
         _fillers: fillers,
     }
+}
+
+/// The whole text of the run — the real log's lines and every captured event and span field —
+/// once `n` records match `pred` (bounded wait), then the log flushed. Connection records are
+/// written when a connection ends: close the clients before calling this.
+pub async fn text_after(n: usize, pred: impl Fn(&Value) -> bool) -> String {
+    let got = wait_records(n, &pred).await;
+    assert!(got.len() >= n, "expected {n} records, got {got:#?}");
+    format!("{}\n{}", log_text(), all_text())
+}
+
+/// `regdoc report` of the real log so far, as text and as JSON: what an operator would read.
+pub fn report_of_log() -> String {
+    let log = log_text();
+    let r = regdoc::cmd::report::report(std::io::BufReader::new(log.as_bytes()));
+    format!(
+        "{}\n{}",
+        r.render_text(),
+        serde_json::to_string(&r).unwrap_or_default()
+    )
 }
