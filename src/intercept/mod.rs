@@ -14,6 +14,7 @@
 pub mod body;
 pub mod ca;
 pub mod coalesce;
+pub mod constraints;
 pub mod exchange;
 pub mod mint;
 pub mod serve;
