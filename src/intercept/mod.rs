@@ -17,6 +17,7 @@ pub mod coalesce;
 pub mod constraints;
 pub mod exchange;
 pub mod mint;
+mod refuse;
 pub mod serve;
 pub mod upstream_tls;
 
