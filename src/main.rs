@@ -66,9 +66,14 @@ enum CaCommand {
         /// Directory for `ca.crt` and `ca.key` (default: `certs`).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// Overwrite an existing CA.
+        /// Replace an existing CA (clients must then trust the new one).
         #[arg(long)]
         force: bool,
+        /// A name the CA may vouch for (X.509 name constraint), repeatable: `*.example.com`
+        /// for the names below, `example.com` for it and below, an IP address. Default:
+        /// `*.azurecr.io`.
+        #[arg(long = "permit", value_name = "NAME")]
+        permit: Vec<String>,
     },
 }
 
@@ -103,7 +108,9 @@ async fn main() -> ExitCode {
             regdoc::cmd::explain::main(cause_id.as_deref(), list)
         }
         Command::Report { logfile, json } => regdoc::cmd::report::main(logfile.as_deref(), json),
-        Command::Ca(CaCommand::Init { dir, force }) => regdoc::cmd::ca::init(dir.as_deref(), force),
+        Command::Ca(CaCommand::Init { dir, force, permit }) => {
+            regdoc::cmd::ca::init(dir.as_deref(), force, &permit)
+        }
     }
 }
 
@@ -305,6 +312,15 @@ fn check_config(file: PathBuf) -> ExitCode {
     match Config::load(&file) {
         Ok(cfg) => {
             print!("{}", summary(&cfg));
+            // The CA's name constraints against the hosts to intercept: a mismatch would only
+            // show at the first pull, as refused handshakes.
+            if let Some(ca) = regdoc::cmd::ca::check(&cfg) {
+                ca.lines.iter().for_each(|l| println!("{l}"));
+                if !ca.problems.is_empty() {
+                    ca.problems.iter().for_each(|p| eprintln!("regdoc: {p}"));
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
             println!("{}: ok", file.display());
             ExitCode::SUCCESS
         }

@@ -117,6 +117,16 @@ pub enum FailureKind {
     TlsClientRejected {
         detail: String,
     },
+    /// Interception: the client's TLS server name (SNI) is not the host of its CONNECT request.
+    /// regdoc presents certificates only for the CONNECT host, so it refused the handshake.
+    TlsSniMismatch {
+        sni: String,
+    },
+    /// Interception: the host is outside the name constraints of regdoc's CA, so regdoc minted
+    /// no certificate for it and refused the handshake. `permitted` is what the CA allows.
+    InterceptNameNotPermitted {
+        permitted: String,
+    },
     /// Passthrough: after the server's first flight the client refused the handshake (an
     /// alert, or one encrypted record too short to be its Finished, then close) and sent no
     /// application data: it did not accept the certificate it was shown.

@@ -680,7 +680,8 @@ async fn request_records_name_failures_and_regdocs_own_replies() {
     assert!(recs[0]["reply_status"].is_null());
     assert_eq!(failures_of(id).len(), 1);
 
-    // A server whose certificate regdoc refuses: every request is answered by regdoc.
+    // A server whose certificate regdoc refuses: the client gets no certificate, so it sends no
+    // request and there is no request record; the failure record has the diagnosis.
     let h = harness_full(
         false,
         Duration::from_secs(20),
@@ -688,21 +689,44 @@ async fn request_records_name_failures_and_regdocs_own_replies() {
         "[log]\nrequests = true\n",
     )
     .await;
-    let mut c = h.client(false).await;
-    let r = c.send(c.req("GET", "/v2/").body(empty()).unwrap()).await;
-    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
-    body(r).await;
-    let id = c.conn_id;
-    c.finish().await;
-    let recs = records_of("request", id);
+    let (e, id, out) = refused_handshake(&h, h.fx.addr).await;
+    assert!(alert_of(&e).is_some(), "{e:?}");
+    assert_eq!(out.close_reason, "upstream_tls_failed");
+    assert!(records_of("request", id).is_empty());
+    let recs = failures_of(id);
     assert_eq!(recs.len(), 1, "{recs:#?}");
-    assert_eq!(
-        recs[0]["http"]["status"], 0,
-        "no status came from the server"
-    );
-    assert_eq!(recs[0]["reply_status"], 502);
     assert_eq!(recs[0]["cause"], CAUSE_UPSTREAM_CERT);
-    assert_eq!(recs[0]["path"], "/v2/");
+    assert!(recs[0]["reply_status"].is_null());
+}
+
+/// Start an intercepted connection to `addr` with a client trusting only regdoc's CA, whose
+/// handshake must fail; returns its error, the connection's id and the interceptor's outcome.
+async fn refused_handshake(
+    h: &Harness,
+    addr: std::net::SocketAddr,
+) -> (std::io::Error, u64, InterceptOutcome) {
+    let (io, conn_id, served) = h.start_to(addr);
+    let e = tokio::time::timeout(
+        Duration::from_secs(30),
+        h.client_tls(vec![b"http/1.1".to_vec()], &h.regdoc_ca)
+            .connect(HOST.try_into().unwrap(), io),
+    )
+    .await
+    .expect("the handshake ends within 30 s")
+    .expect_err("no certificate for a server that failed its handshake");
+    let out = tokio::time::timeout(Duration::from_secs(30), served)
+        .await
+        .expect("interceptor ends")
+        .unwrap();
+    (e, conn_id, out)
+}
+
+/// The alert a failed client handshake received, if it was one.
+fn alert_of(e: &std::io::Error) -> Option<rustls::AlertDescription> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(a) => Some(*a),
+        _ => None,
+    }
 }
 
 /// Assert one judged failure: the header the client sees and the record written.
@@ -975,36 +999,56 @@ fn reason_of(r: &Response<Incoming>) -> Option<String> {
         .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
 }
 
+/// A server regdoc cannot verify never gets its name vouched for: the client gets the alert that
+/// says why (Go prints `remote error: tls: unknown certificate authority`), no certificate, and
+/// the record names the issuer.
 #[tokio::test]
-async fn untrusted_upstream_certificate_gets_502_naming_the_issuer() {
+async fn untrusted_upstream_certificate_gets_an_alert_naming_it_and_no_leaf() {
     let h = harness_with(false, Duration::from_secs(20)).await;
-    let mut c = h.client(false).await;
-    let r = c.send(c.req("GET", "/v2/").body(empty()).unwrap()).await;
-    assert_failure(&r, c.conn_id, CAUSE_UPSTREAM_CERT, 502);
-    let text = String::from_utf8(body(r).await.to_vec()).unwrap();
-    assert!(text.contains("ACR fixture test root"), "{text}");
-    let recs = failures_of(c.conn_id);
+    let (e, id, out) = refused_handshake(&h, h.fx.addr).await;
+    assert_eq!(
+        alert_of(&e),
+        Some(rustls::AlertDescription::UnknownCA),
+        "{e:?}"
+    );
+    assert_eq!(out.failures, 1);
+    let recs = failures_of(id);
     assert!(
         kinds(&recs).iter().any(|k| k == "tls_upstream_certificate"),
         "{recs:?}"
     );
+    assert_eq!(recs[0]["cause"], CAUSE_UPSTREAM_CERT);
     assert!(recs[0].to_string().contains("unknown_issuer"), "{recs:?}");
+    assert!(recs[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("ACR fixture test root"));
+    assert_eq!(
+        recs[0]["client_symptom"],
+        format!("Get \"https://{HOST}/v2/\": remote error: tls: unknown certificate authority")
+    );
     assert_eq!(
         h.fx.requests(),
         0,
         "nothing is sent to an unverified server"
     );
-    c.finish().await;
+    assert_eq!(h.ic.minter().mints(), 0, "no leaf for an unverified server");
 }
 
-/// Servers that break the handshake: one closes at once, one never answers, one is not TLS.
+/// Servers that break the handshake: one closes at once, one never answers, one is not TLS. The
+/// client gets no certificate: a close where the server closed or stayed silent, an alert where
+/// it spoke something else than TLS.
 #[tokio::test]
 async fn broken_upstream_handshakes_are_typed() {
     let h = harness().await;
-    for (behaviour, kind) in [
-        ("close", "tls_server_closed"),
-        ("silent", "tls_server_silent"),
-        ("http", "tls_not_tls"),
+    for (behaviour, kind, alert) in [
+        ("close", "tls_server_closed", None),
+        ("silent", "tls_server_silent", None),
+        (
+            "http",
+            "tls_not_tls",
+            Some(rustls::AlertDescription::HandshakeFailure),
+        ),
     ] {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
@@ -1024,19 +1068,17 @@ async fn broken_upstream_handshakes_are_typed() {
                 }
             }
         });
-        let mut c = h.client_to(false, addr).await;
-        let r = c.send(c.req("GET", "/v2/").body(empty()).unwrap()).await;
-        assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "{behaviour}");
-        assert!(cause(&r).is_some());
-        let recs = failures_of(c.conn_id);
+        let (e, id, out) = refused_handshake(&h, addr).await;
+        assert_eq!(alert_of(&e), alert, "{behaviour}: {e:?}");
+        assert_eq!(out.close_reason, "upstream_tls_failed", "{behaviour}");
+        let recs = failures_of(id);
         assert!(
             kinds(&recs).iter().any(|k| k == kind),
             "{behaviour}: {recs:?}"
         );
-        body(r).await;
-        c.finish().await;
         server.abort();
     }
+    assert_eq!(h.ic.minter().mints(), 0);
 }
 
 #[tokio::test]

@@ -529,10 +529,11 @@ pub static PROXY_POLICY: Cause = Cause {
         "Port not allowed: add the port to allowed_ports in regdoc's configuration, or use the registry's standard port 443.",
         "Client not allowed: add the client's network to allowed_clients.",
         "Proxy authentication: put the user and password in the daemon's proxy URL (http://user:pass@host:3128) and restart the daemon.",
+        "Interception refused a name (the client got a TLS alert, `unrecognized name`): regdoc presents certificates only for the host of the CONNECT request, and only for names its CA's name constraints permit; fix the client's server name, or make a CA that permits the host (`regdoc ca init --force --permit <host>`) and trust it again.",
     ],
     doc: "https://docs.docker.com/engine/daemon/proxy/",
     client_symptom: "Error response from daemon: Get \"https://{host}/v2/\": Forbidden",
-    how_to_confirm: &["regdoc's failure record names the rule (port, client address or authentication)."],
+    how_to_confirm: &["regdoc's failure record names the rule (port, client address, authentication, or the name interception refused)."],
     observable: true,
     source: Source::Beyond,
 };

@@ -1721,6 +1721,45 @@ fn proxy_policy_refusals() {
     }
 }
 
+/// Interception refusals by name: a client naming a foreign host in its SNI, a host outside the
+/// CA's name constraints. Both are regdoc's policy; the client saw a TLS alert.
+#[test]
+fn interception_name_refusals() {
+    let d = diagnoser(vec![]);
+    for (kind, needle) in [
+        (
+            FailureKind::TlsSniMismatch {
+                sni: "www.google.com".into(),
+            },
+            "\"www.google.com\" inside a tunnel to myregistry.azurecr.io",
+        ),
+        (
+            FailureKind::InterceptNameNotPermitted {
+                permitted: ".azurecr.io".into(),
+            },
+            "--permit myregistry.azurecr.io",
+        ),
+    ] {
+        let ev = event(REG, kind);
+        let f = d.diagnose_at(&ev, now());
+        assert_eq!(ids(&f), vec!["proxy_policy"]);
+        assert!(evidence(&f, "proxy_policy").contains(needle), "{f:?}");
+        let s = client_symptom(
+            &ev,
+            Some(symptom::Reply::Alert("unrecognized_name")),
+            &Situation::default(),
+        )
+        .map(|s| s.text)
+        .unwrap_or_default();
+        assert_eq!(
+            s,
+            "Get \"https://myregistry.azurecr.io/v2/\": remote error: tls: unrecognized name"
+        );
+        // Without the alert (the record of a refusal always has it), nothing is predicted.
+        assert_eq!(sym(&ev, None), "");
+    }
+}
+
 #[test]
 fn malformed_client_requests() {
     let d = diagnoser(vec![]);

@@ -1,11 +1,16 @@
 //! The local certificate authority that signs interception leaves.
 //!
-//! `regdoc ca init` makes it once ([`generate`]); the proxy loads it at start ([`Ca::load`]). The
-//! key never leaves this module except as the signer of leaves: no leaf carries it.
+//! `regdoc ca init` makes it ([`generate`]); the proxy loads it at start ([`Ca::load`]). The key
+//! never leaves this module except as the signer of leaves: no leaf carries it.
+//!
+//! The CA is made to be trusted narrowly and replaced often: name constraints (see
+//! [`super::constraints`]) limit what it can vouch for even where it is trusted too widely, and
+//! it is valid for a year, after which `ca init --force` makes the next one.
 
+use super::constraints::{NameConstraints, PermitError};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::pki_types::CertificateDer;
 use std::io::Write;
@@ -43,21 +48,36 @@ pub enum CaError {
     Invalid { path: PathBuf, reason: String },
     #[error("cannot generate the CA: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error(transparent)]
+    Permit(#[from] PermitError),
 }
 
 /// File names inside the CA directory.
 pub const CERT_FILE: &str = "ca.crt";
 pub const KEY_FILE: &str = "ca.key";
 
-/// How long a new CA is valid. Long, because re-distributing trust to every Docker host is the
-/// expensive part of interception.
-const CA_VALIDITY_DAYS: i64 = 3650;
+/// How long a new CA is valid. A year bounds the harm of a key copied off the host, and a
+/// yearly `ca init --force` keeps re-trusting (one file per Docker host) a practised step.
+pub const CA_VALIDITY_DAYS: i64 = 365;
 
-/// Create `ca.crt` and `ca.key` in `dir`. Refuses to replace existing files unless `force`.
+/// Create `ca.crt` and `ca.key` in `dir`, permitting the default names
+/// ([`super::constraints::DEFAULT_PERMIT`]). Refuses to replace existing files unless `force`.
+pub fn generate(dir: &Path, force: bool) -> Result<CaPaths, CaError> {
+    let names: Vec<String> = super::constraints::DEFAULT_PERMIT
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    generate_permitting(dir, force, &names)
+}
+
+/// Create `ca.crt` and `ca.key` in `dir`, with name constraints permitting `permit` (see
+/// [`NameConstraints::permitting`]). Refuses to replace existing files unless `force`.
 ///
 /// The key file is created with mode 0600 at `open` time, so it is never readable by others, not
 /// even for the instant between a create and a chmod.
-pub fn generate(dir: &Path, force: bool) -> Result<CaPaths, CaError> {
+pub fn generate_permitting(dir: &Path, force: bool, permit: &[String]) -> Result<CaPaths, CaError> {
+    // Checked before anything is touched: a bad name must not cost the existing CA.
+    let constraints = NameConstraints::permitting(permit)?;
     let paths = CaPaths {
         cert: dir.join(CERT_FILE),
         key: dir.join(KEY_FILE),
@@ -75,14 +95,17 @@ pub fn generate(dir: &Path, force: bool) -> Result<CaPaths, CaError> {
     })?;
 
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let cert = ca_params(&ca_name())?.self_signed(&key)?;
+    let cert = ca_params(&ca_name(), &constraints)?.self_signed(&key)?;
 
     write_new(&paths.key, key.serialize_pem().as_bytes(), 0o600)?;
     write_new(&paths.cert, cert.pem().as_bytes(), 0o644)?;
     Ok(paths)
 }
 
-fn ca_params(common_name: &str) -> Result<CertificateParams, CaError> {
+fn ca_params(
+    common_name: &str,
+    constraints: &NameConstraints,
+) -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
@@ -95,6 +118,10 @@ fn ca_params(common_name: &str) -> Result<CertificateParams, CaError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    params.name_constraints = Some(constraints.to_rcgen());
+    // Verifiers that check EKU along the chain (Go does) then accept its leaves for TLS servers
+    // only, not for client authentication, code or mail signing.
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let now = OffsetDateTime::now_utc();
     params.not_before = now - TimeDuration::hours(1);
     params.not_after = now + TimeDuration::days(CA_VALIDITY_DAYS);
@@ -172,6 +199,10 @@ pub struct Ca {
     issuer: rcgen::Certificate,
     key: KeyPair,
     common_name: String,
+    /// None: the certificate carries no name constraints (a CA made elsewhere, or by an older
+    /// regdoc) and may vouch for any name.
+    constraints: Option<NameConstraints>,
+    not_after: i64,
 }
 
 impl std::fmt::Debug for Ca {
@@ -224,6 +255,10 @@ impl Ca {
             .unwrap_or("")
             .to_string();
 
+        let constraints = NameConstraints::of_certificate(&parsed)
+            .map_err(|reason| invalid(cert_path, reason))?;
+        let not_after = parsed.validity().not_after.timestamp();
+
         let params = CertificateParams::from_ca_cert_der(&cert_der)
             .map_err(|e| invalid(cert_path, format!("cannot use as issuer: {e}")))?;
         // Re-signing the parsed parameters gives rcgen an issuer object; only its subject name
@@ -236,7 +271,33 @@ impl Ca {
             issuer,
             key,
             common_name,
+            constraints,
+            not_after,
         })
+    }
+
+    /// The name constraints the certificate carries, None when it has none.
+    pub fn constraints(&self) -> Option<&NameConstraints> {
+        self.constraints.as_ref()
+    }
+
+    /// Whether a leaf for `host` (lower case, no trailing dot) would satisfy the CA's name
+    /// constraints; a CA without constraints permits every name.
+    pub fn permits(&self, host: &str) -> bool {
+        self.constraints.as_ref().is_none_or(|c| c.permits(host))
+    }
+
+    /// The names the CA may vouch for, for messages.
+    pub fn describe_permitted(&self) -> String {
+        self.constraints
+            .as_ref()
+            .map(NameConstraints::describe_permitted)
+            .unwrap_or_else(|| "any name (no name constraints)".into())
+    }
+
+    /// The end of the CA's validity, seconds since the Unix epoch.
+    pub fn not_after(&self) -> i64 {
+        self.not_after
     }
 
     /// The CA certificate (DER), as clients must trust it.
@@ -317,7 +378,13 @@ mod tests {
         let ku = c.key_usage().unwrap().unwrap().value;
         assert!(ku.key_cert_sign() && ku.crl_sign());
         let life = c.validity().not_after.timestamp() - c.validity().not_before.timestamp();
-        assert!(life > 3649 * 86_400, "{life}");
+        assert!(life <= 366 * 86_400, "{life}");
+        let eku = c.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth && !eku.client_auth);
+        // The default constraints, read back at load.
+        assert!(ca.permits("myreg.azurecr.io"));
+        assert!(!ca.permits("www.google.com"));
+        assert_eq!(ca.describe_permitted(), ".azurecr.io");
         // The Debug form must not leak the key.
         assert!(!format!("{ca:?}").contains("PRIVATE"));
     }
@@ -338,6 +405,31 @@ mod tests {
         assert_ne!(std::fs::read(&second.cert).unwrap(), before);
         let mode = std::fs::metadata(&second.key).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_bad_permit_leaves_the_existing_ca_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = generate(dir.path(), false).unwrap();
+        let before = std::fs::read(&first.cert).unwrap();
+        let e = generate_permitting(dir.path(), true, &["*.com".to_string()]).unwrap_err();
+        assert!(matches!(e, CaError::Permit(_)), "{e}");
+        assert_eq!(std::fs::read(&first.cert).unwrap(), before);
+    }
+
+    #[test]
+    fn a_ca_without_constraints_permits_every_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = p.self_signed(&key).unwrap();
+        let (c, k) = (dir.path().join("o.crt"), dir.path().join("o.key"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let ca = Ca::load(&c, &k).unwrap();
+        assert!(ca.constraints().is_none());
+        assert!(ca.permits("anything.example"));
     }
 
     #[test]

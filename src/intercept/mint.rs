@@ -1,5 +1,8 @@
 //! Leaf certificates for intercepted hosts, minted on demand and cached.
 //!
+//! Names: a leaf is minted only for a name the CA's name constraints permit (the caller, the
+//! interception engine, decides which name: the CONNECT host, after the server proved it).
+//!
 //! Keys: every leaf has its own ECDSA P-256 key, made in memory when the leaf is minted (never
 //! written to disk, never the CA key, which stays out of every handshake). A key costs tens of
 //! microseconds and is made once per host, because the leaf is cached; a leaf's key then says
@@ -31,17 +34,19 @@ use tokio::sync::OnceCell;
 pub const DEFAULT_CACHE: usize = 1024;
 /// Leaf validity. Short, so a leaked leaf is useless soon; long enough that no realistic
 /// session outlives it.
-const LEAF_DAYS: i64 = 30;
+const LEAF_DAYS: i64 = 7;
 /// Backdating of `not_before`: a client whose clock is a little behind must still accept it.
 const BACKDATE: TimeDuration = TimeDuration::hours(1);
-/// Re-mint after this age (half the validity).
-const REFRESH_AFTER: Duration = Duration::from_secs(15 * 86_400);
+/// Re-mint after this age (about half the validity).
+const REFRESH_AFTER: Duration = Duration::from_secs(3 * 86_400);
 
 /// Why a leaf could not be minted.
 #[derive(Debug, thiserror::Error)]
 pub enum MintError {
     #[error("{host:?} cannot be named in a certificate: {reason}")]
     BadHost { host: String, reason: String },
+    #[error("{host} is outside the interception CA's name constraints (it may vouch for {permitted}); make a CA that permits it: regdoc ca init --force --permit {host}")]
+    NotPermitted { host: String, permitted: String },
     #[error("cannot sign a leaf for {host}: {source}")]
     Sign { host: String, source: rcgen::Error },
     #[error("cannot generate the leaf key: {0}")]
@@ -188,9 +193,26 @@ impl LeafMinter {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The leaf for `host` (a DNS name or an IP literal), minting it on a miss.
+    /// The CA leaves are signed by.
+    pub fn ca(&self) -> &Ca {
+        &self.ca
+    }
+
+    /// Whether a leaf for `host` may be minted: the CA's name constraints permit it.
+    pub fn permits(&self, host: &str) -> bool {
+        self.ca.permits(&normalize(host))
+    }
+
+    /// The leaf for `host` (a DNS name or an IP literal), minting it on a miss. Refused for a
+    /// name outside the CA's name constraints.
     pub async fn get(&self, host: &str) -> Result<(Arc<Leaf>, CacheUse), MintError> {
         let host = normalize(host);
+        if !self.ca.permits(&host) {
+            return Err(MintError::NotPermitted {
+                permitted: self.ca.describe_permitted(),
+                host,
+            });
+        }
         let cell = {
             let mut lru = self.lock();
             lru.tick += 1;
@@ -299,7 +321,7 @@ fn evict_oldest(map: &mut HashMap<String, Entry>) {
 }
 
 /// Lower case, no trailing dot, no IPv6 brackets.
-fn normalize(host: &str) -> String {
+pub(crate) fn normalize(host: &str) -> String {
     host.trim()
         .trim_end_matches('.')
         .trim_start_matches('[')
@@ -349,9 +371,11 @@ pub(crate) mod tests {
     use super::*;
     use rustls::pki_types::ServerName;
 
+    /// A CA permitting `*.azurecr.io`, `example` (and below) and 127.0.0.1, as the tests name them.
     pub(crate) fn test_ca() -> (tempfile::TempDir, Arc<Ca>) {
         let dir = tempfile::tempdir().unwrap();
-        let p = super::super::ca::generate(dir.path(), false).unwrap();
+        let permit = ["*.azurecr.io", "example", "127.0.0.1"].map(String::from);
+        let p = super::super::ca::generate_permitting(dir.path(), false, &permit).unwrap();
         let ca = Arc::new(Ca::load(&p.cert, &p.key).unwrap());
         (dir, ca)
     }
@@ -476,12 +500,38 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn names_outside_the_constraints_are_never_minted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = super::super::ca::generate(dir.path(), false).unwrap();
+        let m = LeafMinter::new(Arc::new(Ca::load(&p.cert, &p.key).unwrap()), 4).unwrap();
+        for h in [
+            "www.google.com",
+            "azurecr.io",
+            "evilazurecr.io",
+            "127.0.0.1",
+            "::1",
+        ] {
+            assert!(!m.permits(h), "{h}");
+            let e = m.get(h).await.err().unwrap();
+            assert!(matches!(e, MintError::NotPermitted { .. }), "{h}: {e}");
+            assert!(e.to_string().contains("--permit"), "{e}");
+        }
+        assert!(m.is_empty());
+        assert_eq!(m.mints(), 0);
+        assert!(m.get("MyReg.AzureCR.io.").await.is_ok());
+    }
+
+    #[tokio::test]
     async fn bad_hosts_are_refused_and_not_cached() {
         let (_d, ca) = test_ca();
         let m = LeafMinter::new(ca, 4).unwrap();
-        for h in ["", "bad host", "é.example", &"a".repeat(300)] {
+        let long = format!("{}.example", "a".repeat(300));
+        for h in ["", "bad host", "é.example", &long] {
             assert!(
-                matches!(m.get(h).await, Err(MintError::BadHost { .. })),
+                matches!(
+                    m.get(h).await,
+                    Err(MintError::BadHost { .. } | MintError::NotPermitted { .. })
+                ),
                 "{h}"
             );
         }

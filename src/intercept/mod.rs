@@ -14,8 +14,10 @@
 pub mod body;
 pub mod ca;
 pub mod coalesce;
+pub mod constraints;
 pub mod exchange;
 pub mod mint;
+mod refuse;
 pub mod serve;
 pub mod upstream_tls;
 

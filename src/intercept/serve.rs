@@ -2,10 +2,15 @@
 //! and HTTP/1.1 or HTTP/2 (whatever ALPN chose) relayed request by request with hyper, each
 //! exchange observed and judged.
 //!
-//! Order of a connection: read the client's ClientHello (SNI, ALPN) → TLS to the server offering
-//! the client's protocols → present a leaf offering the protocol the server chose (so both sides
-//! speak the same HTTP version) → relay. A server whose certificate fails verification is never
-//! used: the client gets a 502 naming the problem for every request.
+//! Order of a connection: read the client's ClientHello (SNI, ALPN) → check the name (the SNI, if
+//! any, must be the CONNECT host, and the CA must permit it) → TLS to the server offering the
+//! client's protocols → only once the server's certificate passed verification, mint (or reuse)
+//! the leaf for the CONNECT host, offering the protocol the server chose (so both sides speak the
+//! same HTTP version) → relay.
+//!
+//! regdoc never vouches for a name it has not seen the real server prove: when the name check or
+//! the server's handshake fails, the client gets no certificate, only a TLS alert (or the end of
+//! the connection, as the server gave), and the failure record carries the diagnosis.
 
 use super::body::ReplyBody;
 use super::exchange::{self, BODY_CAP, CAUSE_HEADER};
@@ -224,9 +229,47 @@ impl Interceptor {
             .iter()
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .collect();
-        let cert_host = tls.sni.clone().unwrap_or_else(|| ctx.host.clone());
 
-        // 2. The server, offering what the client offered (among what regdoc relays).
+        // 2. The name: the CONNECT host, which the server will have to prove, and nothing else.
+        let refusal = if !super::refuse::sni_matches(tls.sni.as_deref(), &ctx.host) {
+            let sni = tls.sni.clone().unwrap_or_default();
+            let error = format!(
+                "the client asked TLS for {sni:?} inside a tunnel to {}: regdoc mints certificates only for the tunnel's host",
+                ctx.host
+            );
+            Some((FailureKind::TlsSniMismatch { sni }, error, "sni_mismatch"))
+        } else if !self.minter.permits(&ctx.host) {
+            let permitted = self.minter.ca().describe_permitted();
+            let error = format!(
+                "{} is outside the name constraints of regdoc's CA (it may vouch for {permitted}); no certificate was minted",
+                ctx.host
+            );
+            Some((
+                FailureKind::InterceptNameNotPermitted { permitted },
+                error,
+                "name_not_permitted",
+            ))
+        } else {
+            None
+        };
+        if let Some((kind, error, reason)) = refusal {
+            let ev = failure_event(
+                &ctx,
+                Phase::Policy,
+                kind,
+                error,
+                Some(tls.clone()),
+                None,
+                started,
+            );
+            let alert = super::refuse::Alert::UNRECOGNIZED_NAME;
+            self.record_refusal(&ctx, &ev, Some(alert));
+            let mut io = start.io;
+            super::refuse::send_alert(&mut io, alert, self.tls_timeout).await;
+            return outcome(tls, 0, 1, reason);
+        }
+
+        // 3. The server, offering what the client offered (among what regdoc relays).
         let to_server: Vec<Vec<u8>> = offered
             .iter()
             .filter(|p| p.as_slice() == H2 || p.as_slice() == H1)
@@ -244,43 +287,55 @@ impl Interceptor {
             })
         });
 
-        // 3. The leaf, and the protocol to offer the client.
-        let (leaf, _cache) = match self.minter.get(&cert_host).await {
+        // 4. Only a server that proved the name gets it vouched for: otherwise the client gets
+        // no certificate, only the server's failure as an alert (or a close).
+        let server = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                let answer = super::refuse::for_upstream(&e);
+                self.upstream_refused(&ctx, &tls, e, answer, started);
+                let mut io = start.io;
+                match answer {
+                    super::refuse::Answer::Alert(a) => {
+                        super::refuse::send_alert(&mut io, a, self.tls_timeout).await
+                    }
+                    super::refuse::Answer::Close => {
+                        let _ = tokio::time::timeout(
+                            self.tls_timeout,
+                            tokio::io::AsyncWriteExt::shutdown(&mut io),
+                        )
+                        .await;
+                    }
+                }
+                return outcome(tls, 0, 1, "upstream_tls_failed");
+            }
+        };
+        let (_, c) = server.get_ref();
+        tls.version = c.protocol_version().map(version_name);
+        tls.cipher = c
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()));
+        let to_client = match c.alpn_protocol() {
+            Some(p) if p == H2 => vec![H2.to_vec()],
+            _ if offered.iter().any(|p| p == H1) => vec![H1.to_vec()],
+            _ => Vec::new(),
+        };
+
+        // 5. The leaf for the CONNECT host, and the protocol to offer the client.
+        let (leaf, _cache) = match self.minter.get(&ctx.host).await {
             Ok(k) => k,
             Err(e) => {
                 tracing::warn!(conn_id = ctx.conn_id, "interception: {e}");
+                let mut io = start.io;
+                let alert = super::refuse::Alert::INTERNAL_ERROR;
+                super::refuse::send_alert(&mut io, alert, self.tls_timeout).await;
                 return outcome(tls, 0, 0, "leaf_mint_failed");
-            }
-        };
-        let mut refused = None;
-        let (to_client, upstream_tls) = match connected {
-            Ok(s) => {
-                let (_, c) = s.get_ref();
-                tls.version = c.protocol_version().map(version_name);
-                tls.cipher = c
-                    .negotiated_cipher_suite()
-                    .map(|s| format!("{:?}", s.suite()));
-                let alpn = match c.alpn_protocol() {
-                    Some(p) if p == H2 => vec![H2.to_vec()],
-                    _ if offered.iter().any(|p| p == H1) => vec![H1.to_vec()],
-                    _ => Vec::new(),
-                };
-                (alpn, Some(s))
-            }
-            Err(e) => {
-                refused = Some(self.upstream_refused(&ctx, &tls, e, started));
-                let alpn = if offered.iter().any(|p| p == H1) {
-                    vec![H1.to_vec()]
-                } else {
-                    Vec::new()
-                };
-                (alpn, None)
             }
         };
         let h2_client = to_client.first().map(|p| p == H2).unwrap_or(false);
         let cfg = leaf.server_config(to_client.first().map(Vec::as_slice).unwrap_or_default());
 
-        // 4. Finish the client's handshake under the leaf.
+        // 6. Finish the client's handshake under the leaf.
         let client_tls = match tokio::time::timeout(self.tls_timeout, start.into_stream(cfg)).await
         {
             Ok(Ok(s)) => s,
@@ -292,27 +347,23 @@ impl Interceptor {
             Err(_) => return outcome(tls, 0, 0, "client_handshake_timeout"),
         };
 
-        // 5. The upstream HTTP connection.
-        let mut h2_upstream = false;
+        // 7. The upstream HTTP connection.
+        // The server proved its name already: a failure here is regdoc's to answer in HTTP.
+        let mut refused = None;
         let mut upstream_closed = None;
-        let sender = match upstream_tls {
-            None => None,
-            Some(s) => {
-                h2_upstream = s.get_ref().1.alpn_protocol() == Some(H2);
-                match handshake(s, h2_upstream).await {
-                    Ok((sender, closed)) => {
-                        upstream_closed = Some(closed);
-                        Some(sender)
-                    }
-                    Err(e) => {
-                        refused = Some(OwnReply {
-                            status: StatusCode::BAD_GATEWAY,
-                            cause: fallback_cause(),
-                            body: format!("regdoc: the server's HTTP connection failed: {e}\n"),
-                        });
-                        None
-                    }
-                }
+        let h2_upstream = server.get_ref().1.alpn_protocol() == Some(H2);
+        let sender = match handshake(server, h2_upstream).await {
+            Ok((sender, closed)) => {
+                upstream_closed = Some(closed);
+                Some(sender)
+            }
+            Err(e) => {
+                refused = Some(OwnReply {
+                    status: StatusCode::BAD_GATEWAY,
+                    cause: fallback_cause(),
+                    body: format!("regdoc: the server's HTTP connection failed: {e}\n"),
+                });
+                None
             }
         };
         let failures_before = u64::from(refused.is_some());
@@ -327,7 +378,7 @@ impl Interceptor {
             started,
         });
 
-        // 6. Relay requests until the client is done.
+        // 8. Relay requests until the client is done.
         let svc_conn = conn.clone();
         let service = hyper::service::service_fn(move |req| {
             let c = svc_conn.clone();
@@ -381,13 +432,15 @@ impl Interceptor {
         )
     }
 
+    /// Record a server whose handshake failed; the client is told by `answer`.
     fn upstream_refused(
         &self,
         ctx: &InterceptCtx,
         tls: &TlsObservation,
         e: UpstreamTlsError,
+        answer: super::refuse::Answer,
         started: Instant,
-    ) -> OwnReply {
+    ) {
         let (kind, error) = match &e {
             UpstreamTlsError::Certificate { problem, detail } => (
                 FailureKind::TlsUpstreamCertificate {
@@ -410,32 +463,44 @@ impl Interceptor {
             // No closer kind: a name rustls cannot use, or a local TLS configuration problem.
             UpstreamTlsError::Handshake { .. } => (FailureKind::TlsServerClosed, e.to_string()),
         };
+        let alert = match answer {
+            super::refuse::Answer::Alert(a) => Some(a),
+            super::refuse::Answer::Close => None,
+        };
+        let error = match alert {
+            Some(a) => format!(
+                "{error}; the client got no certificate, only a TLS alert ({})",
+                a.name
+            ),
+            None => format!("{error}; the client got no certificate, its connection was closed"),
+        };
         let ev = failure_event(
             ctx,
             Phase::Tls,
             kind,
-            error.clone(),
+            error,
             Some(tls.clone()),
             None,
             started,
         );
-        let findings = ctx.diagnoser.diagnose(&ev);
-        let cause = cause_of(&findings).unwrap_or_else(fallback_cause);
+        self.record_refusal(ctx, &ev, alert);
+    }
+
+    /// Write the failure record of a client turned away before any certificate.
+    fn record_refusal(
+        &self,
+        ctx: &InterceptCtx,
+        ev: &FailureEvent,
+        alert: Option<super::refuse::Alert>,
+    ) {
+        let findings = ctx.diagnoser.diagnose(ev);
         crate::record::write_failure(
             &ctx.diagnoser,
-            &ev,
+            ev,
             &findings,
-            Some((502, "Bad Gateway")),
-            Some(crate::diagnose::symptom::Reply::Http {
-                status: 502,
-                reason: "Bad Gateway",
-            }),
+            None,
+            alert.map(|a| crate::diagnose::symptom::Reply::Alert(a.name)),
         );
-        OwnReply {
-            status: StatusCode::BAD_GATEWAY,
-            cause,
-            body: format!("regdoc: {error}\nregdoc did not forward this request.\n"),
-        }
     }
 
     fn client_rejected(

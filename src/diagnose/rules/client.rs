@@ -48,6 +48,36 @@ pub(super) fn proxy_policy(ev: &FailureEvent) -> Vec<Finding> {
         FailureKind::ProxyAuthRequired { provided: true } => {
             "the client's proxy credentials were not accepted".into()
         }
+        FailureKind::TlsSniMismatch { sni } => {
+            return vec![find(
+                &c::PROXY_POLICY,
+                High,
+                vec![
+                    format!(
+                        "the client asked TLS for {:?} inside a tunnel to {}; regdoc presents certificates only for the tunnel's own host",
+                        redact(sni),
+                        ev.host
+                    ),
+                    "a registry client names the host it connected to; another name is a misconfigured client or an attempt to get a certificate for a foreign name".into(),
+                ],
+            )];
+        }
+        FailureKind::InterceptNameNotPermitted { permitted } => {
+            return vec![find(
+                &c::PROXY_POLICY,
+                High,
+                vec![
+                    format!(
+                        "{} is outside the name constraints of regdoc's interception CA (it may vouch for {permitted})",
+                        ev.host
+                    ),
+                    format!(
+                        "make a CA that permits it (`regdoc ca init --force --permit {}`) and re-trust it, or add the host to intercept.passthrough",
+                        ev.host
+                    ),
+                ],
+            )];
+        }
         _ => "refused by regdoc policy".into(),
     };
     vec![find(&c::PROXY_POLICY, High, vec![e])]

@@ -112,6 +112,9 @@ pub enum Reply<'a> {
     Connect(&'a str),
     /// An HTTP answer regdoc made inside an intercepted tunnel, in place of the server's.
     Http { status: u16, reason: &'a str },
+    /// A fatal TLS alert regdoc sent in answer to the client's ClientHello in an intercepted
+    /// tunnel (its description in snake_case, `unrecognized_name`), instead of a certificate.
+    Alert(&'a str),
 }
 
 /// The client's line for `ev`. `reply` is what regdoc answered the client itself, `None` when
@@ -148,6 +151,13 @@ pub fn client_symptom(
     }
     match reply {
         Some(Reply::Http { status, reason }) => return own_http_reply(ev, op, status, reason),
+        Some(Reply::Alert(description)) => {
+            let alert = distribution::alert_text(description);
+            return known(
+                "tls_remote_alert",
+                get("tls_remote_alert", &[("alert", &alert)]),
+            );
+        }
         Some(Reply::Connect(reason)) => {
             let reason = redact(reason);
             let reason = if reason.is_empty() {
@@ -247,6 +257,8 @@ pub fn client_symptom(
         | FailureKind::ProxyAuthRequired { .. }
         | FailureKind::TransferStalled { .. }
         | FailureKind::UpstreamClosedBeforeHeaders { .. }
+        | FailureKind::TlsSniMismatch { .. }
+        | FailureKind::InterceptNameNotPermitted { .. }
         | FailureKind::TlsInsteadOfHttp => None,
     }
 }
