@@ -130,7 +130,9 @@ pub fn evaluate(ev: &FailureEvent, ctx: &ContextView, cfg: &RulesConfig) -> Vec<
         FailureKind::TlsInsteadOfHttp => proxy_scheme(ev),
         FailureKind::ClientNotAllowed
         | FailureKind::PortNotAllowed { .. }
-        | FailureKind::ProxyAuthRequired { .. } => proxy_policy(ev),
+        | FailureKind::ProxyAuthRequired { .. }
+        | FailureKind::DestinationNotAllowed { .. } => proxy_policy(ev),
+        FailureKind::ResourceLimit { .. } => resource_limit(ev),
         FailureKind::DnsNxDomain
         | FailureKind::DnsNoAddresses
         | FailureKind::DnsTimeout
