@@ -3,6 +3,11 @@
 //! A broken file is refused with its path, the line and the reason, so an operator never starts a
 //! proxy that silently ignores a setting.
 
+pub mod bounds;
+mod files;
+
+use crate::policy::destination::{self, DestRule};
+use crate::policy::relay::{self, Exposure};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -36,6 +41,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Clients allowed to use the proxy.
     pub allowed_clients: Vec<IpNet>,
+    /// Serve everyone on a network-facing socket without `[auth]`; refused at load otherwise.
+    pub i_know_this_is_an_open_proxy: bool,
+    /// Destinations refused (networks and host patterns), unless `allowed_destinations` has a
+    /// more specific rule for them. See [`crate::policy::destination`].
+    pub denied_destinations: Vec<DestRule>,
+    /// Exceptions to `denied_destinations`.
+    pub allowed_destinations: Vec<DestRule>,
     /// Destination ports a CONNECT may reach.
     pub allowed_ports: Vec<u16>,
     /// At most this many client connections at once; further ones wait in the accept queue.
@@ -66,6 +78,9 @@ impl Default for Config {
                 "127.0.0.0/8".parse().expect("literal CIDR"),
                 "::1/128".parse().expect("literal CIDR"),
             ],
+            i_know_this_is_an_open_proxy: false,
+            denied_destinations: destination::default_denied(),
+            allowed_destinations: destination::default_allowed(),
             allowed_ports: vec![443, 80],
             max_connections: 9_000,
             max_head_bytes: 16 * 1024,
@@ -410,17 +425,26 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Read and parse a file.
+    /// Read and parse a file, then check that the files it names can be used: what `run` will
+    /// open is opened here first (and only read), so a file `check-config` accepts starts.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, path)
+        let cfg = Config::parse(&text, path)?;
+        files::check(&cfg).map_err(|(key, reason)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: find_key_line(&text, &key).unwrap_or(1),
+            reason,
+        })?;
+        Ok(cfg)
     }
 
-    /// Checks serde cannot express. Returns the offending key and the reason.
-    fn validate(&self) -> Result<(), (String, String)> {
+    /// Checks serde cannot express, without touching the file system. Returns the offending
+    /// key (as written in the file, for its line) and the reason. `regdoc::run` applies the
+    /// same checks to a configuration built in code.
+    pub fn validate(&self) -> Result<(), (String, String)> {
         for rule in &self.dns.connect_to {
             ConnectTo::parse(rule).map_err(|r| ("connect_to".to_string(), r))?;
         }
@@ -437,36 +461,17 @@ impl Config {
                 "allowed_ports must name at least one port".into(),
             ));
         }
-        if self.max_connections == 0 {
+        if self.allowed_ports.contains(&0) {
             return Err((
-                "max_connections".into(),
-                "max_connections must be at least 1".into(),
+                "allowed_ports".into(),
+                "allowed_ports: port 0 cannot be connected to".into(),
             ));
         }
-        if self.max_head_bytes < 1024 {
-            return Err((
-                "max_head_bytes".into(),
-                "max_head_bytes must be at least 1024".into(),
-            ));
+        bounds::check(self)?;
+        if let Some(a) = &self.auth {
+            check_credentials(a)?;
         }
-        if !(4096..=4 * 1024 * 1024).contains(&self.buffer_bytes) {
-            return Err((
-                "buffer_bytes".into(),
-                "buffer_bytes must be between 4096 and 4194304".into(),
-            ));
-        }
-        if !PROBE_TIMEOUT_RANGE.contains(&self.probe.timeout) {
-            return Err((
-                "timeout".into(),
-                "probe.timeout must be between 100ms and 60s".into(),
-            ));
-        }
-        if !PROBE_INTERVAL_RANGE.contains(&self.probe.interval) {
-            return Err((
-                "interval".into(),
-                "probe.interval must be between 1s and 24h".into(),
-            ));
-        }
+        self.check_exposure()?;
         if self.intercept.ca_cert.is_some() != self.intercept.ca_key.is_some() {
             return Err((
                 "ca_cert".into(),
@@ -482,6 +487,22 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Whether this configuration makes regdoc an open relay (see [`relay::exposure`]).
+    pub fn exposure(&self) -> Exposure {
+        relay::exposure(self.listen, &self.allowed_clients, self.auth.is_some())
+    }
+
+    /// An open relay is refused unless the operator said, in so many words, that it is meant.
+    /// Public so that a `--listen` given on the command line is held to the same rule.
+    pub fn check_exposure(&self) -> Result<(), (String, String)> {
+        match self.exposure() {
+            Exposure::OpenRelay(why) if !self.i_know_this_is_an_open_proxy => {
+                Err(("listen".into(), why))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Parsed `connect_to` rules (validated at load).
@@ -509,6 +530,25 @@ pub fn parse_nameserver(s: &str) -> Result<SocketAddr, String> {
     }
     s.parse::<SocketAddr>()
         .map_err(|_| format!("nameserver {s:?} must be IP or IP:PORT"))
+}
+
+/// Basic credentials as RFC 7617 allows them: a user-id without a colon, neither part empty,
+/// no control characters (they could not be typed into a proxy URL, and an empty password
+/// accepts a client that merely says `user:`).
+fn check_credentials(a: &ProxyAuth) -> Result<(), (String, String)> {
+    if a.username.is_empty() || a.username.contains(':') || a.username.contains(char::is_control) {
+        return Err((
+            "username".into(),
+            "auth.username must be non-empty, without ':' or control characters".into(),
+        ));
+    }
+    if a.password.is_empty() || a.password.contains(char::is_control) {
+        return Err((
+            "password".into(),
+            "auth.password must be non-empty, without control characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Line of a byte offset. Counted on bytes: an offset inside a multi-byte character (should a
@@ -590,7 +630,7 @@ mod tests {
         let e = Config::parse("[probe]\ntimeout = \"0s\"\n", Path::new("c"))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("c:2: ") && e.contains("100ms and 60s"), "{e}");
+        assert!(e.starts_with("c:2: ") && e.contains("100ms and 1m"), "{e}");
         let e = Config::parse("[probe]\ninterval = \"48h\"\n", Path::new("c"))
             .unwrap_err()
             .to_string();

@@ -20,6 +20,7 @@ pub mod intercept;
 pub mod logging;
 pub mod net;
 pub mod observe;
+pub mod policy;
 /// Strategies for the parsers' property tests (near-valid inputs from real samples).
 #[cfg(test)]
 pub(crate) mod proptest_support;

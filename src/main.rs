@@ -144,7 +144,31 @@ fn effective_config(args: &RunArgs, path: Option<&PathBuf>) -> Result<Config, Co
     if let Some(format) = args.log_format {
         cfg.log.format = format;
     }
+    // The file was judged with its own `listen`; a flag must not turn it into an open relay.
+    cfg.check_exposure()
+        .map_err(|(_, reason)| ConfigError::Override {
+            what: "--listen".into(),
+            reason,
+        })?;
     Ok(cfg)
+}
+
+/// Everything `run` builds from the configuration before it listens (resolver, upstream proxy,
+/// interception CA, probe roots), built once and dropped: `check-config` and `run` refuse the
+/// same configurations, and systemd never sees a ready proxy that cannot do what it was told.
+fn preflight(cfg: &Config) -> Result<(), regdoc::proxy::SetupError> {
+    regdoc::proxy::Shared::new(cfg.clone()).map(drop)
+}
+
+/// A configuration that serves everyone, accepted because the operator said so, is said again
+/// at every start.
+fn warn_if_open(cfg: &Config) {
+    if let regdoc::policy::relay::Exposure::OpenRelay(why) = cfg.exposure() {
+        tracing::warn!(
+            listen = %cfg.listen,
+            "open proxy: {why} (accepted: i_know_this_is_an_open_proxy = true)"
+        );
+    }
 }
 
 async fn run(args: RunArgs) -> ExitCode {
@@ -179,12 +203,10 @@ async fn run(args: RunArgs) -> ExitCode {
 
 /// Bind, announce, serve until SIGTERM/SIGINT, drain.
 async fn serve(cfg: Config, source: String, log: &LogHandle) -> ExitCode {
-    // Files the configuration names (the interception CA, extra roots) are checked before
-    // listening, so systemd never sees a ready proxy that cannot do what it was told.
-    if let Err(e) = regdoc::intercept::Interceptor::from_config(&cfg) {
+    if let Err(e) = preflight(&cfg) {
         tracing::error!("{e}");
         eprintln!("regdoc: {e}");
-        return ExitCode::from(2);
+        return ExitCode::from(EXIT_CONFIG);
     }
     // Signal handlers first: a SIGTERM right after readiness must already mean "drain".
     let (term, int, hup) = match (
@@ -218,6 +240,7 @@ async fn serve(cfg: Config, source: String, log: &LogHandle) -> ExitCode {
     tokio::spawn(reopen_on_hangup(hup, log.clone()));
     let bound = listener.local_addr().unwrap_or(cfg.listen);
     announce(&cfg, bound, &source);
+    warn_if_open(&cfg);
     notify(sd_notify::NotifyState::Ready);
 
     let result = regdoc::run(listener, cfg, shutdown(term, int, log.clone())).await;
@@ -311,6 +334,10 @@ fn visibility(cfg: &Config) -> &'static str {
 fn check_config(file: PathBuf) -> ExitCode {
     match Config::load(&file) {
         Ok(cfg) => {
+            if let Err(e) = preflight(&cfg) {
+                eprintln!("regdoc: {}: {e}", file.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
             print!("{}", summary(&cfg));
             // The CA's name constraints against the hosts to intercept: a mismatch would only
             // show at the first pull, as refused handshakes.
@@ -346,8 +373,24 @@ fn summary(cfg: &Config) -> String {
     let _ = writeln!(s, "listen            {}", cfg.listen);
     let clients: Vec<String> = cfg.allowed_clients.iter().map(|c| c.to_string()).collect();
     let _ = writeln!(s, "allowed_clients   {}", list(&clients));
+    if let regdoc::policy::relay::Exposure::OpenRelay(_) = cfg.exposure() {
+        let _ = writeln!(
+            s,
+            "exposure          OPEN PROXY: anyone reaching {} may use it (i_know_this_is_an_open_proxy = true)",
+            cfg.listen
+        );
+    }
     let ports: Vec<String> = cfg.allowed_ports.iter().map(|p| p.to_string()).collect();
     let _ = writeln!(s, "allowed_ports     {}", list(&ports));
+    let rules = |v: &[regdoc::policy::destination::DestRule]| {
+        list(&v.iter().map(|r| r.to_string()).collect::<Vec<_>>())
+    };
+    let _ = writeln!(
+        s,
+        "destinations      denied {} and regdoc's own listen address; allowed {}",
+        rules(&cfg.denied_destinations),
+        rules(&cfg.allowed_destinations)
+    );
     let _ = writeln!(s, "max_connections   {}", cfg.max_connections);
     let _ = writeln!(s, "max_head_bytes    {}", cfg.max_head_bytes);
     let _ = writeln!(s, "buffer_bytes      {}", cfg.buffer_bytes);

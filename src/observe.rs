@@ -69,6 +69,23 @@ pub enum FailureKind {
     ProxyAuthRequired {
         provided: bool,
     },
+    /// The destination (a name, or an address it resolved to) is refused by
+    /// `denied_destinations`, or is regdoc's own listening socket.
+    DestinationNotAllowed {
+        /// The address (`169.254.169.254:80`) or host name refused.
+        addr: String,
+        /// The rule that refused it, as the configuration writes it.
+        rule: String,
+    },
+    /// regdoc itself could not open the outgoing connection for lack of file descriptors: its
+    /// own limit (EMFILE) or the system's file table (ENFILE). Not the network's doing.
+    ResourceLimit {
+        /// `EMFILE` or `ENFILE`.
+        errno: String,
+        /// regdoc's RLIMIT_NOFILE at the time (soft, hard), when it could be read.
+        nofile_soft: Option<u64>,
+        nofile_hard: Option<u64>,
+    },
     /// The name does not exist (NXDOMAIN).
     DnsNxDomain,
     /// The name exists but has no address records.

@@ -23,8 +23,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let grace = config.timeouts.shutdown_grace;
-    let limit = Arc::new(Semaphore::new(config.max_connections));
-    let shared = Arc::new(Shared::new(config)?);
+    // Validated first (in `Shared::new`): the semaphore panics beyond its maximum.
+    let mut shared = Shared::new(config)?;
+    if let Ok(bound) = listener.local_addr() {
+        shared.set_listening(bound);
+    }
+    let shared = Arc::new(shared);
+    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     // Each connection task holds a clone; when all are dropped, every connection is done.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -48,7 +53,18 @@ pub async fn run(
             Err(e) => {
                 // Out of file descriptors or a transient network error: back off instead of
                 // spinning, and keep serving the connections already open.
-                tracing::warn!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                let limit = crate::net::dial::descriptor_shortage(&e)
+                    .map(|errno| {
+                        format!(
+                            " ({errno}: regdoc's {}; raise LimitNOFILE= or ulimit -n)",
+                            crate::net::dial::NofileLimit::current()
+                        )
+                    })
+                    .unwrap_or_default();
+                tracing::warn!(
+                    "accept failed: {e}{limit}; retrying in {} ms",
+                    backoff.as_millis()
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;

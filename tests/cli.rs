@@ -117,6 +117,12 @@ fn shipped_config_equals_the_defaults() {
     assert_eq!(c.listen, d.listen);
     assert_eq!(c.allowed_clients, d.allowed_clients);
     assert_eq!(c.allowed_ports, d.allowed_ports);
+    assert_eq!(c.denied_destinations, d.denied_destinations);
+    assert_eq!(c.allowed_destinations, d.allowed_destinations);
+    assert_eq!(
+        c.i_know_this_is_an_open_proxy,
+        d.i_know_this_is_an_open_proxy
+    );
     assert_eq!(c.max_connections, d.max_connections);
     assert_eq!(c.max_head_bytes, d.max_head_bytes);
     assert_eq!(c.buffer_bytes, d.buffer_bytes);

@@ -53,6 +53,8 @@ fn report_and_explain_on_a_real_log() {
         format!(
             r#"listen = "127.0.0.1:{listen_port}"
 allowed_ports = [443, {dead_port}]
+# The dead port is on loopback, which the default destination policy refuses.
+allowed_destinations = ["127.0.0.0/8"]
 [dns]
 # The test's own DNS server: no query leaves the machine.
 nameservers = ["{dns_addr}"]

@@ -529,11 +529,34 @@ pub static PROXY_POLICY: Cause = Cause {
         "Port not allowed: add the port to allowed_ports in regdoc's configuration, or use the registry's standard port 443.",
         "Client not allowed: add the client's network to allowed_clients.",
         "Proxy authentication: put the user and password in the daemon's proxy URL (http://user:pass@host:3128) and restart the daemon.",
+        "Destination not allowed: the name or address is refused by denied_destinations (by default link-local and cloud metadata addresses, loopback, and regdoc's own listen address). If the destination is legitimate (a registry on this host, say), add a more specific entry for it to allowed_destinations.",
         "Interception refused a name (the client got a TLS alert, `unrecognized name`): regdoc presents certificates only for the host of the CONNECT request, and only for names its CA's name constraints permit; fix the client's server name, or make a CA that permits the host (`regdoc ca init --force --permit <host>`) and trust it again.",
     ],
     doc: "https://docs.docker.com/engine/daemon/proxy/",
     client_symptom: "Error response from daemon: Get \"https://{host}/v2/\": Forbidden",
-    how_to_confirm: &["regdoc's failure record names the rule (port, client address, authentication, or the name interception refused)."],
+    how_to_confirm: &["regdoc's failure record names the rule (port, client address, destination rule, authentication, or the name interception refused)."],
+    observable: true,
+    source: Source::Beyond,
+};
+
+/// regdoc ran out of file descriptors: its own limit, not the network.
+pub static REGDOC_RESOURCE_LIMIT: Cause = Cause {
+    id: "regdoc_resource_limit",
+    title: "regdoc ran out of file descriptors",
+    short: "regdoc out of file descriptors",
+    remedy: &[
+        "Every tunnel costs regdoc two descriptors (more while it moves bulk data through a kernel pipe). Raise its limit: LimitNOFILE=65536 in the [Service] section of regdoc.service (or a drop-in), then `systemctl daemon-reload` and restart regdoc.",
+        "Run by hand: `ulimit -n 65536` in the shell before `regdoc run` (up to the hard limit; raising that needs root or /etc/security/limits.conf).",
+        "Or lower max_connections so that twice its value stays well under the limit.",
+        "ENFILE means the whole system's file table is full: raise fs.file-max (sysctl) and look for the process holding the descriptors.",
+    ],
+    doc: "https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html",
+    client_symptom: "Error response from daemon: Get \"https://{host}/v2/\": Service Unavailable",
+    how_to_confirm: &[
+        "The failure record names the error (EMFILE: regdoc's own limit, ENFILE: the system's) and regdoc's soft and hard RLIMIT_NOFILE.",
+        "`grep 'open files' /proc/$(pidof regdoc)/limits` shows the limit; `ls /proc/$(pidof regdoc)/fd | wc -l` how many are in use.",
+        "Nothing left the host: the registry and the network never saw the attempt.",
+    ],
     observable: true,
     source: Source::Beyond,
 };
@@ -580,6 +603,7 @@ pub static CAUSES: &[&Cause] = &[
     &TRANSFER_STALLED,
     &GEO_REPLICATION,
     &PROXY_POLICY,
+    &REGDOC_RESOURCE_LIMIT,
     &BAD_CLIENT_REQUEST,
 ];
 

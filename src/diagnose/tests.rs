@@ -1761,6 +1761,54 @@ fn interception_name_refusals() {
 }
 
 #[test]
+fn destination_refusals_name_the_rule() {
+    let d = diagnoser(vec![]);
+    let ev = event(
+        "metadata.example",
+        FailureKind::DestinationNotAllowed {
+            addr: "169.254.169.254:80".into(),
+            rule: "denied_destinations 169.254.0.0/16".into(),
+        },
+    );
+    let f = d.diagnose_at(&ev, now());
+    assert_eq!(ids(&f), vec!["proxy_policy"]);
+    assert_eq!(
+        evidence(&f, "proxy_policy"),
+        "destination 169.254.169.254:80 is refused by denied_destinations 169.254.0.0/16"
+    );
+}
+
+/// EMFILE used to reach the connect rules and be blamed on a firewall.
+#[test]
+fn descriptor_shortage_is_regdocs_own_limit_not_the_network() {
+    let d = diagnoser(vec![]);
+    for (errno, needle) in [("EMFILE", "own open-file limit"), ("ENFILE", "file table")] {
+        let mut ev = event(
+            REG,
+            FailureKind::ResourceLimit {
+                errno: errno.into(),
+                nofile_soft: Some(1024),
+                nofile_hard: None,
+            },
+        );
+        ev.phase = Phase::Connect;
+        let f = d.diagnose_at(&ev, now());
+        assert_eq!(ids(&f), vec!["regdoc_resource_limit"], "{errno}");
+        let e = evidence(&f, "regdoc_resource_limit");
+        assert!(
+            e.contains(needle) && e.contains("soft 1024, hard unknown"),
+            "{e}"
+        );
+        assert!(!e.contains("firewall"), "{e}");
+    }
+    let remedy = catalog::REGDOC_RESOURCE_LIMIT.remedy.join(" ");
+    assert!(
+        remedy.contains("LimitNOFILE=") && remedy.contains("ulimit -n"),
+        "{remedy}"
+    );
+}
+
+#[test]
 fn malformed_client_requests() {
     let d = diagnoser(vec![]);
     for kind in [
@@ -1964,6 +2012,11 @@ fn every_observable_cause_is_reachable() {
         FailureKind::ResponseHeadersTimeout,
         FailureKind::UpstreamClosedBeforeHeaders {
             how: EarlyClose::Closed,
+        },
+        FailureKind::ResourceLimit {
+            errno: "EMFILE".into(),
+            nofile_soft: Some(1024),
+            nofile_hard: Some(4096),
         },
     ];
     for k in kinds {

@@ -8,6 +8,7 @@ use crate::config::split_host_port;
 use crate::endpoint::classify;
 use crate::net::prefixed::Prefixed;
 use crate::observe::{FailureKind, Phase};
+use crate::policy::addr::{any_contains, canonical};
 use crate::record::{timestamp, ConnectionRecord, PhaseOutcome};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +26,9 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
+    // On a dual-stack listener an IPv4 client arrives as ::ffff:a.b.c.d: rules and records
+    // speak of the IPv4 address it is.
+    let client = canonical(client);
     let conn_id = shared.next_conn_id();
     let mut rec = ConnectionRecord::new(conn_id, client);
     let _ = stream.set_nodelay(true);
@@ -37,12 +41,7 @@ pub async fn serve(
         upstream_proxy: None,
     };
 
-    if !shared
-        .config
-        .allowed_clients
-        .iter()
-        .any(|n| n.contains(&client.ip()))
-    {
+    if !any_contains(&shared.config.allowed_clients, client.ip()) {
         // Not an open relay: answer without reading anything further.
         let ev = target.event(
             Phase::Policy,
@@ -148,7 +147,10 @@ pub async fn serve(
     }
 }
 
-/// Port, and proxy authentication. `None` when the request may proceed.
+/// Port, proxy authentication, then the destination as named (host patterns, IP literals;
+/// the addresses a name resolves to are judged when it is resolved). `None` when the request
+/// may proceed. Authentication comes before the destination so that an unauthenticated client
+/// learns nothing of the destination rules.
 pub fn policy(
     shared: &Shared,
     target: &TargetInfo,
@@ -175,6 +177,18 @@ pub fn policy(
             } else {
                 "this proxy requires authentication and the client sent none".to_string()
             },
+            started.elapsed(),
+        );
+        return Some(refuse(shared, &ev));
+    }
+    if let Err(denial) = shared.destinations.check_name(&target.host, target.port) {
+        let ev = target.event(
+            Phase::Policy,
+            FailureKind::DestinationNotAllowed {
+                addr: denial.what.clone(),
+                rule: denial.rule.clone(),
+            },
+            denial.to_string(),
             started.elapsed(),
         );
         return Some(refuse(shared, &ev));

@@ -72,9 +72,10 @@ pub async fn establish(
             Ok(s) => s,
             Err(e) => {
                 rec.phases.connect = Some(PhaseOutcome::new("failed", t.elapsed()));
+                let kind = resource_limit(&e).unwrap_or(FailureKind::UpstreamProxyUnreachable);
                 let ev = target.event(
                     Phase::UpstreamProxy,
-                    FailureKind::UpstreamProxyUnreachable,
+                    kind,
                     format!("cannot reach upstream proxy {}: {e}", proxy.display()),
                     t.elapsed(),
                 );
@@ -165,8 +166,30 @@ pub async fn establish(
             shared.write_failure(&ev, &[finding], None);
             rec.failed = true;
         }
+        // The addresses, not the name, are what the connection reaches: a name may resolve to
+        // the metadata service or to loopback.
+        let admitted = shared
+            .destinations
+            .check_name(&target.host, target.port)
+            .and_then(|name| shared.destinations.admit(&resolved.addrs, name));
+        let addrs = match admitted {
+            Ok(a) => a,
+            Err(denial) => {
+                let mut ev = target.event(
+                    Phase::Policy,
+                    FailureKind::DestinationNotAllowed {
+                        addr: denial.what.clone(),
+                        rule: denial.rule.clone(),
+                    },
+                    format!("{} ({} resolved to it)", denial, target.host),
+                    t.elapsed(),
+                );
+                ev.dns = Some(resolved.answer);
+                return Err(refuse(shared, &ev));
+            }
+        };
         let t = Instant::now();
-        match dial(&resolved.addrs, shared.config.timeouts.connect).await {
+        match dial(&addrs, shared.config.timeouts.connect).await {
             Ok((stream, peer)) => {
                 rec.phases.connect = Some(PhaseOutcome::new("ok", t.elapsed()));
                 rec.resolved = vec![peer.to_string()];
@@ -185,6 +208,10 @@ pub async fn establish(
                     DialError::Other { .. } | DialError::NoAddress => {
                         ("failed", FailureKind::ConnectError)
                     }
+                    DialError::ResourceLimit { .. } => (
+                        "failed",
+                        resource_limit(&e).unwrap_or(FailureKind::ConnectError),
+                    ),
                 };
                 rec.phases.connect = Some(PhaseOutcome::new(outcome, t.elapsed()));
                 let mut ev = target.event(Phase::Connect, kind, e.to_string(), t.elapsed());
@@ -192,6 +219,18 @@ pub async fn establish(
                 Err(refuse(shared, &ev))
             }
         }
+    }
+}
+
+/// The failure of a dial that ran out of descriptors, naming the limit.
+pub fn resource_limit(e: &DialError) -> Option<FailureKind> {
+    match e {
+        DialError::ResourceLimit { errno, limit, .. } => Some(FailureKind::ResourceLimit {
+            errno: (*errno).to_string(),
+            nofile_soft: limit.soft,
+            nofile_hard: limit.hard,
+        }),
+        _ => None,
     }
 }
 

@@ -18,6 +18,7 @@ use crate::net::resolve::Resolver;
 use crate::net::tunnel::{FailureSink, TunnelConfig};
 use crate::net::upstream::{NoProxy, UpstreamProxy};
 use crate::observe::{ClientSignal, DnsAnswer, FailureEvent, FailureKind, Phase, TlsObservation};
+use crate::policy::destination::{DestinationPolicy, Own};
 use base64::Engine;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +36,9 @@ pub enum SetupError {
     Intercept(#[from] crate::intercept::InterceptError),
     #[error("certificate probe: {0}")]
     Probe(#[from] crate::intercept::RootsError),
+    /// A configuration built in code that a file would not have passed.
+    #[error("configuration: {reason} ({key})")]
+    Config { key: String, reason: String },
 }
 
 /// Everything connections share, built once from the configuration.
@@ -45,6 +49,9 @@ pub struct Shared {
     pub upstream: Option<UpstreamProxy>,
     pub no_proxy: NoProxy,
     pub registries: Vec<String>,
+    /// Which destinations may be reached (`denied_destinations`, `allowed_destinations`,
+    /// regdoc's own socket).
+    pub destinations: DestinationPolicy,
     pub tunnel: TunnelConfig,
     /// `Basic …` value clients must present, when proxy authentication is configured.
     expected_auth: Option<String>,
@@ -59,6 +66,9 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config) -> Result<Shared, SetupError> {
+        config
+            .validate()
+            .map_err(|(key, reason)| SetupError::Config { key, reason })?;
         let resolver = Resolver::from_config(&config)?;
         let upstream = config
             .upstream
@@ -79,6 +89,7 @@ impl Shared {
             upstream,
             no_proxy: NoProxy::new(&config.upstream.no_proxy),
             registries: config.registry_hosts(),
+            destinations: destinations(&config, config.listen),
             tunnel: TunnelConfig {
                 idle: config.timeouts.idle,
                 tls_timeout: config.timeouts.tls,
@@ -93,6 +104,12 @@ impl Shared {
             prober: crate::net::probe::Prober::from_config(&config)?.map(Arc::new),
             config,
         })
+    }
+
+    /// The socket regdoc actually listens on (its port may have been 0 in the configuration):
+    /// destinations at it are refused.
+    pub fn set_listening(&mut self, bound: SocketAddr) {
+        self.destinations = destinations(&self.config, bound);
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -143,6 +160,24 @@ impl Shared {
         let shown = reply.map(|r| crate::diagnose::symptom::Reply::Connect(r.1));
         crate::record::write_failure(&self.diagnoser, ev, findings, reply, shown);
     }
+}
+
+/// The destination policy of `config` for a proxy listening on `listen`. The interfaces are
+/// read only when it listens on all of them: only then are their addresses regdoc.
+fn destinations(config: &Config, listen: SocketAddr) -> DestinationPolicy {
+    let local_ips = if listen.ip().is_unspecified() {
+        crate::net::interfaces::local_addresses()
+    } else {
+        Vec::new()
+    };
+    DestinationPolicy::new(
+        &config.denied_destinations,
+        &config.allowed_destinations,
+        Own {
+            listen: Some(listen),
+            local_ips,
+        },
+    )
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -14,7 +14,11 @@ pub fn status_for(kind: &FailureKind) -> u16 {
         FailureKind::MalformedRequest | FailureKind::TlsInsteadOfHttp => 400,
         FailureKind::HeadTooLarge { .. } => 431,
         FailureKind::RequestTimeout => 408,
-        FailureKind::ClientNotAllowed | FailureKind::PortNotAllowed { .. } => 403,
+        FailureKind::ClientNotAllowed
+        | FailureKind::PortNotAllowed { .. }
+        | FailureKind::DestinationNotAllowed { .. } => 403,
+        // regdoc's own shortage, not the destination's: a retry later may work.
+        FailureKind::ResourceLimit { .. } => 503,
         FailureKind::ProxyAuthRequired { .. } => 407,
         FailureKind::DnsTimeout
         | FailureKind::ConnectTimeout
@@ -96,5 +100,16 @@ mod tests {
             407
         );
         assert_eq!(status_for(&FailureKind::HeadTooLarge { limit: 1 }), 431);
+        let dest = FailureKind::DestinationNotAllowed {
+            addr: "169.254.169.254:80".into(),
+            rule: "denied_destinations 169.254.0.0/16".into(),
+        };
+        assert_eq!(status_for(&dest), 403);
+        let fds = FailureKind::ResourceLimit {
+            errno: "EMFILE".into(),
+            nofile_soft: Some(1024),
+            nofile_hard: Some(4096),
+        };
+        assert_eq!(status_for(&fds), 503);
     }
 }

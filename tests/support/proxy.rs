@@ -230,9 +230,13 @@ impl Drop for Proxy {
 }
 
 /// A test configuration: no system DNS is ever consulted (a nameserver that is a closed
-/// loopback port answers nothing), short timeouts, and the given extra allowed ports.
+/// loopback port answers nothing), short timeouts, and the given extra allowed ports. The test
+/// servers are on loopback, which the default destination policy refuses: like an operator
+/// testing locally, the configuration allows it explicitly.
 pub fn config(ports: &[u16]) -> Config {
     let mut c = Config::default();
+    c.allowed_destinations
+        .push("127.0.0.0/8".parse().expect("literal rule"));
     c.dns.nameservers = vec!["127.0.0.1:9".into()];
     c.allowed_ports.extend_from_slice(ports);
     c.timeouts.dns = Duration::from_millis(500);

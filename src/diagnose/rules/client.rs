@@ -78,7 +78,42 @@ pub(super) fn proxy_policy(ev: &FailureEvent) -> Vec<Finding> {
                 ],
             )];
         }
+        FailureKind::DestinationNotAllowed { addr, rule } => {
+            format!("destination {addr} is refused by {rule}")
+        }
         _ => "refused by regdoc policy".into(),
     };
     vec![find(&c::PROXY_POLICY, High, vec![e])]
+}
+
+/// regdoc's own descriptors ran out: whatever the destination, nothing was sent.
+pub(super) fn resource_limit(ev: &FailureEvent) -> Vec<Finding> {
+    let FailureKind::ResourceLimit {
+        errno,
+        nofile_soft,
+        nofile_hard,
+    } = &ev.kind
+    else {
+        return Vec::new();
+    };
+    let show = |v: &Option<u64>| v.map_or("unknown".to_string(), |n| n.to_string());
+    let limit = format!(
+        "regdoc's RLIMIT_NOFILE: soft {}, hard {}",
+        show(nofile_soft),
+        show(nofile_hard)
+    );
+    let what = if errno == "ENFILE" {
+        "the system's file table is full (ENFILE) when regdoc opened a socket"
+    } else {
+        "regdoc reached its own open-file limit (EMFILE) when it opened a socket"
+    };
+    vec![find(
+        &c::REGDOC_RESOURCE_LIMIT,
+        High,
+        vec![
+            format!("{what} for {}", ev.target),
+            limit,
+            "the connection never left the host: not a network fault".into(),
+        ],
+    )]
 }

@@ -132,7 +132,9 @@ pub fn evaluate(ev: &FailureEvent, ctx: &ContextView, cfg: &RulesConfig) -> Vec<
         | FailureKind::PortNotAllowed { .. }
         | FailureKind::ProxyAuthRequired { .. }
         | FailureKind::TlsSniMismatch { .. }
-        | FailureKind::InterceptNameNotPermitted { .. } => proxy_policy(ev),
+        | FailureKind::InterceptNameNotPermitted { .. }
+        | FailureKind::DestinationNotAllowed { .. } => proxy_policy(ev),
+        FailureKind::ResourceLimit { .. } => resource_limit(ev),
         FailureKind::DnsNxDomain
         | FailureKind::DnsNoAddresses
         | FailureKind::DnsTimeout

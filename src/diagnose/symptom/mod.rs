@@ -255,6 +255,8 @@ pub fn client_symptom(
         | FailureKind::ClientNotAllowed
         | FailureKind::PortNotAllowed { .. }
         | FailureKind::ProxyAuthRequired { .. }
+        | FailureKind::DestinationNotAllowed { .. }
+        | FailureKind::ResourceLimit { .. }
         | FailureKind::TransferStalled { .. }
         | FailureKind::UpstreamClosedBeforeHeaders { .. }
         | FailureKind::TlsSniMismatch { .. }
