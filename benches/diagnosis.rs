@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
     let ip = "127.0.0.1".parse().unwrap();
     c.bench_function("judge_exchange_wrong_password", |b| {
         b.iter(|| {
-            black_box(d.judge_exchange(ip, "myregistry.azurecr.io", 443, &ep, black_box(&ex)))
+            black_box(d.judge_exchange(ip, "myregistry.azurecr.io", 443, &ep, None, black_box(&ex)))
         })
     });
 

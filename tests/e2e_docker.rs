@@ -644,8 +644,29 @@ fn private_registry_public_answer_firewall_interception() {
     assert_eq!(env.client_trust(PRIVFW_HOST), Some(Ca::Regdoc));
     let (out, line) = login_to_firewalled_private_registry(&env);
     assert_regdoc_saw(&env, PRIVFW_HOST, Some("intercept"));
-    let rec = assert_diagnosed(&env, &out, "private_endpoint_dns");
-    assert_eq!(client_symptom(&rec), Some(line.as_str()), "{rec:#}");
+    // Every record blames the name resolution: the warning when the public address came back,
+    // and each 403 the public endpoint's firewall answered, with that firewall as the
+    // alternative.
+    let failures = env.wait_failures();
+    for r in &failures {
+        assert_eq!(
+            cause_id(r).as_deref(),
+            Some("private_endpoint_dns"),
+            "{r:#}"
+        );
+        if r.get("phase").and_then(|v| v.as_str()) == Some("http") {
+            assert_eq!(other_cause_ids(r), ["public_access_rules"], "{r:#}");
+        }
+    }
+    // The login's authenticated `GET /v2/` (its second) carries the words Docker printed;
+    // the first, which a pull sends too, only expects them.
+    assert!(
+        failures
+            .iter()
+            .any(|r| client_symptom(r) == Some(line.as_str())),
+        "no record says what Docker printed ({line}): {failures:#?}"
+    );
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
 }
 
 #[test]

@@ -321,6 +321,7 @@ impl Harness {
             response_headers_timeout: self.headers_timeout,
             log_requests: self.log_requests,
             upstream_proxy: None,
+            dns: None,
         };
         let ic = self.ic.clone();
         let served = tokio::spawn(async move {

@@ -329,6 +329,7 @@ async fn an_ip_connect_host_gets_an_ip_san_only_when_permitted() {
             response_headers_timeout: Duration::from_secs(5),
             log_requests: false,
             upstream_proxy: None,
+            dns: None,
         };
         let addr = fx.addr;
         let served = tokio::spawn(async move {

@@ -157,18 +157,22 @@ impl Diagnoser {
         host: &str,
         port: u16,
         endpoint: &Endpoint,
+        dns: Option<&DnsAnswer>,
         ex: &HttpExchange,
     ) -> Vec<Finding> {
-        self.judge_exchange_at(client, host, port, endpoint, ex, SystemTime::now())
+        self.judge_exchange_at(client, host, port, endpoint, dns, ex, SystemTime::now())
     }
 
-    /// [`Diagnoser::judge_exchange`] at a given time.
+    /// [`Diagnoser::judge_exchange`] at a given time. `dns` is the answer the connection was
+    /// dialled with, when regdoc resolved the name itself.
+    #[allow(clippy::too_many_arguments)]
     pub fn judge_exchange_at(
         &self,
         client: IpAddr,
         host: &str,
         port: u16,
         endpoint: &Endpoint,
+        dns: Option<&DnsAnswer>,
         ex: &HttpExchange,
         now: SystemTime,
     ) -> Vec<Finding> {
@@ -179,7 +183,10 @@ impl Diagnoser {
         if rules::is_healthy(ex) {
             self.remember_exchange(client, host, endpoint, ex, now);
         }
-        findings
+        // A registry that should be private, reached at a public address, answered from the
+        // wrong endpoint: whatever it said, the name resolution is the cause.
+        let misrouted = dns.and_then(|d| rules::resolution(target, d, &self.rules, None));
+        rules::lead_with(misrouted, findings)
     }
 
     /// Check a successful DNS answer against the configuration (a private registry resolving to

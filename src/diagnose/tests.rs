@@ -246,7 +246,7 @@ fn manifest(method: &str, status: u16, repo: &str, tag: &str) -> HttpExchange {
 }
 
 fn judge(d: &Diagnoser, host: &str, ex: &HttpExchange) -> Vec<Finding> {
-    d.judge_exchange_at(client(), host, 443, &classify(host, &[]), ex, now())
+    d.judge_exchange_at(client(), host, 443, &classify(host, &[]), None, ex, now())
 }
 
 fn http_event(host: &str, ex: HttpExchange) -> FailureEvent {
@@ -1150,7 +1150,15 @@ fn login_article_expired_refresh_token_known_from_context() {
     assert!(judge(&d, REG, &issued).is_empty());
     // An hour later the daemon trades the refresh token (in the form body) and is refused.
     let ex = exchange("POST", "token", 401);
-    let f = d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &ex, later(3600));
+    let f = d.judge_exchange_at(
+        client(),
+        REG,
+        443,
+        &classify(REG, &[]),
+        None,
+        &ex,
+        later(3600),
+    );
     assert_eq!(ids(&f), vec!["expired_credentials"]);
     assert_eq!(f[0].confidence, Confidence::High);
     assert!(evidence(&f, "expired_credentials").contains("refresh token expired"));
@@ -1198,7 +1206,7 @@ fn issue(d: &Diagnoser, claims: Claims, at: SystemTime) {
     tok.auth = Some(basic(UsernameKind::ServicePrincipal, None));
     tok.issued_token = Some(claims);
     assert!(d
-        .judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &tok, at)
+        .judge_exchange_at(client(), REG, 443, &classify(REG, &[]), None, &tok, at)
         .is_empty());
 }
 
@@ -1273,7 +1281,7 @@ fn token_lifetime_issue_time_seen_by_regdoc_dates_a_token_without_iat() {
     let claims = token_without_exp(None);
     issue(&d, claims.clone(), now());
     let m = manifest_401(bearer(claims));
-    let at = |s| d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &m, later(s));
+    let at = |s| d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), None, &m, later(s));
     let young = at(THREE_HOURS);
     assert!(!ids(&young).contains(&"expired_credentials"), "{young:?}");
     let old = at(THREE_HOURS + 1);
@@ -1297,7 +1305,15 @@ fn token_lifetime_other_claims_than_those_seen_issued_are_not_dated_by_them() {
         ..token_without_exp(None)
     };
     let m = manifest_401(bearer(other));
-    let f = d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &m, later(5 * 3600));
+    let f = d.judge_exchange_at(
+        client(),
+        REG,
+        443,
+        &classify(REG, &[]),
+        None,
+        &m,
+        later(5 * 3600),
+    );
     assert_ne!(ids(&f)[0], "expired_credentials", "{f:?}");
     assert!(
         !evidence(&f, "expired_credentials").contains("carries no exp"),
@@ -1310,12 +1326,28 @@ fn token_lifetime_opaque_bearer_is_dated_by_the_last_issued_token() {
     let d = diagnoser(vec![]);
     issue(&d, token_without_exp(Some(0)), now());
     let m = manifest_401(opaque_bearer());
-    let f = d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &m, later(4 * 3600));
+    let f = d.judge_exchange_at(
+        client(),
+        REG,
+        443,
+        &classify(REG, &[]),
+        None,
+        &m,
+        later(4 * 3600),
+    );
     assert_eq!(ids(&f)[0], "expired_credentials", "{f:?}");
     let e = evidence(&f, "expired_credentials");
     assert!(e.contains("the last issued token carries no exp"), "{e}");
     assert!(e.contains("4h old (14400 s)"), "{e}");
-    let f = d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &m, later(600));
+    let f = d.judge_exchange_at(
+        client(),
+        REG,
+        443,
+        &classify(REG, &[]),
+        None,
+        &m,
+        later(600),
+    );
     assert!(!ids(&f).contains(&"expired_credentials"), "{f:?}");
 }
 
@@ -1327,7 +1359,8 @@ fn token_lifetime_refresh_token_in_the_form_body_without_exp() {
     refresh.access = None;
     issue(&d, refresh, now());
     let ex = exchange("POST", "token", 401);
-    let judge_at = |s| d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &ex, later(s));
+    let judge_at =
+        |s| d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), None, &ex, later(s));
     let f = judge_at(THREE_HOURS + 60);
     assert_eq!(ids(&f), vec!["expired_credentials", "invalid_credentials"]);
     let e = evidence(&f, "expired_credentials");
@@ -1478,7 +1511,7 @@ fn login_article_not_authorized_from_last_issued_token_when_bearer_is_opaque() {
         claims: None,
         ..Default::default()
     });
-    let f = d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), &m, later(1));
+    let f = d.judge_exchange_at(client(), REG, 443, &classify(REG, &[]), None, &m, later(1));
     assert_eq!(ids(&f), vec!["not_authorized"]);
 }
 
@@ -2296,7 +2329,15 @@ fn hostile_inputs_never_panic_and_evidence_stays_bounded() {
             ev.http = Some(ex.clone());
         }
         let mut all = d.diagnose_at(&ev, later(i));
-        all.extend(d.judge_exchange_at(client(), host, 443, &classify(host, &[]), &ex, later(i)));
+        all.extend(d.judge_exchange_at(
+            client(),
+            host,
+            443,
+            &classify(host, &[]),
+            None,
+            &ex,
+            later(i),
+        ));
         for f in &all {
             let s = sym(&ev, Some(&rng.text()));
             assert!(!s.contains(jwt_marker), "{s}");
@@ -2504,4 +2545,53 @@ fn client_refusal_without_a_probe_reads_the_alert() {
     let f = d.diagnose_at(&event(REG, refused(Some(p))), now());
     assert_eq!(ids(&f)[0], "tls_interception");
     assert!(evidence(&f, "tls_interception").contains("failed: no TLS answer within 5000 ms"));
+}
+
+#[test]
+fn a_private_registry_reached_at_a_public_address_is_the_dns_whatever_it_answers() {
+    // ACR's public endpoint refuses with its firewall; the registry should have been reached
+    // through its private endpoint, so the name resolution leads and the firewall follows.
+    let d = diagnoser(vec![private_registry(REG)]);
+    let mut ping = exchange("GET", "ping", 403);
+    ping.registry_errors = vec![acr_error(
+        "DENIED",
+        "client with IP '203.0.113.1' is not allowed access. Refer https://aka.ms/acr/firewall to grant access.",
+    )];
+    let public = answer(&[], &["20.61.1.1"]);
+    let f = d.judge_exchange_at(
+        client(),
+        REG,
+        443,
+        &classify(REG, &[]),
+        Some(&public),
+        &ping,
+        now(),
+    );
+    assert_eq!(ids(&f), vec!["private_endpoint_dns", "public_access_rules"]);
+    // Without the answer, or with a private one, the exchange is judged on its own.
+    assert_eq!(ids(&judge(&d, REG, &ping)), vec!["public_access_rules"]);
+    let private = answer(&[], &["10.1.2.3"]);
+    let f = d.judge_exchange_at(
+        client(),
+        REG,
+        443,
+        &classify(REG, &[]),
+        Some(&private),
+        &ping,
+        now(),
+    );
+    assert_eq!(ids(&f), vec!["public_access_rules"]);
+    // A healthy exchange stays healthy whatever the answer.
+    let mut ok = exchange("GET", "ping", 401);
+    ok.www_authenticate = Some(bearer_challenge(REG));
+    let f = d.judge_exchange_at(
+        client(),
+        REG,
+        443,
+        &classify(REG, &[]),
+        Some(&public),
+        &ok,
+        now(),
+    );
+    assert!(f.is_empty(), "{:?}", ids(&f));
 }

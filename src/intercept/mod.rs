@@ -72,6 +72,9 @@ pub struct InterceptCtx {
     pub log_requests: bool,
     /// The upstream proxy the server connection goes through, for failure records.
     pub upstream_proxy: Option<String>,
+    /// The answer the server connection was dialled with (none through an upstream proxy):
+    /// evidence for every failure of the tunnel, as for a passthrough one.
+    pub dns: Option<crate::observe::DnsAnswer>,
 }
 
 /// How an intercepted tunnel went, for its connection record.

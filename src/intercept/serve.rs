@@ -573,7 +573,7 @@ fn failure_event(
         kind,
         // Redacted like every failure sentence (see `TargetInfo::event`).
         error: crate::redact::redact(&error),
-        dns: None,
+        dns: ctx.dns.clone(),
         tls,
         http,
         upstream_proxy: ctx.upstream_proxy.clone(),
@@ -773,6 +773,7 @@ impl Conn {
             &self.ctx.host,
             self.ctx.port,
             &self.ctx.endpoint,
+            self.ctx.dns.as_ref(),
             &ex,
         );
         self.record_request(&seen, &ex, None, findings.first().map(|f| f.cause.id));

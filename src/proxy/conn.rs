@@ -239,6 +239,7 @@ async fn tunnel(
             response_headers_timeout: shared.config.timeouts.response_headers,
             log_requests: shared.config.log.requests,
             upstream_proxy: target.upstream_proxy.clone(),
+            dns: rec.dns.clone(),
         };
         rec.mode = "intercept";
         let out = Box::pin(ic.serve(Prefixed::new(rest, client), server, ctx)).await;

@@ -287,11 +287,13 @@ async fn observe(
     } else {
         ReplyBody::stream(body)
     };
+    let dns = st.rec.lock().ok().and_then(|r| r.dns.clone());
     let findings = st.shared.diagnoser.judge_exchange(
         target.client.ip(),
         &target.host,
         target.port,
         &target.endpoint,
+        dns.as_ref(),
         &ex,
     );
     record_request(

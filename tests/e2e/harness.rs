@@ -626,6 +626,9 @@ pub struct Env {
     dns: Option<dns::ZoneDns>,
     netns: Option<Netns>,
     tmp: Option<tempfile::TempDir>,
+    /// Client addresses of the harness's own marker requests (see [`Env::settle`]), whose
+    /// records are not the scenario's.
+    markers: std::sync::Mutex<Vec<String>>,
     _lock: Lock,
 }
 
@@ -914,6 +917,7 @@ impl Env {
             dns: None,
             netns: None,
             tmp: Some(tmp),
+            markers: std::sync::Mutex::new(Vec::new()),
             _lock: lock,
         };
         env.rt = Some(
@@ -1531,10 +1535,56 @@ impl Env {
 
     /// Every JSON record regdoc wrote so far.
     pub fn records(&self) -> Vec<serde_json::Value> {
+        let markers = self.markers.lock().map(|m| m.clone()).unwrap_or_default();
+        self.all_records()
+            .into_iter()
+            .filter(|r| {
+                r.get("client")
+                    .and_then(|v| v.as_str())
+                    .is_none_or(|c| !markers.iter().any(|m| m == c))
+            })
+            .collect()
+    }
+
+    /// Every record in regdoc's log, the harness's markers included.
+    fn all_records(&self) -> Vec<serde_json::Value> {
         let text = fs::read_to_string(&self.regdoc_log).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .collect()
+    }
+
+    /// Wait until everything regdoc wrote before now is in its log file. The client having
+    /// returned means regdoc emitted the records of what it answered, but its writer holds
+    /// lines back a little: a marker request sent now is logged after them, in order, so once
+    /// the marker's connection record is in the file, so are they. (The marker is a malformed
+    /// request; its records are left out of [`Env::records`].)
+    pub fn settle(&self) {
+        let Some(port) = self.regdoc_port else {
+            return;
+        };
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return;
+        };
+        let me = match s.local_addr() {
+            Ok(a) => a.to_string(),
+            Err(_) => return,
+        };
+        if let Ok(mut m) = self.markers.lock() {
+            m.push(me.clone());
+        }
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = s.write_all(b"REGDOC-E2E-MARKER\r\n\r\n");
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut sink);
+        drop(s);
+        let logged = wait_until(Duration::from_secs(20), || {
+            self.all_records().iter().any(|r| {
+                r.get("event").and_then(|v| v.as_str()) == Some("connection")
+                    && r.get("client").and_then(|v| v.as_str()) == Some(me.as_str())
+            })
+        });
+        assert!(logged, "regdoc never logged the harness's marker request");
     }
 
     pub fn failures(&self) -> Vec<serde_json::Value> {
@@ -1545,9 +1595,11 @@ impl Env {
     }
 
     /// Failure records, waiting up to 20 s for the first one (records are written when the
-    /// failure happens; the client may print before the log line is flushed).
+    /// failure happens; the client may print before the log line is flushed), then for the log
+    /// to hold everything regdoc wrote so far.
     pub fn wait_failures(&self) -> Vec<serde_json::Value> {
         wait_until(Duration::from_secs(20), || !self.failures().is_empty());
+        self.settle();
         self.failures()
     }
 
@@ -1944,6 +1996,7 @@ pub fn assert_regdoc_went_through_squid(env: &Env, host: &str, mode: &str) {
 
 /// Assert regdoc logged no failure at all (healthy scenarios).
 pub fn assert_no_failures(env: &Env) {
+    env.settle();
     let f = env.failures();
     assert!(
         f.is_empty(),

@@ -118,6 +118,21 @@ impl Target<'_> {
 }
 
 /// All causes of a failure, most likely first, duplicates merged.
+/// Put `cause` first when a judged failure has one that explains the others (a registry reached
+/// at the wrong address answers whatever that address answers); the rest become alternatives.
+/// A healthy exchange (no findings) stays healthy.
+pub fn lead_with(cause: Option<Finding>, findings: Vec<Finding>) -> Vec<Finding> {
+    match cause {
+        Some(first) if !findings.is_empty() => {
+            let lead = first.cause.id;
+            let mut out = vec![first];
+            out.extend(findings.into_iter().filter(|f| f.cause.id != lead));
+            out
+        }
+        _ => findings,
+    }
+}
+
 pub fn evaluate(ev: &FailureEvent, ctx: &ContextView, cfg: &RulesConfig) -> Vec<Finding> {
     let t = Target {
         host: &ev.host,
