@@ -395,9 +395,13 @@ fn looks_secret(word: &str) -> bool {
         return true;
     }
     // Long runs of token alphabet, wherever they sit in the word (escape codes and punctuation
-    // around them do not make them safe).
+    // around them do not make them safe). In a URL the slashes are the path's, not base64's:
+    // its host and segments are judged one by one (a token realm stays readable), and its
+    // query's secrets went with their keys already.
+    let url = word.contains("://");
     word.split(|c: char| {
-        !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_' | '.' | '%'))
+        !(c.is_ascii_alphanumeric() || matches!(c, '+' | '=' | '-' | '_' | '.' | '%'))
+            && !(c == '/' && !url)
     })
     .any(|run| {
         let uniform = run.chars().all(|c| run.starts_with(c));
@@ -580,6 +584,21 @@ mod tests {
         );
         let challenge = r#"Bearer realm="https://r.example/token",service="r.example""#;
         assert_eq!(redact(challenge), challenge);
+    }
+
+    #[test]
+    fn urls_stay_readable_but_not_tokens_in_them() {
+        let realm = "https://regdoce2eauth.azurecr.io/oauth2/token";
+        assert_eq!(redact(realm), realm);
+        let long = "https://myregistry.westeurope.data.azurecr.io/docker/registry/v2/blobs/sha256";
+        assert_eq!(redact(long), long);
+        let with_jwt = format!("https://r.example/x/{JWT}");
+        assert_gone(&redact(&with_jwt), JWT);
+        let with_token = "https://r.example/x/Zk9vQmFyQmF6cXV1eDEyMzQ1Njc4OTBhYmNkZWY9QQ";
+        assert_gone(
+            &redact(with_token),
+            "Zk9vQmFyQmF6cXV1eDEyMzQ1Njc4OTBhYmNkZWY9QQ",
+        );
     }
 
     #[test]
