@@ -14,6 +14,8 @@
 
 #[path = "dns.rs"]
 pub mod dns;
+#[path = "../support/secrets.rs"]
+pub mod secrets;
 #[path = "servers.rs"]
 pub mod servers;
 
@@ -629,6 +631,10 @@ pub struct Env {
     /// Client addresses of the harness's own marker requests (see [`Env::settle`]), whose
     /// records are not the scenario's.
     markers: std::sync::Mutex<Vec<String>>,
+    /// Every secret the scenario used (passwords, Basic credentials, issued tokens): regdoc's
+    /// whole log, its stderr and `regdoc report` of the log are scanned for them when the
+    /// environment ends, after regdoc has stopped and written its last line.
+    pub secrets: std::sync::Arc<secrets::Secrets>,
     _lock: Lock,
 }
 
@@ -918,6 +924,7 @@ impl Env {
             netns: None,
             tmp: Some(tmp),
             markers: std::sync::Mutex::new(Vec::new()),
+            secrets: std::sync::Arc::new(secrets::Secrets::new()),
             _lock: lock,
         };
         env.rt = Some(
@@ -1074,6 +1081,7 @@ impl Env {
                 (pki.token_key.clone(), pki.token_cert_der.clone())
             };
             let ts = servers::TokenServer {
+                issued: self.secrets.clone(),
                 issuer: "regdoc-e2e-token".into(),
                 key_pem,
                 cert_der,
@@ -1496,6 +1504,7 @@ impl Env {
 
     /// Run the docker CLI against the test's daemon (bounded to 150 s).
     pub fn docker(&self, args: &[&str]) -> Output {
+        self.register_credentials(args, &["-p", "--password"]);
         let out = self.docker_raw(args, 150);
         eprintln!("$ docker {}\n{}{}", args.join(" "), out.stdout, out.stderr);
         out
@@ -1507,6 +1516,7 @@ impl Env {
 
     /// Run skopeo through regdoc with the test's CAs (bounded to 150 s).
     pub fn skopeo(&self, args: &[&str]) -> Output {
+        self.register_credentials(args, &["--creds", "--src-creds", "--dest-creds"]);
         let mut cmd = Command::new(program("timeout"));
         cmd.args(["-k", "5", "150"])
             .arg(program("skopeo"))
@@ -1628,6 +1638,52 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Register the value after each of `flags` in a client's arguments as a secret, and its
+    /// Basic form (`user:password`) when a user name is given too.
+    fn register_credentials(&self, args: &[&str], flags: &[&str]) {
+        let after = |names: &[&str]| {
+            args.windows(2)
+                .find(|w| names.contains(&w[0]))
+                .map(|w| w[1].to_string())
+        };
+        let Some(secret) = after(flags) else {
+            return;
+        };
+        // `user:password` forms (skopeo's --creds) are themselves the Basic credential.
+        let password = secret.split_once(':').map_or(secret.as_str(), |(_, p)| p);
+        self.secrets.register(password);
+        if secret.contains(':') {
+            self.secrets.register(secret.clone());
+        } else if let Some(user) = after(&["-u", "--username"]) {
+            self.secrets.register(format!("{user}:{secret}"));
+        }
+    }
+
+    /// The secret scan: regdoc's log, stderr and `regdoc report` of the log must name none of
+    /// the scenario's secrets, in any encoding. Runs once regdoc has stopped.
+    fn leaked_secret(&self) -> Option<String> {
+        let read = |f: &str| fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        let report = Command::new(env!("CARGO_BIN_EXE_regdoc"))
+            .arg("report")
+            .arg(&self.regdoc_log)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        [
+            ("regdoc's log", read("regdoc.jsonl")),
+            ("regdoc's stderr", read("regdoc.stderr")),
+            ("regdoc report", report),
+        ]
+        .iter()
+        .find_map(|(what, text)| {
+            self.secrets
+                .find_in(text)
+                .map(|hit| format!("{what} leaks a secret: {hit}"))
+        })
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
         if let Some(mut d) = self.dockerd.take() {
@@ -1643,7 +1699,13 @@ impl Drop for Env {
                 }
             }
         }
-        self.regdoc.take();
+        let scanned = self.regdoc.take().is_some();
+        // regdoc has stopped: its log holds its last line.
+        let leak = if scanned && !std::thread::panicking() {
+            self.leaked_secret()
+        } else {
+            None
+        };
         self.squid.take();
         self.mitmproxy.take();
         self.registry.take();
@@ -1658,6 +1720,10 @@ impl Drop for Env {
             }
         }
         self.tmp.take();
+        // Only now, with everything torn down, so that the next scenario starts clean.
+        if let Some(leak) = leak {
+            panic!("{leak}");
+        }
     }
 }
 

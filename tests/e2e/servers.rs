@@ -180,6 +180,8 @@ pub struct TokenServer {
     /// through `rootcertbundle`.
     pub cert_der: Vec<u8>,
     pub users: Vec<TokenUser>,
+    /// Every token issued goes here, for the secret scan of regdoc's outputs.
+    pub issued: Arc<super::secrets::Secrets>,
 }
 
 const ACR_UNAUTHORIZED: &str = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required, visit https://aka.ms/acr/authorization for more information."}]}"#;
@@ -277,7 +279,10 @@ impl TokenServer {
         let sig = tokio::task::spawn_blocking(move || sign_rs256(&key, input.as_bytes()))
             .await
             .unwrap();
-        let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig));
+        let signature = URL_SAFE_NO_PAD.encode(sig);
+        let token = format!("{signing_input}.{signature}");
+        self.issued.register(token.clone());
+        self.issued.register(signature);
         let body = serde_json::json!({
             "token": token, "access_token": token, "expires_in": 3600,
         });
