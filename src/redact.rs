@@ -399,11 +399,12 @@ fn looks_secret(word: &str) -> bool {
     // its host and segments are judged one by one (a token realm stays readable), and its
     // query's secrets went with their keys already.
     let url = word.contains("://");
-    word.split(|c: char| {
-        !(c.is_ascii_alphanumeric() || matches!(c, '+' | '=' | '-' | '_' | '.' | '%'))
-            && !(c == '/' && !url)
-    })
-    .any(|run| {
+    let in_run = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '+' | '=' | '-' | '_' | '.' | '%')
+            || (c == '/' && !url)
+    };
+    word.split(|c: char| !in_run(c)).any(|run| {
         let uniform = run.chars().all(|c| run.starts_with(c));
         // Pure hex runs are digests and request ids, which the evidence needs.
         let hex = run.chars().all(|c| c.is_ascii_hexdigit());
