@@ -109,9 +109,9 @@ pub static FORMATS: &[Format] = &[
     Format {
         id: "pull_token_refused",
         operations: "pull, run",
-        situation: "the token service refused; the token is fetched inside the manifest HEAD, whose URL the error names (regdoc does not see the tag)",
-        template: "Head \"{url}\": {error}",
-        checked_by: "",
+        situation: "the token service refused; Docker frames the error with the manifest request the token was fetched for (`Head \"https://HOST/v2/NAME/manifests/TAG\": `, a tag regdoc has not seen), skopeo with `unable to retrieve auth token: invalid username/password: `, so regdoc writes the error both print",
+        template: "{error}",
+        checked_by: "skopeo_wrong_password_token_server",
     },
     Format {
         id: "pull_access_denied",

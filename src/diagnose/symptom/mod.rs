@@ -379,25 +379,11 @@ fn http_symptom(ev: &FailureEvent, ex: &HttpExchange, sit: &Situation) -> Option
             })
         }
         "token" | "exchange" if op == Operation::Pull || op == Operation::Push => {
-            // The token is fetched inside the manifest HEAD, which the error names; regdoc
-            // does not know the tag from the token request.
-            let name = ex
-                .requested_scopes
-                .first()
-                .and_then(|s| s.strip_prefix("repository:"))
-                .and_then(|s| s.rsplit_once(':'))
-                .map(|(repo, _)| repo.to_string())
-                .unwrap_or_default();
-            let registry = match &sit.registry_target {
-                Some(t) => url_of_target(t),
-                None => api_url(&ev.host, ev.port),
-            };
-            let url = format!("{registry}{name}/manifests/…");
-            let line = render(
-                "pull_token_refused",
-                &[("url", &url), ("error", &err.first())],
-            );
-            symptom("pull_token_refused", with_prefix(prefix, line), false)
+            // The token is fetched inside the manifest request, whose URL (with a tag regdoc
+            // has not seen yet) frames the error: `Head "…/manifests/TAG": <error>` from
+            // Docker, `unable to retrieve auth token: …: <error>` from skopeo. The error is the
+            // part every client prints, and regdoc saw all of it.
+            symptom("pull_token_refused", err.first(), true)
         }
         "token" | "exchange" => {
             // A login fetches its token inside its authenticated `GET /v2/`, and the error
