@@ -154,8 +154,8 @@ fn effective_config(args: &RunArgs, path: Option<&PathBuf>) -> Result<Config, Co
 }
 
 /// Everything `run` builds from the configuration before it listens (resolver, upstream proxy,
-/// interception CA, probe roots), built once and dropped: `check-config` and `run` refuse the
-/// same configurations, and systemd never sees a ready proxy that cannot do what it was told.
+/// interception CA, probe roots), built and dropped by `check-config`, so that it refuses what
+/// `run` would: systemd never sees a ready proxy that cannot do what it was told.
 fn preflight(cfg: &Config) -> Result<(), regdoc::proxy::SetupError> {
     regdoc::proxy::Shared::new(cfg.clone()).map(drop)
 }
@@ -203,11 +203,15 @@ async fn run(args: RunArgs) -> ExitCode {
 
 /// Bind, announce, serve until SIGTERM/SIGINT, drain.
 async fn serve(cfg: Config, source: String, log: &LogHandle) -> ExitCode {
-    if let Err(e) = preflight(&cfg) {
-        tracing::error!("{e}");
-        eprintln!("regdoc: {e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    // Everything the proxy needs, built once before it listens (see `preflight`).
+    let shared = match regdoc::proxy::Shared::new(cfg.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("regdoc: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     // Signal handlers first: a SIGTERM right after readiness must already mean "drain".
     let (term, int, hup) = match (
         signal(SignalKind::terminate()),
@@ -243,7 +247,7 @@ async fn serve(cfg: Config, source: String, log: &LogHandle) -> ExitCode {
     warn_if_open(&cfg);
     notify(sd_notify::NotifyState::Ready);
 
-    let result = regdoc::run(listener, cfg, shutdown(term, int, log.clone())).await;
+    let result = regdoc::server::serve(listener, shared, shutdown(term, int, log.clone())).await;
     notify(sd_notify::NotifyState::Stopping);
     match result {
         Ok(()) => {

@@ -22,9 +22,18 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let grace = config.timeouts.shutdown_grace;
     // Validated first (in `Shared::new`): the semaphore panics beyond its maximum.
-    let mut shared = Shared::new(config)?;
+    serve(listener, Shared::new(config)?, shutdown).await
+}
+
+/// [`run`] with the proxy state already built (and so validated), as the binary does: it
+/// builds the state before it listens, so a configuration `run` cannot serve never binds.
+pub async fn serve(
+    listener: TcpListener,
+    mut shared: Shared,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let grace = shared.config.timeouts.shutdown_grace;
     if let Ok(bound) = listener.local_addr() {
         shared.set_listening(bound);
     }
