@@ -10,6 +10,8 @@ use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
+pub mod failures;
+
 /// tracing target of record events; the log layer writes their `json` field as one line.
 pub const TARGET: &str = "regdoc::record";
 
@@ -257,7 +259,8 @@ pub fn failure_record<'a>(
 /// Write the failure record of an already diagnosed `ev`. `reply` is regdoc's own answer to
 /// the client, when it made one; `shown` is that answer as the client reads it (a refused
 /// CONNECT, or an HTTP answer inside interception), which the client's words are rendered from.
-pub fn write_failure(
+/// Private: every failure goes through [`failures::FailureLog`], the one aggregator.
+fn write_failure(
     diagnoser: &crate::diagnose::Diagnoser,
     ev: &FailureEvent,
     findings: &[Finding],
@@ -377,6 +380,8 @@ pub struct SummaryRecord<'a> {
     pub event: &'static str,
     pub cause: &'a str,
     pub phase: &'a str,
+    /// The client's address (no port: the repeats came on connections of their own).
+    pub client: &'a str,
     pub target: &'a str,
     /// Repeats not written as their own record.
     pub count: u64,
@@ -391,13 +396,14 @@ pub fn emit_summaries(
     interval: std::time::Duration,
 ) {
     for s in summaries {
-        let (cause, phase, target) = s.parts();
+        let k = s.parts();
         let rec = SummaryRecord {
             timestamp: timestamp(SystemTime::now()),
             event: "failure_summary",
-            cause,
-            phase,
-            target,
+            cause: k.cause,
+            phase: k.phase,
+            client: k.client,
+            target: k.target,
             count: s.count,
             first: timestamp(s.first),
             last: timestamp(s.last),

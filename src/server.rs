@@ -100,17 +100,13 @@ pub async fn serve(
     }
     let _ = summaries.await;
     // Counts of the last interval are written too, so nothing counted is lost at exit.
-    let far = std::time::SystemTime::now() + shared.config.log.aggregate_interval * 2;
-    crate::record::emit_summaries(
-        &shared.aggregator.drain_due(far),
-        shared.config.log.aggregate_interval,
-    );
+    shared.failures.write_all_summaries();
     Ok(())
 }
 
 /// Write `failure_summary` records for aggregated repeats as their intervals end.
 async fn summarise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let interval = shared.config.log.aggregate_interval;
+    let interval = shared.failures.interval();
     if interval.is_zero() {
         return;
     }
@@ -119,8 +115,7 @@ async fn summarise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                let due = shared.aggregator.drain_due(std::time::SystemTime::now());
-                crate::record::emit_summaries(&due, interval);
+                shared.failures.write_due_summaries(std::time::SystemTime::now());
             }
             _ = stop.changed() => return,
         }

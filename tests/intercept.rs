@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use regdoc::config::Config;
 use regdoc::diagnose::Diagnoser;
 use regdoc::intercept::{InterceptCtx, InterceptOutcome, Interceptor};
+use regdoc::record::failures::FailureLog;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -161,7 +162,8 @@ struct Harness {
     fx: AcrFixture,
     ic: Arc<Interceptor>,
     regdoc_ca: rustls::pki_types::CertificateDer<'static>,
-    diag: Arc<Diagnoser>,
+    /// One writer of failure records for every connection of the harness, as the proxy has.
+    failures: Arc<FailureLog>,
     headers_timeout: Duration,
     /// `log.requests` of the harness configuration, handed to each connection.
     log_requests: bool,
@@ -224,7 +226,16 @@ async fn harness_full(
         fx,
         ic,
         regdoc_ca,
-        diag: Arc::new(Diagnoser::new(&cfg)),
+        failures: Arc::new(FailureLog::new(
+            Arc::new(Diagnoser::new(&cfg)),
+            // Every failure written: these tests read each connection's own records, and
+            // repeat failures on purpose. Aggregation is tested through the proxy
+            // (tests/limits.rs).
+            &regdoc::config::LogConfig {
+                aggregate_interval: Duration::ZERO,
+                ..cfg.log.clone()
+            },
+        )),
         headers_timeout,
         log_requests: cfg.log.requests,
         _dir: dir,
@@ -317,7 +328,7 @@ impl Harness {
             host: HOST.into(),
             port: 443,
             endpoint: regdoc::endpoint::classify(HOST, &[]),
-            diagnoser: self.diag.clone(),
+            failures: self.failures.clone(),
             response_headers_timeout: self.headers_timeout,
             log_requests: self.log_requests,
             upstream_proxy: None,

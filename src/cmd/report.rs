@@ -168,6 +168,16 @@ pub fn parse_rfc3339(s: &str) -> Option<i128> {
     Some(i128::from(secs) * 1_000_000_000 + nanos)
 }
 
+/// A record's client as an address without its port: a `failure` record's `client` has the
+/// connection's port (`[::1]:50000`), a `failure_summary`'s is the address alone (`::1`), whose
+/// colons are no port separator. Anything else is kept as written.
+fn client_ip(c: &str) -> String {
+    if let Ok(sa) = c.parse::<std::net::SocketAddr>() {
+        return sa.ip().to_string();
+    }
+    c.to_string()
+}
+
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
@@ -283,14 +293,11 @@ impl Builder {
         bump(&mut t.regions, str_field(v, "region"), n);
         bump(&mut t.targets, str_field(v, "target"), n);
         bump(&mut t.phases, str_field(v, "phase"), n);
-        // The client's address without its ephemeral port.
-        let client = str_field(v, "client").map(|c| match c.rsplit_once(':') {
-            Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
-                ip.trim_start_matches('[').trim_end_matches(']')
-            }
-            _ => c,
-        });
-        bump(&mut t.clients, client, n);
+        bump(
+            &mut t.clients,
+            str_field(v, "client").map(client_ip).as_deref(),
+            n,
+        );
     }
 
     fn finish(mut self) -> Report {
@@ -526,6 +533,28 @@ mod tests {
         assert_eq!(r.causes[0].cause, "throttled");
         assert_eq!(r.causes[0].title, catalog::THROTTLED.title);
         assert!(!r.causes[0].remedy.is_empty(), "remedy from the catalog");
+    }
+
+    #[test]
+    fn summaries_count_for_their_client_whatever_its_address_family() {
+        let log = concat!(
+            r#"{"event":"failure","cause":"bad_client_request","client":"[::1]:50000"}"#,
+            "\n",
+            r#"{"event":"failure_summary","cause":"bad_client_request","client":"::1","count":4}"#,
+            "\n",
+            r#"{"event":"failure","cause":"bad_client_request","client":"127.0.0.3:4000"}"#,
+            "\n",
+            r#"{"event":"failure_summary","cause":"bad_client_request","client":"127.0.0.3","count":2}"#,
+            "\n",
+        );
+        let r = report(log.as_bytes());
+        assert_eq!(r.failures, 8);
+        let mut clients = r.causes[0].clients.clone();
+        clients.sort();
+        assert_eq!(
+            clients,
+            vec![("127.0.0.3".to_string(), 3), ("::1".to_string(), 5)]
+        );
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //!
 //! The first failure of a key in an interval is emitted in full; repeats within the interval are
 //! only counted, and [`Aggregator::drain_due`] hands back one summary per key whose interval
-//! ended with repeats. The key is cause + phase + target ([`key`]). Memory is bounded: beyond
-//! `capacity` keys the oldest window is closed early.
+//! ended with repeats. The key is cause + phase + client address + target ([`key`]), as
+//! config/regdoc.toml and README promise: one client's storm of malformed connections is one
+//! line and a count, and does not hide another client's first failure. Memory is bounded:
+//! beyond `capacity` keys the oldest window is closed early.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -32,20 +35,33 @@ pub struct Summary {
     pub last: SystemTime,
 }
 
+/// The fields of a key built by [`key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyParts<'a> {
+    pub cause: &'a str,
+    pub phase: &'a str,
+    pub client: &'a str,
+    pub target: &'a str,
+}
+
 impl Summary {
-    /// `(cause, phase, target)` of a key built by [`key`].
-    pub fn parts(&self) -> (&str, &str, &str) {
-        let mut it = self.key.splitn(3, '|');
-        let cause = it.next().unwrap_or("");
-        let phase = it.next().unwrap_or("");
-        let target = it.next().unwrap_or("");
-        (cause, phase, target)
+    /// The fields of a key built by [`key`]. The target comes last: it is the one field a
+    /// client chooses (a forwarded request's host), so a `|` in it cannot shift the others.
+    pub fn parts(&self) -> KeyParts<'_> {
+        let mut it = self.key.splitn(4, '|');
+        KeyParts {
+            cause: it.next().unwrap_or(""),
+            phase: it.next().unwrap_or(""),
+            client: it.next().unwrap_or(""),
+            target: it.next().unwrap_or(""),
+        }
     }
 }
 
-/// The aggregation key of a failure.
-pub fn key(cause: &str, phase: &str, target: &str) -> String {
-    format!("{cause}|{phase}|{target}")
+/// The aggregation key of a failure. The client is its address without the port: every
+/// connection has a port of its own, and a retrying client is one client.
+pub fn key(cause: &str, phase: &str, client: IpAddr, target: &str) -> String {
+    format!("{cause}|{phase}|{client}|{target}")
 }
 
 #[derive(Debug)]
@@ -206,7 +222,8 @@ mod tests {
     #[test]
     fn first_is_emitted_repeats_are_counted_and_summarised() {
         let a = Aggregator::new(Duration::from_secs(60));
-        let k = key("client_firewall", "connect", "myreg.azurecr.io:443");
+        let client: IpAddr = "10.1.2.3".parse().unwrap();
+        let k = key("client_firewall", "connect", client, "myreg.azurecr.io:443");
         assert_eq!(a.admit(&k, t(0)), Admit::Emit);
         assert_eq!(a.admit(&k, t(10)), Admit::Suppress);
         assert_eq!(a.admit(&k, t(20)), Admit::Suppress);
@@ -219,7 +236,12 @@ mod tests {
         assert_eq!(s[0].last, t(59));
         assert_eq!(
             s[0].parts(),
-            ("client_firewall", "connect", "myreg.azurecr.io:443")
+            KeyParts {
+                cause: "client_firewall",
+                phase: "connect",
+                client: "10.1.2.3",
+                target: "myreg.azurecr.io:443"
+            }
         );
         assert!(a.is_empty());
         assert_eq!(a.admit(&k, t(61)), Admit::Emit);
@@ -232,6 +254,29 @@ mod tests {
         assert_eq!(a.admit("b|dns|x:443", t(1)), Admit::Emit);
         assert_eq!(a.admit("a|dns|y:443", t(2)), Admit::Emit);
         assert_eq!(a.admit("a|dns|x:443", t(3)), Admit::Suppress);
+    }
+
+    #[test]
+    fn clients_are_counted_apart_whatever_their_port() {
+        let a = Aggregator::new(Duration::from_secs(60));
+        let one: IpAddr = "127.0.0.1".parse().unwrap();
+        let other: IpAddr = "::1".parse().unwrap();
+        let k = |c| key("bad_client_request", "request", c, ":0");
+        assert_eq!(a.admit(&k(one), t(0)), Admit::Emit);
+        assert_eq!(a.admit(&k(other), t(1)), Admit::Emit);
+        assert_eq!(a.admit(&k(one), t(2)), Admit::Suppress);
+        let s = a.drain_due(t(60));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].parts().client, "127.0.0.1");
+        // An IPv6 client's colons do not split the key.
+        let v6 = Summary {
+            key: k(other),
+            count: 1,
+            first: t(0),
+            last: t(0),
+        };
+        assert_eq!(v6.parts().client, "::1");
+        assert_eq!(v6.parts().target, ":0");
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //!   remembered), otherwise the findings of a failure with `FailureKind::HttpStatus`.
 //! * a lookup that worked: [`Diagnoser::judge_resolution`] flags a private registry resolving
 //!   to a public address before anything else fails.
-//! * repeats: [`aggregate::Aggregator`] keyed by [`aggregate::key`]`(cause, phase, target)`.
+//! * repeats: [`aggregate::Aggregator`] keyed by [`aggregate::key`]`(cause, phase, client, target)`,
+//!   written through [`crate::record::failures::FailureLog`].
 
 pub mod aggregate;
 pub mod catalog;

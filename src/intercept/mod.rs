@@ -66,7 +66,9 @@ pub struct InterceptCtx {
     pub host: String,
     pub port: u16,
     pub endpoint: Endpoint,
-    pub diagnoser: Arc<crate::diagnose::Diagnoser>,
+    /// The proxy's one writer of failure records (and its diagnoser): intercepted failures are
+    /// aggregated with every other failure.
+    pub failures: Arc<crate::record::failures::FailureLog>,
     pub response_headers_timeout: Duration,
     /// Write a `request` record per exchange (`log.requests`).
     pub log_requests: bool,

@@ -493,9 +493,8 @@ impl Interceptor {
         ev: &FailureEvent,
         alert: Option<super::refuse::Alert>,
     ) {
-        let findings = ctx.diagnoser.diagnose(ev);
-        crate::record::write_failure(
-            &ctx.diagnoser,
+        let findings = ctx.failures.diagnoser().diagnose(ev);
+        ctx.failures.write(
             ev,
             &findings,
             None,
@@ -521,8 +520,8 @@ impl Interceptor {
             None,
             started,
         );
-        let findings = ctx.diagnoser.diagnose(&ev);
-        crate::record::write_failure(&ctx.diagnoser, &ev, &findings, None, None);
+        let findings = ctx.failures.diagnoser().diagnose(&ev);
+        ctx.failures.write(&ev, &findings, None, None);
     }
 }
 
@@ -768,7 +767,7 @@ impl Conn {
 
         // Judging also remembers a healthy exchange as context (REST success, redirects,
         // issued tokens) for later failures of this client.
-        let findings = self.ctx.diagnoser.judge_exchange(
+        let findings = self.ctx.failures.diagnoser().judge_exchange(
             self.ctx.client.ip(),
             &self.ctx.host,
             self.ctx.port,
@@ -798,7 +797,7 @@ impl Conn {
                 Some(ex),
                 self.started,
             );
-            crate::record::write_failure(&self.ctx.diagnoser, &ev, &findings, None, None);
+            self.ctx.failures.write(&ev, &findings, None, None);
             if let Some(v) = cause_of(&findings) {
                 parts.headers.insert(CAUSE_HEADER, v);
             }
@@ -826,7 +825,7 @@ impl Conn {
             Some(ex),
             self.started,
         );
-        let findings = self.ctx.diagnoser.diagnose(&ev);
+        let findings = self.ctx.failures.diagnoser().diagnose(&ev);
         // The status line names the cause, as regdoc's refusals outside TLS do. HTTP/2 has no
         // reason phrase (and the client side speaks what the server side does).
         let reason = if self.h2_upstream {
@@ -839,13 +838,9 @@ impl Conn {
             status: status.as_u16(),
             reason: &reason,
         });
-        crate::record::write_failure(
-            &self.ctx.diagnoser,
-            &ev,
-            &findings,
-            Some((status.as_u16(), &reason)),
-            shown,
-        );
+        self.ctx
+            .failures
+            .write(&ev, &findings, Some((status.as_u16(), &reason)), shown);
         if let Some(ex) = &ev.http {
             self.record_request(
                 seen,

@@ -9,6 +9,7 @@ use crate::endpoint::classify;
 use crate::net::prefixed::Prefixed;
 use crate::observe::{FailureKind, Phase};
 use crate::policy::addr::{any_contains, canonical};
+use crate::record::failures::Logged;
 use crate::record::{timestamp, ConnectionRecord, PhaseOutcome};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,7 +52,7 @@ pub async fn serve(
         );
         let r = refuse(&shared, &ev);
         write_refusal(&mut stream, &r, "").await;
-        finish(&shared, rec, started, "refused", true);
+        finish(&shared, rec, started, "refused", true, Some(r.logged));
         return;
     }
 
@@ -80,7 +81,7 @@ pub async fn serve(
             if !matches!(e, HeadError::Io(_)) {
                 write_refusal(&mut stream, &r, "").await;
             }
-            finish(&shared, rec, started, "bad_request", true);
+            finish(&shared, rec, started, "bad_request", true, Some(r.logged));
             return;
         }
     };
@@ -100,7 +101,7 @@ pub async fn serve(
             );
             let r = refuse(&shared, &ev);
             write_refusal(&mut stream, &r, "").await;
-            finish(&shared, rec, started, "bad_request", true);
+            finish(&shared, rec, started, "bad_request", true, Some(r.logged));
             return;
         };
         target.host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -120,7 +121,7 @@ pub async fn serve(
                 ""
             };
             write_refusal(&mut stream, &r, extra).await;
-            finish(&shared, rec, started, "refused", true);
+            finish(&shared, rec, started, "refused", true, Some(r.logged));
             return;
         }
         // Only the bytes after the head go on; the rest of the head (its buffer, headers) is
@@ -129,9 +130,9 @@ pub async fn serve(
             let h = head;
             h.rest
         };
-        tunnel(&shared, stream, rest, &mut target, &mut rec, shutdown).await;
+        let refusal = tunnel(&shared, stream, rest, &mut target, &mut rec, shutdown).await;
         let failed = rec.failed;
-        finish(&shared, rec, started, "", failed);
+        finish(&shared, rec, started, "", failed, refusal);
     } else {
         let stream = Prefixed::new(head.raw.clone(), stream);
         Box::pin(super::forward::serve(
@@ -143,7 +144,7 @@ pub async fn serve(
         ))
         .await;
         let failed = rec.failed;
-        finish(&shared, rec, started, "", failed);
+        finish(&shared, rec, started, "", failed, None);
     }
 }
 
@@ -196,6 +197,8 @@ pub fn policy(
     None
 }
 
+/// Establish and run the tunnel. Returns how the refusal was logged when the destination could
+/// not be reached (the client got regdoc's answer instead of a tunnel).
 async fn tunnel(
     shared: &Arc<Shared>,
     mut client: TcpStream,
@@ -203,7 +206,7 @@ async fn tunnel(
     target: &mut TargetInfo,
     rec: &mut ConnectionRecord,
     _shutdown: watch::Receiver<bool>,
-) {
+) -> Option<Logged> {
     // Boxed, like the other paths below that an idle tunnel is not in: a future's size is that
     // of its largest state, and every idle tunnel would carry the resolver's and the
     // interceptor's state machines inline.
@@ -213,7 +216,7 @@ async fn tunnel(
             write_refusal(&mut client, &r, "").await;
             rec.failed = true;
             rec.close_reason = "refused";
-            return;
+            return Some(r.logged);
         }
     };
     rec.mode = "tunnel";
@@ -222,7 +225,7 @@ async fn tunnel(
     hello.extend_from_slice(&est.leftover);
     if let Err(_e) = client.write_all(&hello).await {
         rec.close_reason = "client_closed";
-        return;
+        return None;
     }
     if let Some(ic) = shared
         .interceptor
@@ -235,7 +238,7 @@ async fn tunnel(
             host: target.host.clone(),
             port: target.port,
             endpoint: target.endpoint.clone(),
-            diagnoser: shared.diagnoser.clone(),
+            failures: shared.failures.clone(),
             response_headers_timeout: shared.config.timeouts.response_headers,
             log_requests: shared.config.log.requests,
             upstream_proxy: target.upstream_proxy.clone(),
@@ -249,7 +252,7 @@ async fn tunnel(
         rec.close_reason = out.close_reason;
         rec.set_tls(&out.tls);
         rec.failed |= out.failures > 0;
-        return;
+        return None;
     }
     let probe_path = match (&target.upstream_proxy, &shared.upstream) {
         (Some(_), Some(proxy)) => crate::net::probe::ProbePath::Upstream {
@@ -296,14 +299,20 @@ async fn tunnel(
             http: None,
         });
     }
+    None
 }
 
+/// Write the connection's record. `refusal` is how the failure it was refused with was logged,
+/// when it was refused before reaching any upstream (see [`FailureLog::connection`]).
+///
+/// [`FailureLog::connection`]: crate::record::failures::FailureLog::connection
 fn finish(
     shared: &Shared,
     mut rec: ConnectionRecord,
     started: Instant,
     reason: &'static str,
     failed: bool,
+    refusal: Option<Logged>,
 ) {
     rec.duration_ms = crate::record::millis(started.elapsed());
     if rec.close_reason.is_empty() {
@@ -311,9 +320,7 @@ fn finish(
     }
     rec.failed = failed;
     rec.timestamp = timestamp(SystemTime::now());
-    if shared.config.log.connections || failed {
-        crate::record::emit("connection", &rec);
-    }
+    shared.failures.connection(&rec, refusal);
 }
 
 pub(crate) async fn write_refusal<W: tokio::io::AsyncWrite + Unpin>(

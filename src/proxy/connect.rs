@@ -27,6 +27,9 @@ pub struct Refusal {
     pub status: u16,
     pub reason: String,
     pub cause: Option<&'static str>,
+    /// Whether its failure record was written in full; when it was only counted (a repeat),
+    /// the connection's own record is folded into that count too.
+    pub logged: crate::record::failures::Logged,
 }
 
 /// Resolve and dial `target`, recording each phase in `rec`. Failures are diagnosed and logged
@@ -237,10 +240,11 @@ pub fn resource_limit(e: &DialError) -> Option<FailureKind> {
 /// Diagnose and log a failure that the client is told about.
 pub fn refuse(shared: &Shared, ev: &crate::observe::FailureEvent) -> Refusal {
     let status = reply::status_for(&ev.kind);
-    let (findings, reason) = shared.report(ev, Some(status));
+    let r = shared.report(ev, Some(status));
     Refusal {
         status,
-        reason,
-        cause: findings.first().map(|f| f.cause.id),
+        cause: r.findings.first().map(|f| f.cause.id),
+        reason: r.reason,
+        logged: r.logged,
     }
 }

@@ -337,6 +337,8 @@ fn internal(what: &str) -> Refusal {
         status: 502,
         reason: format!("regdoc: {what}"),
         cause: None,
+        // No failure record stands for it: the connection's own record is all there is.
+        logged: crate::record::failures::Logged::Full,
     }
 }
 

@@ -56,8 +56,9 @@ pub struct Shared {
     /// `Basic …` value clients must present, when proxy authentication is configured.
     expected_auth: Option<String>,
     next_id: AtomicU64,
-    /// Repeats of one failure within `log.aggregate_interval` are counted, not written.
-    pub aggregator: crate::diagnose::aggregate::Aggregator,
+    /// The one writer of failure records (interception writes through it too): repeats of
+    /// one failure within `log.aggregate_interval` are counted, not written.
+    pub failures: Arc<crate::record::failures::FailureLog>,
     /// TLS interception, when a CA is configured.
     pub interceptor: Option<crate::intercept::Interceptor>,
     /// regdoc's own look at certificates clients refuse (`[probe]`), when enabled.
@@ -83,9 +84,14 @@ impl Shared {
                 base64::engine::general_purpose::STANDARD.encode(creds)
             )
         });
+        let diagnoser = Arc::new(Diagnoser::new(&config));
+        let failures = Arc::new(crate::record::failures::FailureLog::new(
+            diagnoser.clone(),
+            &config.log,
+        ));
         Ok(Shared {
             resolver,
-            diagnoser: Arc::new(Diagnoser::new(&config)),
+            diagnoser,
             upstream,
             no_proxy: NoProxy::new(&config.upstream.no_proxy),
             registries: config.registry_hosts(),
@@ -99,7 +105,7 @@ impl Shared {
             },
             expected_auth,
             next_id: AtomicU64::new(1),
-            aggregator: crate::diagnose::aggregate::Aggregator::new(config.log.aggregate_interval),
+            failures,
             interceptor: crate::intercept::Interceptor::from_config(&config)?,
             prober: crate::net::probe::Prober::from_config(&config)?.map(Arc::new),
             config,
@@ -131,13 +137,18 @@ impl Shared {
         self.expected_auth.is_some()
     }
 
-    /// Diagnose `ev`, write its failure record, and return the findings and the reason phrase
-    /// for the reply (when `status` says the client gets one).
-    pub fn report(&self, ev: &FailureEvent, status: Option<u16>) -> (Vec<Finding>, String) {
+    /// Diagnose `ev`, write its failure record, and return the findings, the reason phrase
+    /// for the reply (when `status` says the client gets one) and whether the record was
+    /// written in full.
+    pub fn report(&self, ev: &FailureEvent, status: Option<u16>) -> Reported {
         let findings = self.diagnoser.diagnose(ev);
         let reason = reply::reason_phrase(ev, &findings);
-        self.write_failure(ev, &findings, status.map(|s| (s, reason.as_str())));
-        (findings, reason)
+        let logged = self.write_failure(ev, &findings, status.map(|s| (s, reason.as_str())));
+        Reported {
+            findings,
+            reason,
+            logged,
+        }
     }
 
     /// Write the failure record of an already diagnosed failure, unless it repeats one written
@@ -147,19 +158,17 @@ impl Shared {
         ev: &FailureEvent,
         findings: &[Finding],
         reply: Option<(u16, &str)>,
-    ) {
-        let cause = findings
-            .first()
-            .map(|f| f.cause.id)
-            .unwrap_or("undiagnosed");
-        let key = crate::diagnose::aggregate::key(cause, ev.phase.as_str(), &ev.target);
-        let admit = self.aggregator.admit(&key, std::time::SystemTime::now());
-        if admit == crate::diagnose::aggregate::Admit::Suppress {
-            return;
-        }
+    ) -> crate::record::failures::Logged {
         let shown = reply.map(|r| crate::diagnose::symptom::Reply::Connect(r.1));
-        crate::record::write_failure(&self.diagnoser, ev, findings, reply, shown);
+        self.failures.write(ev, findings, reply, shown)
     }
+}
+
+/// A diagnosed and logged failure.
+pub struct Reported {
+    pub findings: Vec<Finding>,
+    pub reason: String,
+    pub logged: crate::record::failures::Logged,
 }
 
 /// The destination policy of `config` for a proxy listening on `listen`. The interfaces are

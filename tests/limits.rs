@@ -1,0 +1,197 @@
+//! What one client can cost regdoc and its log, through a real proxy on loopback: a storm of
+//! bad connections is one record and a count per client; intercepted failures are counted by
+//! the same aggregator as the rest.
+//!
+//! Clients are told apart by their loopback source address (all of 127.0.0.0/8 is loopback on
+//! Linux): each test uses addresses of its own, so the records it reads are its own although
+//! every test of this binary writes into one capture.
+
+#[path = "support/acr.rs"]
+mod acr;
+#[path = "support/proxy.rs"]
+mod support;
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// A connection to `proxy` from the loopback address `from`.
+async fn connect_from(from: &str, proxy: SocketAddr) -> TcpStream {
+    let ip: IpAddr = from.parse().expect("address");
+    let sock = TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::new(ip, 0))
+        .expect("bind client address");
+    tokio::time::timeout(Duration::from_secs(10), sock.connect(proxy))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
+/// Whether a record's `client` (`ip:port`, or a summary's bare `ip`) is `ip`.
+fn from_client(v: &Value, ip: &str) -> bool {
+    let c = v["client"].as_str().unwrap_or("");
+    c == ip || c.strip_prefix(ip).is_some_and(|r| r.starts_with(':'))
+}
+
+/// Stop the proxy and wait (bounded) until it has written its last summaries.
+async fn stop(proxy: &mut Proxy) {
+    let task = proxy.shutdown();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("regdoc stops in time")
+        .expect("regdoc task");
+}
+
+/// Send one malformed request head from `from` and read regdoc's answer.
+async fn malformed_from(from: &str, proxy: SocketAddr) -> u16 {
+    let mut s = connect_from(from, proxy).await;
+    s.write_all(b"CONNECT \x01\x02 nonsense\r\n\r\n")
+        .await
+        .expect("write");
+    read_status(&mut s).await.0
+}
+
+/// Item 9: a storm of malformed connections from one client is one `failure` record, one
+/// `connection` record and a `failure_summary` with the count and the client, and does not
+/// hide another client's first failure of the same cause.
+#[tokio::test]
+async fn a_storm_of_malformed_connections_is_one_record_and_a_count_per_client() {
+    const N: u64 = 25;
+    let (storm, other) = ("127.0.0.3", "127.0.0.4");
+    let mut cfg = config(&[]);
+    cfg.log.aggregate_interval = Duration::from_secs(3600);
+    let mut proxy = Proxy::start(cfg).await;
+    for _ in 0..N {
+        // Every client is still answered in full.
+        assert_eq!(malformed_from(storm, proxy.addr).await, 400);
+    }
+    assert_eq!(malformed_from(other, proxy.addr).await, 400);
+    stop(&mut proxy).await;
+
+    let failures = records(|v| v["event"] == "failure" && from_client(v, storm));
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    assert_eq!(failures[0]["cause"], "bad_client_request");
+    let summaries = records(|v| v["event"] == "failure_summary" && from_client(v, storm));
+    assert_eq!(summaries.len(), 1, "{summaries:#?}");
+    let s = &summaries[0];
+    assert_eq!(s["count"], N - 1, "{s:#}");
+    assert_eq!(s["client"], storm, "{s:#}");
+    assert_eq!(s["cause"], "bad_client_request", "{s:#}");
+    assert_eq!(s["phase"], "request", "{s:#}");
+    // The repeats' connection records are folded into the count too.
+    let conns = records(|v| v["event"] == "connection" && from_client(v, storm));
+    assert_eq!(conns.len(), 1, "{conns:#?}");
+    assert_eq!(conns[0]["close_reason"], "bad_request");
+
+    // The other client's failure has the same cause, phase and target: it is its own.
+    let theirs = records(|v| v["event"] == "failure" && from_client(v, other));
+    assert_eq!(theirs.len(), 1, "{theirs:#?}");
+    assert!(records(|v| v["event"] == "failure_summary" && from_client(v, other)).is_empty());
+}
+
+const INTERCEPTED: &str = "aggregated.azurecr.io";
+
+/// A TLS client for `INTERCEPTED` through regdoc's CONNECT, trusting only `ca`.
+async fn intercepted_client(
+    proxy: SocketAddr,
+    ca: rustls::pki_types::CertificateDer<'static>,
+) -> hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>> {
+    let (s, status, reason) = connect(proxy, &format!("{INTERCEPTED}:443"), "").await;
+    assert_eq!(status, 200, "{reason}");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(INTERCEPTED.try_into().unwrap(), s)
+        .await
+        .expect("the client trusts regdoc's leaf");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// Item 9: a failure judged inside interception goes through the proxy's aggregator: a wrong
+/// password sent three times is one `failure` record and a summary counting two.
+#[tokio::test]
+async fn intercepted_failures_are_aggregated_with_the_rest() {
+    let fx = acr::AcrFixture::start(INTERCEPTED).await;
+    fx.add_user("alice", "alice-Aggr3gate-pw!", &[("*", &["pull"])]);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = regdoc::intercept::ca::generate(dir.path(), false).unwrap();
+    let mut cfg = config(&[]);
+    cfg.dns
+        .connect_to
+        .push(format!("{INTERCEPTED}:443={}", fx.addr));
+    cfg.intercept.ca_cert = Some(ca.cert.clone());
+    cfg.intercept.ca_key = Some(ca.key.clone());
+    cfg.intercept.extra_roots = vec![fx.ca_file.clone()];
+    cfg.log.aggregate_interval = Duration::from_secs(3600);
+    let mut proxy = Proxy::start(cfg).await;
+    let regdoc_ca = regdoc::intercept::Ca::load(&ca.cert, &ca.key)
+        .unwrap()
+        .cert_der()
+        .clone();
+
+    let bad = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "alice:wrong-Aggr3gate-pw"
+        )
+    );
+    let path = format!(
+        "/oauth2/token?account=alice&client_id=docker&offline_token=true&service={INTERCEPTED}"
+    );
+    let mut c = intercepted_client(proxy.addr, regdoc_ca).await;
+    for _ in 0..3 {
+        let req = hyper::Request::get(&path)
+            .header("host", INTERCEPTED)
+            .header("authorization", &bad)
+            .body(Empty::new())
+            .unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(20), c.send_request(req))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        // Every answer still names the cause.
+        let cause = r
+            .headers()
+            .get("x-regdoc-cause")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        assert!(cause.starts_with("invalid_credentials"), "{cause}");
+        r.into_body().collect().await.unwrap();
+    }
+    drop(c);
+    let target = format!("{INTERCEPTED}:443");
+    // The connection record is written when the tunnel ends: then nothing more is in flight.
+    let conns = wait_records(1, by_target("connection", target.clone())).await;
+    assert_eq!(conns.len(), 1, "{conns:#?}");
+    stop(&mut proxy).await;
+
+    let f = records(by_target("failure", target.clone()));
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0]["cause"], "invalid_credentials");
+    let s = records(by_target("failure_summary", target));
+    assert_eq!(s.len(), 1, "{s:#?}");
+    assert_eq!(s[0]["count"], 2, "{:#}", s[0]);
+    assert_eq!(s[0]["client"], "127.0.0.1", "{:#}", s[0]);
+    assert_eq!(s[0]["cause"], "invalid_credentials", "{:#}", s[0]);
+}
