@@ -263,6 +263,9 @@ pub struct LogConfig {
     /// Identical failures within this interval are counted, not repeated.
     #[serde(deserialize_with = "duration")]
     pub aggregate_interval: Duration,
+    /// At most this many `failure` records and `connection` records of failed connections are
+    /// written in any second; the rest are counted in a `log` line.
+    pub max_records_per_second: usize,
 }
 
 impl Default for LogConfig {
@@ -273,6 +276,7 @@ impl Default for LogConfig {
             connections: true,
             requests: false,
             aggregate_interval: Duration::from_secs(60),
+            max_records_per_second: 1000,
         }
     }
 }
@@ -758,6 +762,7 @@ regions = ["westeurope"]
             "format",
             "file",
             "aggregate_interval",
+            "max_records_per_second",
             "ca_cert",
             "hosts",
             "cert_cache",

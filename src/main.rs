@@ -456,7 +456,8 @@ fn summary(cfg: &Config) -> String {
     let _ = writeln!(s, "auth              {auth}");
     let _ = writeln!(
         s,
-        "log               format={} file={} connections={} requests={} aggregate_interval={:?}",
+        "log               format={} file={} connections={} requests={} aggregate_interval={:?} \
+         max_records_per_second={}",
         match cfg.log.format {
             LogFormat::Json => "json",
             LogFormat::Pretty => "pretty",
@@ -468,7 +469,8 @@ fn summary(cfg: &Config) -> String {
             .unwrap_or_else(|| "stdout".into()),
         cfg.log.connections,
         cfg.log.requests,
-        cfg.log.aggregate_interval
+        cfg.log.aggregate_interval,
+        cfg.log.max_records_per_second
     );
     let intercept = match (&cfg.intercept.ca_cert, &cfg.intercept.ca_key) {
         (Some(c), Some(_)) => format!(

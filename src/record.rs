@@ -10,6 +10,7 @@ use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
+pub mod budget;
 pub mod failures;
 
 /// tracing target of record events; the log layer writes their `json` field as one line.

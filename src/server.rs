@@ -43,7 +43,7 @@ pub async fn serve(
     // Each connection task holds a clone; when all are dropped, every connection is done.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
-    let summaries = tokio::spawn(summarise(shared.clone(), stop_rx.clone()));
+    let summaries = tokio::spawn(housekeeping(shared.clone(), stop_rx.clone()));
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
@@ -101,22 +101,22 @@ pub async fn serve(
     let _ = summaries.await;
     // Counts of the last interval are written too, so nothing counted is lost at exit.
     shared.failures.write_all_summaries();
+    shared.failures.report_overflow();
     Ok(())
 }
 
-/// Write `failure_summary` records for aggregated repeats as their intervals end.
-async fn summarise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Write `failure_summary` records for aggregated repeats as their intervals end, and say every
+/// second what the records budget left out.
+async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let interval = shared.failures.interval();
-    if interval.is_zero() {
-        return;
-    }
-    let tick = (interval / 4).max(Duration::from_secs(1));
-    let mut ticker = tokio::time::interval(tick);
+    let mut summaries = tokio::time::interval((interval / 4).max(Duration::from_secs(1)));
+    let mut budget = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = ticker.tick() => {
+            _ = summaries.tick(), if !interval.is_zero() => {
                 shared.failures.write_due_summaries(std::time::SystemTime::now());
             }
+            _ = budget.tick() => shared.failures.report_overflow(),
             _ = stop.changed() => return,
         }
     }

@@ -116,6 +116,11 @@ fn out_of_range_numbers_are_refused() {
         "max_head_bytes must be between 1024 and 1048576",
     );
     refused("[intercept]\ncert_cache = 0\n", 2, "intercept.cert_cache");
+    refused(
+        "[log]\nmax_records_per_second = 0\n",
+        2,
+        "log.max_records_per_second must be between 10 and 1000000",
+    );
     refused("allowed_ports = [443, 0]\n", 1, "port 0");
 }
 

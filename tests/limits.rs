@@ -195,3 +195,64 @@ async fn intercepted_failures_are_aggregated_with_the_rest() {
     assert_eq!(s[0]["client"], "127.0.0.1", "{:#}", s[0]);
     assert_eq!(s[0]["cause"], "invalid_credentials", "{:#}", s[0]);
 }
+
+/// The sum of `field=<n>` over the `log` lines of the records budget of `limit`.
+fn budget_line_sum(limit: u64, field: &str) -> (usize, u64) {
+    let text = all_text();
+    let needle = format!("log.max_records_per_second ({limit}) reached");
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(&needle)).collect();
+    let sum = lines
+        .iter()
+        .map(|l| {
+            let at = l
+                .find(&format!("{field}="))
+                .unwrap_or_else(|| panic!("no {field} in {l}"));
+            l[at + field.len() + 1..]
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{field} is no number in {l}"))
+        })
+        .sum();
+    (lines.len(), sum)
+}
+
+/// Item 9: beyond `log.max_records_per_second`, failure records and the connection records of
+/// failed connections are counted instead of written, and `log` lines say how many: what was
+/// written and what was counted add up to every failure.
+#[tokio::test]
+async fn a_records_budget_bounds_a_flood_and_log_lines_count_what_it_left_out() {
+    const N: u64 = 200;
+    const LIMIT: u64 = 10;
+    let flood = "127.0.0.5";
+    let mut cfg = config(&[]);
+    // Every failure its own record: only the budget can hold them back.
+    cfg.log.aggregate_interval = Duration::ZERO;
+    cfg.log.max_records_per_second = LIMIT as usize;
+    let mut proxy = Proxy::start(cfg).await;
+    let addr = proxy.addr;
+    let clients: Vec<_> = (0..N)
+        .map(|_| tokio::spawn(async move { malformed_from(flood, addr).await }))
+        .collect();
+    for c in clients {
+        // Every client is still answered.
+        assert_eq!(c.await.unwrap(), 400);
+    }
+    stop(&mut proxy).await;
+
+    let written = records(|v| v["event"] == "failure" && from_client(v, flood)).len() as u64;
+    let conns = records(|v| v["event"] == "connection" && from_client(v, flood)).len() as u64;
+    // Writing all of them would take N / LIMIT seconds of one-second windows.
+    assert!(written < N, "{written} failure records for {N} failures");
+    let (lines, failures) = budget_line_sum(LIMIT, "suppressed_failures");
+    assert!(lines >= 1, "no log line about the budget");
+    assert_eq!(
+        written + failures,
+        N,
+        "written {written}, counted {failures}"
+    );
+    // A refusal counted by the budget folds its connection record too; the others' records
+    // are held to the same budget.
+    let (_, connections) = budget_line_sum(LIMIT, "suppressed_connections");
+    assert_eq!(conns + connections, written, "{conns} + {connections}");
+}

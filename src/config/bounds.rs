@@ -149,6 +149,14 @@ pub static COUNTS: &[CountBound] = &[
         min: 4096,
         max: 4 * 1024 * 1024,
     },
+    // Ten lines a second still show what is failing; a million is more than any log shipper
+    // takes.
+    CountBound {
+        key: "log.max_records_per_second",
+        get: |c| Some(c.log.max_records_per_second),
+        min: 10,
+        max: 1_000_000,
+    },
     CountBound {
         key: "intercept.cert_cache",
         get: |c| c.intercept.cert_cache,

@@ -172,6 +172,17 @@ impl Aggregator {
         Admit::Emit
     }
 
+    /// Close `key`'s window without a summary, as if the failure that opened it never came:
+    /// for a first failure whose record could not be written after all (the records budget
+    /// was spent), so that the next one of its key is written in full rather than counted as
+    /// the repeat of a record nobody can read. Repeats already counted are kept.
+    pub fn forget(&self, key: &str) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.windows.get(key).is_some_and(|w| w.count == 0) {
+            st.windows.remove(key);
+        }
+    }
+
     /// Summaries of every interval that has ended with suppressed repeats. Call it periodically
     /// (e.g. every interval) and write one `failure_summary` record for each.
     pub fn drain_due(&self, now: SystemTime) -> Vec<Summary> {
@@ -311,6 +322,19 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].key, "k1");
         assert_eq!(a.admit("k3", t(5)), Admit::Suppress);
+    }
+
+    #[test]
+    fn a_forgotten_first_failure_lets_the_next_one_be_written() {
+        let a = Aggregator::new(Duration::from_secs(60));
+        assert_eq!(a.admit("k", t(0)), Admit::Emit);
+        a.forget("k");
+        assert!(a.is_empty());
+        assert_eq!(a.admit("k", t(1)), Admit::Emit);
+        assert_eq!(a.admit("k", t(2)), Admit::Suppress);
+        // A window with repeats counted keeps them.
+        a.forget("k");
+        assert_eq!(a.drain_due(t(61))[0].count, 1);
     }
 
     #[test]

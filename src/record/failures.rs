@@ -6,23 +6,42 @@
 //! with a failure that was only counted is one of the repeats that count stands for, and its
 //! own record is not written either (one client's storm is one failure, one connection record
 //! and a count, not two lines per connection).
+//!
+//! Both kinds are held to `log.max_records_per_second` ([`super::budget`]): beyond it they are
+//! counted, and [`FailureLog::report_overflow`] says how many in a `log` line. Healthy
+//! connections and `request` records are not: they grow with the work regdoc does, failures
+//! with whatever anyone sends it.
 
 use crate::config::LogConfig;
 use crate::diagnose::aggregate::{key, Admit, Aggregator};
 use crate::diagnose::symptom::Reply;
 use crate::diagnose::{Diagnoser, Finding};
 use crate::observe::FailureEvent;
+use crate::record::budget::Budget;
 use crate::record::ConnectionRecord;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Whether a failure's record was written in full or only counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logged {
     /// Written in full (the first of its key in the interval).
     Full,
-    /// Counted for a `failure_summary` record.
+    /// Counted: for a `failure_summary` record (a repeat), or in the `log` line of the records
+    /// budget (beyond `log.max_records_per_second`).
     Counted,
+}
+
+/// Records left out since the last [`FailureLog::report_overflow`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Overflow {
+    /// `failure` records beyond the budget (their connections' records are folded in them).
+    pub failures: u64,
+    /// `connection` records of failed connections beyond the budget.
+    pub connections: u64,
+    /// Repeats counted for `failure_summary` records meanwhile (not the budget's doing).
+    pub summarised: u64,
 }
 
 /// Writes failure records through one aggregator. Shared by the proxy and every intercepted
@@ -33,15 +52,27 @@ pub struct FailureLog {
     interval: Duration,
     /// `log.connections`: healthy connections get a record too.
     healthy_connections: bool,
+    budget: Budget,
+    over_failures: AtomicU64,
+    over_connections: AtomicU64,
+    summarised: AtomicU64,
+    /// When the counters were last reported.
+    reported: Mutex<Instant>,
 }
 
 impl FailureLog {
     pub fn new(diagnoser: Arc<Diagnoser>, log: &LogConfig) -> Self {
+        let now = Instant::now();
         FailureLog {
             diagnoser,
             aggregator: Aggregator::new(log.aggregate_interval),
             interval: log.aggregate_interval,
             healthy_connections: log.connections,
+            budget: Budget::new(log.max_records_per_second as u64, now),
+            over_failures: AtomicU64::new(0),
+            over_connections: AtomicU64::new(0),
+            summarised: AtomicU64::new(0),
+            reported: Mutex::new(now),
         }
     }
 
@@ -50,8 +81,9 @@ impl FailureLog {
     }
 
     /// Write the record of an already diagnosed `ev`, unless it repeats one written within
-    /// the aggregation interval (then it is only counted). `reply` is regdoc's own answer to
-    /// the client, `shown` that answer as the client reads it (see [`super::write_failure`]).
+    /// the aggregation interval or the records budget of this second is spent (then it is only
+    /// counted). `reply` is regdoc's own answer to the client, `shown` that answer as the
+    /// client reads it (see [`super::write_failure`]).
     pub fn write(
         &self,
         ev: &FailureEvent,
@@ -59,7 +91,13 @@ impl FailureLog {
         reply: Option<(u16, &str)>,
         shown: Option<Reply<'_>>,
     ) -> Logged {
-        self.write_at(ev, findings, reply, shown, SystemTime::now())
+        self.write_at(
+            ev,
+            findings,
+            reply,
+            shown,
+            (SystemTime::now(), Instant::now()),
+        )
     }
 
     fn write_at(
@@ -68,7 +106,7 @@ impl FailureLog {
         findings: &[Finding],
         reply: Option<(u16, &str)>,
         shown: Option<Reply<'_>>,
-        now: SystemTime,
+        (now, instant): (SystemTime, Instant),
     ) -> Logged {
         let cause = findings
             .first()
@@ -76,6 +114,12 @@ impl FailureLog {
             .unwrap_or("undiagnosed");
         let key = key(cause, ev.phase.as_str(), ev.client.ip(), &ev.target);
         if self.aggregator.admit(&key, now) == Admit::Suppress {
+            self.summarised.fetch_add(1, Ordering::Relaxed);
+            return Logged::Counted;
+        }
+        if !self.budget.take(instant) {
+            self.aggregator.forget(&key);
+            self.over_failures.fetch_add(1, Ordering::Relaxed);
             return Logged::Counted;
         }
         super::write_failure(&self.diagnoser, ev, findings, reply, shown);
@@ -89,9 +133,53 @@ impl FailureLog {
         if refusal == Some(Logged::Counted) {
             return;
         }
-        if rec.failed || self.healthy_connections {
-            super::emit("connection", rec);
+        if !rec.failed {
+            if self.healthy_connections {
+                super::emit("connection", rec);
+            }
+            return;
         }
+        if self.budget.take(Instant::now()) {
+            super::emit("connection", rec);
+        } else {
+            self.over_connections.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The records left out since the last call (and the repeats summarised meanwhile);
+    /// `None` when the budget left nothing out.
+    pub fn take_overflow(&self) -> Option<Overflow> {
+        let o = Overflow {
+            failures: self.over_failures.swap(0, Ordering::Relaxed),
+            connections: self.over_connections.swap(0, Ordering::Relaxed),
+            summarised: self.summarised.swap(0, Ordering::Relaxed),
+        };
+        (o.failures + o.connections > 0).then_some(o)
+    }
+
+    /// Say in a `log` line what the records budget left out since the last report, if
+    /// anything. Called every second, and once more at exit: the line is itself bounded.
+    pub fn report_overflow(&self) {
+        let since = {
+            let mut last = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            std::mem::replace(&mut *last, now).elapsed()
+        };
+        let Some(o) = self.take_overflow() else {
+            return;
+        };
+        let limit = self.budget.per_second();
+        tracing::warn!(
+            suppressed_failures = o.failures,
+            suppressed_connections = o.connections,
+            summarised = o.summarised,
+            max_records_per_second = limit,
+            "log.max_records_per_second ({limit}) reached: {} failure and {} connection records were not written in the last {:.1} s; {} repeated failures were counted for failure_summary records",
+            o.failures,
+            o.connections,
+            since.as_secs_f64(),
+            o.summarised,
+        );
     }
 
     /// Write a `failure_summary` record for every key whose interval ended by `now` with
@@ -144,13 +232,53 @@ mod tests {
     }
 
     #[test]
+    fn beyond_the_budget_failures_are_counted_and_their_key_stays_open() {
+        let cfg = Config::default();
+        let log = LogConfig {
+            max_records_per_second: 2,
+            ..cfg.log.clone()
+        };
+        let f = FailureLog::new(Arc::new(Diagnoser::new(&cfg)), &log);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let i0 = Instant::now();
+        let write = |client: &str, second: u64| {
+            let ev = event(client, ":0");
+            let findings = f.diagnoser.diagnose(&ev);
+            let at = Duration::from_secs(second);
+            f.write_at(&ev, &findings, None, None, (t0 + at, i0 + at))
+        };
+        assert_eq!(write("10.0.0.1:1", 0), Logged::Full);
+        assert_eq!(write("10.0.0.2:1", 0), Logged::Full);
+        assert_eq!(write("10.0.0.3:1", 0), Logged::Counted);
+        assert_eq!(write("10.0.0.1:2", 0), Logged::Counted, "a repeat");
+        assert_eq!(
+            f.take_overflow(),
+            Some(Overflow {
+                failures: 1,
+                connections: 0,
+                summarised: 1
+            })
+        );
+        assert_eq!(f.take_overflow(), None);
+        // The failure the budget left out was no record anyone can read: the next one of its
+        // key, in the next second, is written in full rather than counted as its repeat.
+        assert_eq!(write("10.0.0.3:2", 1), Logged::Full);
+    }
+
+    #[test]
     fn repeats_of_one_client_are_counted_and_other_clients_written() {
         let f = log();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let write = |client: &str, at: u64| {
             let ev = event(client, ":0");
             let findings = f.diagnoser.diagnose(&ev);
-            f.write_at(&ev, &findings, None, None, t0 + Duration::from_secs(at))
+            f.write_at(
+                &ev,
+                &findings,
+                None,
+                None,
+                (t0 + Duration::from_secs(at), Instant::now()),
+            )
         };
         assert_eq!(write("127.0.0.3:1000", 0), Logged::Full);
         // Another port of the same client is the same client.
