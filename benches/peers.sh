@@ -228,6 +228,8 @@ start_regdoc() {
 listen = "127.0.0.1:$port"
 allowed_ports = [443, 80, $PLAIN, $TLS]
 max_connections = 12000
+# Every load comes from one client address (127.0.0.1).
+max_connections_per_client = 12000
 
 [log]
 file = "$TMP/$name.log"

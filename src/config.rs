@@ -52,6 +52,8 @@ pub struct Config {
     pub allowed_ports: Vec<u16>,
     /// At most this many client connections at once; further ones wait in the accept queue.
     pub max_connections: usize,
+    /// At most this many of them from one client address; further ones are refused (429).
+    pub max_connections_per_client: usize,
     /// Largest request head accepted (431 beyond).
     pub max_head_bytes: usize,
     /// Per-direction copy buffer of a tunnel.
@@ -83,6 +85,7 @@ impl Default for Config {
             allowed_destinations: destination::default_allowed(),
             allowed_ports: vec![443, 80],
             max_connections: 9_000,
+            max_connections_per_client: 1_000,
             max_head_bytes: 16 * 1024,
             buffer_bytes: 256 * 1024,
             zero_copy: true,
@@ -747,6 +750,7 @@ regions = ["westeurope"]
             "allowed_clients",
             "allowed_ports",
             "max_connections",
+            "max_connections_per_client",
             "max_head_bytes",
             "buffer_bytes",
             "zero_copy",

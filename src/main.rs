@@ -395,7 +395,11 @@ fn summary(cfg: &Config) -> String {
         rules(&cfg.denied_destinations),
         rules(&cfg.allowed_destinations)
     );
-    let _ = writeln!(s, "max_connections   {}", cfg.max_connections);
+    let _ = writeln!(
+        s,
+        "max_connections   {} ({} per client address)",
+        cfg.max_connections, cfg.max_connections_per_client
+    );
     let _ = writeln!(s, "max_head_bytes    {}", cfg.max_head_bytes);
     let _ = writeln!(s, "buffer_bytes      {}", cfg.buffer_bytes);
     let _ = writeln!(

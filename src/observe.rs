@@ -61,6 +61,13 @@ pub enum FailureKind {
     TlsInsteadOfHttp,
     /// The client's address is not allowed to use this proxy.
     ClientNotAllowed,
+    /// The client already had `max_connections_per_client` connections open.
+    ClientConnectionLimit {
+        /// The setting.
+        limit: usize,
+        /// Connections the client had open.
+        open: usize,
+    },
     /// The destination port is outside the allowed set.
     PortNotAllowed {
         port: u16,

@@ -1,4 +1,10 @@
 //! Accept loop, connection limits and graceful shutdown.
+//!
+//! A connection is admitted in two steps: its client's share first
+//! ([`clients`], `max_connections_per_client`), refused at once beyond it; then a slot of
+//! `max_connections`, waited for.
+
+pub mod clients;
 
 use crate::config::Config;
 use crate::proxy::{SetupError, Shared};
@@ -39,6 +45,7 @@ pub async fn serve(
     }
     let shared = Arc::new(shared);
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let clients = clients::ClientSlots::new(shared.config.max_connections_per_client);
     let (stop_tx, stop_rx) = watch::channel(false);
     // Each connection task holds a clone; when all are dropped, every connection is done.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -46,10 +53,6 @@ pub async fn serve(
     let summaries = tokio::spawn(housekeeping(shared.clone(), stop_rx.clone()));
     let mut backoff = Duration::from_millis(5);
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut shutdown => break,
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = &mut shutdown => break,
@@ -79,12 +82,28 @@ pub async fn serve(
                 continue;
             }
         };
+        // Rules and records speak of an IPv4 client of a dual-stack listener by its IPv4
+        // address, and so does its share.
+        let peer = crate::policy::addr::canonical(peer);
+        let slot = match clients.admit(peer.ip()) {
+            Ok(s) => s,
+            Err(over) => {
+                crate::proxy::conn::refuse_over_limit(&shared, stream, peer, &over);
+                continue;
+            }
+        };
+        // At most one accepted connection waits here for a slot, holding its client's share.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = &mut shutdown => break,
+        };
         let shared = shared.clone();
         let stop = stop_rx.clone();
         let done = done_tx.clone();
         tokio::spawn(async move {
             crate::proxy::conn::serve(shared, stream, peer, stop).await;
             drop(permit);
+            drop(slot);
             drop(done);
         });
     }

@@ -124,6 +124,7 @@ fn shipped_config_equals_the_defaults() {
         d.i_know_this_is_an_open_proxy
     );
     assert_eq!(c.max_connections, d.max_connections);
+    assert_eq!(c.max_connections_per_client, d.max_connections_per_client);
     assert_eq!(c.max_head_bytes, d.max_head_bytes);
     assert_eq!(c.buffer_bytes, d.buffer_bytes);
     // Debug covers every field, including ones added later.

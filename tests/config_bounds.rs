@@ -117,6 +117,11 @@ fn out_of_range_numbers_are_refused() {
     );
     refused("[intercept]\ncert_cache = 0\n", 2, "intercept.cert_cache");
     refused(
+        "# x\nmax_connections_per_client = 0\n",
+        2,
+        "max_connections_per_client must be between 1 and 1000000",
+    );
+    refused(
         "[log]\nmax_records_per_second = 0\n",
         2,
         "log.max_records_per_second must be between 10 and 1000000",

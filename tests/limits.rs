@@ -256,3 +256,89 @@ async fn a_records_budget_bounds_a_flood_and_log_lines_count_what_it_left_out() 
     let (_, connections) = budget_line_sum(LIMIT, "suppressed_connections");
     assert_eq!(conns + connections, written, "{conns} + {connections}");
 }
+
+/// `CONNECT target` from the loopback address `from`; the stream, status and reason.
+async fn connect_tunnel_from(
+    from: &str,
+    proxy: SocketAddr,
+    target: &str,
+) -> (TcpStream, u16, String) {
+    let mut s = connect_from(from, proxy).await;
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let (status, reason) = read_status(&mut s).await;
+    (s, status, reason)
+}
+
+/// An origin that keeps every connection open until its client closes it.
+async fn holding_origin() -> SocketAddr {
+    server(|mut s: TcpStream| async move {
+        let mut b = [0u8; 1024];
+        while let Ok(n) = tokio::io::AsyncReadExt::read(&mut s, &mut b).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await
+}
+
+/// Item 8: with `max_connections_per_client = 2`, a client's third connection is refused at
+/// once with a 429 naming the limit and a failure record, while another client is admitted;
+/// a connection the client closes gives its slot back.
+#[tokio::test]
+async fn a_client_beyond_its_share_of_connections_is_refused_and_others_are_not() {
+    let (greedy, other) = ("127.0.0.6", "127.0.0.7");
+    let origin = holding_origin().await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    let mut cfg = config(&[origin.port()]);
+    cfg.max_connections_per_client = 2;
+    let proxy = Proxy::start(cfg).await;
+
+    let (first, status, reason) = connect_tunnel_from(greedy, proxy.addr, &target).await;
+    assert_eq!(status, 200, "{reason}");
+    let (_second, status, reason) = connect_tunnel_from(greedy, proxy.addr, &target).await;
+    assert_eq!(status, 200, "{reason}");
+
+    // The third is answered before it sends anything: nothing of it is read.
+    let mut third = connect_from(greedy, proxy.addr).await;
+    let (status, reason) = read_status(&mut third).await;
+    assert_eq!(status, 429, "{reason}");
+    assert!(
+        reason.starts_with("regdoc proxy_policy: ")
+            && reason.contains("max_connections_per_client = 2"),
+        "{reason}"
+    );
+    let f = records(|v| v["event"] == "failure" && from_client(v, greedy));
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(
+        f[0]["kind"]["kind"], "client_connection_limit",
+        "{:#}",
+        f[0]
+    );
+    assert_eq!(f[0]["kind"]["limit"], 2, "{:#}", f[0]);
+    assert_eq!(f[0]["phase"], "policy", "{:#}", f[0]);
+    assert_eq!(f[0]["reply_status"], 429, "{:#}", f[0]);
+    assert_eq!(f[0]["reply_reason"], reason.as_str(), "{:#}", f[0]);
+
+    // Another client is not held to the first one's share.
+    let (_theirs, status, reason) = connect_tunnel_from(other, proxy.addr, &target).await;
+    assert_eq!(status, 200, "{reason}");
+
+    // A closed connection gives its slot back (once its task has ended: bounded polling).
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_again, status, reason) = connect_tunnel_from(greedy, proxy.addr, &target).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429, "{reason}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed connection's slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -138,6 +138,12 @@ pub static COUNTS: &[CountBound] = &[
         max: 1_000_000,
     },
     CountBound {
+        key: "max_connections_per_client",
+        get: |c| Some(c.max_connections_per_client),
+        min: 1,
+        max: 1_000_000,
+    },
+    CountBound {
         key: "max_head_bytes",
         get: |c| Some(c.max_head_bytes),
         min: 1024,

@@ -1734,6 +1734,10 @@ fn proxy_policy_refusals() {
         (FailureKind::PortNotAllowed { port: 22 }, "port 22"),
         (FailureKind::ClientNotAllowed, "allowed_clients"),
         (
+            FailureKind::ClientConnectionLimit { limit: 2, open: 2 },
+            "max_connections_per_client (2)",
+        ),
+        (
             FailureKind::ProxyAuthRequired { provided: false },
             "sent none",
         ),

@@ -148,6 +148,63 @@ pub async fn serve(
     }
 }
 
+/// A client gone already must not raise SIGPIPE: the binary ignores it, a library cannot know.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const NOSIGNAL: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const NOSIGNAL: libc::c_int = 0;
+
+/// Refuse a connection whose client already has its share of connections open, from the
+/// accept loop and without waiting for anything: the client over its share costs no slot, no
+/// task, and no read beyond what it already sent. The answer is written without blocking (a
+/// fresh socket's send buffer takes it whole); should it not fit, the client gets the close.
+pub fn refuse_over_limit(
+    shared: &Shared,
+    stream: TcpStream,
+    client: SocketAddr,
+    over: &crate::server::clients::OverLimit,
+) {
+    let conn_id = shared.next_conn_id();
+    let target = TargetInfo {
+        conn_id,
+        client,
+        host: String::new(),
+        port: 0,
+        endpoint: Default::default(),
+        upstream_proxy: None,
+    };
+    let ev = target.event(
+        Phase::Policy,
+        FailureKind::ClientConnectionLimit {
+            limit: over.max,
+            open: over.open,
+        },
+        over.to_string(),
+        std::time::Duration::ZERO,
+    );
+    let r = refuse(shared, &ev);
+    let sock = socket2::SockRef::from(&stream);
+    let _ = sock.send_with_flags(
+        &reply::raw_reply(r.status, &r.reason, r.cause, ""),
+        NOSIGNAL,
+    );
+    // Whatever the client sent already is read (and dropped) first: closing a socket with
+    // unread data sends a reset, and a reset may destroy the answer before the client reads it.
+    let mut sink = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    for _ in 0..16 {
+        match sock.recv(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let mut rec = ConnectionRecord::new(conn_id, client);
+    rec.close_reason = "refused";
+    rec.failed = true;
+    rec.timestamp = timestamp(SystemTime::now());
+    shared.failures.connection(&rec, Some(r.logged));
+}
+
 /// Port, proxy authentication, then the destination as named (host patterns, IP literals;
 /// the addresses a name resolves to are judged when it is resolved). `None` when the request
 /// may proceed. Authentication comes before the destination so that an unauthenticated client

@@ -17,6 +17,8 @@ pub fn status_for(kind: &FailureKind) -> u16 {
         FailureKind::ClientNotAllowed
         | FailureKind::PortNotAllowed { .. }
         | FailureKind::DestinationNotAllowed { .. } => 403,
+        // The client's own excess, not regdoc's shortage: it may retry once it closes some.
+        FailureKind::ClientConnectionLimit { .. } => 429,
         // regdoc's own shortage, not the destination's: a retry later may work.
         FailureKind::ResourceLimit { .. } => 503,
         FailureKind::ProxyAuthRequired { .. } => 407,
@@ -100,6 +102,10 @@ mod tests {
             407
         );
         assert_eq!(status_for(&FailureKind::HeadTooLarge { limit: 1 }), 431);
+        assert_eq!(
+            status_for(&FailureKind::ClientConnectionLimit { limit: 2, open: 2 }),
+            429
+        );
         let dest = FailureKind::DestinationNotAllowed {
             addr: "169.254.169.254:80".into(),
             rule: "denied_destinations 169.254.0.0/16".into(),

@@ -42,6 +42,19 @@ pub(super) fn proxy_policy(ev: &FailureEvent) -> Vec<Finding> {
         FailureKind::ClientNotAllowed => {
             format!("client {} is not in allowed_clients", ev.client.ip())
         }
+        FailureKind::ClientConnectionLimit { limit, open } => {
+            return vec![find(
+                &c::PROXY_POLICY,
+                High,
+                vec![
+                    format!(
+                        "client {} already had {open} connections open to regdoc, the most max_connections_per_client ({limit}) allows",
+                        ev.client.ip()
+                    ),
+                    "the share keeps one client from taking every slot of max_connections".into(),
+                ],
+            )];
+        }
         FailureKind::ProxyAuthRequired { provided: false } => {
             "proxy authentication is required and the client sent none".into()
         }

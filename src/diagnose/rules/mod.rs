@@ -144,6 +144,7 @@ pub fn evaluate(ev: &FailureEvent, ctx: &ContextView, cfg: &RulesConfig) -> Vec<
         | FailureKind::RequestTimeout => bad_request(ev),
         FailureKind::TlsInsteadOfHttp => proxy_scheme(ev),
         FailureKind::ClientNotAllowed
+        | FailureKind::ClientConnectionLimit { .. }
         | FailureKind::PortNotAllowed { .. }
         | FailureKind::ProxyAuthRequired { .. }
         | FailureKind::TlsSniMismatch { .. }

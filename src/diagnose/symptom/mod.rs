@@ -253,6 +253,7 @@ pub fn client_symptom(
         | FailureKind::HeadTooLarge { .. }
         | FailureKind::RequestTimeout
         | FailureKind::ClientNotAllowed
+        | FailureKind::ClientConnectionLimit { .. }
         | FailureKind::PortNotAllowed { .. }
         | FailureKind::ProxyAuthRequired { .. }
         | FailureKind::DestinationNotAllowed { .. }
