@@ -125,6 +125,10 @@ pub struct Timeouts {
     /// A tunnel with no traffic either way for this long is closed.
     #[serde(deserialize_with = "duration")]
     pub idle: Duration,
+    /// A kept-alive HTTP/1.1 connection (plain forwarding, interception) must send its next
+    /// request head within this, or it is closed ([`Timeouts::next_request_head`]).
+    #[serde(deserialize_with = "duration")]
+    pub keep_alive: Duration,
     /// A transfer that made progress and then none for this long is reported as stalled.
     #[serde(deserialize_with = "duration")]
     pub stall: Duration,
@@ -148,9 +152,20 @@ impl Default for Timeouts {
             tls: Duration::from_secs(15),
             response_headers: Duration::from_secs(30),
             idle: Duration::from_secs(300),
+            // Longer than the 90 s Go's HTTP client keeps an idle connection: the client closes
+            // first, and never sends a request into a connection regdoc is closing.
+            keep_alive: Duration::from_secs(120),
             stall: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
         }
+    }
+}
+
+impl Timeouts {
+    /// The wait for the next request head on a kept-alive connection: `keep_alive`, or `idle`
+    /// when that is shorter (the connection carries no traffic meanwhile either).
+    pub fn next_request_head(&self) -> Duration {
+        self.keep_alive.min(self.idle)
     }
 }
 
@@ -757,6 +772,7 @@ regions = ["westeurope"]
             "request_head",
             "connect",
             "idle",
+            "keep_alive",
             "nameservers",
             "overrides",
             "connect_to",

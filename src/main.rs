@@ -416,7 +416,7 @@ fn summary(cfg: &Config) -> String {
     let _ = writeln!(
         s,
         "timeouts          request_head={:?} dns={:?} connect={:?} upstream_proxy={:?} tls={:?} \
-         response_headers={:?} idle={:?} stall={:?} shutdown_grace={:?}",
+         response_headers={:?} idle={:?} keep_alive={:?} stall={:?} shutdown_grace={:?}",
         t.request_head,
         t.dns,
         t.connect,
@@ -424,6 +424,7 @@ fn summary(cfg: &Config) -> String {
         t.tls,
         t.response_headers,
         t.idle,
+        t.keep_alive,
         t.stall,
         t.shutdown_grace
     );

@@ -1186,7 +1186,8 @@ async fn server_closing_its_connection_closes_the_clients() {
     drop(c.sender);
 }
 
-/// An HTTP/1.1 client that goes quiet after a request is let go after `timeouts.idle`.
+/// An HTTP/1.1 client that goes quiet after a request is let go after `timeouts.keep_alive`,
+/// or `timeouts.idle` when that is shorter (as here).
 #[tokio::test]
 async fn idle_http1_client_is_let_go() {
     let h = harness_idle(true, Duration::from_secs(20), "300ms").await;
@@ -1200,6 +1201,7 @@ async fn idle_http1_client_is_let_go() {
         .expect("the idle client is let go")
         .unwrap();
     assert_eq!((out.requests, out.failures), (1, 0));
+    assert_eq!(out.close_reason, "keep_alive_timeout");
     drop(c.sender);
 }
 

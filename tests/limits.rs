@@ -342,3 +342,81 @@ async fn a_client_beyond_its_share_of_connections_is_refused_and_others_are_not(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An HTTP origin answering every request `200 ok`, keeping its connections alive.
+async fn ok_origin() -> SocketAddr {
+    server(|s: TcpStream| async move {
+        let svc = hyper::service::service_fn(|_req: hyper::Request<hyper::body::Incoming>| async {
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"ok"),
+            )))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(s), svc)
+            .await;
+    })
+    .await
+}
+
+/// A kept-alive client of the proxy from `from`, with its connection's task: the task ends
+/// when regdoc closes the connection.
+async fn keep_alive_client(
+    from: &str,
+    proxy: SocketAddr,
+) -> (
+    hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let s = connect_from(from, proxy).await;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .expect("handshake");
+    (sender, tokio::spawn(conn))
+}
+
+/// One forwarded `GET` on `sender`, read to its end; the status.
+async fn get(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>,
+    origin: SocketAddr,
+) -> u16 {
+    let req = hyper::Request::get(format!("http://{origin}/v2/"))
+        .body(Empty::new())
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("an answer in time")
+        .expect("an answer");
+    let status = r.status().as_u16();
+    r.into_body().collect().await.expect("body");
+    status
+}
+
+/// Item 8: a kept-alive forwarded connection that sends no next request is closed after
+/// `timeouts.keep_alive`, however long a tunnel's `idle` is.
+#[tokio::test]
+async fn a_kept_alive_connection_without_a_next_request_is_closed_after_keep_alive() {
+    let origin = ok_origin().await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.timeouts.idle = Duration::from_secs(3600);
+    cfg.timeouts.keep_alive = Duration::from_millis(300);
+    let proxy = Proxy::start(cfg).await;
+    let (mut sender, conn) = keep_alive_client("127.0.0.8", proxy.addr).await;
+    assert_eq!(get(&mut sender, origin).await, 200);
+    assert_eq!(
+        get(&mut sender, origin).await,
+        200,
+        "kept alive between requests"
+    );
+    // Then the client sends nothing more, and keeps its side open.
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("regdoc closes the quiet connection")
+        .expect("client task")
+        .expect("a clean close");
+    drop(sender);
+    let target = format!("127.0.0.1:{}", origin.port());
+    let c = wait_records(1, by_target("connection", target)).await;
+    assert_eq!(c.len(), 1, "{c:#?}");
+    assert_eq!(c[0]["close_reason"], "keep_alive_timeout", "{:#}", c[0]);
+    assert_eq!(c[0]["requests"], 2, "{:#}", c[0]);
+}

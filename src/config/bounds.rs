@@ -79,6 +79,12 @@ pub static DURATIONS: &[DurationBound] = &[
         max: D,
     },
     DurationBound {
+        key: "timeouts.keep_alive",
+        get: |c| c.timeouts.keep_alive,
+        min: MS.saturating_mul(100),
+        max: H,
+    },
+    DurationBound {
         key: "timeouts.stall",
         get: |c| c.timeouts.stall,
         min: S,

@@ -55,8 +55,9 @@ pub struct Interceptor {
     passthrough: Vec<String>,
     registries: Vec<String>,
     tls_timeout: Duration,
-    /// An intercepted HTTP/1.1 client that sends no request head for this long is let go.
-    idle_timeout: Duration,
+    /// An intercepted HTTP/1.1 client that sends no request head for this long is let go
+    /// ([`crate::config::Timeouts::next_request_head`]).
+    next_head_timeout: Duration,
 }
 
 /// What the CONNECT path knows about the tunnel it hands over.
@@ -114,7 +115,7 @@ impl Interceptor {
             passthrough,
             registries: cfg.registry_hosts(),
             tls_timeout: cfg.timeouts.tls,
-            idle_timeout: cfg.timeouts.idle,
+            next_head_timeout: cfg.timeouts.next_request_head(),
         }))
     }
 

@@ -394,7 +394,7 @@ impl Interceptor {
             builder
                 .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(self.idle_timeout);
+                .header_read_timeout(self.next_head_timeout);
         }
         let serving = builder.serve_connection(
             TokioIo::new(super::coalesce::CoalescedReads::new(client_tls)),
@@ -422,6 +422,7 @@ impl Interceptor {
         let close_reason = match (served, server_closed) {
             (Ok(()), false) => "client_closed",
             (Ok(()), true) => "server_closed",
+            (Err(e), _) if is_header_timeout(&*e) => "keep_alive_timeout",
             (Err(_), _) => "client_error",
         };
         outcome(
@@ -613,6 +614,12 @@ fn is_rejection(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
     )
+}
+
+/// Whether the client side ended because it sent no next request head in time.
+fn is_header_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_timeout)
 }
 
 /// `TLS1.3` style, as the passthrough observation names versions.

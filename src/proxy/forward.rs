@@ -61,11 +61,12 @@ pub async fn serve<I>(
         let st = svc_state.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
     });
-    // The header read timeout doubles as the keep-alive idle limit: a client that keeps a
-    // connection open without sending a request is let go after `timeouts.idle`.
+    // The header read timeout runs from the end of one exchange to the next request head: a
+    // client that keeps a connection open without sending a request is let go after
+    // `timeouts.keep_alive`, not after a tunnel's `idle` (it held a slot all that time).
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(shared.config.timeouts.idle)
+        .header_read_timeout(shared.config.timeouts.next_request_head())
         .max_buf_size(shared.config.max_head_bytes.max(8192))
         .preserve_header_case(true)
         .title_case_headers(true)
@@ -85,6 +86,9 @@ pub async fn serve<I>(
         .unwrap_or_else(|p| p.into_inner().clone());
     final_rec.close_reason = match result {
         Ok(()) => "done",
+        // The first head came through regdoc's own reader: a header timeout is always the wait
+        // for a next one.
+        Err(e) if e.is_timeout() => "keep_alive_timeout",
         Err(e) if e.is_parse_too_large() => "head_too_large",
         Err(e) if e.is_parse() => "bad_request",
         Err(_) => "client_error",
