@@ -50,7 +50,9 @@ pub struct Config {
     pub allowed_destinations: Vec<DestRule>,
     /// Destination ports a CONNECT may reach.
     pub allowed_ports: Vec<u16>,
-    /// At most this many client connections at once; further ones wait in the accept queue.
+    /// At most this many client connections at once. When all are taken, a kept-alive
+    /// connection between requests is closed for a new client; while none is, further ones
+    /// wait in the accept queue.
     pub max_connections: usize,
     /// At most this many of them from one client address; further ones are refused (429).
     pub max_connections_per_client: usize,

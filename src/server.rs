@@ -2,9 +2,11 @@
 //!
 //! A connection is admitted in two steps: its client's share first
 //! ([`clients`], `max_connections_per_client`), refused at once beyond it; then a slot of
-//! `max_connections`, waited for.
+//! `max_connections`. When every slot is taken, a kept-alive connection waiting for its next
+//! request is closed for it ([`idle`]); only when none waits does the new client wait.
 
 pub mod clients;
+pub mod idle;
 
 use crate::config::Config;
 use crate::proxy::{SetupError, Shared};
@@ -12,7 +14,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+/// How long the accept loop waits for a slot before it looks for a connection to shed again
+/// (one may have finished its exchange meanwhile, or the last one shed may not have closed).
+const SHED_RETRY: Duration = Duration::from_secs(1);
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -93,9 +99,15 @@ pub async fn serve(
             }
         };
         // At most one accepted connection waits here for a slot, holding its client's share.
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut shutdown => break,
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => break,
+            Err(TryAcquireError::NoPermits) => {
+                match free_a_slot(&limit, &shared.idle, &mut shutdown).await {
+                    Some(p) => p,
+                    None => break,
+                }
+            }
         };
         let shared = shared.clone();
         let stop = stop_rx.clone();
@@ -122,6 +134,24 @@ pub async fn serve(
     shared.failures.write_all_summaries();
     shared.failures.report_overflow();
     Ok(())
+}
+
+/// Every slot is taken: close the kept-alive connection that has waited longest for its next
+/// request and take its slot, or, while none waits, the first slot any connection gives back.
+/// `None` on shutdown.
+async fn free_a_slot(
+    limit: &Arc<Semaphore>,
+    idle: &idle::IdleConnections,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Option<OwnedSemaphorePermit> {
+    loop {
+        idle.shed_one();
+        tokio::select! {
+            p = limit.clone().acquire_owned() => return p.ok(),
+            _ = tokio::time::sleep(SHED_RETRY) => {}
+            _ = &mut *shutdown => return None,
+        }
+    }
 }
 
 /// Write `failure_summary` records for aggregated repeats as their intervals end, and say every

@@ -19,6 +19,7 @@ use regdoc::config::Config;
 use regdoc::diagnose::Diagnoser;
 use regdoc::intercept::{InterceptCtx, InterceptOutcome, Interceptor};
 use regdoc::record::failures::FailureLog;
+use regdoc::server::idle::IdleConnections;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -164,6 +165,8 @@ struct Harness {
     regdoc_ca: rustls::pki_types::CertificateDer<'static>,
     /// One writer of failure records for every connection of the harness, as the proxy has.
     failures: Arc<FailureLog>,
+    /// Every connection registers here, as the proxy's do, to be shed when slots run short.
+    idle: Arc<IdleConnections>,
     headers_timeout: Duration,
     /// `log.requests` of the harness configuration, handed to each connection.
     log_requests: bool,
@@ -236,6 +239,7 @@ async fn harness_full(
                 ..cfg.log.clone()
             },
         )),
+        idle: IdleConnections::new(),
         headers_timeout,
         log_requests: cfg.log.requests,
         _dir: dir,
@@ -333,6 +337,7 @@ impl Harness {
             log_requests: self.log_requests,
             upstream_proxy: None,
             dns: None,
+            kept_alive: Some(self.idle.register(conn_id)),
         };
         let ic = self.ic.clone();
         let served = tokio::spawn(async move {
@@ -1203,6 +1208,34 @@ async fn idle_http1_client_is_let_go() {
     assert_eq!((out.requests, out.failures), (1, 0));
     assert_eq!(out.close_reason, "keep_alive_timeout");
     drop(c.sender);
+}
+
+/// A client connection waiting for its next request is closed, gracefully, when the proxy
+/// sheds it for a new client (every slot taken), over HTTP/1.1 and HTTP/2; before its reply's
+/// body is written it does not count as waiting.
+#[tokio::test]
+async fn a_client_connection_between_requests_is_shed_when_slots_run_short() {
+    for h2 in [false, true] {
+        let h = harness().await;
+        let mut c = h.client(h2).await;
+        let r = c.send(c.req("GET", "/v2/").body(empty()).unwrap()).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        body(r).await;
+        // The exchange ends when hyper drops the reply's body, just after writing it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while h.idle.idle() == 0 {
+            assert!(std::time::Instant::now() < deadline, "h2={h2}: never idle");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(h.idle.shed_one(), "h2={h2}");
+        let out = tokio::time::timeout(Duration::from_secs(10), c.served)
+            .await
+            .expect("the shed connection closes")
+            .unwrap();
+        assert_eq!(out.close_reason, "shed", "h2={h2}");
+        assert_eq!((out.requests, out.failures), (1, 0), "h2={h2}");
+        drop(c.sender);
+    }
 }
 
 /// One server configuration per host (not per connection): a returning client resumes its TLS

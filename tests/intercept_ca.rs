@@ -345,6 +345,7 @@ async fn an_ip_connect_host_gets_an_ip_san_only_when_permitted() {
             log_requests: false,
             upstream_proxy: None,
             dns: None,
+            kept_alive: None,
         };
         let addr = fx.addr;
         let served = tokio::spawn(async move {

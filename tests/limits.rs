@@ -420,3 +420,55 @@ async fn a_kept_alive_connection_without_a_next_request_is_closed_after_keep_ali
     assert_eq!(c[0]["close_reason"], "keep_alive_timeout", "{:#}", c[0]);
     assert_eq!(c[0]["requests"], 2, "{:#}", c[0]);
 }
+
+/// Item 8: when every slot of `max_connections` is held, a kept-alive connection waiting for
+/// its next request is closed for a new client, which is served at once instead of waiting
+/// out `timeouts.keep_alive`.
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_shed_for_a_new_client_when_slots_run_out() {
+    let origin = ok_origin().await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.max_connections = 2;
+    // Nothing else frees a slot within the test's bounds.
+    cfg.timeouts.idle = Duration::from_secs(3600);
+    cfg.timeouts.keep_alive = Duration::from_secs(3600);
+    let proxy = Proxy::start(cfg).await;
+    let (mut a, a_conn) = keep_alive_client("127.0.0.9", proxy.addr).await;
+    assert_eq!(get(&mut a, origin).await, 200);
+    let (mut b, b_conn) = keep_alive_client("127.0.0.9", proxy.addr).await;
+    assert_eq!(get(&mut b, origin).await, 200);
+
+    // Both slots are held by connections between requests; a new client gets one of them.
+    let (mut c, _c_conn) = keep_alive_client("127.0.0.10", proxy.addr).await;
+    assert_eq!(get(&mut c, origin).await, 200);
+
+    // One of the two idle connections was closed for it (bounded polling), the other left
+    // alone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !a_conn.is_finished() && !b_conn.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no idle connection was closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (closed, other) = if a_conn.is_finished() {
+        (a_conn, b_conn)
+    } else {
+        (b_conn, a_conn)
+    };
+    closed.await.expect("client task").expect("a clean close");
+    assert!(
+        !other.is_finished(),
+        "only one connection is shed for one client"
+    );
+    let target = format!("127.0.0.1:{}", origin.port());
+    let shed = wait_records(1, |v| {
+        by_target("connection", target.clone())(v) && v["close_reason"] == "shed"
+    })
+    .await;
+    assert_eq!(shed.len(), 1, "{shed:#?}");
+    assert_eq!(shed[0]["requests"], 1, "{:#}", shed[0]);
+    assert!(from_client(&shed[0], "127.0.0.9"), "{:#}", shed[0]);
+    drop((a, b, c));
+}

@@ -78,6 +78,9 @@ pub struct InterceptCtx {
     /// The answer the server connection was dialled with (none through an upstream proxy):
     /// evidence for every failure of the tunnel, as for a passthrough one.
     pub dns: Option<crate::observe::DnsAnswer>,
+    /// The connection's registration among the kept-alive connections the proxy may close
+    /// when slots run short (none outside a proxy).
+    pub kept_alive: Option<crate::server::idle::KeptAlive>,
 }
 
 /// How an intercepted tunnel went, for its connection record.

@@ -18,6 +18,7 @@ use super::upstream_tls::UpstreamTlsError;
 use super::{InterceptCtx, InterceptOutcome, Interceptor};
 use crate::diagnose::Finding;
 use crate::observe::{EarlyClose, FailureEvent, FailureKind, HttpExchange, Phase, TlsObservation};
+use crate::server::idle::Guarded;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -382,7 +383,13 @@ impl Interceptor {
         let svc_conn = conn.clone();
         let service = hyper::service::service_fn(move |req| {
             let c = svc_conn.clone();
-            async move { Ok::<_, Infallible>(c.handle(req).await) }
+            // Busy until the reply's body is written: only then does the client's connection
+            // wait for its next request, and may be closed for a new client.
+            let exchange = c.ctx.kept_alive.as_ref().map(|k| k.exchange());
+            async move {
+                let resp = c.handle(req).await;
+                Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, exchange)))
+            }
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         if h2_client {
@@ -412,14 +419,31 @@ impl Interceptor {
                 None => std::future::pending::<()>().await,
             }
         };
+        let shed = async {
+            match &conn.ctx.kept_alive {
+                Some(k) => k.shed().await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let mut was_shed = false;
         let (served, server_closed) = tokio::select! {
             r = serving.as_mut() => (r, false),
             _ = server_gone => {
                 serving.as_mut().graceful_shutdown();
                 (serving.await, true)
             }
+            _ = shed => {
+                // Waiting for its next request, it closes at once; a request that raced in is
+                // answered first.
+                was_shed = true;
+                serving.as_mut().graceful_shutdown();
+                (serving.await, false)
+            }
         };
         let close_reason = match (served, server_closed) {
+            // An HTTP/2 client may close its side before regdoc's GOAWAY is all written: the
+            // shedding is still why the connection ended.
+            _ if was_shed => "shed",
             (Ok(()), false) => "client_closed",
             (Ok(()), true) => "server_closed",
             (Err(e), _) if is_header_timeout(&*e) => "keep_alive_timeout",

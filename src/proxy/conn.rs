@@ -300,6 +300,7 @@ async fn tunnel(
             log_requests: shared.config.log.requests,
             upstream_proxy: target.upstream_proxy.clone(),
             dns: rec.dns.clone(),
+            kept_alive: Some(shared.idle.register(target.conn_id)),
         };
         rec.mode = "intercept";
         let out = Box::pin(ic.serve(Prefixed::new(rest, client), server, ctx)).await;

@@ -8,6 +8,7 @@ use crate::endpoint::classify;
 use crate::net::dial::dial;
 use crate::observe::{FailureKind, Phase};
 use crate::record::ConnectionRecord;
+use crate::server::idle::Guarded;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
 use http::{Request, Response, StatusCode, Uri};
@@ -57,9 +58,17 @@ pub async fn serve<I>(
         rec: Mutex::new(rec.clone()),
     });
     let svc_state = state.clone();
+    // Between requests this connection only holds a slot: it is the first closed for a new
+    // client when slots run short.
+    let kept = Arc::new(shared.idle.register(target.conn_id));
+    let svc_kept = kept.clone();
     let svc = hyper::service::service_fn(move |req| {
         let st = svc_state.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
+        let exchange = svc_kept.exchange();
+        async move {
+            let resp = handle(st, req).await;
+            Ok::<_, std::convert::Infallible>(resp.map(|b| Guarded::new(b, Some(exchange))))
+        }
     });
     // The header read timeout runs from the end of one exchange to the next request head: a
     // client that keeps a connection open without sending a request is let go after
@@ -72,9 +81,16 @@ pub async fn serve<I>(
         .title_case_headers(true)
         .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
+    let mut shed = false;
     let result = tokio::select! {
         r = conn.as_mut() => r,
         _ = async { let _ = shutdown.wait_for(|v| *v).await; } => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+        _ = kept.shed() => {
+            // Idle, it closes at once; a request that raced in is answered first.
+            shed = true;
             conn.as_mut().graceful_shutdown();
             conn.as_mut().await
         }
@@ -85,6 +101,7 @@ pub async fn serve<I>(
         .map(|r| r.clone())
         .unwrap_or_else(|p| p.into_inner().clone());
     final_rec.close_reason = match result {
+        _ if shed => "shed",
         Ok(()) => "done",
         // The first head came through regdoc's own reader: a header timeout is always the wait
         // for a next one.

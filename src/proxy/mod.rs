@@ -63,6 +63,8 @@ pub struct Shared {
     pub interceptor: Option<crate::intercept::Interceptor>,
     /// regdoc's own look at certificates clients refuse (`[probe]`), when enabled.
     pub prober: Option<Arc<crate::net::probe::Prober>>,
+    /// Kept-alive connections between requests: the first closed when slots run short.
+    pub idle: Arc<crate::server::idle::IdleConnections>,
 }
 
 impl Shared {
@@ -108,6 +110,7 @@ impl Shared {
             failures,
             interceptor: crate::intercept::Interceptor::from_config(&config)?,
             prober: crate::net::probe::Prober::from_config(&config)?.map(Arc::new),
+            idle: crate::server::idle::IdleConnections::new(),
             config,
         })
     }
