@@ -1,6 +1,10 @@
-//! What one client can cost regdoc and its log, through a real proxy on loopback: a storm of
-//! bad connections is one record and a count per client; intercepted failures are counted by
-//! the same aggregator as the rest.
+//! What one client can cost regdoc and its log, through a real proxy on loopback (issue 12):
+//! * slots: a client beyond `max_connections_per_client` is refused with a 429 naming the
+//!   limit; a kept-alive connection is let go after `timeouts.keep_alive`, and shed for a new
+//!   client when every slot of `max_connections` is taken;
+//! * the log: a storm of bad connections is one record and a count per client; intercepted
+//!   failures are counted by the same aggregator as the rest; beyond
+//!   `log.max_records_per_second` records are counted in `log` lines instead of written.
 //!
 //! Clients are told apart by their loopback source address (all of 127.0.0.0/8 is loopback on
 //! Linux): each test uses addresses of its own, so the records it reads are its own although
