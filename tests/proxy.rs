@@ -3,6 +3,8 @@
 
 #[path = "support/dns.rs"]
 mod dns;
+#[path = "support/net.rs"]
+mod net;
 #[path = "support/secrets.rs"]
 mod secrets;
 #[path = "support/proxy.rs"]
@@ -59,7 +61,9 @@ async fn megabytes_both_ways(zero_copy: bool) {
         w
     });
     let mut down = Vec::new();
-    r.read_to_end(&mut down).await.expect("read");
+    within("read the tunnel down", r.read_to_end(&mut down))
+        .await
+        .expect("read the tunnel down");
     let _w = writer.await.expect("writer");
     assert_eq!(down.len(), DOWN + 1);
     assert_eq!(down[0], 1, "server saw corrupted or truncated upload");
@@ -101,12 +105,16 @@ async fn dns_override_and_connect_to_pick_the_address() {
     let (mut s_first, status, _) = connect(proxy.addr, &target, "").await;
     assert_eq!(status, 200);
     let mut buf = [0u8; 5];
-    s_first.read_exact(&mut buf).await.expect("read");
+    within("first client read", s_first.read_exact(&mut buf))
+        .await
+        .expect("first client read");
     assert_eq!(&buf, b"hello");
 
     let (mut s, status, _) = connect(proxy.addr, "pinned.azurecr.io:7443", "").await;
     assert_eq!(status, 200);
-    s.read_exact(&mut buf).await.expect("read");
+    within("second client read", s.read_exact(&mut buf))
+        .await
+        .expect("second client read");
     drop(s);
     let recs = wait_records(1, by_target("connection", "pinned.azurecr.io:7443".into())).await;
     assert_eq!(recs[0]["endpoint"], "registry_rest");
@@ -128,11 +136,10 @@ async fn dns_override_and_connect_to_pick_the_address() {
 
 #[tokio::test]
 async fn refused_connect_is_502_with_reason_and_failure_record() {
-    // A port that was just free: nothing listens there.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A port held, not listening, for the whole test: a just-freed port could be taken by
+    // another test, or the dial could connect to itself there.
+    let dead = net::refused_addr();
+    let port = dead.port();
     let proxy = Proxy::start(config(&[port])).await;
     let target = format!("127.0.0.1:{port}");
     let (_s, status, reason) = connect(proxy.addr, &target, "").await;
@@ -206,7 +213,9 @@ async fn disallowed_port_is_403_and_bad_heads_are_400_431_while_others_are_serve
 
     good.write_all(b"ping").await.unwrap();
     let mut b = [0u8; 4];
-    good.read_exact(&mut b).await.unwrap();
+    within("good client read", good.read_exact(&mut b))
+        .await
+        .expect("good client read");
     assert_eq!(&b, b"ping");
 }
 
@@ -851,13 +860,22 @@ async fn shutdown_drains_an_open_tunnel() {
     let (mut s, status, _) = connect(proxy.addr, &format!("127.0.0.1:{}", origin.port()), "").await;
     assert_eq!(status, 200);
     let task = proxy.shutdown();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The listener is gone: new clients are refused...
-    assert!(TcpStream::connect(proxy.addr).await.is_err());
+    // The listener goes (a bounded wait, not a guess at how long it takes): new clients are
+    // refused...
+    let deadline = std::time::Instant::now() + BOUND;
+    while TcpStream::connect(proxy.addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener still accepts {BOUND:?} after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // ...but the open tunnel still works.
     s.write_all(b"drain").await.unwrap();
     let mut b = [0u8; 5];
-    s.read_exact(&mut b).await.unwrap();
+    within("drained tunnel read", s.read_exact(&mut b))
+        .await
+        .expect("drained tunnel read");
     assert_eq!(&b, b"drain");
     assert!(!task.is_finished());
     drop(s);
@@ -937,7 +955,9 @@ async fn passthrough_observes_client_hello_and_server_hello() {
         .await
         .expect("handshake through the tunnel");
     let mut got = Vec::new();
-    tls.read_to_end(&mut got).await.unwrap();
+    within("TLS read to end", tls.read_to_end(&mut got))
+        .await
+        .expect("TLS read to end");
     assert_eq!(got, b"registry");
     drop(tls);
     let c = wait_records(1, by_target("connection", target.clone())).await;
@@ -1004,7 +1024,9 @@ async fn resolver_answers_nxdomain_no_data_and_cname_chains() {
     let (mut s, status, _) = connect(proxy.addr, &target, "").await;
     assert_eq!(status, 200);
     let mut b = [0u8; 2];
-    s.read_exact(&mut b).await.unwrap();
+    within("client read", s.read_exact(&mut b))
+        .await
+        .expect("client read");
     assert!(dns.was_asked("chain.azurecr.io"));
 
     let cases = [
@@ -1026,10 +1048,8 @@ async fn resolver_answers_nxdomain_no_data_and_cname_chains() {
 
 #[tokio::test]
 async fn connect_failure_record_keeps_the_dns_answer() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let dead = net::refused_addr();
+    let port = dead.port();
     let zone = dns::Zone::new()
         .cname("pe.azurecr.io", "pe.privatelink.azurecr.io")
         .a("pe.privatelink.azurecr.io", [127, 0, 0, 1]);
