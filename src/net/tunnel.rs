@@ -461,9 +461,12 @@ where
     let deadline = tokio::time::Instant::now() + cfg.tls_timeout;
     let refusal = loop {
         let step = tokio::time::timeout_at(deadline, async {
+            // The client first: when both sides have ended, its end (with what it sent last)
+            // is the answer, and the server's close is only the reaction to it.
             tokio::select! {
-                r = fresh_read(server, &mut sbuf) => (false, r),
+                biased;
                 r = fresh_read(client, &mut cbuf) => (true, r),
+                r = fresh_read(server, &mut sbuf) => (false, r),
             }
         })
         .await;
@@ -471,7 +474,7 @@ where
             // No verdict in time (a TLS 1.2 client waiting for the rest of the server's
             // flight, say): nothing is known to be wrong.
             Err(_) => Answer::Accepted,
-            Ok((false, Ok(0))) => Answer::Accepted,
+            Ok((false, Ok(0))) => answer.server_ended(),
             Ok((false, Ok(n))) => {
                 client.write_all(&sbuf[..n]).await?;
                 report.watched_down += n as u64;
