@@ -885,6 +885,154 @@ async fn shutdown_drains_an_open_tunnel() {
         .unwrap();
 }
 
+/// Wait for `what`, failing the test instead of hanging.
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// Tunnels still open when the shutdown grace runs out are closed, and each writes its
+/// `connection` record (`close_reason = "shutdown"`, the bytes it carried) before `run`
+/// returns: one carrying data (cut in the copy loop), one whose client never spoke (cut while
+/// its handshake was awaited).
+#[tokio::test]
+async fn tunnels_open_at_the_end_of_the_grace_are_recorded_as_shutdown() {
+    let origin = server(|mut s: TcpStream| async move {
+        let mut b = [0u8; 5];
+        while s.read_exact(&mut b).await.is_ok() {
+            if s.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.timeouts.shutdown_grace = Duration::from_millis(200);
+    let mut proxy = Proxy::start(cfg).await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    let (mut busy, status, _) = bounded("CONNECT", connect(proxy.addr, &target, "")).await;
+    assert_eq!(status, 200);
+    busy.write_all(b"hello").await.unwrap();
+    let mut b = [0u8; 5];
+    bounded("echo", busy.read_exact(&mut b)).await.unwrap();
+    assert_eq!(&b, b"hello");
+    let (mut quiet, status, _) = bounded("CONNECT", connect(proxy.addr, &target, "")).await;
+    assert_eq!(status, 200);
+
+    let task = proxy.shutdown();
+    bounded("run returns after the grace", task).await.unwrap();
+    // Written before run returned: read at once, without waiting for them.
+    let mut recs = records(by_target("connection", target));
+    recs.sort_by_key(|r| r["bytes_up"].as_u64());
+    assert_eq!(recs.len(), 2, "{recs:#?}");
+    for r in &recs {
+        assert_eq!(r["close_reason"], "shutdown", "{r:#}");
+        assert_eq!(r["mode"], "tunnel", "{r:#}");
+        assert_eq!(r["failed"], false, "{r:#}");
+    }
+    assert_eq!(
+        (&recs[0]["bytes_up"], &recs[0]["bytes_down"]),
+        (&0.into(), &0.into())
+    );
+    assert_eq!(
+        (&recs[1]["bytes_up"], &recs[1]["bytes_down"]),
+        (&5.into(), &5.into())
+    );
+    // And the clients see their tunnels end.
+    for s in [&mut busy, &mut quiet] {
+        let end = bounded("the tunnel closes", s.read(&mut b)).await;
+        assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    }
+}
+
+/// A tunnel still being set up when the grace runs out (its upstream proxy has not answered the
+/// CONNECT): recorded as ended by the shutdown, with the phases it had finished.
+#[tokio::test]
+async fn a_tunnel_still_dialling_at_the_end_of_the_grace_is_recorded_as_shutdown() {
+    // Reads the CONNECT, says so, never answers.
+    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let silent = server(move |mut s: TcpStream| {
+        let got_tx = got_tx.clone();
+        async move {
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while let Ok(n) = s.read(&mut b).await {
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&b[..n]);
+                if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let _ = got_tx.send(());
+                }
+            }
+        }
+    })
+    .await;
+    let mut cfg = config(&[silent.port()]);
+    cfg.upstream.proxy = Some(format!("http://{silent}"));
+    cfg.timeouts.upstream_proxy = Duration::from_secs(300);
+    cfg.timeouts.shutdown_grace = Duration::from_millis(200);
+    let mut proxy = Proxy::start(cfg).await;
+    let target = format!("still-dialling.example.test:{}", silent.port());
+    let mut client = bounded("connect", TcpStream::connect(proxy.addr))
+        .await
+        .unwrap();
+    let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    client.write_all(head.as_bytes()).await.unwrap();
+    bounded("the upstream proxy gets the CONNECT", got.recv()).await;
+
+    let task = proxy.shutdown();
+    bounded("run returns after the grace", task).await.unwrap();
+    let recs = records(by_target("connection", target));
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    let rec = &recs[0];
+    assert_eq!(rec["close_reason"], "shutdown", "{rec:#}");
+    assert_eq!(rec["phases"]["connect"]["outcome"], "ok", "{rec:#}");
+    assert!(rec["phases"].get("upstream_proxy").is_none(), "{rec:#}");
+    assert_eq!(rec["failed"], false);
+    let mut b = [0u8; 64];
+    let end = bounded("the client is let go", client.read(&mut b)).await;
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+}
+
+/// A forwarded request still waiting for its answer when the grace runs out: its connection is
+/// recorded as ended by the shutdown.
+#[tokio::test]
+async fn a_forwarded_request_open_at_the_end_of_the_grace_is_recorded_as_shutdown() {
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // An origin that takes the request and never answers.
+    let origin = server(move |mut s: TcpStream| {
+        let seen_tx = seen_tx.clone();
+        async move {
+            let mut b = [0u8; 1024];
+            if matches!(s.read(&mut b).await, Ok(n) if n > 0) {
+                let _ = seen_tx.send(());
+            }
+            while matches!(s.read(&mut b).await, Ok(n) if n > 0) {}
+        }
+    })
+    .await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.timeouts.shutdown_grace = Duration::from_millis(200);
+    let mut proxy = Proxy::start(cfg).await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    let mut client = bounded("connect", TcpStream::connect(proxy.addr))
+        .await
+        .unwrap();
+    let head = format!("GET http://{target}/v2/ HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    client.write_all(head.as_bytes()).await.unwrap();
+    bounded("the origin gets the request", seen.recv()).await;
+
+    let task = proxy.shutdown();
+    bounded("run returns after the grace", task).await.unwrap();
+    let recs = records(by_target("connection", target));
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["close_reason"], "shutdown", "{:#}", recs[0]);
+    assert_eq!(recs[0]["mode"], "forward");
+    assert_eq!(recs[0]["requests"], 1);
+}
+
 /// A rustls server on loopback for `name`, offering `alpn`; returns its address and the
 /// certificate to trust.
 async fn tls_origin(

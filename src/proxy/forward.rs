@@ -18,7 +18,6 @@ use hyper_util::rt::TokioIo;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -45,7 +44,7 @@ pub async fn serve<I>(
     io: I,
     target: &mut TargetInfo,
     rec: &mut ConnectionRecord,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: crate::shutdown::Shutdown,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -71,11 +70,16 @@ pub async fn serve<I>(
         .title_case_headers(true)
         .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
+    // `None`: the shutdown grace ran out before the client was done.
     let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = async { let _ = shutdown.wait_for(|v| *v).await; } => {
+        r = conn.as_mut() => Some(r),
+        () = shutdown.draining() => {
             conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
+            tokio::select! {
+                biased;
+                r = conn.as_mut() => Some(r),
+                () = shutdown.cut() => None,
+            }
         }
     };
     let mut final_rec = state
@@ -84,10 +88,11 @@ pub async fn serve<I>(
         .map(|r| r.clone())
         .unwrap_or_else(|p| p.into_inner().clone());
     final_rec.close_reason = match result {
-        Ok(()) => "done",
-        Err(e) if e.is_parse_too_large() => "head_too_large",
-        Err(e) if e.is_parse() => "bad_request",
-        Err(_) => "client_error",
+        None => "shutdown",
+        Some(Ok(())) => "done",
+        Some(Err(e)) if e.is_parse_too_large() => "head_too_large",
+        Some(Err(e)) if e.is_parse() => "bad_request",
+        Some(Err(_)) => "client_error",
     };
     *rec = final_rec;
 }
