@@ -28,6 +28,7 @@ pub mod proxy;
 pub mod record;
 pub mod redact;
 pub mod server;
+pub mod shutdown;
 pub mod tls;
 
 pub use server::run;

@@ -14,7 +14,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+/// After the grace, how long connections get to write their records. They end at once when
+/// told (nothing they do then waits on the network); this bounds one stuck in a slow call.
+const RECORD_WAIT: Duration = Duration::from_secs(2);
 
 /// How long the accept loop waits for a slot before it looks for a connection to shed again
 /// (one may have finished its exchange meanwhile, or the last one shed may not have closed).
@@ -28,7 +32,8 @@ pub enum ServeError {
 }
 
 /// Serve proxy clients on `listener` until `shutdown` completes; then stop accepting, let open
-/// connections finish for up to `timeouts.shutdown_grace`, and return.
+/// connections finish for up to `timeouts.shutdown_grace`, end the rest (their records say
+/// `close_reason = "shutdown"`), and return once their records are written.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -52,11 +57,11 @@ pub async fn serve(
     let shared = Arc::new(shared);
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let clients = clients::ClientSlots::new(shared.config.max_connections_per_client);
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop, watch_stop) = crate::shutdown::channel();
     // Each connection task holds a clone; when all are dropped, every connection is done.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
-    let summaries = tokio::spawn(housekeeping(shared.clone(), stop_rx.clone()));
+    let summaries = tokio::spawn(housekeeping(shared.clone(), watch_stop.clone()));
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -110,24 +115,46 @@ pub async fn serve(
             }
         };
         let shared = shared.clone();
-        let stop = stop_rx.clone();
+        let watcher = watch_stop.clone();
         let done = done_tx.clone();
         tokio::spawn(async move {
-            crate::proxy::conn::serve(shared, stream, peer, stop).await;
+            crate::proxy::conn::serve(shared, stream, peer, watcher).await;
             drop(permit);
             drop(slot);
             drop(done);
         });
     }
     drop(listener);
-    let _ = stop_tx.send(true);
+    stop.drain();
     drop(done_tx);
     tracing::info!(
         "shutting down: waiting up to {} s for open connections",
         grace.as_secs()
     );
     if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
-        tracing::warn!("grace period over: closing the remaining connections");
+        let open = shared
+            .config
+            .max_connections
+            .saturating_sub(limit.available_permits());
+        tracing::warn!(
+            connections = open,
+            "grace period over: closing the remaining connections"
+        );
+        stop.cut();
+        if tokio::time::timeout(RECORD_WAIT, done_rx.recv())
+            .await
+            .is_err()
+        {
+            let open = shared
+                .config
+                .max_connections
+                .saturating_sub(limit.available_permits());
+            tracing::warn!(
+                connections = open,
+                "connections still open {} ms after they were told to close: they have no record",
+                RECORD_WAIT.as_millis()
+            );
+        }
     }
     let _ = summaries.await;
     // Counts of the last interval are written too, so nothing counted is lost at exit.
@@ -156,7 +183,7 @@ async fn free_a_slot(
 
 /// Write `failure_summary` records for aggregated repeats as their intervals end, and say every
 /// second what the records budget left out.
-async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn housekeeping(shared: Arc<Shared>, mut stop: crate::shutdown::Shutdown) {
     let interval = shared.failures.interval();
     let mut summaries = tokio::time::interval((interval / 4).max(Duration::from_secs(1)));
     let mut budget = tokio::time::interval(Duration::from_secs(1));
@@ -166,7 +193,7 @@ async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 shared.failures.write_due_summaries(std::time::SystemTime::now());
             }
             _ = budget.tick() => shared.failures.report_overflow(),
-            _ = stop.changed() => return,
+            _ = stop.draining() => return,
         }
     }
 }
@@ -191,8 +218,8 @@ mod tests {
                 .expect("bind");
             let a = l.local_addr().expect("addr");
             let s = tokio::net::TcpStream::connect(a).await.expect("connect");
-            let (_tx, rx) = tokio::sync::watch::channel(false);
-            let f = crate::proxy::conn::serve(shared, s, a, rx);
+            let (_stop, watch_stop) = crate::shutdown::channel();
+            let f = crate::proxy::conn::serve(shared, s, a, watch_stop);
             let size = std::mem::size_of_val(&f);
             assert!(size < 8 * 1024, "connection future grew to {size} bytes");
         });

@@ -272,6 +272,95 @@ fn run_announces_itself_reopens_on_sighup_and_exits_0_on_sigterm() {
         .contains("regdoc stopped"));
 }
 
+/// The process as systemd stops it: a tunnel still open when the grace runs out is closed, and
+/// its `connection` record (`close_reason = "shutdown"`, its bytes) reaches the log file before
+/// the process exits.
+#[test]
+fn sigterm_after_the_grace_logs_the_record_of_a_tunnel_it_closed() {
+    use std::io::{Read, Write};
+    // A loopback echo server.
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in echo.incoming() {
+            let Ok(mut s) = s else { break };
+            std::thread::spawn(move || {
+                let mut b = [0u8; 5];
+                while s.read_exact(&mut b).is_ok() && s.write_all(&b).is_ok() {}
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("regdoc.log");
+    let cfg = dir.path().join("regdoc.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "allowed_destinations = [\"127.0.0.0/8\"]\nallowed_ports = [{port}]\n\
+             [timeouts]\nshutdown_grace = \"300ms\"\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--log-file")
+        .arg(&log)
+        .env_remove("REGDOC_CONFIG")
+        .env_remove("REGDOC_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let line = wait_for_line(&log, "regdoc listening");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let listen: std::net::SocketAddr = v["listen"].as_str().unwrap().parse().unwrap();
+
+    let mut tunnel = std::net::TcpStream::connect(listen).unwrap();
+    tunnel
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let target = format!("127.0.0.1:{port}");
+    write!(
+        tunnel,
+        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tunnel.read_exact(&mut b).expect("the CONNECT answer");
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200 "), "{head:?}");
+    tunnel.write_all(b"hello").unwrap();
+    let mut echoed = [0u8; 5];
+    tunnel.read_exact(&mut echoed).expect("the echo");
+    assert_eq!(&echoed, b"hello");
+
+    signal(&running.0, libc::SIGTERM);
+    let status = wait_exit(&mut running.0);
+    assert_eq!(status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| lines.iter().position(pred);
+    let rec = at(&|v| v["event"] == "connection" && v["target"] == target.as_str())
+        .unwrap_or_else(|| panic!("no connection record: {lines:#?}"));
+    let stopped = at(&|v| v["message"] == "regdoc stopped").expect("the last line");
+    assert!(rec < stopped, "written before regdoc stopped");
+    let rec = &lines[rec];
+    assert_eq!(rec["close_reason"], "shutdown", "{rec:#}");
+    assert_eq!(
+        (&rec["bytes_up"], &rec["bytes_down"]),
+        (&5.into(), &5.into())
+    );
+}
+
 #[test]
 fn a_taken_port_is_a_clear_error_with_exit_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

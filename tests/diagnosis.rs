@@ -5,6 +5,8 @@
 
 #[path = "support/dns.rs"]
 mod dns;
+#[path = "support/net.rs"]
+mod net;
 #[path = "support/secrets.rs"]
 mod secrets;
 #[path = "support/proxy.rs"]
@@ -72,11 +74,6 @@ async fn refused_where(
     f
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 fn dns_config(dns: &dns::TestDns, ports: &[u16]) -> regdoc::config::Config {
     let mut c = config(ports);
     c.dns.nameservers = vec![dns.local_addr().to_string()];
@@ -85,7 +82,9 @@ fn dns_config(dns: &dns::TestDns, ports: &[u16]) -> regdoc::config::Config {
 
 #[tokio::test]
 async fn login_article_registry_name_wrong_nxdomain() {
-    let port = free_port();
+    // Held for the whole test: nothing else can take the port, and nothing listens there.
+    let dead = net::refused_addr();
+    let port = dead.port();
     let dns = dns::TestDns::start("127.0.0.1:0".parse().unwrap(), dns::Zone::new());
     let proxy = Proxy::start(dns_config(&dns, &[port])).await;
     let f = refused(
@@ -107,7 +106,9 @@ async fn login_article_registry_name_wrong_nxdomain() {
 
 #[tokio::test]
 async fn network_article_client_firewall_connect_refused_and_timeout() {
-    let port = free_port();
+    // Held for the whole test: nothing else can take the port, and nothing listens there.
+    let dead = net::refused_addr();
+    let port = dead.port();
     let mut cfg = config(&[port, 443]);
     cfg.dns.overrides.insert(
         "fwreg.azurecr.io".into(),
@@ -176,7 +177,8 @@ async fn network_article_data_endpoint_blocked_after_rest_success() {
         }
     })
     .await;
-    let data_port = free_port();
+    let dead = net::refused_addr();
+    let data_port = dead.port();
     let mut cfg = config(&[rest.port(), data_port]);
     cfg.dns
         .overrides
@@ -219,7 +221,9 @@ async fn network_article_data_endpoint_blocked_after_rest_success() {
 async fn network_article_https_proxy_symptoms_upstream_refuses_and_closes() {
     // "login attempt failed with status: 403 Forbidden" / "proxyconnect tcp: EOF" behind an
     // HTTPS proxy: here the corporate proxy refuses (a regdoc that disallows the port) or closes.
-    let port = free_port();
+    // Held for the whole test: nothing else can take the port, and nothing listens there.
+    let dead = net::refused_addr();
+    let port = dead.port();
     let refusing = Proxy::start(config(&[])).await;
     let closer = server(|s: TcpStream| async move { drop(s) }).await;
     for (up, kind) in [
@@ -392,7 +396,9 @@ fn regdoc_hello() -> Vec<u8> {
 
 #[tokio::test]
 async fn retry_storm_is_aggregated() {
-    let port = free_port();
+    // Held for the whole test: nothing else can take the port, and nothing listens there.
+    let dead = net::refused_addr();
+    let port = dead.port();
     let mut cfg = config(&[port]);
     cfg.dns.overrides.insert(
         "storm.azurecr.io".into(),

@@ -416,7 +416,7 @@ fn interception_ca_not_trusted_by_dockerd() {
         &out,
         "intercept_ca_untrusted",
         &[],
-        SymptomMatch::WholeBeforeGo120,
+        SymptomMatch::Whole,
     );
 }
 
@@ -709,13 +709,7 @@ fn tls_inspection_by_mitmproxy(tls12: bool) {
         "mitmproxy did not see the daemon refuse its certificate:\n{}",
         env.mitmproxy_log()
     );
-    assert_diagnosed_as(
-        &env,
-        &out,
-        "tls_interception",
-        &[],
-        SymptomMatch::WholeBeforeGo120,
-    );
+    assert_diagnosed_as(&env, &out, "tls_interception", &[], SymptomMatch::Whole);
     let failures = env.failures();
     assert!(
         failures.iter().any(|r| r

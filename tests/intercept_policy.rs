@@ -117,7 +117,7 @@ async fn firewall_denial_and_silence_inside_tls_are_diagnosed() {
     s.fx.set_mode(Mode::Silent);
     let (st, cause, _) = get(HOST, &mut c, "/v2/").await;
     assert_eq!(st, StatusCode::GATEWAY_TIMEOUT);
-    assert!(cause.is_some());
+    let silent_cause = cause.expect("the 504 names its cause");
     drop(c);
 
     let target = format!("{HOST}:443");
@@ -127,6 +127,12 @@ async fn firewall_denial_and_silence_inside_tls_are_diagnosed() {
     assert_eq!(fails[0]["http"]["status"], 403);
     assert_eq!(fails[1]["kind"]["kind"], "response_headers_timeout");
     assert_eq!(fails[1]["reply_status"], 504);
+    // The reply's header names the cause its record carries (`id; words`).
+    let recorded = fails[1]["cause"].as_str().expect("a diagnosed cause");
+    assert!(
+        silent_cause.starts_with(&format!("{recorded};")),
+        "{silent_cause:?} vs {recorded:?}"
+    );
     let conns = proxy::wait_records(1, proxy::by_target("connection", target)).await;
     assert_eq!(conns[0]["mode"], "intercept");
     assert_eq!(conns[0]["failed"], true);

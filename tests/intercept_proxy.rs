@@ -14,12 +14,13 @@ use support::*;
 
 const HOST: &str = "interceptme.azurecr.io";
 
-/// A TLS client for `HOST` through regdoc's CONNECT, trusting only `ca`.
+/// A TLS client for `host` through regdoc's CONNECT, trusting only `ca`.
 async fn client(
     proxy: std::net::SocketAddr,
     ca: rustls::pki_types::CertificateDer<'static>,
+    host: &'static str,
 ) -> hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>> {
-    let (s, status, reason) = connect(proxy, &format!("{HOST}:443"), "").await;
+    let (s, status, reason) = connect(proxy, &format!("{host}:443"), "").await;
     assert_eq!(status, 200, "{reason}");
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca).unwrap();
@@ -32,7 +33,7 @@ async fn client(
     .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(HOST.try_into().unwrap(), s)
+        .connect(host.try_into().unwrap(), s)
         .await
         .expect("the client trusts regdoc's leaf for the registry host");
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
@@ -43,8 +44,12 @@ async fn client(
 }
 
 fn get(path: &str, auth: Option<&str>) -> hyper::Request<Empty<bytes::Bytes>> {
+    get_from(HOST, path, auth)
+}
+
+fn get_from(host: &str, path: &str, auth: Option<&str>) -> hyper::Request<Empty<bytes::Bytes>> {
     let mut b = hyper::Request::get(path)
-        .header("host", HOST)
+        .header("host", host)
         .header("user-agent", "docker/20.10.24 go/go1.19");
     if let Some(a) = auth {
         b = b.header("authorization", a);
@@ -70,7 +75,7 @@ async fn docker_style_login_through_the_proxy_is_intercepted_and_judged() {
         .clone();
 
     // Healthy: the anonymous challenge, then a token with the right password.
-    let mut c = client(proxy.addr, regdoc_ca.clone()).await;
+    let mut c = client(proxy.addr, regdoc_ca.clone(), HOST).await;
     let r = c.send_request(get("/v2/", None)).await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(
@@ -132,4 +137,56 @@ async fn docker_style_login_through_the_proxy_is_intercepted_and_judged() {
     ]) {
         assert!(!text.contains(secret), "a secret reached the log");
     }
+}
+
+/// Wait for `what`, failing the test instead of hanging.
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(10), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// An intercepted tunnel still open (idle between requests, as a client's keep-alive
+/// connection is) when the shutdown grace runs out: closed, and recorded before `run` returns
+/// as ended by the shutdown, with the requests and bytes it carried.
+#[tokio::test]
+async fn an_intercepted_tunnel_open_at_the_end_of_the_grace_is_recorded_as_shutdown() {
+    const SHUT: &str = "shutdownme.azurecr.io";
+    let fx = acr::AcrFixture::start(SHUT).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = regdoc::intercept::ca::generate(dir.path(), false).unwrap();
+    let mut cfg = config(&[]);
+    cfg.dns.connect_to.push(format!("{SHUT}:443={}", fx.addr));
+    cfg.intercept.ca_cert = Some(ca.cert.clone());
+    cfg.intercept.ca_key = Some(ca.key.clone());
+    cfg.intercept.extra_roots = vec![fx.ca_file.clone()];
+    cfg.timeouts.shutdown_grace = std::time::Duration::from_millis(200);
+    let mut proxy = Proxy::start(cfg).await;
+    let regdoc_ca = regdoc::intercept::Ca::load(&ca.cert, &ca.key)
+        .unwrap()
+        .cert_der()
+        .clone();
+    let mut c = bounded(
+        "the intercepted tunnel",
+        client(proxy.addr, regdoc_ca, SHUT),
+    )
+    .await;
+    let r = bounded("the answer", c.send_request(get_from(SHUT, "/v2/", None)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    bounded("the body", r.into_body().collect()).await.unwrap();
+
+    let task = proxy.shutdown();
+    bounded("run returns after the grace", task).await.unwrap();
+    // Written before run returned: read at once, without waiting for it.
+    let recs = records(by_target("connection", format!("{SHUT}:443")));
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    let rec = &recs[0];
+    assert_eq!(rec["close_reason"], "shutdown", "{rec:#}");
+    assert_eq!(rec["mode"], "intercept");
+    assert_eq!(rec["requests"], 1);
+    assert!(rec["bytes_up"].as_u64() > Some(0), "{rec:#}");
+    assert!(rec["bytes_down"].as_u64() > Some(0), "{rec:#}");
+    drop(c);
 }

@@ -3,6 +3,8 @@
 
 #[path = "support/dns.rs"]
 mod dns;
+#[path = "support/net.rs"]
+mod net;
 #[path = "support/secrets.rs"]
 mod secrets;
 #[path = "support/proxy.rs"]
@@ -59,7 +61,9 @@ async fn megabytes_both_ways(zero_copy: bool) {
         w
     });
     let mut down = Vec::new();
-    r.read_to_end(&mut down).await.expect("read");
+    within("read the tunnel down", r.read_to_end(&mut down))
+        .await
+        .expect("read the tunnel down");
     let _w = writer.await.expect("writer");
     assert_eq!(down.len(), DOWN + 1);
     assert_eq!(down[0], 1, "server saw corrupted or truncated upload");
@@ -101,12 +105,16 @@ async fn dns_override_and_connect_to_pick_the_address() {
     let (mut s_first, status, _) = connect(proxy.addr, &target, "").await;
     assert_eq!(status, 200);
     let mut buf = [0u8; 5];
-    s_first.read_exact(&mut buf).await.expect("read");
+    within("first client read", s_first.read_exact(&mut buf))
+        .await
+        .expect("first client read");
     assert_eq!(&buf, b"hello");
 
     let (mut s, status, _) = connect(proxy.addr, "pinned.azurecr.io:7443", "").await;
     assert_eq!(status, 200);
-    s.read_exact(&mut buf).await.expect("read");
+    within("second client read", s.read_exact(&mut buf))
+        .await
+        .expect("second client read");
     drop(s);
     let recs = wait_records(1, by_target("connection", "pinned.azurecr.io:7443".into())).await;
     assert_eq!(recs[0]["endpoint"], "registry_rest");
@@ -128,11 +136,10 @@ async fn dns_override_and_connect_to_pick_the_address() {
 
 #[tokio::test]
 async fn refused_connect_is_502_with_reason_and_failure_record() {
-    // A port that was just free: nothing listens there.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A port held, not listening, for the whole test: a just-freed port could be taken by
+    // another test, or the dial could connect to itself there.
+    let dead = net::refused_addr();
+    let port = dead.port();
     let proxy = Proxy::start(config(&[port])).await;
     let target = format!("127.0.0.1:{port}");
     let (_s, status, reason) = connect(proxy.addr, &target, "").await;
@@ -206,7 +213,9 @@ async fn disallowed_port_is_403_and_bad_heads_are_400_431_while_others_are_serve
 
     good.write_all(b"ping").await.unwrap();
     let mut b = [0u8; 4];
-    good.read_exact(&mut b).await.unwrap();
+    within("good client read", good.read_exact(&mut b))
+        .await
+        .expect("good client read");
     assert_eq!(&b, b"ping");
 }
 
@@ -853,13 +862,22 @@ async fn shutdown_drains_an_open_tunnel() {
     let (mut s, status, _) = connect(proxy.addr, &format!("127.0.0.1:{}", origin.port()), "").await;
     assert_eq!(status, 200);
     let task = proxy.shutdown();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The listener is gone: new clients are refused...
-    assert!(TcpStream::connect(proxy.addr).await.is_err());
+    // The listener goes (a bounded wait, not a guess at how long it takes): new clients are
+    // refused...
+    let deadline = std::time::Instant::now() + BOUND;
+    while TcpStream::connect(proxy.addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener still accepts {BOUND:?} after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // ...but the open tunnel still works.
     s.write_all(b"drain").await.unwrap();
     let mut b = [0u8; 5];
-    s.read_exact(&mut b).await.unwrap();
+    within("drained tunnel read", s.read_exact(&mut b))
+        .await
+        .expect("drained tunnel read");
     assert_eq!(&b, b"drain");
     assert!(!task.is_finished());
     drop(s);
@@ -867,6 +885,154 @@ async fn shutdown_drains_an_open_tunnel() {
         .await
         .expect("run returns after the drain")
         .unwrap();
+}
+
+/// Wait for `what`, failing the test instead of hanging.
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// Tunnels still open when the shutdown grace runs out are closed, and each writes its
+/// `connection` record (`close_reason = "shutdown"`, the bytes it carried) before `run`
+/// returns: one carrying data (cut in the copy loop), one whose client never spoke (cut while
+/// its handshake was awaited).
+#[tokio::test]
+async fn tunnels_open_at_the_end_of_the_grace_are_recorded_as_shutdown() {
+    let origin = server(|mut s: TcpStream| async move {
+        let mut b = [0u8; 5];
+        while s.read_exact(&mut b).await.is_ok() {
+            if s.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.timeouts.shutdown_grace = Duration::from_millis(200);
+    let mut proxy = Proxy::start(cfg).await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    let (mut busy, status, _) = bounded("CONNECT", connect(proxy.addr, &target, "")).await;
+    assert_eq!(status, 200);
+    busy.write_all(b"hello").await.unwrap();
+    let mut b = [0u8; 5];
+    bounded("echo", busy.read_exact(&mut b)).await.unwrap();
+    assert_eq!(&b, b"hello");
+    let (mut quiet, status, _) = bounded("CONNECT", connect(proxy.addr, &target, "")).await;
+    assert_eq!(status, 200);
+
+    let task = proxy.shutdown();
+    bounded("run returns after the grace", task).await.unwrap();
+    // Written before run returned: read at once, without waiting for them.
+    let mut recs = records(by_target("connection", target));
+    recs.sort_by_key(|r| r["bytes_up"].as_u64());
+    assert_eq!(recs.len(), 2, "{recs:#?}");
+    for r in &recs {
+        assert_eq!(r["close_reason"], "shutdown", "{r:#}");
+        assert_eq!(r["mode"], "tunnel", "{r:#}");
+        assert_eq!(r["failed"], false, "{r:#}");
+    }
+    assert_eq!(
+        (&recs[0]["bytes_up"], &recs[0]["bytes_down"]),
+        (&0.into(), &0.into())
+    );
+    assert_eq!(
+        (&recs[1]["bytes_up"], &recs[1]["bytes_down"]),
+        (&5.into(), &5.into())
+    );
+    // And the clients see their tunnels end.
+    for s in [&mut busy, &mut quiet] {
+        let end = bounded("the tunnel closes", s.read(&mut b)).await;
+        assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    }
+}
+
+/// A tunnel still being set up when the grace runs out (its upstream proxy has not answered the
+/// CONNECT): recorded as ended by the shutdown, with the phases it had finished.
+#[tokio::test]
+async fn a_tunnel_still_dialling_at_the_end_of_the_grace_is_recorded_as_shutdown() {
+    // Reads the CONNECT, says so, never answers.
+    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let silent = server(move |mut s: TcpStream| {
+        let got_tx = got_tx.clone();
+        async move {
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while let Ok(n) = s.read(&mut b).await {
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&b[..n]);
+                if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let _ = got_tx.send(());
+                }
+            }
+        }
+    })
+    .await;
+    let mut cfg = config(&[silent.port()]);
+    cfg.upstream.proxy = Some(format!("http://{silent}"));
+    cfg.timeouts.upstream_proxy = Duration::from_secs(300);
+    cfg.timeouts.shutdown_grace = Duration::from_millis(200);
+    let mut proxy = Proxy::start(cfg).await;
+    let target = format!("still-dialling.example.test:{}", silent.port());
+    let mut client = bounded("connect", TcpStream::connect(proxy.addr))
+        .await
+        .unwrap();
+    let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    client.write_all(head.as_bytes()).await.unwrap();
+    bounded("the upstream proxy gets the CONNECT", got.recv()).await;
+
+    let task = proxy.shutdown();
+    bounded("run returns after the grace", task).await.unwrap();
+    let recs = records(by_target("connection", target));
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    let rec = &recs[0];
+    assert_eq!(rec["close_reason"], "shutdown", "{rec:#}");
+    assert_eq!(rec["phases"]["connect"]["outcome"], "ok", "{rec:#}");
+    assert!(rec["phases"].get("upstream_proxy").is_none(), "{rec:#}");
+    assert_eq!(rec["failed"], false);
+    let mut b = [0u8; 64];
+    let end = bounded("the client is let go", client.read(&mut b)).await;
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+}
+
+/// A forwarded request still waiting for its answer when the grace runs out: its connection is
+/// recorded as ended by the shutdown.
+#[tokio::test]
+async fn a_forwarded_request_open_at_the_end_of_the_grace_is_recorded_as_shutdown() {
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // An origin that takes the request and never answers.
+    let origin = server(move |mut s: TcpStream| {
+        let seen_tx = seen_tx.clone();
+        async move {
+            let mut b = [0u8; 1024];
+            if matches!(s.read(&mut b).await, Ok(n) if n > 0) {
+                let _ = seen_tx.send(());
+            }
+            while matches!(s.read(&mut b).await, Ok(n) if n > 0) {}
+        }
+    })
+    .await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.timeouts.shutdown_grace = Duration::from_millis(200);
+    let mut proxy = Proxy::start(cfg).await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    let mut client = bounded("connect", TcpStream::connect(proxy.addr))
+        .await
+        .unwrap();
+    let head = format!("GET http://{target}/v2/ HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    client.write_all(head.as_bytes()).await.unwrap();
+    bounded("the origin gets the request", seen.recv()).await;
+
+    let task = proxy.shutdown();
+    bounded("run returns after the grace", task).await.unwrap();
+    let recs = records(by_target("connection", target));
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["close_reason"], "shutdown", "{:#}", recs[0]);
+    assert_eq!(recs[0]["mode"], "forward");
+    assert_eq!(recs[0]["requests"], 1);
 }
 
 /// A rustls server on loopback for `name`, offering `alpn`; returns its address and the
@@ -939,7 +1105,9 @@ async fn passthrough_observes_client_hello_and_server_hello() {
         .await
         .expect("handshake through the tunnel");
     let mut got = Vec::new();
-    tls.read_to_end(&mut got).await.unwrap();
+    within("TLS read to end", tls.read_to_end(&mut got))
+        .await
+        .expect("TLS read to end");
     assert_eq!(got, b"registry");
     drop(tls);
     let c = wait_records(1, by_target("connection", target.clone())).await;
@@ -1006,7 +1174,9 @@ async fn resolver_answers_nxdomain_no_data_and_cname_chains() {
     let (mut s, status, _) = connect(proxy.addr, &target, "").await;
     assert_eq!(status, 200);
     let mut b = [0u8; 2];
-    s.read_exact(&mut b).await.unwrap();
+    within("client read", s.read_exact(&mut b))
+        .await
+        .expect("client read");
     assert!(dns.was_asked("chain.azurecr.io"));
 
     let cases = [
@@ -1028,10 +1198,8 @@ async fn resolver_answers_nxdomain_no_data_and_cname_chains() {
 
 #[tokio::test]
 async fn connect_failure_record_keeps_the_dns_answer() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let dead = net::refused_addr();
+    let port = dead.port();
     let zone = dns::Zone::new()
         .cname("pe.azurecr.io", "pe.privatelink.azurecr.io")
         .a("pe.privatelink.azurecr.io", [127, 0, 0, 1]);

@@ -4,9 +4,11 @@
 
 #[path = "support/dns.rs"]
 mod dns;
+#[path = "support/net.rs"]
+mod net;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,14 +21,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Send `CONNECT target` and return the status line.
@@ -45,8 +39,11 @@ fn report_and_explain_on_a_real_log() {
     // A loopback DNS server that knows no names: every lookup is NXDOMAIN.
     let dns = dns::TestDns::start("127.0.0.1:0".parse().unwrap(), dns::Zone::new());
     let log = dir.path().join("regdoc.log");
-    let listen_port = free_port();
-    let dead_port = free_port();
+    // regdoc (a child) must bind its port itself: one from outside the ephemeral range. The
+    // dead port is held, never listening, for the whole test; the two cannot coincide.
+    let listen_port = net::child_port();
+    let dead = net::refused_addr();
+    let dead_port = dead.port();
     let conf = dir.path().join("regdoc.toml");
     std::fs::write(
         &conf,

@@ -613,22 +613,6 @@ pub fn by_id(id: &str) -> Option<&'static Cause> {
     CAUSES.iter().copied().find(|c| c.id == id)
 }
 
-/// An ASCII reason phrase for regdoc's own reply status line, e.g.
-/// `regdoc: registry name does not resolve (myreg.azurecr.io)`. Go prints the text after the
-/// status code verbatim, so this is what the Docker user reads.
-pub fn reason_phrase(cause: &Cause, host: &str) -> String {
-    let host: String = host
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
-        .take(253)
-        .collect();
-    if host.is_empty() {
-        format!("regdoc: {} [{}]", cause.short, cause.id)
-    } else {
-        format!("regdoc: {} ({host}) [{}]", cause.short, cause.id)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -721,15 +705,5 @@ mod tests {
             .map(|c| c.id)
             .collect();
         assert_eq!(hidden, vec!["azure_service_access"]);
-    }
-
-    #[test]
-    fn reason_phrase_is_ascii_and_names_host() {
-        let r = reason_phrase(&REGISTRY_NAME, "myreg.azurecr.io\r\nX: y");
-        assert_eq!(
-            r,
-            "regdoc: registry name does not resolve (myreg.azurecr.ioX:y) [registry_name]"
-        );
-        assert!(r.is_ascii());
     }
 }

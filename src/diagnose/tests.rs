@@ -1872,10 +1872,12 @@ fn symptom_uses_regdoc_reason_phrase_when_connect_was_refused() {
     let d = diagnoser(vec![]);
     let ev = event(REG, FailureKind::DnsNxDomain);
     let f = d.diagnose_at(&ev, now());
-    let reason = catalog::reason_phrase(f[0].cause, &ev.host);
+    // The phrase production sends (proxy::reply), not one built for the test.
+    let reason = crate::proxy::reply::reason_phrase(&ev, &f);
+    assert!(reason.starts_with("regdoc registry_name: "), "{reason}");
     assert_eq!(
         sym(&ev, Some(&reason)),
-        "Get \"https://myregistry.azurecr.io/v2/\": regdoc: registry name does not resolve (myregistry.azurecr.io) [registry_name]"
+        format!("Get \"https://myregistry.azurecr.io/v2/\": {reason}")
     );
     assert_eq!(
         sym(&ev, None),

@@ -181,6 +181,23 @@ impl Interceptor {
     where
         C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        self.serve_until(client, upstream, ctx, std::future::pending())
+            .await
+    }
+
+    /// [`Interceptor::serve`], ended when `cut` resolves (the proxy is shutting down) while
+    /// requests are relayed: then with the counts so far and `close_reason = "shutdown"`. (The
+    /// handshakes before are bounded by `timeouts.tls`; the caller ends those.)
+    pub async fn serve_until<C>(
+        &self,
+        client: C,
+        upstream: TcpStream,
+        ctx: InterceptCtx,
+        cut: impl std::future::Future<Output = ()>,
+    ) -> InterceptOutcome
+    where
+        C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let up_bytes = Arc::new(AtomicU64::new(0));
         let down_bytes = Arc::new(AtomicU64::new(0));
         let hello_copy = Arc::new(HelloCopy::default());
@@ -425,29 +442,36 @@ impl Interceptor {
                 None => std::future::pending::<()>().await,
             }
         };
-        let mut was_shed = false;
-        let (served, server_closed) = tokio::select! {
-            r = serving.as_mut() => (r, false),
-            _ = server_gone => {
-                serving.as_mut().graceful_shutdown();
-                (serving.await, true)
-            }
-            _ = shed => {
-                // Waiting for its next request, it closes at once; a request that raced in is
-                // answered first.
-                was_shed = true;
-                serving.as_mut().graceful_shutdown();
-                (serving.await, false)
-            }
-        };
-        let close_reason = match (served, server_closed) {
-            // An HTTP/2 client may close its side before regdoc's GOAWAY is all written: the
-            // shedding is still why the connection ended.
-            _ if was_shed => "shed",
+        let served = |r: Result<(), Box<dyn std::error::Error + Send + Sync>>, server_closed| match (
+            r,
+            server_closed,
+        ) {
             (Ok(()), false) => "client_closed",
             (Ok(()), true) => "server_closed",
             (Err(e), _) if is_header_timeout(&*e) => "keep_alive_timeout",
             (Err(_), _) => "client_error",
+        };
+        let mut cut = std::pin::pin!(cut);
+        let close_reason = tokio::select! {
+            r = serving.as_mut() => served(r, false),
+            _ = server_gone => {
+                serving.as_mut().graceful_shutdown();
+                tokio::select! {
+                    r = serving.as_mut() => served(r, true),
+                    () = &mut cut => "shutdown",
+                }
+            }
+            _ = shed => {
+                // Waiting for its next request, it closes at once; a request that raced in is
+                // answered first. However it ends (an HTTP/2 client may close its side before
+                // regdoc's GOAWAY is all written), the shedding is why.
+                serving.as_mut().graceful_shutdown();
+                tokio::select! {
+                    _ = serving.as_mut() => "shed",
+                    () = &mut cut => "shutdown",
+                }
+            }
+            () = &mut cut => "shutdown",
         };
         outcome(
             tls,

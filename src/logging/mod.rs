@@ -3,7 +3,8 @@
 //!
 //! The proxy never waits for the log. Lines go through a bounded channel to one writer thread;
 //! when the channel is full a line is dropped and counted, and the count is reported in a later
-//! line. A failing sink (disk full, directory removed) is counted and retried, never fatal.
+//! line. A failing sink (disk full, directory removed) is counted and retried, never fatal: it
+//! gets whole lines or none, and the lines it lost are counted and reported the same way.
 
 mod layer;
 mod pretty;
@@ -63,6 +64,8 @@ pub enum LogError {
 pub(crate) struct Shared {
     /// Lines dropped because the channel was full (or the writer gone).
     pub(crate) dropped: AtomicU64,
+    /// Lines the sink refused (disk full, directory removed): never partly written.
+    pub(crate) lost: AtomicU64,
     /// Failed opens and writes of the sink.
     pub(crate) errors: AtomicU64,
     /// Lines written to the sink.
@@ -77,7 +80,7 @@ pub(crate) enum Msg {
     Line(String),
     /// A record's JSON, formatted by the writer (pretty form) so the proxy does not parse it.
     Record { kind: Option<String>, json: String },
-    /// Write out everything buffered, report drops, then answer.
+    /// Write out everything buffered (headed by any loss report), then answer.
     Flush(SyncSender<()>),
     /// Nothing to write; look at the reopen request.
     Wake,
@@ -96,6 +99,7 @@ impl std::fmt::Debug for LogHandle {
         f.debug_struct("LogHandle")
             .field("written", &self.written())
             .field("dropped", &self.dropped())
+            .field("lost", &self.lost())
             .field("errors", &self.errors())
             .finish()
     }
@@ -139,6 +143,11 @@ impl LogHandle {
     /// Lines dropped so far because the writer fell behind.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Lines lost so far because the sink could not take them (disk full, directory removed).
+    pub fn lost(&self) -> u64 {
+        self.shared.lost.load(Ordering::Relaxed)
     }
 
     /// Sink failures (open or write) so far.

@@ -280,9 +280,19 @@ fn a_removed_log_directory_is_counted_and_survived() {
         tracing::info!("back");
         handle.flush().unwrap();
     });
+    // The lines written while the directory was gone are counted, and said to be lost before
+    // the first line that made it.
+    assert_eq!(handle.lost(), 5, "{handle:?}");
     let got = lines(&path);
-    assert_eq!(got.len(), 1, "{got:#?}");
-    assert!(got[0].contains("back"));
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let report: Value = serde_json::from_str(&got[0]).unwrap();
+    assert_eq!(
+        report["message"],
+        "log lines lost because the log could not be written"
+    );
+    assert_eq!(report["lost"], 5);
+    assert_eq!(report["lost_total"], 5);
+    assert!(got[1].contains("back"));
 }
 
 #[test]
@@ -349,4 +359,202 @@ fn a_removed_log_file_is_created_again() {
     assert_eq!(got.len(), 1, "{got:#?}");
     assert!(got[0].contains("second"));
     assert_eq!(handle.errors(), 0);
+}
+
+/// CI (`CI=true`, root on Debian) must run every test below: there nothing may be skipped.
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// The kernel's own ENOSPC: `/dev/full` takes nothing, and every line is counted as lost.
+#[test]
+fn lines_for_dev_full_are_counted_as_lost() {
+    let full = Path::new("/dev/full");
+    if !full.exists() {
+        assert!(!ci(), "/dev/full is missing");
+        eprintln!("skipped: no /dev/full");
+        return;
+    }
+    let handle = with_layer(&file_config(full, LogFormat::Json), None, || {
+        for i in 0..5 {
+            tracing::info!(i, "into /dev/full");
+        }
+    });
+    assert_eq!(
+        (handle.written(), handle.lost(), handle.dropped()),
+        (0, 5, 0),
+        "{handle:?}"
+    );
+    assert!(handle.errors() >= 1, "{handle:?}");
+}
+
+/// Names the directory `tmpfs_fills_up` mounts its tmpfs on; set only for that run.
+const TMPFS_DIR_ENV: &str = "REGDOC_TEST_TMPFS_DIR";
+/// Exit status of `tmpfs_fills_up` when it may not mount (no capability), as automake's SKIP.
+const NO_MOUNT: i32 = 77;
+/// What libtest exits with when a test fails.
+const TEST_FAILED: i32 = 101;
+
+/// A real filesystem that fills up: a 64 KiB tmpfs, in a private mount namespace (`unshare
+/// -m`, or `-r -m` without root) so that nothing is mounted on the host. The run inside is
+/// [`tmpfs_fills_up`]. Skipped only without root and outside CI: as root, or under `CI=true`
+/// (root on Debian), a missing capability fails.
+#[test]
+fn a_filled_tmpfs_keeps_whole_lines_and_the_loss_is_reported_once_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::env::current_exe().unwrap();
+    let name = concat!(module_path!(), "::tmpfs_fills_up");
+    let name = name.split_once("::").map_or(name, |(_, rest)| rest);
+    let root = unsafe { libc::geteuid() } == 0;
+    let attempts: &[&[&str]] = if root {
+        // An unprivileged container may refuse a plain mount namespace but allow a user one.
+        &[&["-m"], &["-r", "-m"]]
+    } else {
+        &[&["-r", "-m"]]
+    };
+    let mut why = Vec::new();
+    for flags in attempts {
+        let out = std::process::Command::new("unshare")
+            .args(*flags)
+            .args(["--propagation", "private"])
+            .arg(&me)
+            .args([
+                name,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(TMPFS_DIR_ENV, dir.path())
+            .output();
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                why.push(format!("unshare {flags:?}: {e}"));
+                continue;
+            }
+        };
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match out.status.code() {
+            Some(0) => {
+                assert!(
+                    text.contains("1 passed"),
+                    "the run inside did not run:\n{text}"
+                );
+                return;
+            }
+            Some(TEST_FAILED) => panic!("the run inside the mount namespace failed:\n{text}"),
+            // NO_MOUNT, or unshare itself failing: no capability for this way.
+            _ => why.push(format!(
+                "unshare {flags:?}: {}: {}",
+                out.status,
+                text.trim()
+            )),
+        }
+    }
+    let why = why.join("; ");
+    // Root may mount: failing to is a failure, not a reason to skip.
+    assert!(
+        !root,
+        "cannot mount a tmpfs in a private mount namespace as root: {why}"
+    );
+    assert!(!ci(), "CI=true requires this test to run: {why}");
+    eprintln!("skipped: cannot mount a tmpfs in a private mount namespace: {why}");
+}
+
+/// Run by the test above, inside its mount namespace: mount a 64 KiB tmpfs, fill it with the
+/// log, check that it holds whole lines only and that the lost ones are counted, then free space
+/// and check the one report of them.
+#[test]
+#[ignore = "run inside a private mount namespace by a_filled_tmpfs_keeps_whole_lines_..."]
+fn tmpfs_fills_up() {
+    use std::ffi::CString;
+    let Some(dir) = std::env::var_os(TMPFS_DIR_ENV) else {
+        eprintln!("nothing to do: {TMPFS_DIR_ENV} is set by the test that runs this one");
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let c = |s: &str| CString::new(s).unwrap();
+    let target = CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+    // Private already (unshare --propagation private); said again so that no mount made here
+    // can reach the host whatever unshare did.
+    let private = unsafe {
+        libc::mount(
+            c("none").as_ptr(),
+            c("/").as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    let mounted = private == 0
+        && unsafe {
+            libc::mount(
+                c("tmpfs").as_ptr(),
+                target.as_ptr(),
+                c("tmpfs").as_ptr(),
+                0,
+                c("size=64k,mode=0700").as_ptr().cast(),
+            )
+        } == 0;
+    if !mounted {
+        eprintln!("mount: {}", std::io::Error::last_os_error());
+        std::process::exit(NO_MOUNT);
+    }
+
+    // Half the disk taken by something else, to be freed later.
+    let filler = dir.join("filler");
+    std::fs::write(&filler, vec![b'.'; 32 * 1024]).unwrap();
+    let path = dir.join("regdoc.log");
+    let pad = "x".repeat(150);
+    const SENT: u64 = 600;
+    let (layer, handle) = build(&file_config(&path, LogFormat::Json)).unwrap();
+    let sub = tracing_subscriber::registry().with(layer.with_filter(filter(None).unwrap()));
+    let whole = |text: &str| -> Vec<Value> {
+        assert!(text.ends_with('\n'), "the log ends inside a line");
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    let (written, lost) = tracing::subscriber::with_default(sub, || {
+        for i in 0..SENT {
+            tracing::info!(i, pad = %pad, "filling the disk");
+        }
+        handle.flush().unwrap();
+        let got = whole(&std::fs::read_to_string(&path).unwrap());
+        for (i, v) in got.iter().enumerate() {
+            assert_eq!(v["i"], i, "lines in order, none missing before the loss");
+        }
+        let (written, lost) = (handle.written(), handle.lost());
+        assert_eq!(got.len() as u64, written, "{handle:?}");
+        assert!(lost > 0 && written > 0, "{handle:?}");
+        assert_eq!((written + lost, handle.dropped()), (SENT, 0), "{handle:?}");
+
+        std::fs::remove_file(&filler).unwrap();
+        tracing::info!("space is back");
+        handle.flush().unwrap();
+        (written, lost)
+    });
+    let got = whole(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(got.len() as u64, written + 2, "{handle:?}");
+    let report = &got[written as usize];
+    assert_eq!(
+        report["message"],
+        "log lines lost because the log could not be written"
+    );
+    assert_eq!(report["lost"], lost);
+    assert_eq!(report["lost_total"], lost);
+    let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC).to_string();
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&enospc),
+        "{report}"
+    );
+    assert_eq!(got[written as usize + 1]["message"], "space is back");
 }

@@ -6,6 +6,7 @@
 
 use crate::net::prefixed::Prefixed;
 use crate::observe::{ClientSignal, FailureKind, Phase, TlsObservation};
+use crate::shutdown::Shutdown;
 use crate::tls::client_answer::{Answer, ClientAnswer, Refusal};
 use crate::tls::wire::RECORD_HEADER_LEN;
 use crate::tls::{client_hello, server_hello};
@@ -91,26 +92,35 @@ pub struct TunnelReport {
 const MAX_HELLO: usize = 16 * 1024;
 
 /// Run a tunnel between `client` (with the bytes it sent after its request head) and `server`
-/// to completion.
+/// to completion, or until the shutdown grace is over: then it ends at once, with the bytes
+/// counted so far and `close_reason = "shutdown"`.
 pub async fn run(
     client: Prefixed<TcpStream>,
     mut server: TcpStream,
     cfg: &TunnelConfig,
     sink: &dyn FailureSink,
+    shutdown: &mut Shutdown,
 ) -> TunnelReport {
     let mut report = TunnelReport::default();
     let mut client = client;
     // Boxed: the handshake's state (timers, selects) is short-lived, and inline it would size
     // the whole tunnel future, which an idle tunnel holds for its lifetime.
-    match Box::pin(observe_handshake(
-        &mut client,
-        &mut server,
-        cfg,
-        sink,
-        &mut report,
-    ))
-    .await
-    {
+    let handshake = tokio::select! {
+        r = Box::pin(observe_handshake(
+            &mut client,
+            &mut server,
+            cfg,
+            sink,
+            &mut report,
+        )) => r,
+        () = shutdown.cut() => {
+            // The handshake counts as it goes: what it forwarded is in the report already.
+            report.bytes_down += std::mem::take(&mut report.watched_down);
+            report.close_reason = SHUTDOWN;
+            return report;
+        }
+    };
+    match handshake {
         Ok(true) => {}
         Ok(false) => {
             // The handshake phase ended the tunnel (server silent, closed, or a side vanished).
@@ -134,9 +144,12 @@ pub async fn run(
         report.bytes_up += rest.len() as u64;
     }
     drop(rest);
-    relay(&client, &server, cfg, sink, &mut report).await;
+    relay(&client, &server, cfg, sink, &mut report, shutdown).await;
     report
 }
+
+/// `close_reason` of a tunnel ended because the proxy is shutting down.
+const SHUTDOWN: &str = "shutdown";
 
 /// Forward the first client bytes and the server's first answer, parsing both. Returns
 /// `Ok(true)` when the bulk copy should follow.
@@ -461,9 +474,12 @@ where
     let deadline = tokio::time::Instant::now() + cfg.tls_timeout;
     let refusal = loop {
         let step = tokio::time::timeout_at(deadline, async {
+            // The client first: when both sides have ended, its end (with what it sent last)
+            // is the answer, and the server's close is only the reaction to it.
             tokio::select! {
-                r = fresh_read(server, &mut sbuf) => (false, r),
+                biased;
                 r = fresh_read(client, &mut cbuf) => (true, r),
+                r = fresh_read(server, &mut sbuf) => (false, r),
             }
         })
         .await;
@@ -471,7 +487,7 @@ where
             // No verdict in time (a TLS 1.2 client waiting for the rest of the server's
             // flight, say): nothing is known to be wrong.
             Err(_) => Answer::Accepted,
-            Ok((false, Ok(0))) => Answer::Accepted,
+            Ok((false, Ok(0))) => answer.server_ended(),
             Ok((false, Ok(n))) => {
                 client.write_all(&sbuf[..n]).await?;
                 report.watched_down += n as u64;
@@ -639,6 +655,7 @@ async fn relay(
     cfg: &TunnelConfig,
     sink: &dyn FailureSink,
     report: &mut TunnelReport,
+    shutdown: &mut Shutdown,
 ) {
     let up = Flow::default();
     let down = Flow::default();
@@ -667,6 +684,7 @@ async fn relay(
                 Ok(_) => "done",
                 Err(e) => close_reason_of(&e),
             },
+            () = shutdown.cut() => break SHUTDOWN,
             _ = ticker.tick() => {
                 let now = epoch.elapsed().as_millis() as u64;
                 let last = up.last_ms.load(Ordering::Relaxed).max(down.last_ms.load(Ordering::Relaxed));

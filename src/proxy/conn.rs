@@ -11,20 +11,20 @@ use crate::observe::{FailureKind, Phase};
 use crate::policy::addr::{any_contains, canonical};
 use crate::record::failures::Logged;
 use crate::record::{timestamp, ConnectionRecord, PhaseOutcome};
+use crate::shutdown::Shutdown;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
-/// Serve one client connection to completion.
+/// Serve one client connection to completion, or until the shutdown grace is over.
 pub async fn serve(
     shared: Arc<Shared>,
     mut stream: TcpStream,
     client: SocketAddr,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
     let started = Instant::now();
     // On a dual-stack listener an IPv4 client arrives as ::ffff:a.b.c.d: rules and records
@@ -262,12 +262,22 @@ async fn tunnel(
     rest: bytes::Bytes,
     target: &mut TargetInfo,
     rec: &mut ConnectionRecord,
-    _shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) -> Option<Logged> {
+    // Every stage that can outlast the shutdown grace (dialling, the interception, the copy)
+    // ends when the grace is over, and the record says so; each keeps what it filled in.
     // Boxed, like the other paths below that an idle tunnel is not in: a future's size is that
     // of its largest state, and every idle tunnel would carry the resolver's and the
     // interceptor's state machines inline.
-    let est = match Box::pin(establish(shared, target, rec)).await {
+    let established = tokio::select! {
+        biased;
+        r = Box::pin(establish(shared, target, rec)) => r,
+        () = shutdown.cut() => {
+            rec.close_reason = "shutdown";
+            return None;
+        }
+    };
+    let est = match established {
         Ok(e) => e,
         Err(r) => {
             write_refusal(&mut client, &r, "").await;
@@ -303,7 +313,18 @@ async fn tunnel(
             kept_alive: Some(shared.idle.register(target.conn_id)),
         };
         rec.mode = "intercept";
-        let out = Box::pin(ic.serve(Prefixed::new(rest, client), server, ctx)).await;
+        let client = Prefixed::new(rest, client);
+        // It ends itself when cut while relaying requests (with its counts); this ends its
+        // handshakes.
+        let mut cut = shutdown.clone();
+        let out = tokio::select! {
+            biased;
+            out = Box::pin(ic.serve_until(client, server, ctx, shutdown.cut())) => out,
+            () = cut.cut() => {
+                rec.close_reason = "shutdown";
+                return None;
+            }
+        };
         rec.bytes_up = out.bytes_up;
         rec.bytes_down = out.bytes_down;
         rec.requests = out.requests;
@@ -329,7 +350,8 @@ async fn tunnel(
         probe_path: Some(probe_path),
     };
     let client = Prefixed::new(rest, client);
-    let report = crate::net::tunnel::run(client, server, &shared.tunnel, &failures).await;
+    let report =
+        crate::net::tunnel::run(client, server, &shared.tunnel, &failures, &mut shutdown).await;
     rec.bytes_up = report.bytes_up;
     rec.bytes_down = report.bytes_down;
     rec.zero_copy = report.zero_copy;

@@ -19,7 +19,6 @@ use hyper_util::rt::TokioIo;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -46,7 +45,7 @@ pub async fn serve<I>(
     io: I,
     target: &mut TargetInfo,
     rec: &mut ConnectionRecord,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: crate::shutdown::Shutdown,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -82,17 +81,26 @@ pub async fn serve<I>(
         .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let mut shed = false;
+    // `None`: the shutdown grace ran out before the client was done.
     let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = async { let _ = shutdown.wait_for(|v| *v).await; } => {
+        r = conn.as_mut() => Some(r),
+        () = shutdown.draining() => {
             conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
+            tokio::select! {
+                biased;
+                r = conn.as_mut() => Some(r),
+                () = shutdown.cut() => None,
+            }
         }
         _ = kept.shed() => {
             // Idle, it closes at once; a request that raced in is answered first.
             shed = true;
             conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
+            tokio::select! {
+                biased;
+                r = conn.as_mut() => Some(r),
+                () = shutdown.cut() => None,
+            }
         }
     };
     let mut final_rec = state
@@ -101,14 +109,15 @@ pub async fn serve<I>(
         .map(|r| r.clone())
         .unwrap_or_else(|p| p.into_inner().clone());
     final_rec.close_reason = match result {
-        _ if shed => "shed",
-        Ok(()) => "done",
+        None => "shutdown",
+        Some(_) if shed => "shed",
+        Some(Ok(())) => "done",
         // The first head came through regdoc's own reader: a header timeout is always the wait
         // for a next one.
-        Err(e) if e.is_timeout() => "keep_alive_timeout",
-        Err(e) if e.is_parse_too_large() => "head_too_large",
-        Err(e) if e.is_parse() => "bad_request",
-        Err(_) => "client_error",
+        Some(Err(e)) if e.is_timeout() => "keep_alive_timeout",
+        Some(Err(e)) if e.is_parse_too_large() => "head_too_large",
+        Some(Err(e)) if e.is_parse() => "bad_request",
+        Some(Err(_)) => "client_error",
     };
     *rec = final_rec;
 }

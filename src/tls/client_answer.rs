@@ -153,6 +153,22 @@ impl ClientAnswer {
         self.answer()
     }
 
+    /// The server's stream ended while the watch was on. A server that closes after its flight
+    /// is most often answering the client's alert (it got there first: the client's own close
+    /// may not have been read yet), so a short encrypted record before it is the same refusal
+    /// as at the client's end. Anything else the watch cannot name.
+    pub fn server_ended(&mut self) -> Answer {
+        if self.decided.is_none() {
+            self.decided = Some(match self.short {
+                Some(payload_len) if self.current.is_none() && self.header_len == 0 => {
+                    Answer::Refused(Refusal::EncryptedAlert { payload_len })
+                }
+                _ => Answer::Accepted,
+            });
+        }
+        self.answer()
+    }
+
     /// The verdict so far.
     pub fn answer(&self) -> Answer {
         self.decided.clone().unwrap_or(Answer::Pending)
@@ -293,6 +309,26 @@ mod tests {
             both_ways(true, &rec(CONTENT_APPLICATION_DATA, 19), true),
             Answer::Refused(Refusal::EncryptedAlert { payload_len: 19 })
         );
+    }
+
+    #[test]
+    fn tls13_short_record_then_server_close_is_the_same_refusal() {
+        // The server (a TLS-inspecting proxy) read the client's alert and closed before the
+        // client's own close was read.
+        let mut s = CCS.to_vec();
+        s.extend_from_slice(&rec(CONTENT_APPLICATION_DATA, 19));
+        let mut a = ClientAnswer::new(true);
+        assert_eq!(a.feed(&s), Answer::Pending);
+        assert_eq!(
+            a.server_ended(),
+            Answer::Refused(Refusal::EncryptedAlert { payload_len: 19 })
+        );
+        // A server that closes before the client said anything, or in the middle of a client
+        // record, is not a client refusal.
+        assert_eq!(ClientAnswer::new(true).server_ended(), Answer::Accepted);
+        let mut cut = ClientAnswer::new(true);
+        cut.feed(&rec(CONTENT_APPLICATION_DATA, 19)[..10]);
+        assert_eq!(cut.server_ended(), Answer::Accepted);
     }
 
     #[test]

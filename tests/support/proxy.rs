@@ -163,15 +163,35 @@ pub fn all_text() -> String {
         .unwrap_or_default()
 }
 
-/// Wait (bounded) until `pred` matches at least `n` records; return them.
+/// How long a test waits for something that should happen at once (a record, a reply, a read)
+/// before it fails: generous, so a loaded machine does not fail a test, and finite, so a test
+/// whose event never comes fails instead of hanging.
+pub const BOUND: Duration = Duration::from_secs(30);
+
+/// Wait (bounded by [`BOUND`]) until `pred` matches at least `n` records; return them all.
+/// Panics when they do not come: a short list is never handed back as if it were the answer.
 pub async fn wait_records(n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + BOUND;
     loop {
         let r = records(&pred);
-        if r.len() >= n || Instant::now() > deadline {
+        if r.len() >= n {
             return r;
         }
+        assert!(
+            Instant::now() < deadline,
+            "waited {BOUND:?} for {n} matching record(s), got {}: {r:#?}",
+            r.len()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `fut`'s output, or a panic naming `what` when it takes longer than [`BOUND`]: a read or a
+/// request that would hang fails the test instead.
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(BOUND, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: not done after {BOUND:?}"),
     }
 }
 
