@@ -258,19 +258,16 @@ pub fn failure_record<'a>(
 }
 
 /// Write the failure record of an already diagnosed `ev`. `reply` is regdoc's own answer to
-/// the client, when it made one; `shown` is that answer as the client reads it (a refused
-/// CONNECT, or an HTTP answer inside interception), which the client's words are rendered from.
+/// the client, when it made one; `symptom` the client's words rendered from what it was shown.
 /// Private: every failure goes through [`failures::FailureLog`], the one aggregator.
 fn write_failure(
-    diagnoser: &crate::diagnose::Diagnoser,
     ev: &FailureEvent,
     findings: &[Finding],
     reply: Option<(u16, &str)>,
-    shown: Option<crate::diagnose::symptom::Reply<'_>>,
+    symptom: Option<crate::diagnose::symptom::Symptom>,
+    operation: Option<crate::diagnose::symptom::Operation>,
 ) {
-    let situation = diagnoser.situation(ev);
-    let symptom = crate::diagnose::client_symptom(ev, shown, &situation);
-    let rec = failure_record(ev, findings, reply, symptom, situation.operation);
+    let rec = failure_record(ev, findings, reply, symptom, operation);
     emit("failure", &rec);
 }
 

@@ -4,8 +4,10 @@
 //! only counted, and [`Aggregator::drain_due`] hands back one summary per key whose interval
 //! ended with repeats. The key is cause + phase + client address + target ([`key`]), as
 //! config/regdoc.toml and README promise: one client's storm of malformed connections is one
-//! line and a count, and does not hide another client's first failure. Memory is bounded:
-//! beyond `capacity` keys the oldest window is closed early.
+//! line and a count, and does not hide another client's first failure. A failure that tells the
+//! client something else (another kind of `client_symptom`, or one regdoc knows the client read
+//! where the first was only expected: Docker's login after its ping, say) is not a repeat: the
+//! key also carries a digest of that ([`variant`]), which summaries do not show. Memory is bounded: beyond `capacity` keys the oldest window is closed early.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -48,20 +50,37 @@ impl Summary {
     /// The fields of a key built by [`key`]. The target comes last: it is the one field a
     /// client chooses (a forwarded request's host), so a `|` in it cannot shift the others.
     pub fn parts(&self) -> KeyParts<'_> {
-        let mut it = self.key.splitn(4, '|');
+        let mut it = self.key.splitn(5, '|');
+        let cause = it.next().unwrap_or("");
+        let phase = it.next().unwrap_or("");
+        let client = it.next().unwrap_or("");
+        let _variant = it.next();
         KeyParts {
-            cause: it.next().unwrap_or(""),
-            phase: it.next().unwrap_or(""),
-            client: it.next().unwrap_or(""),
+            cause,
+            phase,
+            client,
             target: it.next().unwrap_or(""),
         }
     }
 }
 
 /// The aggregation key of a failure. The client is its address without the port: every
-/// connection has a port of its own, and a retrying client is one client.
-pub fn key(cause: &str, phase: &str, client: IpAddr, target: &str) -> String {
-    format!("{cause}|{phase}|{client}|{target}")
+/// connection has a port of its own, and a retrying client is one client. `variant` tells
+/// failures apart that the client saw differently ([`variant`]).
+pub fn key(cause: &str, phase: &str, client: IpAddr, variant: u64, target: &str) -> String {
+    format!("{cause}|{phase}|{client}|{variant:016x}|{target}")
+}
+
+/// A digest of what the client was shown (its symptom's message format and basis, known or
+/// expected): two failures with the same cause that the client read differently are both
+/// written. A retry storm is shown the same thing, so it still folds into one record and a
+/// count.
+pub fn variant(words: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // Stable within a run is all it needs: keys never leave the process.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    words.hash(&mut h);
+    h.finish()
 }
 
 #[derive(Debug)]
@@ -234,7 +253,14 @@ mod tests {
     fn first_is_emitted_repeats_are_counted_and_summarised() {
         let a = Aggregator::new(Duration::from_secs(60));
         let client: IpAddr = "10.1.2.3".parse().unwrap();
-        let k = key("client_firewall", "connect", client, "myreg.azurecr.io:443");
+        let words = variant("Get \"https://myreg.azurecr.io/v2/\": EOF");
+        let k = key(
+            "client_firewall",
+            "connect",
+            client,
+            words,
+            "myreg.azurecr.io:443",
+        );
         assert_eq!(a.admit(&k, t(0)), Admit::Emit);
         assert_eq!(a.admit(&k, t(10)), Admit::Suppress);
         assert_eq!(a.admit(&k, t(20)), Admit::Suppress);
@@ -272,7 +298,7 @@ mod tests {
         let a = Aggregator::new(Duration::from_secs(60));
         let one: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "::1".parse().unwrap();
-        let k = |c| key("bad_client_request", "request", c, ":0");
+        let k = |c| key("bad_client_request", "request", c, variant(""), ":0");
         assert_eq!(a.admit(&k(one), t(0)), Admit::Emit);
         assert_eq!(a.admit(&k(other), t(1)), Admit::Emit);
         assert_eq!(a.admit(&k(one), t(2)), Admit::Suppress);
@@ -288,6 +314,31 @@ mod tests {
         };
         assert_eq!(v6.parts().client, "::1");
         assert_eq!(v6.parts().target, ":0");
+    }
+
+    #[test]
+    fn other_words_for_the_client_are_not_a_repeat() {
+        // Docker's login: the anonymous ping and the authenticated `GET /v2/` get the same 403
+        // from the same firewall, but only the second is what the user reads.
+        let a = Aggregator::new(Duration::from_secs(60));
+        let client: IpAddr = "127.0.0.1".parse().unwrap();
+        let k = |words: &str| {
+            key(
+                "public_access_rules",
+                "http",
+                client,
+                variant(words),
+                "r.azurecr.io:443",
+            )
+        };
+        let login = "Error response from daemon: login attempt to https://r.azurecr.io/v2/ failed with status: 403 Forbidden";
+        assert_eq!(a.admit(&k(""), t(0)), Admit::Emit);
+        assert_eq!(a.admit(&k(login), t(1)), Admit::Emit);
+        assert_eq!(a.admit(&k(login), t(2)), Admit::Suppress);
+        let s = a.drain_due(t(61));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].parts().target, "r.azurecr.io:443");
+        assert_eq!(s[0].parts().cause, "public_access_rules");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! with whatever anyone sends it.
 
 use crate::config::LogConfig;
-use crate::diagnose::aggregate::{key, Admit, Aggregator};
+use crate::diagnose::aggregate::{key, variant, Admit, Aggregator};
 use crate::diagnose::symptom::Reply;
 use crate::diagnose::{Diagnoser, Finding};
 use crate::observe::FailureEvent;
@@ -112,7 +112,22 @@ impl FailureLog {
             .first()
             .map(|f| f.cause.id)
             .unwrap_or("undiagnosed");
-        let key = key(cause, ev.phase.as_str(), ev.client.ip(), &ev.target);
+        // What the client was shown is part of what makes a repeat (see `aggregate::variant`),
+        // so it is rendered before the aggregator is asked: the message format and whether
+        // regdoc knows the client read it, not the words themselves, which carry what each
+        // request asked for and would split a storm of bad requests into one record each.
+        let situation = self.diagnoser.situation(ev);
+        let symptom = crate::diagnose::client_symptom(ev, shown, &situation);
+        let words = symptom
+            .as_ref()
+            .map_or(String::new(), |s| format!("{}/{:?}", s.format, s.basis));
+        let key = key(
+            cause,
+            ev.phase.as_str(),
+            ev.client.ip(),
+            variant(&words),
+            &ev.target,
+        );
         if self.aggregator.admit(&key, now) == Admit::Suppress {
             self.summarised.fetch_add(1, Ordering::Relaxed);
             return Logged::Counted;
@@ -122,7 +137,7 @@ impl FailureLog {
             self.over_failures.fetch_add(1, Ordering::Relaxed);
             return Logged::Counted;
         }
-        super::write_failure(&self.diagnoser, ev, findings, reply, shown);
+        super::write_failure(ev, findings, reply, symptom, situation.operation);
         Logged::Full
     }
 
