@@ -69,6 +69,12 @@ only=()
 if [ "${#targets[@]}" -eq 1 ]; then
     only=("${targets[0]}")
 fi
+# The committed fuzz/Cargo.lock is used as it is (cargo fuzz has no --locked of its own).
+if ! cargo fetch --locked --manifest-path "$fuzz_dir/Cargo.toml" >"$logs/fetch.log" 2>&1; then
+    cat "$logs/fetch.log" >&2
+    echo "fuzz/Cargo.lock is not up to date with fuzz/Cargo.toml" >&2
+    exit 1
+fi
 # -a: debug assertions and overflow checks, as in the test suite.
 if ! cargo fuzz build -a --fuzz-dir "$fuzz_dir" "${only[@]}" >"$logs/build.log" 2>&1; then
     grep -v '^ *Compiling ' "$logs/build.log" | tail -60 >&2
@@ -116,8 +122,8 @@ done
 echo
 echo "==> fuzzing summary (${seconds} s per target; logs in fuzz/work/logs)"
 printf '    %s\n' "${summary[@]}"
+echo "fuzz: $(( ${#targets[@]} - ${#failed[@]} )) passed, ${#failed[@]} failed"
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "FAILED: ${failed[*]}" >&2
     exit 1
 fi
-echo "no crashes"
