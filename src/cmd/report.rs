@@ -87,11 +87,12 @@ fn bump(map: &mut HashMap<String, u64>, value: Option<&str>, n: u64) {
     };
     let v = shown(v, 200);
     if let Some(c) = map.get_mut(&v) {
-        *c += n;
+        *c = c.saturating_add(n);
     } else if map.len() < MAX_VALUES {
         map.insert(v, n);
     } else {
-        *map.entry("(other)".into()).or_insert(0) += n;
+        let c = map.entry("(other)".into()).or_insert(0);
+        *c = c.saturating_add(n);
     }
 }
 
@@ -246,7 +247,8 @@ impl Builder {
     }
 
     fn failure(&mut self, v: &Value, n: u64) {
-        self.report.failures += n;
+        // `n` is a summary's `count`, as the log says: saturate rather than overflow.
+        self.report.failures = self.report.failures.saturating_add(n);
         let mut cause = str_field(v, "cause")
             .map(|c| cap(c, 64))
             .unwrap_or_else(|| "undiagnosed".into());
@@ -254,7 +256,7 @@ impl Builder {
             cause = "other".into();
         }
         let t = self.tallies.entry(cause).or_default();
-        t.count += n;
+        t.count = t.count.saturating_add(n);
         // A summary spans its first..last repeats (its own timestamp is when it was written); a
         // failure is one instant.
         let span: Vec<&str> = ["first", "last"]
@@ -533,6 +535,26 @@ mod tests {
         assert_eq!(r.causes[0].cause, "throttled");
         assert_eq!(r.causes[0].title, catalog::THROTTLED.title);
         assert!(!r.causes[0].remedy.is_empty(), "remedy from the catalog");
+    }
+
+    /// A summary's `count` is the log's word, not regdoc's: absurd counts saturate instead of
+    /// overflowing (a panic in a debug build, a wrapped total in a release one).
+    #[test]
+    fn huge_summary_counts_saturate() {
+        let log = concat!(
+            r#"{"event":"failure_summary","cause":"x","target":"t","count":18446744073709551615}"#,
+            "\n",
+            r#"{"event":"failure","cause":"x","target":"t"}"#,
+            "\n",
+            r#"{"event":"failure","cause":"y"}"#,
+            "\n",
+        );
+        let r = report(log.as_bytes());
+        assert_eq!(r.failures, u64::MAX);
+        assert_eq!(r.causes[0].cause, "x");
+        assert_eq!(r.causes[0].count, u64::MAX);
+        assert_eq!(r.causes[0].targets, vec![("t".to_string(), u64::MAX)]);
+        assert_eq!(r.causes[1].count, 1);
     }
 
     #[test]
