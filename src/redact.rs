@@ -235,10 +235,7 @@ pub fn request_target(target: &str) -> String {
         Some(at) => (&target[..at], true),
         None => (target, false),
     };
-    let (scheme, rest) = match target.find("://") {
-        Some(at) => (&target[..at + 3], &target[at + 3..]),
-        None => ("", target),
-    };
+    let (scheme, rest) = split_scheme(target);
     let authority_end = if scheme.is_empty() && !rest.starts_with('/') {
         rest.len()
     } else if scheme.is_empty() {
@@ -333,6 +330,23 @@ impl WordState {
     }
 }
 
+/// `scheme://` and the rest, when the word starts with a URL scheme (RFC 3986: a letter, then
+/// letters, digits, `+`, `-`, `.`); else no scheme. A `://` further on (a redirect URL in a
+/// query, a path) is not the scheme of a userinfo before it.
+fn split_scheme(word: &str) -> (&str, &str) {
+    match word.find("://") {
+        Some(at)
+            if word[..at].starts_with(|c: char| c.is_ascii_alphabetic())
+                && word[..at]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) =>
+        {
+            (&word[..at + 3], &word[at + 3..])
+        }
+        _ => ("", word),
+    }
+}
+
 /// `/path?password=value` → `/path?[redacted]`: the pair goes, what is before its key stays.
 /// The flag says the value follows as the next word (`password="…"`, `password= …`). `None`
 /// when no key names a secret.
@@ -353,10 +367,7 @@ fn secret_pair(word: &str) -> Option<(String, bool)> {
 /// `scheme://user:pw@host/…` → `scheme://[redacted]@host/…`; `user:pw@host:port` likewise.
 /// An e-mail address (no `:` before the `@`) is left alone.
 fn without_userinfo(word: &str) -> Option<String> {
-    let (scheme, rest) = match word.find("://") {
-        Some(at) => (&word[..at + 3], &word[at + 3..]),
-        None => ("", word),
-    };
+    let (scheme, rest) = split_scheme(word);
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let at = rest[..authority_end].rfind('@')?;
     if scheme.is_empty() && !rest[..at].contains(':') {
@@ -570,6 +581,29 @@ mod tests {
         );
         assert_eq!(request_target("reg.example:443"), "reg.example:443");
         assert_eq!(request_target("/v2/a@b/blobs"), "/v2/a@b/blobs");
+    }
+
+    /// A `://` later in the word (a redirect URL in a query, a path) is not the scheme of the
+    /// userinfo's URL: the userinfo still goes (found by fuzz/fuzz_targets/redact.rs, as a
+    /// second pass of `redact` that removed more than the first).
+    #[test]
+    fn userinfo_before_a_later_scheme_separator() {
+        assert_eq!(
+            redact("alice:s3cret@proxy.corp:8080/?next=https://example.com"),
+            "[redacted]@proxy.corp:8080/?next=https://example.com"
+        );
+        assert_eq!(
+            request_target("alice:s3cret@reg.example/a://b"),
+            "[redacted]@reg.example/a://b"
+        );
+        assert_eq!(
+            redact("see https://u:pw@h.example/r?to=ftp://x"),
+            "see https://[redacted]@h.example/r?to=ftp://x"
+        );
+        let fuzzed = "eyrefreshuser:pw@_token=exch!=://\0\0w@\u{fffd}Q";
+        let once = redact(fuzzed);
+        assert_eq!(redact(&once), once);
+        assert!(!once.contains("user:pw"), "{once}");
     }
 
     #[test]
