@@ -970,6 +970,13 @@ async fn registry_closing_before_response_headers_is_recorded_as_such_not_as_a_5
             .send(c.req("GET", "/v2/app/manifests/1.0").body(empty()).unwrap())
             .await;
         assert_failure(&r, c.conn_id, CAUSE_CLOSED_EARLY, 502);
+        // The form a forwarded failure's header has (README): `<cause id>; <words>`.
+        assert_eq!(
+            r.headers()
+                .get("x-regdoc-cause")
+                .and_then(|v| v.to_str().ok()),
+            Some("registry_error; registry service error")
+        );
         assert_eq!(h.fx.requests(), before + 1, "the registry took the request");
         let reason = r
             .extensions()

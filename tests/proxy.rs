@@ -792,9 +792,9 @@ async fn origin_ending_before_headers(reset: bool) -> std::net::SocketAddr {
 #[tokio::test]
 async fn forwarded_request_whose_server_ends_before_headers_is_not_a_status() {
     use http_body_util::BodyExt;
-    for (reset, how, cause) in [
-        (false, "closed", "registry_error"),
-        (true, "reset", "client_firewall"),
+    for (reset, how, cause, words) in [
+        (false, "closed", "registry_error", "registry service error"),
+        (true, "reset", "client_firewall", "firewall blocks registry"),
     ] {
         let origin = origin_ending_before_headers(reset).await;
         let proxy = Proxy::start(config(&[origin.port()])).await;
@@ -821,6 +821,14 @@ async fn forwarded_request_whose_server_ends_before_headers_is_not_a_status() {
                 "regdoc {cause}: the server's connection was {how} before any response headers"
             )),
             "{reason}"
+        );
+        // The form an intercepted failure's header has (README): `<cause id>; <words>`.
+        assert_eq!(
+            resp.headers()
+                .get("x-regdoc-cause")
+                .and_then(|v| v.to_str().ok()),
+            Some(format!("{cause}; {words}").as_str()),
+            "{how}"
         );
         let _ = resp.into_body().collect().await;
 

@@ -11,7 +11,7 @@
 use crate::http::{challenge, credentials, jwt, path, registry_error};
 use crate::observe::HttpExchange;
 use crate::redact::Redactor;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName};
 use std::time::SystemTime;
 
 /// Largest body prefix read for diagnosis; the rest streams untouched.
@@ -21,9 +21,6 @@ const TEXT_CAP: usize = 512;
 /// Cap of the path a `request` record shows: enough for any registry route (a repository name
 /// is at most 255 characters in ACR), short enough that a hostile path cannot bloat the log.
 const PATH_CAP: usize = 512;
-
-/// The header regdoc adds to a response it judged a failure.
-pub const CAUSE_HEADER: HeaderName = HeaderName::from_static("x-regdoc-cause");
 
 /// Facts of the request, before it is sent, and the redactor of what its server will say.
 pub fn from_request(
@@ -230,20 +227,11 @@ fn header_text(headers: &HeaderMap, name: HeaderName, cap: usize) -> Option<Stri
         .map(|s| s.chars().take(cap).collect())
 }
 
-/// `X-Regdoc-Cause: <cause id>; <short words>` value. Non-visible characters are dropped so the
-/// value is always a valid header.
-pub fn cause_value(id: &str, short: &str) -> HeaderValue {
-    let text: String = format!("{id}; {short}")
-        .chars()
-        .filter(|c| c.is_ascii() && !c.is_ascii_control())
-        .collect();
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use base64::Engine;
+    use http::header::HeaderValue;
 
     fn jwt(claims: &str) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -429,16 +417,6 @@ mod tests {
         let mut ex = HttpExchange::default();
         add_form(&mut ex, &mut Redactor::default(), b"service=r.azurecr.io");
         assert!(ex.auth.is_none());
-    }
-
-    #[test]
-    fn cause_value_is_a_clean_header() {
-        assert_eq!(
-            cause_value("registry_throttled", "rate limit\r\nX-Evil: 1 é")
-                .to_str()
-                .unwrap(),
-            "registry_throttled; rate limitX-Evil: 1 "
-        );
     }
 
     /// hyper's shape: an outer error whose text is one word, the reason in its source.

@@ -13,11 +13,11 @@
 //! the connection, as the server gave), and the failure record carries the diagnosis.
 
 use super::body::ReplyBody;
-use super::exchange::{self, BODY_CAP, CAUSE_HEADER};
+use super::exchange::{self, BODY_CAP};
 use super::upstream_tls::UpstreamTlsError;
 use super::{InterceptCtx, InterceptOutcome, Interceptor};
-use crate::diagnose::Finding;
 use crate::observe::{EarlyClose, FailureEvent, FailureKind, HttpExchange, Phase, TlsObservation};
+use crate::proxy::reply::{self, Reply};
 use crate::server::idle::Guarded;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -150,19 +150,11 @@ struct Seen {
     received: Instant,
 }
 
-/// A reply regdoc makes itself, with its cause.
-#[derive(Clone)]
-struct OwnReply {
-    status: StatusCode,
-    cause: HeaderValue,
-    body: String,
-}
-
 struct Conn {
     ctx: InterceptCtx,
     sender: Option<Sender>,
     /// Set when the server could not be used: every request gets this reply.
-    refused: Option<OwnReply>,
+    refused: Option<Reply>,
     h2_upstream: bool,
     tls: TlsObservation,
     requests: AtomicU64,
@@ -376,11 +368,11 @@ impl Interceptor {
                 Some(sender)
             }
             Err(e) => {
-                refused = Some(OwnReply {
-                    status: StatusCode::BAD_GATEWAY,
-                    cause: fallback_cause(),
-                    body: format!("regdoc: the server's HTTP connection failed: {e}\n"),
-                });
+                refused = Some(Reply::plain(
+                    StatusCode::BAD_GATEWAY,
+                    reply::fallback_cause(),
+                    format!("regdoc: the server's HTTP connection failed: {e}\n"),
+                ));
                 None
             }
         };
@@ -629,28 +621,6 @@ fn failure_event(
     }
 }
 
-/// The header for a failure no rule explained: the catalog's "registry service error or no
-/// answer", which every such case is from the client's point of view.
-fn fallback_cause() -> HeaderValue {
-    match crate::diagnose::catalog::by_id("registry_error") {
-        Some(c) => exchange::cause_value(c.id, c.short),
-        None => exchange::cause_value("registry_error", "registry service error"),
-    }
-}
-
-/// The cause id an `X-Regdoc-Cause` value names, as the catalog spells it (a `'static` id, as
-/// records carry them).
-fn cause_id(v: &HeaderValue) -> Option<&'static str> {
-    let id = v.to_str().ok()?.split(';').next()?.trim();
-    crate::diagnose::catalog::by_id(id).map(|c| c.id)
-}
-
-fn cause_of(findings: &[Finding]) -> Option<HeaderValue> {
-    findings
-        .first()
-        .map(|f| exchange::cause_value(f.cause.id, f.cause.short))
-}
-
 /// Whether a failed client handshake means the client refused regdoc's certificate: it sent an
 /// alert (Go sends `bad_certificate` for an unknown authority), or hung up right after seeing
 /// the certificate, as some clients do instead.
@@ -727,22 +697,17 @@ impl Conn {
         if let Some(r) = &self.refused {
             // No status came from the server (`http.status` stays 0): regdoc answers every
             // request itself, and recorded the failure once, when the server was refused.
-            self.record_request(&seen, &ex, Some(r.status.as_u16()), cause_id(&r.cause));
-            return own_reply(r.clone(), false);
+            self.record_own(&seen, &ex, r);
+            return own_reply(r);
         }
         let Some(sender) = &self.sender else {
-            let reply = OwnReply {
-                status: StatusCode::BAD_GATEWAY,
-                cause: fallback_cause(),
-                body: "regdoc: no connection to the server\n".into(),
-            };
-            self.record_request(
-                &seen,
-                &ex,
-                Some(reply.status.as_u16()),
-                cause_id(&reply.cause),
+            let r = Reply::plain(
+                StatusCode::BAD_GATEWAY,
+                reply::fallback_cause(),
+                "regdoc: no connection to the server\n".into(),
             );
-            return own_reply(reply, false);
+            self.record_own(&seen, &ex, &r);
+            return own_reply(&r);
         };
         let (parts, body) = req.into_parts();
         // Token-endpoint forms carry the credential (refresh token, password) in the body, not
@@ -853,8 +818,8 @@ impl Conn {
                 self.started,
             );
             self.ctx.failures.write(&ev, &findings, None, None);
-            if let Some(v) = cause_of(&findings) {
-                parts.headers.insert(CAUSE_HEADER, v);
+            if let Some(v) = reply::cause_of(&findings) {
+                parts.headers.insert(reply::CAUSE_HEADER, v);
             }
         }
         Response::from_parts(parts, body)
@@ -896,30 +861,28 @@ impl Conn {
         self.ctx
             .failures
             .write(&ev, &findings, Some((status.as_u16(), &reason)), shown);
-        if let Some(ex) = &ev.http {
-            self.record_request(
-                seen,
-                ex,
-                Some(status.as_u16()),
-                findings.first().map(|f| f.cause.id),
-            );
-        }
-        let cause = cause_of(&findings).unwrap_or_else(fallback_cause);
-        let mut resp = own_reply(
-            OwnReply {
-                status,
-                cause,
-                body: format!("regdoc: {error}\n"),
-            },
+        let r = Reply {
+            status,
+            reason,
+            cause: findings
+                .first()
+                .map(|f| f.cause)
+                .or_else(reply::fallback_cause),
             // An HTTP/1.1 upstream connection with a request in flight cannot carry another.
-            !self.h2_upstream,
-        );
-        if !self.h2_upstream {
-            if let Ok(rp) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
-                resp.extensions_mut().insert(rp);
-            }
+            close: !self.h2_upstream,
+            body: format!("regdoc: {error}\n"),
+        };
+        if let Some(ex) = &ev.http {
+            // The record names the cause the findings gave, not the header's fallback.
+            let cause = findings.first().map(|f| f.cause.id);
+            self.record_request(seen, ex, Some(status.as_u16()), cause);
         }
-        resp
+        own_reply(&r)
+    }
+
+    /// Write the `request` record of an exchange regdoc answered with `r` itself.
+    fn record_own(&self, seen: &Seen, ex: &HttpExchange, r: &Reply) {
+        self.record_request(seen, ex, Some(r.status.as_u16()), r.cause.map(|c| c.id));
     }
 
     /// Write the `request` record of one exchange, when `log.requests` asked for them.
@@ -1002,19 +965,9 @@ impl Conn {
     }
 }
 
-fn own_reply(r: OwnReply, close: bool) -> Response<ReplyBody> {
-    let mut resp = Response::new(ReplyBody::full(r.body));
-    *resp.status_mut() = r.status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(CAUSE_HEADER, r.cause);
-    if close {
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
+/// A reply of regdoc's own in the interception body type.
+fn own_reply(r: &Reply) -> Response<ReplyBody> {
+    r.to_response().map(ReplyBody::full)
 }
 
 pub(crate) type Prefix = (

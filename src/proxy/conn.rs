@@ -3,7 +3,7 @@
 
 use super::connect::{establish, refuse, Refusal};
 use super::head::{read_head, HeadError};
-use super::{reply, Shared, TargetInfo, TunnelFailures};
+use super::{Shared, TargetInfo, TunnelFailures};
 use crate::config::split_host_port;
 use crate::endpoint::classify;
 use crate::net::prefixed::Prefixed;
@@ -51,7 +51,7 @@ pub async fn serve(
             started.elapsed(),
         );
         let r = refuse(&shared, &ev);
-        write_refusal(&mut stream, &r, "").await;
+        write_refusal(&mut stream, &r).await;
         finish(&shared, rec, started, "refused", true, Some(r.logged));
         return;
     }
@@ -79,7 +79,7 @@ pub async fn serve(
             let ev = target.event(Phase::Request, kind, error, started.elapsed());
             let r = refuse(&shared, &ev);
             if !matches!(e, HeadError::Io(_)) {
-                write_refusal(&mut stream, &r, "").await;
+                write_refusal(&mut stream, &r).await;
             }
             finish(&shared, rec, started, "bad_request", true, Some(r.logged));
             return;
@@ -100,7 +100,7 @@ pub async fn serve(
                 started.elapsed(),
             );
             let r = refuse(&shared, &ev);
-            write_refusal(&mut stream, &r, "").await;
+            write_refusal(&mut stream, &r).await;
             finish(&shared, rec, started, "bad_request", true, Some(r.logged));
             return;
         };
@@ -115,12 +115,7 @@ pub async fn serve(
             head.header("proxy-authorization"),
             started,
         ) {
-            let extra = if r.status == 407 {
-                "Proxy-Authenticate: Basic realm=\"regdoc\"\r\n"
-            } else {
-                ""
-            };
-            write_refusal(&mut stream, &r, extra).await;
+            write_refusal(&mut stream, &r).await;
             finish(&shared, rec, started, "refused", true, Some(r.logged));
             return;
         }
@@ -184,10 +179,7 @@ pub fn refuse_over_limit(
     );
     let r = refuse(shared, &ev);
     let sock = socket2::SockRef::from(&stream);
-    let _ = sock.send_with_flags(
-        &reply::raw_reply(r.status, &r.reason, r.cause, ""),
-        NOSIGNAL,
-    );
+    let _ = sock.send_with_flags(&r.reply.to_bytes(), NOSIGNAL);
     // Whatever the client sent already is read (and dropped) first: closing a socket with
     // unread data sends a reset, and a reset may destroy the answer before the client reads it.
     let mut sink = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
@@ -280,7 +272,7 @@ async fn tunnel(
     let est = match established {
         Ok(e) => e,
         Err(r) => {
-            write_refusal(&mut client, &r, "").await;
+            write_refusal(&mut client, &r).await;
             rec.failed = true;
             rec.close_reason = "refused";
             return Some(r.logged);
@@ -403,13 +395,8 @@ fn finish(
     shared.failures.connection(&rec, refusal);
 }
 
-pub(crate) async fn write_refusal<W: tokio::io::AsyncWrite + Unpin>(
-    w: &mut W,
-    r: &Refusal,
-    extra: &str,
-) {
-    let bytes = reply::raw_reply(r.status, &r.reason, r.cause, extra);
-    let _ = w.write_all(&bytes).await;
+pub(crate) async fn write_refusal<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, r: &Refusal) {
+    let _ = w.write_all(&r.reply.to_bytes()).await;
     let _ = w.shutdown().await;
 }
 

@@ -3,6 +3,7 @@
 //! are removed per RFC 9110 §7.6.1.
 
 use super::connect::{establish, refuse, Refusal};
+use super::reply::{self, Reply};
 use super::{Shared, TargetInfo};
 use crate::endpoint::classify;
 use crate::net::dial::dial;
@@ -132,7 +133,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             if let Ok(mut rec) = st.rec.lock() {
                 rec.failed = true;
             }
-            refusal_response(&refusal)
+            full(refusal.reply.to_response())
         }
     }
 }
@@ -230,14 +231,7 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
             ev.http = Some(ex);
             let r = refuse(&st.shared, &ev);
             if let Some(ex) = &ev.http {
-                record_request(
-                    &target,
-                    path.as_deref(),
-                    started,
-                    ex,
-                    Some(r.status),
-                    r.cause,
-                );
+                record_request(&target, path.as_deref(), started, ex, &r.reply);
             }
             Err(r)
         }
@@ -254,22 +248,35 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
                 started.elapsed(),
             );
             let r = refuse(&st.shared, &ev);
-            record_request(
-                &target,
-                path.as_deref(),
-                started,
-                &ex,
-                Some(r.status),
-                r.cause,
-            );
+            record_request(&target, path.as_deref(), started, &ex, &r.reply);
             Err(r)
         }
     }
 }
 
+/// Write the `request` record of one forwarded exchange that regdoc answered itself, the
+/// server's answer never having come.
+fn record_request(
+    target: &TargetInfo,
+    path: Option<&str>,
+    started: Instant,
+    ex: &crate::observe::HttpExchange,
+    reply: &Reply,
+) {
+    let cause = reply.cause.map(|c| c.id);
+    record_request_as(
+        target,
+        path,
+        started,
+        ex,
+        Some(reply.status.as_u16()),
+        cause,
+    );
+}
+
 /// Write the `request` record of one forwarded exchange; `path` is None when `log.requests` is
 /// off. `reply_status` is regdoc's own answer, when the server's never came.
-fn record_request(
+fn record_request_as(
     target: &TargetInfo,
     path: Option<&str>,
     started: Instant,
@@ -326,7 +333,7 @@ async fn observe(
         dns.as_ref(),
         &ex,
     );
-    record_request(
+    record_request_as(
         target,
         path,
         started,
@@ -352,21 +359,22 @@ async fn observe(
         );
         ev.http = Some(ex);
         st.shared.write_failure(&ev, &findings, None);
-        if let Some(f) = findings.first() {
-            parts.headers.insert(
-                exchange::CAUSE_HEADER,
-                exchange::cause_value(f.cause.id, f.cause.short),
-            );
+        if let Some(v) = reply::cause_of(&findings) {
+            parts.headers.insert(reply::CAUSE_HEADER, v);
         }
     }
     Response::from_parts(parts, body.boxed())
 }
 
+/// regdoc's own 502 for a failure no failure record stands for. Like every answer in place of
+/// the server's, it names a cause (README: "with that header").
 fn internal(what: &str) -> Refusal {
     Refusal {
-        status: 502,
-        reason: format!("regdoc: {what}"),
-        cause: None,
+        reply: Reply::new(
+            StatusCode::BAD_GATEWAY,
+            format!("regdoc: {what}"),
+            reply::fallback_cause(),
+        ),
         // No failure record stands for it: the connection's own record is all there is.
         logged: crate::record::failures::Logged::Full,
     }
@@ -506,35 +514,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn refusal_response(r: &Refusal) -> Response<Body> {
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut resp = text_response(status, &r.reason, r.cause);
-    if r.status == 407 {
-        resp.headers_mut().insert(
-            "proxy-authenticate",
-            HeaderValue::from_static("Basic realm=\"regdoc\""),
-        );
-    }
-    resp
-}
-
-fn text_response(status: StatusCode, reason: &str, cause: Option<&str>) -> Response<Body> {
-    let body = Full::new(Bytes::from(format!("{reason}\n")))
-        .map_err(|never| match never {})
-        .boxed();
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Some(c) = cause.and_then(|c| HeaderValue::from_str(c).ok()) {
-        resp.headers_mut().insert("x-regdoc-cause", c);
-    }
-    if let Ok(rp) = hyper::ext::ReasonPhrase::try_from(reason.as_bytes().to_vec()) {
-        resp.extensions_mut().insert(rp);
-    }
-    resp
+/// A reply of regdoc's own in this module's body type.
+fn full(resp: Response<Bytes>) -> Response<Body> {
+    resp.map(|b| Full::new(b).map_err(|never| match never {}).boxed())
 }
 
 #[cfg(test)]
