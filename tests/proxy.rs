@@ -789,6 +789,52 @@ async fn origin_ending_before_headers(reset: bool) -> std::net::SocketAddr {
     addr
 }
 
+/// An IPv6 literal target keeps its brackets in every record: `[::1]:PORT`, as the client
+/// wrote it, never `::1:PORT`.
+#[tokio::test]
+async fn a_forwarded_ipv6_target_keeps_its_brackets_in_records() {
+    use http_body_util::BodyExt;
+    let l = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    // Reads one head and closes: a failure record, a connection record.
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+        }
+    });
+    let mut cfg = config(&[port]);
+    cfg.allowed_destinations.push("::1/128".parse().unwrap());
+    let proxy = Proxy::start(cfg).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Full<bytes::Bytes>,
+    >(hyper_util::rt::TokioIo::new(stream))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!("http://[::1]:{port}/v2/"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let _ = resp.into_body().collect().await;
+    drop(sender);
+
+    let target = format!("[::1]:{port}");
+    let f = wait_records(1, by_target("failure", target.clone())).await;
+    assert_eq!(f[0]["host"], "::1", "{}", f[0]);
+    assert_eq!(f[0]["kind"]["kind"], "upstream_closed_before_headers");
+    let c = wait_records(1, by_target("connection", target.clone())).await;
+    assert_eq!(c[0]["mode"], "forward", "{}", c[0]);
+    let unbracketed = format!("::1:{port}");
+    assert!(
+        records(|v| v["target"] == unbracketed.as_str()).is_empty(),
+        "no record names {unbracketed}"
+    );
+}
+
 #[tokio::test]
 async fn forwarded_request_whose_server_ends_before_headers_is_not_a_status() {
     use http_body_util::BodyExt;

@@ -602,23 +602,15 @@ fn failure_event(
     http: Option<HttpExchange>,
     started: Instant,
 ) -> FailureEvent {
-    FailureEvent {
-        conn_id: ctx.conn_id,
-        client: ctx.client,
-        target: format!("{}:{}", ctx.host, ctx.port),
-        host: ctx.host.clone(),
-        port: ctx.port,
-        endpoint: ctx.endpoint.clone(),
-        phase,
-        kind,
-        // Redacted like every failure sentence (see `TargetInfo::event`).
-        error: crate::redact::redact(&error),
-        dns: ctx.dns.clone(),
-        tls,
-        http,
-        upstream_proxy: ctx.upstream_proxy.clone(),
-        elapsed_ms: started.elapsed().as_millis() as u64,
-    }
+    // Built as every failure of the proxy is: the target joined (an IPv6 host in brackets),
+    // the sentence redacted.
+    let mut ev = ctx
+        .target_info()
+        .event(phase, kind, error, started.elapsed());
+    ev.dns = ctx.dns.clone();
+    ev.tls = tls;
+    ev.http = http;
+    ev
 }
 
 /// Whether a failed client handshake means the client refused regdoc's certificate: it sent an
@@ -917,11 +909,7 @@ impl Conn {
     fn prepare(&self, req: Request<ReplyBody>) -> Request<ReplyBody> {
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        let default_authority = if self.ctx.port == 443 {
-            self.ctx.host.clone()
-        } else {
-            format!("{}:{}", self.ctx.host, self.ctx.port)
-        };
+        let default_authority = crate::config::authority(&self.ctx.host, self.ctx.port, 443);
         let authority = parts
             .uri
             .authority()
@@ -1006,6 +994,40 @@ pub(crate) async fn read_prefix(mut body: Incoming, limit: std::time::Duration) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Failure records of an intercepted tunnel to an IPv6 literal name it as the proxy's
+    /// other records do: `[::1]:8443`, not `::1:8443`.
+    #[test]
+    fn failure_events_keep_ipv6_brackets() {
+        let cfg = crate::config::Config::default();
+        let diagnoser = Arc::new(crate::diagnose::Diagnoser::new(&cfg));
+        let ctx = InterceptCtx {
+            conn_id: 7,
+            client: "127.0.0.1:40000".parse().unwrap(),
+            host: "::1".into(),
+            port: 8443,
+            endpoint: Default::default(),
+            failures: Arc::new(crate::record::failures::FailureLog::new(
+                diagnoser, &cfg.log,
+            )),
+            response_headers_timeout: std::time::Duration::from_secs(1),
+            log_requests: false,
+            upstream_proxy: None,
+            dns: None,
+            kept_alive: None,
+        };
+        let ev = failure_event(
+            &ctx,
+            Phase::Http,
+            FailureKind::ResponseHeadersTimeout,
+            "none came".into(),
+            None,
+            None,
+            Instant::now(),
+        );
+        assert_eq!(ev.target, "[::1]:8443");
+        assert_eq!(ev.host, "::1");
+    }
 
     #[test]
     fn rejection_is_an_alert_or_a_hang_up() {

@@ -50,15 +50,7 @@ pub struct Situation {
 /// The URL a client names for the registry API at `host:port`, as Go writes it: the port is
 /// kept unless it is 443 (Docker's registry URLs carry the port the image reference named).
 pub fn api_url(host: &str, port: u16) -> String {
-    if port == 443 {
-        if host.contains(':') {
-            format!("https://[{host}]/v2/")
-        } else {
-            format!("https://{host}/v2/")
-        }
-    } else {
-        format!("https://{}/v2/", crate::config::join_host_port(host, port))
-    }
+    format!("https://{}/v2/", crate::config::authority(host, port, 443))
 }
 
 fn url_of_target(target: &str) -> String {
