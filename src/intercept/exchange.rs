@@ -213,6 +213,21 @@ fn strip_query(url: &str) -> String {
     kept.chars().take(512).collect()
 }
 
+/// The failure sentence of an answer judged a failure: the status, and what the server said
+/// (its first registry error, or its text), or, for a 2xx/3xx judged a failure (e.g. a token
+/// issued already expired), why.
+pub fn server_answered(ex: &HttpExchange, findings: &[crate::diagnose::Finding]) -> String {
+    let status = ex.status;
+    match (ex.registry_errors.first(), &ex.body_text) {
+        (Some(e), _) => format!("the server answered {status}: {}: {}", e.code, e.message),
+        (None, Some(t)) => format!("the server answered {status}: {t}"),
+        (None, None) => match findings.first().and_then(|f| f.evidence.first()) {
+            Some(why) => format!("the server answered {status}, but {why}"),
+            None => format!("the server answered {status}"),
+        },
+    }
+}
+
 fn skew_secs(server: SystemTime, local: SystemTime) -> i64 {
     match server.duration_since(local) {
         Ok(d) => d.as_secs() as i64,
@@ -417,6 +432,40 @@ mod tests {
         let mut ex = HttpExchange::default();
         add_form(&mut ex, &mut Redactor::default(), b"service=r.azurecr.io");
         assert!(ex.auth.is_none());
+    }
+
+    /// Forwarding and interception word a judged answer the same way.
+    #[test]
+    fn the_server_answered_sentence() {
+        let mut ex = HttpExchange {
+            status: 200,
+            ..Default::default()
+        };
+        assert_eq!(server_answered(&ex, &[]), "the server answered 200");
+        let why = crate::diagnose::Finding {
+            cause: crate::diagnose::catalog::by_id("registry_error").unwrap(),
+            confidence: crate::diagnose::Confidence::High,
+            evidence: vec!["the token had expired".into()],
+        };
+        assert_eq!(
+            server_answered(&ex, std::slice::from_ref(&why)),
+            "the server answered 200, but the token had expired"
+        );
+        ex.status = 503;
+        ex.body_text = Some("down".into());
+        assert_eq!(
+            server_answered(&ex, &[why]),
+            "the server answered 503: down"
+        );
+        ex.registry_errors = vec![crate::http::registry_error::RegistryError {
+            code: "DENIED".into(),
+            message: "no".into(),
+            ..Default::default()
+        }];
+        assert_eq!(
+            server_answered(&ex, &[]),
+            "the server answered 503: DENIED: no"
+        );
     }
 
     /// hyper's shape: an outer error whose text is one word, the reason in its source.

@@ -16,11 +16,12 @@ use super::body::ReplyBody;
 use super::exchange::{self, BODY_CAP};
 use super::upstream_tls::UpstreamTlsError;
 use super::{InterceptCtx, InterceptOutcome, Interceptor};
+use crate::http::hop::{self, Leg};
 use crate::observe::{EarlyClose, FailureEvent, FailureKind, HttpExchange, Phase, TlsObservation};
 use crate::proxy::reply::{self, Reply};
 use crate::server::idle::Guarded;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Frame;
 use http_body_util::BodyExt;
@@ -641,40 +642,6 @@ fn version_name(v: rustls::ProtocolVersion) -> String {
     }
 }
 
-/// `Connection: close` among the connection options.
-fn wants_close(h: &HeaderMap) -> bool {
-    h.get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("close"))
-}
-
-/// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let listed: Vec<String> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
-    for name in listed {
-        h.remove(name.as_str());
-    }
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "transfer-encoding",
-        "upgrade",
-    ] {
-        h.remove(name);
-    }
-}
-
 impl Conn {
     async fn handle(&self, req: Request<Incoming>) -> Response<ReplyBody> {
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -759,8 +726,8 @@ impl Conn {
             &parts.headers,
             SystemTime::now(),
         );
-        let server_closes = !self.h2_upstream && wants_close(&parts.headers);
-        strip_hop_by_hop(&mut parts.headers);
+        let server_closes = !self.h2_upstream && hop::wants_close(&parts.headers);
+        hop::strip(&mut parts.headers, Leg::Tunnel);
         if server_closes {
             // The server ends its connection after this reply; the client's must end too.
             parts
@@ -791,15 +758,7 @@ impl Conn {
         if !findings.is_empty() {
             self.failures.fetch_add(1, Ordering::Relaxed);
             let status = ex.status;
-            let error = match (ex.registry_errors.first(), &ex.body_text) {
-                (Some(e), _) => format!("the server answered {status}: {}: {}", e.code, e.message),
-                (None, Some(t)) => format!("the server answered {status}: {t}"),
-                // A 2xx/3xx judged a failure (e.g. a token issued already expired): say why.
-                (None, None) => match findings.first().and_then(|f| f.evidence.first()) {
-                    Some(why) => format!("the server answered {status}, but {why}"),
-                    None => format!("the server answered {status}"),
-                },
-            };
+            let error = exchange::server_answered(&ex, &findings);
             let ev = failure_event(
                 &self.ctx,
                 Phase::Http,
@@ -908,7 +867,7 @@ impl Conn {
     /// absolute form for HTTP/2.
     fn prepare(&self, req: Request<ReplyBody>) -> Request<ReplyBody> {
         let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        hop::strip(&mut parts.headers, Leg::Tunnel);
         let default_authority = crate::config::authority(&self.ctx.host, self.ctx.port, 443);
         let authority = parts
             .uri
@@ -1042,35 +1001,5 @@ mod tests {
             rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
         );
         assert!(!is_rejection(&garbage));
-    }
-
-    #[test]
-    fn connection_close_is_seen_among_options() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, Close"),
-        );
-        assert!(wants_close(&h));
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-        assert!(!wants_close(&h));
-    }
-
-    #[test]
-    fn hop_by_hop_headers_go() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Foo"),
-        );
-        h.insert("x-foo", HeaderValue::from_static("1"));
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key(header::CONTENT_LENGTH));
     }
 }

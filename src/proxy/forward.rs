@@ -1,17 +1,18 @@
 //! Plain `http://` forwarding of absolute-form requests (insecure registries, plain-HTTP token
 //! services), with keep-alive on both sides and bodies streamed both ways. Hop-by-hop headers
-//! are removed per RFC 9110 §7.6.1.
+//! are removed per RFC 9110 §7.6.1 ([`crate::http::hop`]).
 
 use super::connect::{establish, refuse, Refusal};
 use super::reply::{self, Reply};
 use super::{Shared, TargetInfo};
 use crate::endpoint::classify;
+use crate::http::hop::{self, Leg};
 use crate::net::dial::dial;
 use crate::observe::{FailureKind, Phase};
 use crate::record::ConnectionRecord;
 use crate::server::idle::Guarded;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
+use http::header::{HeaderValue, HOST};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
@@ -208,7 +209,7 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
     .await;
     match sent {
         Ok(Ok(mut resp)) => {
-            strip_hop_by_hop(resp.headers_mut());
+            hop::strip(resp.headers_mut(), Leg::Proxy);
             drop(guard);
             ex.headers_ms = Some(t0.elapsed().as_millis() as u64);
             Ok(observe(st, &target, (ex, &redactor), path.as_deref(), resp, started).await)
@@ -346,11 +347,7 @@ async fn observe(
             rec.failed = true;
         }
         let status = ex.status;
-        let error = match (ex.registry_errors.first(), &ex.body_text) {
-            (Some(e), _) => format!("the server answered {status}: {}: {}", e.code, e.message),
-            (None, Some(t)) => format!("the server answered {status}: {t}"),
-            (None, None) => format!("the server answered {status}"),
-        };
+        let error = exchange::server_answered(&ex, &findings);
         let mut ev = target.event(
             Phase::Http,
             FailureKind::HttpStatus { status },
@@ -477,7 +474,7 @@ fn prepare_request(mut req: Request<Incoming>, via_proxy: bool) -> Request<Incom
             }
         }
     }
-    strip_hop_by_hop(req.headers_mut());
+    hop::strip(req.headers_mut(), Leg::Proxy);
     if !via_proxy {
         let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         if let Ok(u) = pq.parse::<Uri>() {
@@ -485,33 +482,6 @@ fn prepare_request(mut req: Request<Incoming>, via_proxy: bool) -> Request<Incom
         }
     }
     req
-}
-
-/// RFC 9110 §7.6.1: the fixed hop-by-hop set plus whatever `Connection` names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for n in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
-        headers.remove(n);
-    }
 }
 
 /// A reply of regdoc's own in this module's body type.
@@ -522,22 +492,6 @@ fn full(resp: Response<Bytes>) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_are_removed() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("close, x-private"));
-        h.insert("x-private", HeaderValue::from_static("1"));
-        h.insert("proxy-authorization", HeaderValue::from_static("Basic abc"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(
-            "authorization",
-            HeaderValue::from_static("Bearer kept-for-origin"),
-        );
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("authorization"));
-    }
 
     #[test]
     fn origin_of_absolute_uris() {
