@@ -107,7 +107,7 @@ pub struct InterceptOutcome {
     pub requests: u64,
     pub failures: u64,
     pub tls: TlsObservation,
-    pub close_reason: &'static str,
+    pub close_reason: crate::record::CloseReason,
 }
 
 impl Interceptor {

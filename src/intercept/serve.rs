@@ -19,6 +19,7 @@ use super::{InterceptCtx, InterceptOutcome, Interceptor};
 use crate::http::hop::{self, Leg};
 use crate::observe::{EarlyClose, FailureEvent, FailureKind, HttpExchange, Phase, TlsObservation};
 use crate::proxy::reply::{self, Reply};
+use crate::record::{CloseReason, Mode};
 use crate::server::idle::Guarded;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -221,8 +222,8 @@ impl Interceptor {
         let lazy = tokio_rustls::LazyConfigAcceptor::new(Acceptor::default(), client);
         let start = match tokio::time::timeout(self.tls_timeout, lazy).await {
             Ok(Ok(s)) => s,
-            Ok(Err(_)) => return outcome(tls, 0, 0, "client_hello_invalid"),
-            Err(_) => return outcome(tls, 0, 0, "client_hello_timeout"),
+            Ok(Err(_)) => return outcome(tls, 0, 0, CloseReason::ClientHelloInvalid),
+            Err(_) => return outcome(tls, 0, 0, CloseReason::ClientHelloTimeout),
         };
         // The versions the client offered are not exposed by rustls: read them from the copy.
         if let Ok(h) = crate::tls::client_hello::parse(&hello_copy.take()) {
@@ -248,7 +249,11 @@ impl Interceptor {
                 "the client asked TLS for {sni:?} inside a tunnel to {}: regdoc mints certificates only for the tunnel's host",
                 ctx.host
             );
-            Some((FailureKind::TlsSniMismatch { sni }, error, "sni_mismatch"))
+            Some((
+                FailureKind::TlsSniMismatch { sni },
+                error,
+                CloseReason::SniMismatch,
+            ))
         } else if !self.minter.permits(&ctx.host) {
             let permitted = self.minter.ca().describe_permitted();
             let error = format!(
@@ -258,7 +263,7 @@ impl Interceptor {
             Some((
                 FailureKind::InterceptNameNotPermitted { permitted },
                 error,
-                "name_not_permitted",
+                CloseReason::NameNotPermitted,
             ))
         } else {
             None
@@ -318,7 +323,7 @@ impl Interceptor {
                         .await;
                     }
                 }
-                return outcome(tls, 0, 1, "upstream_tls_failed");
+                return outcome(tls, 0, 1, CloseReason::UpstreamTlsFailed);
             }
         };
         let (_, c) = server.get_ref();
@@ -340,7 +345,7 @@ impl Interceptor {
                 let mut io = start.io;
                 let alert = super::refuse::Alert::INTERNAL_ERROR;
                 super::refuse::send_alert(&mut io, alert, self.tls_timeout).await;
-                return outcome(tls, 0, 0, "leaf_mint_failed");
+                return outcome(tls, 0, 0, CloseReason::LeafMintFailed);
             }
         };
         let h2_client = to_client.first().map(|p| p == H2).unwrap_or(false);
@@ -352,10 +357,10 @@ impl Interceptor {
             Ok(Ok(s)) => s,
             Ok(Err(e)) if is_rejection(&e) => {
                 self.client_rejected(&ctx, &tls, e.to_string(), started);
-                return outcome(tls, 0, 1, "client_rejected_certificate");
+                return outcome(tls, 0, 1, CloseReason::ClientRejectedCertificate);
             }
-            Ok(Err(_)) => return outcome(tls, 0, 0, "client_handshake_failed"),
-            Err(_) => return outcome(tls, 0, 0, "client_handshake_timeout"),
+            Ok(Err(_)) => return outcome(tls, 0, 0, CloseReason::ClientHandshakeFailed),
+            Err(_) => return outcome(tls, 0, 0, CloseReason::ClientHandshakeTimeout),
         };
 
         // 7. The upstream HTTP connection.
@@ -439,10 +444,10 @@ impl Interceptor {
             r,
             server_closed,
         ) {
-            (Ok(()), false) => "client_closed",
-            (Ok(()), true) => "server_closed",
-            (Err(e), _) if is_header_timeout(&*e) => "keep_alive_timeout",
-            (Err(_), _) => "client_error",
+            (Ok(()), false) => CloseReason::ClientClosed,
+            (Ok(()), true) => CloseReason::ServerClosed,
+            (Err(e), _) if is_header_timeout(&*e) => CloseReason::KeepAliveTimeout,
+            (Err(_), _) => CloseReason::ClientError,
         };
         let mut cut = std::pin::pin!(cut);
         let close_reason = tokio::select! {
@@ -451,7 +456,7 @@ impl Interceptor {
                 serving.as_mut().graceful_shutdown();
                 tokio::select! {
                     r = serving.as_mut() => served(r, true),
-                    () = &mut cut => "shutdown",
+                    () = &mut cut => CloseReason::Shutdown,
                 }
             }
             _ = shed => {
@@ -460,11 +465,11 @@ impl Interceptor {
                 // regdoc's GOAWAY is all written), the shedding is why.
                 serving.as_mut().graceful_shutdown();
                 tokio::select! {
-                    _ = serving.as_mut() => "shed",
-                    () = &mut cut => "shutdown",
+                    _ = serving.as_mut() => CloseReason::Shed,
+                    () = &mut cut => CloseReason::Shutdown,
                 }
             }
-            () = &mut cut => "shutdown",
+            () = &mut cut => CloseReason::Shutdown,
         };
         outcome(
             tls,
@@ -848,7 +853,7 @@ impl Conn {
         let origin = crate::record::RequestOrigin {
             conn_id: self.ctx.conn_id,
             client: self.ctx.client,
-            mode: "intercept",
+            mode: Mode::Intercept,
             host: &self.ctx.host,
             port: self.ctx.port,
             endpoint: &self.ctx.endpoint,

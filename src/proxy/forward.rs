@@ -9,7 +9,7 @@ use crate::endpoint::classify;
 use crate::http::hop::{self, Leg};
 use crate::net::dial::dial;
 use crate::observe::{FailureKind, Phase};
-use crate::record::ConnectionRecord;
+use crate::record::{CloseReason, ConnectionRecord, Mode};
 use crate::server::idle::Guarded;
 use bytes::Bytes;
 use http::header::{HeaderValue, HOST};
@@ -51,7 +51,7 @@ pub async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    rec.mode = "forward";
+    rec.mode = Mode::Forward;
     let state = Arc::new(State {
         shared: shared.clone(),
         base: target.clone(),
@@ -110,17 +110,17 @@ pub async fn serve<I>(
         .lock()
         .map(|r| r.clone())
         .unwrap_or_else(|p| p.into_inner().clone());
-    final_rec.close_reason = match result {
-        None => "shutdown",
-        Some(_) if shed => "shed",
-        Some(Ok(())) => "done",
+    final_rec.close_reason = Some(match result {
+        None => CloseReason::Shutdown,
+        Some(_) if shed => CloseReason::Shed,
+        Some(Ok(())) => CloseReason::Done,
         // The first head came through regdoc's own reader: a header timeout is always the wait
         // for a next one.
-        Some(Err(e)) if e.is_timeout() => "keep_alive_timeout",
-        Some(Err(e)) if e.is_parse_too_large() => "head_too_large",
-        Some(Err(e)) if e.is_parse() => "bad_request",
-        Some(Err(_)) => "client_error",
-    };
+        Some(Err(e)) if e.is_timeout() => CloseReason::KeepAliveTimeout,
+        Some(Err(e)) if e.is_parse_too_large() => CloseReason::HeadTooLarge,
+        Some(Err(e)) if e.is_parse() => CloseReason::BadRequest,
+        Some(Err(_)) => CloseReason::ClientError,
+    });
     *rec = final_rec;
 }
 
@@ -288,7 +288,7 @@ fn record_request_as(
     let origin = crate::record::RequestOrigin {
         conn_id: target.conn_id,
         client: target.client,
-        mode: "forward",
+        mode: Mode::Forward,
         host: &target.host,
         port: target.port,
         endpoint: &target.endpoint,
@@ -432,7 +432,7 @@ async fn open_upstream(st: &State, target: &mut TargetInfo) -> Result<Upstream, 
             requests: r.requests,
             ..rec
         };
-        r.mode = "forward";
+        r.mode = Mode::Forward;
     }
     let (stream, via_proxy) = result?;
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
