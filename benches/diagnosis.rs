@@ -36,6 +36,7 @@ fn event(host: &str, kind: FailureKind, phase: Phase) -> FailureEvent {
         http: None,
         upstream_proxy: None,
         elapsed_ms: 3,
+        client_gave_up: false,
     }
 }
 

@@ -303,6 +303,40 @@ async fn silent_server_is_recorded_after_tls_timeout() {
     assert_eq!(c[0]["phases"]["tls"]["outcome"], "timeout");
 }
 
+/// The client, not regdoc's deadline, ends a handshake the server leaves unanswered: the
+/// record says the client printed its own handshake timeout (a fact of the failure event, not
+/// words found in its sentence).
+#[tokio::test]
+async fn a_silent_server_the_client_gave_up_on_is_its_handshake_timeout() {
+    let origin = server(|mut s: TcpStream| async move {
+        let mut b = vec![0u8; 4096];
+        while let Ok(n) = s.read(&mut b).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.timeouts.tls = Duration::from_secs(20);
+    let proxy = Proxy::start(cfg).await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    let (mut s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    s.write_all(&client_hello_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(s);
+    let f = wait_records(1, by_target("failure", target.clone())).await;
+    assert_eq!(f[0]["kind"]["kind"], "tls_server_silent", "{}", f[0]);
+    let error = f[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("the client gave up"), "{error}");
+    let symptom = f[0]["client_symptom"].as_str().unwrap_or_default();
+    assert!(
+        symptom.ends_with("net/http: TLS handshake timeout"),
+        "{symptom}"
+    );
+}
+
 /// A real ClientHello from rustls, taken from an in-memory client.
 fn client_hello_bytes() -> Vec<u8> {
     use std::sync::Arc;

@@ -44,6 +44,18 @@ pub trait FailureSink: Send + Sync {
     /// Called at once, not when the tunnel ends, because clients keep REST tunnels open while
     /// they fetch layers elsewhere.
     fn handshake_ok(&self, _tls: &TlsObservation) {}
+    /// The server left the ClientHello unanswered and the client gave up first (closed or
+    /// reset): a `tls_server_silent` failure whose event says so
+    /// ([`crate::observe::FailureEvent::client_gave_up`]).
+    fn client_gave_up(&self, error: String, elapsed: Duration, tls: Option<&TlsObservation>) {
+        self.failure(
+            Phase::Tls,
+            FailureKind::TlsServerSilent,
+            error,
+            elapsed,
+            tls,
+        );
+    }
     /// The client refused the handshake after the server's first flight (it did not accept the
     /// certificate it was shown). A sink that can look at the server's certificate itself does
     /// so before it writes the failure, without holding up the tunnel.
@@ -287,9 +299,7 @@ where
                 report.tls_ok = Some(false);
                 report.tls = Some(tls);
                 report.close_reason = close_reason_of(&e);
-                sink.failure(
-                    Phase::Tls,
-                    FailureKind::TlsServerSilent,
+                sink.client_gave_up(
                     format!(
                         "server did not answer the TLS ClientHello; {} ({e}) after {} ms",
                         crate::observe::CLIENT_GAVE_UP,
@@ -306,9 +316,7 @@ where
                 report.tls_ok = Some(false);
                 report.tls = Some(tls);
                 report.close_reason = CloseReason::ClientClosed;
-                sink.failure(
-                    Phase::Tls,
-                    FailureKind::TlsServerSilent,
+                sink.client_gave_up(
                     format!(
                         "server did not answer the TLS ClientHello; {} after {} ms",
                         crate::observe::CLIENT_GAVE_UP,
