@@ -36,6 +36,7 @@ fn event(host: &str, kind: FailureKind, phase: Phase) -> FailureEvent {
         http: None,
         upstream_proxy: None,
         elapsed_ms: 3,
+        client_gave_up: false,
     }
 }
 
@@ -96,7 +97,7 @@ fn bench(c: &mut Criterion) {
 
     let mut conn = ConnectionRecord::new(42, "127.0.0.1:50000".parse().unwrap());
     conn.timestamp = "2026-11-23T19:00:00.000Z".into();
-    conn.mode = "tunnel";
+    conn.mode = regdoc::record::Mode::Tunnel;
     conn.target = Some("myregistry.westeurope.data.azurecr.io:443".into());
     conn.set_endpoint(&classify("myregistry.westeurope.data.azurecr.io", &[]));
     conn.resolved = vec!["20.50.2.4:443".into()];

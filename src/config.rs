@@ -225,6 +225,16 @@ pub fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// The authority of a URL for `host` and `port`: `host:port`, the port left out when it is the
+/// scheme's `default_port` (as Go writes URLs), an IPv6 host in brackets either way.
+pub fn authority(host: &str, port: u16, default_port: u16) -> String {
+    match (port == default_port, host.contains(':')) {
+        (true, true) => format!("[{host}]"),
+        (true, false) => host.to_string(),
+        (false, _) => join_host_port(host, port),
+    }
+}
+
 /// Split `host:port`, accepting `[v6]:port`.
 pub fn split_host_port(s: &str) -> Option<(String, u16)> {
     let s = s.trim();
@@ -712,6 +722,17 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("s").is_err());
+    }
+
+    /// An IPv6 host keeps its brackets wherever a host and a port are joined.
+    #[test]
+    fn ipv6_hosts_are_bracketed_when_joined() {
+        assert_eq!(join_host_port("::1", 5000), "[::1]:5000");
+        assert_eq!(join_host_port("reg.local", 5000), "reg.local:5000");
+        assert_eq!(authority("::1", 443, 443), "[::1]");
+        assert_eq!(authority("::1", 8443, 443), "[::1]:8443");
+        assert_eq!(authority("reg.local", 443, 443), "reg.local");
+        assert_eq!(authority("reg.local", 80, 443), "reg.local:80");
     }
 }
 

@@ -418,8 +418,9 @@ pub struct HttpExchange {
     pub service: Option<String>,
 }
 
-/// Words the tunnel uses when the client, not regdoc's deadline, ended a silent handshake: the
-/// client then printed its own timeout rather than end of stream.
+/// Words the tunnel's failure sentence uses when the client, not regdoc's deadline, ended a
+/// silent handshake. The fact itself is [`FailureEvent::client_gave_up`]; nothing reads it back
+/// from the sentence.
 pub const CLIENT_GAVE_UP: &str = "the client gave up";
 
 /// A failure at the moment it happens: the input of the diagnosis.
@@ -443,4 +444,9 @@ pub struct FailureEvent {
     pub upstream_proxy: Option<String>,
     /// Milliseconds spent in the failed phase.
     pub elapsed_ms: u64,
+    /// The client, not regdoc's deadline, ended a handshake the server left unanswered: the
+    /// client then printed its own handshake timeout rather than end of stream. Not a record
+    /// field: the record's sentence says so in words.
+    #[serde(skip)]
+    pub client_gave_up: bool,
 }

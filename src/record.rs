@@ -11,7 +11,10 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 pub mod budget;
+pub mod facts;
 pub mod failures;
+
+pub use facts::{CloseReason, Mode};
 
 /// tracing target of record events; the log layer writes their `json` field as one line.
 pub const TARGET: &str = "regdoc::record";
@@ -78,7 +81,7 @@ pub struct ConnectionRecord {
     pub conn_id: u64,
     pub client: SocketAddr,
     /// `tunnel`, `intercept`, `forward`, or `refused` when no upstream was reached.
-    pub mode: &'static str,
+    pub mode: Mode,
     pub target: Option<String>,
     pub endpoint: &'static str,
     pub registry: Option<String>,
@@ -100,7 +103,9 @@ pub struct ConnectionRecord {
     pub zero_copy: bool,
     pub requests: u64,
     pub duration_ms: f64,
-    pub close_reason: &'static str,
+    /// Set once, by whatever ended the connection first.
+    #[serde(serialize_with = "facts::close_reason_or_empty")]
+    pub close_reason: Option<CloseReason>,
     pub failed: bool,
 }
 
@@ -111,7 +116,7 @@ impl ConnectionRecord {
             event: "connection",
             conn_id,
             client,
-            mode: "refused",
+            mode: Mode::Refused,
             target: None,
             endpoint: "other",
             registry: None,
@@ -129,7 +134,7 @@ impl ConnectionRecord {
             zero_copy: false,
             requests: 0,
             duration_ms: 0.0,
-            close_reason: "",
+            close_reason: None,
             failed: false,
         }
     }
@@ -277,7 +282,7 @@ pub struct RequestOrigin<'a> {
     pub conn_id: u64,
     pub client: SocketAddr,
     /// `intercept` or `forward`, as the connection record names the mode.
-    pub mode: &'static str,
+    pub mode: Mode,
     pub host: &'a str,
     pub port: u16,
     pub endpoint: &'a Endpoint,
@@ -291,7 +296,7 @@ pub struct RequestRecord<'a> {
     pub event: &'static str,
     pub conn_id: u64,
     pub client: SocketAddr,
-    pub mode: &'static str,
+    pub mode: Mode,
     /// `host:port` of the origin.
     pub target: String,
     pub host: &'a str,
@@ -421,7 +426,7 @@ mod tests {
         let origin = RequestOrigin {
             conn_id: 7,
             client: "127.0.0.1:50000".parse().unwrap(),
-            mode: "intercept",
+            mode: Mode::Intercept,
             host: "myreg.azurecr.io",
             port: 443,
             endpoint: &endpoint,
@@ -459,7 +464,7 @@ mod tests {
         let v6 = RequestOrigin {
             host: "::1",
             port: 5000,
-            mode: "forward",
+            mode: Mode::Forward,
             ..origin
         };
         let rec = request_record(

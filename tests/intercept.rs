@@ -19,6 +19,7 @@ use regdoc::config::Config;
 use regdoc::diagnose::Diagnoser;
 use regdoc::intercept::{InterceptCtx, InterceptOutcome, Interceptor};
 use regdoc::record::failures::FailureLog;
+use regdoc::record::CloseReason;
 use regdoc::server::idle::IdleConnections;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -709,7 +710,7 @@ async fn request_records_name_failures_and_regdocs_own_replies() {
     .await;
     let (e, id, out) = refused_handshake(&h, h.fx.addr).await;
     assert!(alert_of(&e).is_some(), "{e:?}");
-    assert_eq!(out.close_reason, "upstream_tls_failed");
+    assert_eq!(out.close_reason, CloseReason::UpstreamTlsFailed);
     assert!(records_of("request", id).is_empty());
     let recs = failures_of(id);
     assert_eq!(recs.len(), 1, "{recs:#?}");
@@ -970,6 +971,13 @@ async fn registry_closing_before_response_headers_is_recorded_as_such_not_as_a_5
             .send(c.req("GET", "/v2/app/manifests/1.0").body(empty()).unwrap())
             .await;
         assert_failure(&r, c.conn_id, CAUSE_CLOSED_EARLY, 502);
+        // The form a forwarded failure's header has (README): `<cause id>; <words>`.
+        assert_eq!(
+            r.headers()
+                .get("x-regdoc-cause")
+                .and_then(|v| v.to_str().ok()),
+            Some("registry_error; registry service error")
+        );
         assert_eq!(h.fx.requests(), before + 1, "the registry took the request");
         let reason = r
             .extensions()
@@ -1103,7 +1111,11 @@ async fn broken_upstream_handshakes_are_typed() {
         });
         let (e, id, out) = refused_handshake(&h, addr).await;
         assert_eq!(alert_of(&e), alert, "{behaviour}: {e:?}");
-        assert_eq!(out.close_reason, "upstream_tls_failed", "{behaviour}");
+        assert_eq!(
+            out.close_reason,
+            CloseReason::UpstreamTlsFailed,
+            "{behaviour}"
+        );
         let recs = failures_of(id);
         assert!(
             kinds(&recs).iter().any(|k| k == kind),
@@ -1128,7 +1140,7 @@ async fn client_that_does_not_trust_the_ca_is_recorded() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(out.close_reason, "client_rejected_certificate");
+    assert_eq!(out.close_reason, CloseReason::ClientRejectedCertificate);
     let recs = failures_of(conn_id);
     assert!(
         kinds(&recs).iter().any(|k| k == "tls_client_rejected"),
@@ -1222,7 +1234,7 @@ async fn idle_http1_client_is_let_go() {
         .expect("the idle client is let go")
         .unwrap();
     assert_eq!((out.requests, out.failures), (1, 0));
-    assert_eq!(out.close_reason, "keep_alive_timeout");
+    assert_eq!(out.close_reason, CloseReason::KeepAliveTimeout);
     drop(c.sender);
 }
 
@@ -1248,7 +1260,7 @@ async fn a_client_connection_between_requests_is_shed_when_slots_run_short() {
             .await
             .expect("the shed connection closes")
             .unwrap();
-        assert_eq!(out.close_reason, "shed", "h2={h2}");
+        assert_eq!(out.close_reason, CloseReason::Shed, "h2={h2}");
         assert_eq!((out.requests, out.failures), (1, 0), "h2={h2}");
         drop(c.sender);
     }

@@ -370,7 +370,10 @@ async fn an_ip_connect_host_gets_an_ip_san_only_when_permitted() {
             .unwrap();
         assert_eq!(out.tls.sni, None, "a client names no address in SNI");
         if !permitted {
-            assert_eq!(out.close_reason, "name_not_permitted");
+            assert_eq!(
+                out.close_reason,
+                regdoc::record::CloseReason::NameNotPermitted
+            );
         }
     }
 }

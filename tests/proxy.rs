@@ -303,6 +303,40 @@ async fn silent_server_is_recorded_after_tls_timeout() {
     assert_eq!(c[0]["phases"]["tls"]["outcome"], "timeout");
 }
 
+/// The client, not regdoc's deadline, ends a handshake the server leaves unanswered: the
+/// record says the client printed its own handshake timeout (a fact of the failure event, not
+/// words found in its sentence).
+#[tokio::test]
+async fn a_silent_server_the_client_gave_up_on_is_its_handshake_timeout() {
+    let origin = server(|mut s: TcpStream| async move {
+        let mut b = vec![0u8; 4096];
+        while let Ok(n) = s.read(&mut b).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    let mut cfg = config(&[origin.port()]);
+    cfg.timeouts.tls = Duration::from_secs(20);
+    let proxy = Proxy::start(cfg).await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    let (mut s, status, _) = connect(proxy.addr, &target, "").await;
+    assert_eq!(status, 200);
+    s.write_all(&client_hello_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(s);
+    let f = wait_records(1, by_target("failure", target.clone())).await;
+    assert_eq!(f[0]["kind"]["kind"], "tls_server_silent", "{}", f[0]);
+    let error = f[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("the client gave up"), "{error}");
+    let symptom = f[0]["client_symptom"].as_str().unwrap_or_default();
+    assert!(
+        symptom.ends_with("net/http: TLS handshake timeout"),
+        "{symptom}"
+    );
+}
+
 /// A real ClientHello from rustls, taken from an in-memory client.
 fn client_hello_bytes() -> Vec<u8> {
     use std::sync::Arc;
@@ -789,12 +823,58 @@ async fn origin_ending_before_headers(reset: bool) -> std::net::SocketAddr {
     addr
 }
 
+/// An IPv6 literal target keeps its brackets in every record: `[::1]:PORT`, as the client
+/// wrote it, never `::1:PORT`.
+#[tokio::test]
+async fn a_forwarded_ipv6_target_keeps_its_brackets_in_records() {
+    use http_body_util::BodyExt;
+    let l = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    // Reads one head and closes: a failure record, a connection record.
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+        }
+    });
+    let mut cfg = config(&[port]);
+    cfg.allowed_destinations.push("::1/128".parse().unwrap());
+    let proxy = Proxy::start(cfg).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Full<bytes::Bytes>,
+    >(hyper_util::rt::TokioIo::new(stream))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!("http://[::1]:{port}/v2/"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let _ = resp.into_body().collect().await;
+    drop(sender);
+
+    let target = format!("[::1]:{port}");
+    let f = wait_records(1, by_target("failure", target.clone())).await;
+    assert_eq!(f[0]["host"], "::1", "{}", f[0]);
+    assert_eq!(f[0]["kind"]["kind"], "upstream_closed_before_headers");
+    let c = wait_records(1, by_target("connection", target.clone())).await;
+    assert_eq!(c[0]["mode"], "forward", "{}", c[0]);
+    let unbracketed = format!("::1:{port}");
+    assert!(
+        records(|v| v["target"] == unbracketed.as_str()).is_empty(),
+        "no record names {unbracketed}"
+    );
+}
+
 #[tokio::test]
 async fn forwarded_request_whose_server_ends_before_headers_is_not_a_status() {
     use http_body_util::BodyExt;
-    for (reset, how, cause) in [
-        (false, "closed", "registry_error"),
-        (true, "reset", "client_firewall"),
+    for (reset, how, cause, words) in [
+        (false, "closed", "registry_error", "registry service error"),
+        (true, "reset", "client_firewall", "firewall blocks registry"),
     ] {
         let origin = origin_ending_before_headers(reset).await;
         let proxy = Proxy::start(config(&[origin.port()])).await;
@@ -821,6 +901,14 @@ async fn forwarded_request_whose_server_ends_before_headers_is_not_a_status() {
                 "regdoc {cause}: the server's connection was {how} before any response headers"
             )),
             "{reason}"
+        );
+        // The form an intercepted failure's header has (README): `<cause id>; <words>`.
+        assert_eq!(
+            resp.headers()
+                .get("x-regdoc-cause")
+                .and_then(|v| v.to_str().ok()),
+            Some(format!("{cause}; {words}").as_str()),
+            "{how}"
         );
         let _ = resp.into_body().collect().await;
 

@@ -98,6 +98,7 @@ fn event(host: &str, kind: FailureKind) -> FailureEvent {
         http: None,
         upstream_proxy: None,
         elapsed_ms: 10_000,
+        client_gave_up: false,
     }
 }
 
@@ -930,6 +931,7 @@ fn tls_silent_server_is_client_firewall_or_private_endpoint() {
         "server did not answer; {} after 10000 ms",
         crate::observe::CLIENT_GAVE_UP
     );
+    ev.client_gave_up = true;
     let s = sym(&ev, None);
     assert!(s.ends_with("net/http: TLS handshake timeout"), "{s}");
 }

@@ -1,8 +1,10 @@
 //! Parsers for what an HTTP exchange with a registry carries: authentication challenges,
-//! registry error bodies, credentials (described, never kept), token claims and API paths.
+//! registry error bodies, credentials (described, never kept), token claims and API paths; and
+//! the hop-by-hop fields removed before a message is relayed.
 
 pub mod challenge;
 pub mod credentials;
+pub mod hop;
 pub mod jwt;
 pub mod path;
 pub mod registry_error;

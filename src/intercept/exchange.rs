@@ -11,7 +11,7 @@
 use crate::http::{challenge, credentials, jwt, path, registry_error};
 use crate::observe::HttpExchange;
 use crate::redact::Redactor;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName};
 use std::time::SystemTime;
 
 /// Largest body prefix read for diagnosis; the rest streams untouched.
@@ -21,9 +21,6 @@ const TEXT_CAP: usize = 512;
 /// Cap of the path a `request` record shows: enough for any registry route (a repository name
 /// is at most 255 characters in ACR), short enough that a hostile path cannot bloat the log.
 const PATH_CAP: usize = 512;
-
-/// The header regdoc adds to a response it judged a failure.
-pub const CAUSE_HEADER: HeaderName = HeaderName::from_static("x-regdoc-cause");
 
 /// Facts of the request, before it is sent, and the redactor of what its server will say.
 pub fn from_request(
@@ -216,6 +213,21 @@ fn strip_query(url: &str) -> String {
     kept.chars().take(512).collect()
 }
 
+/// The failure sentence of an answer judged a failure: the status, and what the server said
+/// (its first registry error, or its text), or, for a 2xx/3xx judged a failure (e.g. a token
+/// issued already expired), why.
+pub fn server_answered(ex: &HttpExchange, findings: &[crate::diagnose::Finding]) -> String {
+    let status = ex.status;
+    match (ex.registry_errors.first(), &ex.body_text) {
+        (Some(e), _) => format!("the server answered {status}: {}: {}", e.code, e.message),
+        (None, Some(t)) => format!("the server answered {status}: {t}"),
+        (None, None) => match findings.first().and_then(|f| f.evidence.first()) {
+            Some(why) => format!("the server answered {status}, but {why}"),
+            None => format!("the server answered {status}"),
+        },
+    }
+}
+
 fn skew_secs(server: SystemTime, local: SystemTime) -> i64 {
     match server.duration_since(local) {
         Ok(d) => d.as_secs() as i64,
@@ -230,20 +242,11 @@ fn header_text(headers: &HeaderMap, name: HeaderName, cap: usize) -> Option<Stri
         .map(|s| s.chars().take(cap).collect())
 }
 
-/// `X-Regdoc-Cause: <cause id>; <short words>` value. Non-visible characters are dropped so the
-/// value is always a valid header.
-pub fn cause_value(id: &str, short: &str) -> HeaderValue {
-    let text: String = format!("{id}; {short}")
-        .chars()
-        .filter(|c| c.is_ascii() && !c.is_ascii_control())
-        .collect();
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use base64::Engine;
+    use http::header::HeaderValue;
 
     fn jwt(claims: &str) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -431,13 +434,37 @@ mod tests {
         assert!(ex.auth.is_none());
     }
 
+    /// Forwarding and interception word a judged answer the same way.
     #[test]
-    fn cause_value_is_a_clean_header() {
+    fn the_server_answered_sentence() {
+        let mut ex = HttpExchange {
+            status: 200,
+            ..Default::default()
+        };
+        assert_eq!(server_answered(&ex, &[]), "the server answered 200");
+        let why = crate::diagnose::Finding {
+            cause: crate::diagnose::catalog::by_id("registry_error").unwrap(),
+            confidence: crate::diagnose::Confidence::High,
+            evidence: vec!["the token had expired".into()],
+        };
         assert_eq!(
-            cause_value("registry_throttled", "rate limit\r\nX-Evil: 1 é")
-                .to_str()
-                .unwrap(),
-            "registry_throttled; rate limitX-Evil: 1 "
+            server_answered(&ex, std::slice::from_ref(&why)),
+            "the server answered 200, but the token had expired"
+        );
+        ex.status = 503;
+        ex.body_text = Some("down".into());
+        assert_eq!(
+            server_answered(&ex, &[why]),
+            "the server answered 503: down"
+        );
+        ex.registry_errors = vec![crate::http::registry_error::RegistryError {
+            code: "DENIED".into(),
+            message: "no".into(),
+            ..Default::default()
+        }];
+        assert_eq!(
+            server_answered(&ex, &[]),
+            "the server answered 503: DENIED: no"
         );
     }
 

@@ -83,6 +83,20 @@ pub struct InterceptCtx {
     pub kept_alive: Option<crate::server::idle::KeptAlive>,
 }
 
+impl InterceptCtx {
+    /// The tunnel's target as the proxy's failure events name it.
+    pub fn target_info(&self) -> crate::proxy::TargetInfo {
+        crate::proxy::TargetInfo {
+            conn_id: self.conn_id,
+            client: self.client,
+            host: self.host.clone(),
+            port: self.port,
+            endpoint: self.endpoint.clone(),
+            upstream_proxy: self.upstream_proxy.clone(),
+        }
+    }
+}
+
 /// How an intercepted tunnel went, for its connection record.
 #[derive(Debug, Clone)]
 pub struct InterceptOutcome {
@@ -93,7 +107,7 @@ pub struct InterceptOutcome {
     pub requests: u64,
     pub failures: u64,
     pub tls: TlsObservation,
-    pub close_reason: &'static str,
+    pub close_reason: crate::record::CloseReason,
 }
 
 impl Interceptor {

@@ -13,14 +13,16 @@
 //! the connection, as the server gave), and the failure record carries the diagnosis.
 
 use super::body::ReplyBody;
-use super::exchange::{self, BODY_CAP, CAUSE_HEADER};
+use super::exchange::{self, BODY_CAP};
 use super::upstream_tls::UpstreamTlsError;
 use super::{InterceptCtx, InterceptOutcome, Interceptor};
-use crate::diagnose::Finding;
+use crate::http::hop::{self, Leg};
 use crate::observe::{EarlyClose, FailureEvent, FailureKind, HttpExchange, Phase, TlsObservation};
+use crate::proxy::reply::{self, Reply};
+use crate::record::{CloseReason, Mode};
 use crate::server::idle::Guarded;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Frame;
 use http_body_util::BodyExt;
@@ -150,19 +152,11 @@ struct Seen {
     received: Instant,
 }
 
-/// A reply regdoc makes itself, with its cause.
-#[derive(Clone)]
-struct OwnReply {
-    status: StatusCode,
-    cause: HeaderValue,
-    body: String,
-}
-
 struct Conn {
     ctx: InterceptCtx,
     sender: Option<Sender>,
     /// Set when the server could not be used: every request gets this reply.
-    refused: Option<OwnReply>,
+    refused: Option<Reply>,
     h2_upstream: bool,
     tls: TlsObservation,
     requests: AtomicU64,
@@ -228,8 +222,8 @@ impl Interceptor {
         let lazy = tokio_rustls::LazyConfigAcceptor::new(Acceptor::default(), client);
         let start = match tokio::time::timeout(self.tls_timeout, lazy).await {
             Ok(Ok(s)) => s,
-            Ok(Err(_)) => return outcome(tls, 0, 0, "client_hello_invalid"),
-            Err(_) => return outcome(tls, 0, 0, "client_hello_timeout"),
+            Ok(Err(_)) => return outcome(tls, 0, 0, CloseReason::ClientHelloInvalid),
+            Err(_) => return outcome(tls, 0, 0, CloseReason::ClientHelloTimeout),
         };
         // The versions the client offered are not exposed by rustls: read them from the copy.
         if let Ok(h) = crate::tls::client_hello::parse(&hello_copy.take()) {
@@ -255,7 +249,11 @@ impl Interceptor {
                 "the client asked TLS for {sni:?} inside a tunnel to {}: regdoc mints certificates only for the tunnel's host",
                 ctx.host
             );
-            Some((FailureKind::TlsSniMismatch { sni }, error, "sni_mismatch"))
+            Some((
+                FailureKind::TlsSniMismatch { sni },
+                error,
+                CloseReason::SniMismatch,
+            ))
         } else if !self.minter.permits(&ctx.host) {
             let permitted = self.minter.ca().describe_permitted();
             let error = format!(
@@ -265,7 +263,7 @@ impl Interceptor {
             Some((
                 FailureKind::InterceptNameNotPermitted { permitted },
                 error,
-                "name_not_permitted",
+                CloseReason::NameNotPermitted,
             ))
         } else {
             None
@@ -325,7 +323,7 @@ impl Interceptor {
                         .await;
                     }
                 }
-                return outcome(tls, 0, 1, "upstream_tls_failed");
+                return outcome(tls, 0, 1, CloseReason::UpstreamTlsFailed);
             }
         };
         let (_, c) = server.get_ref();
@@ -347,7 +345,7 @@ impl Interceptor {
                 let mut io = start.io;
                 let alert = super::refuse::Alert::INTERNAL_ERROR;
                 super::refuse::send_alert(&mut io, alert, self.tls_timeout).await;
-                return outcome(tls, 0, 0, "leaf_mint_failed");
+                return outcome(tls, 0, 0, CloseReason::LeafMintFailed);
             }
         };
         let h2_client = to_client.first().map(|p| p == H2).unwrap_or(false);
@@ -359,10 +357,10 @@ impl Interceptor {
             Ok(Ok(s)) => s,
             Ok(Err(e)) if is_rejection(&e) => {
                 self.client_rejected(&ctx, &tls, e.to_string(), started);
-                return outcome(tls, 0, 1, "client_rejected_certificate");
+                return outcome(tls, 0, 1, CloseReason::ClientRejectedCertificate);
             }
-            Ok(Err(_)) => return outcome(tls, 0, 0, "client_handshake_failed"),
-            Err(_) => return outcome(tls, 0, 0, "client_handshake_timeout"),
+            Ok(Err(_)) => return outcome(tls, 0, 0, CloseReason::ClientHandshakeFailed),
+            Err(_) => return outcome(tls, 0, 0, CloseReason::ClientHandshakeTimeout),
         };
 
         // 7. The upstream HTTP connection.
@@ -376,11 +374,11 @@ impl Interceptor {
                 Some(sender)
             }
             Err(e) => {
-                refused = Some(OwnReply {
-                    status: StatusCode::BAD_GATEWAY,
-                    cause: fallback_cause(),
-                    body: format!("regdoc: the server's HTTP connection failed: {e}\n"),
-                });
+                refused = Some(Reply::plain(
+                    StatusCode::BAD_GATEWAY,
+                    reply::fallback_cause(),
+                    format!("regdoc: the server's HTTP connection failed: {e}\n"),
+                ));
                 None
             }
         };
@@ -446,10 +444,10 @@ impl Interceptor {
             r,
             server_closed,
         ) {
-            (Ok(()), false) => "client_closed",
-            (Ok(()), true) => "server_closed",
-            (Err(e), _) if is_header_timeout(&*e) => "keep_alive_timeout",
-            (Err(_), _) => "client_error",
+            (Ok(()), false) => CloseReason::ClientClosed,
+            (Ok(()), true) => CloseReason::ServerClosed,
+            (Err(e), _) if is_header_timeout(&*e) => CloseReason::KeepAliveTimeout,
+            (Err(_), _) => CloseReason::ClientError,
         };
         let mut cut = std::pin::pin!(cut);
         let close_reason = tokio::select! {
@@ -458,7 +456,7 @@ impl Interceptor {
                 serving.as_mut().graceful_shutdown();
                 tokio::select! {
                     r = serving.as_mut() => served(r, true),
-                    () = &mut cut => "shutdown",
+                    () = &mut cut => CloseReason::Shutdown,
                 }
             }
             _ = shed => {
@@ -467,11 +465,11 @@ impl Interceptor {
                 // regdoc's GOAWAY is all written), the shedding is why.
                 serving.as_mut().graceful_shutdown();
                 tokio::select! {
-                    _ = serving.as_mut() => "shed",
-                    () = &mut cut => "shutdown",
+                    _ = serving.as_mut() => CloseReason::Shed,
+                    () = &mut cut => CloseReason::Shutdown,
                 }
             }
-            () = &mut cut => "shutdown",
+            () = &mut cut => CloseReason::Shutdown,
         };
         outcome(
             tls,
@@ -610,45 +608,15 @@ fn failure_event(
     http: Option<HttpExchange>,
     started: Instant,
 ) -> FailureEvent {
-    FailureEvent {
-        conn_id: ctx.conn_id,
-        client: ctx.client,
-        target: format!("{}:{}", ctx.host, ctx.port),
-        host: ctx.host.clone(),
-        port: ctx.port,
-        endpoint: ctx.endpoint.clone(),
-        phase,
-        kind,
-        // Redacted like every failure sentence (see `TargetInfo::event`).
-        error: crate::redact::redact(&error),
-        dns: ctx.dns.clone(),
-        tls,
-        http,
-        upstream_proxy: ctx.upstream_proxy.clone(),
-        elapsed_ms: started.elapsed().as_millis() as u64,
-    }
-}
-
-/// The header for a failure no rule explained: the catalog's "registry service error or no
-/// answer", which every such case is from the client's point of view.
-fn fallback_cause() -> HeaderValue {
-    match crate::diagnose::catalog::by_id("registry_error") {
-        Some(c) => exchange::cause_value(c.id, c.short),
-        None => exchange::cause_value("registry_error", "registry service error"),
-    }
-}
-
-/// The cause id an `X-Regdoc-Cause` value names, as the catalog spells it (a `'static` id, as
-/// records carry them).
-fn cause_id(v: &HeaderValue) -> Option<&'static str> {
-    let id = v.to_str().ok()?.split(';').next()?.trim();
-    crate::diagnose::catalog::by_id(id).map(|c| c.id)
-}
-
-fn cause_of(findings: &[Finding]) -> Option<HeaderValue> {
-    findings
-        .first()
-        .map(|f| exchange::cause_value(f.cause.id, f.cause.short))
+    // Built as every failure of the proxy is: the target joined (an IPv6 host in brackets),
+    // the sentence redacted.
+    let mut ev = ctx
+        .target_info()
+        .event(phase, kind, error, started.elapsed());
+    ev.dns = ctx.dns.clone();
+    ev.tls = tls;
+    ev.http = http;
+    ev
 }
 
 /// Whether a failed client handshake means the client refused regdoc's certificate: it sent an
@@ -679,40 +647,6 @@ fn version_name(v: rustls::ProtocolVersion) -> String {
     }
 }
 
-/// `Connection: close` among the connection options.
-fn wants_close(h: &HeaderMap) -> bool {
-    h.get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("close"))
-}
-
-/// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let listed: Vec<String> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
-    for name in listed {
-        h.remove(name.as_str());
-    }
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "transfer-encoding",
-        "upgrade",
-    ] {
-        h.remove(name);
-    }
-}
-
 impl Conn {
     async fn handle(&self, req: Request<Incoming>) -> Response<ReplyBody> {
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -727,22 +661,17 @@ impl Conn {
         if let Some(r) = &self.refused {
             // No status came from the server (`http.status` stays 0): regdoc answers every
             // request itself, and recorded the failure once, when the server was refused.
-            self.record_request(&seen, &ex, Some(r.status.as_u16()), cause_id(&r.cause));
-            return own_reply(r.clone(), false);
+            self.record_own(&seen, &ex, r);
+            return own_reply(r);
         }
         let Some(sender) = &self.sender else {
-            let reply = OwnReply {
-                status: StatusCode::BAD_GATEWAY,
-                cause: fallback_cause(),
-                body: "regdoc: no connection to the server\n".into(),
-            };
-            self.record_request(
-                &seen,
-                &ex,
-                Some(reply.status.as_u16()),
-                cause_id(&reply.cause),
+            let r = Reply::plain(
+                StatusCode::BAD_GATEWAY,
+                reply::fallback_cause(),
+                "regdoc: no connection to the server\n".into(),
             );
-            return own_reply(reply, false);
+            self.record_own(&seen, &ex, &r);
+            return own_reply(&r);
         };
         let (parts, body) = req.into_parts();
         // Token-endpoint forms carry the credential (refresh token, password) in the body, not
@@ -802,8 +731,8 @@ impl Conn {
             &parts.headers,
             SystemTime::now(),
         );
-        let server_closes = !self.h2_upstream && wants_close(&parts.headers);
-        strip_hop_by_hop(&mut parts.headers);
+        let server_closes = !self.h2_upstream && hop::wants_close(&parts.headers);
+        hop::strip(&mut parts.headers, Leg::Tunnel);
         if server_closes {
             // The server ends its connection after this reply; the client's must end too.
             parts
@@ -834,15 +763,7 @@ impl Conn {
         if !findings.is_empty() {
             self.failures.fetch_add(1, Ordering::Relaxed);
             let status = ex.status;
-            let error = match (ex.registry_errors.first(), &ex.body_text) {
-                (Some(e), _) => format!("the server answered {status}: {}: {}", e.code, e.message),
-                (None, Some(t)) => format!("the server answered {status}: {t}"),
-                // A 2xx/3xx judged a failure (e.g. a token issued already expired): say why.
-                (None, None) => match findings.first().and_then(|f| f.evidence.first()) {
-                    Some(why) => format!("the server answered {status}, but {why}"),
-                    None => format!("the server answered {status}"),
-                },
-            };
+            let error = exchange::server_answered(&ex, &findings);
             let ev = failure_event(
                 &self.ctx,
                 Phase::Http,
@@ -853,8 +774,8 @@ impl Conn {
                 self.started,
             );
             self.ctx.failures.write(&ev, &findings, None, None);
-            if let Some(v) = cause_of(&findings) {
-                parts.headers.insert(CAUSE_HEADER, v);
+            if let Some(v) = reply::cause_of(&findings) {
+                parts.headers.insert(reply::CAUSE_HEADER, v);
             }
         }
         Response::from_parts(parts, body)
@@ -896,30 +817,28 @@ impl Conn {
         self.ctx
             .failures
             .write(&ev, &findings, Some((status.as_u16(), &reason)), shown);
-        if let Some(ex) = &ev.http {
-            self.record_request(
-                seen,
-                ex,
-                Some(status.as_u16()),
-                findings.first().map(|f| f.cause.id),
-            );
-        }
-        let cause = cause_of(&findings).unwrap_or_else(fallback_cause);
-        let mut resp = own_reply(
-            OwnReply {
-                status,
-                cause,
-                body: format!("regdoc: {error}\n"),
-            },
+        let r = Reply {
+            status,
+            reason,
+            cause: findings
+                .first()
+                .map(|f| f.cause)
+                .or_else(reply::fallback_cause),
             // An HTTP/1.1 upstream connection with a request in flight cannot carry another.
-            !self.h2_upstream,
-        );
-        if !self.h2_upstream {
-            if let Ok(rp) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
-                resp.extensions_mut().insert(rp);
-            }
+            close: !self.h2_upstream,
+            body: format!("regdoc: {error}\n"),
+        };
+        if let Some(ex) = &ev.http {
+            // The record names the cause the findings gave, not the header's fallback.
+            let cause = findings.first().map(|f| f.cause.id);
+            self.record_request(seen, ex, Some(status.as_u16()), cause);
         }
-        resp
+        own_reply(&r)
+    }
+
+    /// Write the `request` record of an exchange regdoc answered with `r` itself.
+    fn record_own(&self, seen: &Seen, ex: &HttpExchange, r: &Reply) {
+        self.record_request(seen, ex, Some(r.status.as_u16()), r.cause.map(|c| c.id));
     }
 
     /// Write the `request` record of one exchange, when `log.requests` asked for them.
@@ -934,7 +853,7 @@ impl Conn {
         let origin = crate::record::RequestOrigin {
             conn_id: self.ctx.conn_id,
             client: self.ctx.client,
-            mode: "intercept",
+            mode: Mode::Intercept,
             host: &self.ctx.host,
             port: self.ctx.port,
             endpoint: &self.ctx.endpoint,
@@ -953,12 +872,8 @@ impl Conn {
     /// absolute form for HTTP/2.
     fn prepare(&self, req: Request<ReplyBody>) -> Request<ReplyBody> {
         let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        let default_authority = if self.ctx.port == 443 {
-            self.ctx.host.clone()
-        } else {
-            format!("{}:{}", self.ctx.host, self.ctx.port)
-        };
+        hop::strip(&mut parts.headers, Leg::Tunnel);
+        let default_authority = crate::config::authority(&self.ctx.host, self.ctx.port, 443);
         let authority = parts
             .uri
             .authority()
@@ -1002,19 +917,9 @@ impl Conn {
     }
 }
 
-fn own_reply(r: OwnReply, close: bool) -> Response<ReplyBody> {
-    let mut resp = Response::new(ReplyBody::full(r.body));
-    *resp.status_mut() = r.status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(CAUSE_HEADER, r.cause);
-    if close {
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
+/// A reply of regdoc's own in the interception body type.
+fn own_reply(r: &Reply) -> Response<ReplyBody> {
+    r.to_response().map(ReplyBody::full)
 }
 
 pub(crate) type Prefix = (
@@ -1054,6 +959,40 @@ pub(crate) async fn read_prefix(mut body: Incoming, limit: std::time::Duration) 
 mod tests {
     use super::*;
 
+    /// Failure records of an intercepted tunnel to an IPv6 literal name it as the proxy's
+    /// other records do: `[::1]:8443`, not `::1:8443`.
+    #[test]
+    fn failure_events_keep_ipv6_brackets() {
+        let cfg = crate::config::Config::default();
+        let diagnoser = Arc::new(crate::diagnose::Diagnoser::new(&cfg));
+        let ctx = InterceptCtx {
+            conn_id: 7,
+            client: "127.0.0.1:40000".parse().unwrap(),
+            host: "::1".into(),
+            port: 8443,
+            endpoint: Default::default(),
+            failures: Arc::new(crate::record::failures::FailureLog::new(
+                diagnoser, &cfg.log,
+            )),
+            response_headers_timeout: std::time::Duration::from_secs(1),
+            log_requests: false,
+            upstream_proxy: None,
+            dns: None,
+            kept_alive: None,
+        };
+        let ev = failure_event(
+            &ctx,
+            Phase::Http,
+            FailureKind::ResponseHeadersTimeout,
+            "none came".into(),
+            None,
+            None,
+            Instant::now(),
+        );
+        assert_eq!(ev.target, "[::1]:8443");
+        assert_eq!(ev.host, "::1");
+    }
+
     #[test]
     fn rejection_is_an_alert_or_a_hang_up() {
         let alert = io::Error::new(
@@ -1067,35 +1006,5 @@ mod tests {
             rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
         );
         assert!(!is_rejection(&garbage));
-    }
-
-    #[test]
-    fn connection_close_is_seen_among_options() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, Close"),
-        );
-        assert!(wants_close(&h));
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-        assert!(!wants_close(&h));
-    }
-
-    #[test]
-    fn hop_by_hop_headers_go() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Foo"),
-        );
-        h.insert("x-foo", HeaderValue::from_static("1"));
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key(header::CONTENT_LENGTH));
     }
 }

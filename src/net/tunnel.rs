@@ -6,6 +6,7 @@
 
 use crate::net::prefixed::Prefixed;
 use crate::observe::{ClientSignal, FailureKind, Phase, TlsObservation};
+use crate::record::CloseReason;
 use crate::shutdown::Shutdown;
 use crate::tls::client_answer::{Answer, ClientAnswer, Refusal};
 use crate::tls::wire::RECORD_HEADER_LEN;
@@ -43,6 +44,18 @@ pub trait FailureSink: Send + Sync {
     /// Called at once, not when the tunnel ends, because clients keep REST tunnels open while
     /// they fetch layers elsewhere.
     fn handshake_ok(&self, _tls: &TlsObservation) {}
+    /// The server left the ClientHello unanswered and the client gave up first (closed or
+    /// reset): a `tls_server_silent` failure whose event says so
+    /// ([`crate::observe::FailureEvent::client_gave_up`]).
+    fn client_gave_up(&self, error: String, elapsed: Duration, tls: Option<&TlsObservation>) {
+        self.failure(
+            Phase::Tls,
+            FailureKind::TlsServerSilent,
+            error,
+            elapsed,
+            tls,
+        );
+    }
     /// The client refused the handshake after the server's first flight (it did not accept the
     /// certificate it was shown). A sink that can look at the server's certificate itself does
     /// so before it writes the failure, without holding up the tunnel.
@@ -77,7 +90,7 @@ pub struct TunnelReport {
     /// Duration of the TLS observation (ClientHello forwarded → server's first answer).
     pub tls_ms: Option<f64>,
     pub tls_ok: Option<bool>,
-    pub close_reason: &'static str,
+    pub close_reason: CloseReason,
     /// Record framing of the server's side, when the tunnel carries TLS.
     pub server_records: Option<RecordTracker>,
     /// A direction moved to the kernel pipe.
@@ -149,7 +162,7 @@ pub async fn run(
 }
 
 /// `close_reason` of a tunnel ended because the proxy is shutting down.
-const SHUTDOWN: &str = "shutdown";
+const SHUTDOWN: CloseReason = CloseReason::Shutdown;
 
 /// Forward the first client bytes and the server's first answer, parsing both. Returns
 /// `Ok(true)` when the bulk copy should follow.
@@ -179,16 +192,16 @@ where
     .await;
     let (from_client, n) = match first {
         Err(_) => {
-            report.close_reason = "idle_timeout";
+            report.close_reason = CloseReason::IdleTimeout;
             return Ok(false);
         }
         Ok(r) => r?,
     };
     if n == 0 {
         report.close_reason = if from_client {
-            "client_closed"
+            CloseReason::ClientClosed
         } else {
-            "server_closed"
+            CloseReason::ServerClosed
         };
         return Ok(false);
     }
@@ -226,7 +239,7 @@ where
                     Err(_) => break,
                 };
                 if n == 0 {
-                    report.close_reason = "client_closed";
+                    report.close_reason = CloseReason::ClientClosed;
                     report.tls = Some(tls);
                     return Ok(false);
                 }
@@ -263,7 +276,7 @@ where
                 report.tls_ok = Some(false);
                 let sni = tls.sni.clone().unwrap_or_else(|| "(no SNI)".into());
                 report.tls = Some(tls);
-                report.close_reason = "tls_timeout";
+                report.close_reason = CloseReason::TlsTimeout;
                 sink.failure(
                     Phase::Tls,
                     FailureKind::TlsServerSilent,
@@ -286,9 +299,7 @@ where
                 report.tls_ok = Some(false);
                 report.tls = Some(tls);
                 report.close_reason = close_reason_of(&e);
-                sink.failure(
-                    Phase::Tls,
-                    FailureKind::TlsServerSilent,
+                sink.client_gave_up(
                     format!(
                         "server did not answer the TLS ClientHello; {} ({e}) after {} ms",
                         crate::observe::CLIENT_GAVE_UP,
@@ -304,10 +315,8 @@ where
                 report.tls_ms = Some(crate::record::millis(elapsed));
                 report.tls_ok = Some(false);
                 report.tls = Some(tls);
-                report.close_reason = "client_closed";
-                sink.failure(
-                    Phase::Tls,
-                    FailureKind::TlsServerSilent,
+                report.close_reason = CloseReason::ClientClosed;
+                sink.client_gave_up(
                     format!(
                         "server did not answer the TLS ClientHello; {} after {} ms",
                         crate::observe::CLIENT_GAVE_UP,
@@ -409,14 +418,14 @@ fn server_ended(
     report.tls = Some(tls);
     let (kind, error) = match &err {
         None => {
-            report.close_reason = "server_closed";
+            report.close_reason = CloseReason::ServerClosed;
             (
                 FailureKind::TlsServerClosed,
                 format!("server closed the connection in answer to the TLS ClientHello for {sni}"),
             )
         }
         Some(e) if is_reset(e) => {
-            report.close_reason = "reset";
+            report.close_reason = CloseReason::Reset;
             (
                 FailureKind::TlsServerReset,
                 format!(
@@ -522,7 +531,7 @@ where
         }
     };
     report.tls_ok = Some(false);
-    report.close_reason = "client_refused_certificate";
+    report.close_reason = CloseReason::ClientRefusedCertificate;
     let sni = tls.sni.as_deref().unwrap_or("(no SNI)");
     let (signal, alert, how) = match refusal {
         Refusal::Alert { level, description } => {
@@ -681,7 +690,7 @@ async fn relay(
     let reason = loop {
         tokio::select! {
             r = &mut pumping => break match r {
-                Ok(_) => "done",
+                Ok(_) => CloseReason::Done,
                 Err(e) => close_reason_of(&e),
             },
             () = shutdown.cut() => break SHUTDOWN,
@@ -689,7 +698,7 @@ async fn relay(
                 let now = epoch.elapsed().as_millis() as u64;
                 let last = up.last_ms.load(Ordering::Relaxed).max(down.last_ms.load(Ordering::Relaxed));
                 if now.saturating_sub(last) >= cfg.idle.as_millis() as u64 {
-                    break "idle_timeout";
+                    break CloseReason::IdleTimeout;
                 }
                 let down_idle = now.saturating_sub(down.last_ms.load(Ordering::Relaxed));
                 let down_bytes = down.bytes.load(Ordering::Relaxed);
@@ -934,12 +943,12 @@ async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn close_reason_of(e: &io::Error) -> &'static str {
+fn close_reason_of(e: &io::Error) -> CloseReason {
     match e.kind() {
-        io::ErrorKind::ConnectionReset => "reset",
-        io::ErrorKind::BrokenPipe => "broken_pipe",
-        io::ErrorKind::TimedOut => "timeout",
-        _ => "io_error",
+        io::ErrorKind::ConnectionReset => CloseReason::Reset,
+        io::ErrorKind::BrokenPipe => CloseReason::BrokenPipe,
+        io::ErrorKind::TimedOut => CloseReason::Timeout,
+        _ => CloseReason::IoError,
     }
 }
 

@@ -137,11 +137,7 @@ pub async fn connect_through(
 ) -> Result<Vec<u8>, UpstreamError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let name = proxy.display();
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let authority = crate::config::join_host_port(host, port);
     let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
     if let Some(auth) = proxy.authorization() {
         req.push_str("Proxy-Authorization: ");

@@ -3,14 +3,14 @@
 
 use super::connect::{establish, refuse, Refusal};
 use super::head::{read_head, HeadError};
-use super::{reply, Shared, TargetInfo, TunnelFailures};
+use super::{Shared, TargetInfo, TunnelFailures};
 use crate::config::split_host_port;
 use crate::endpoint::classify;
 use crate::net::prefixed::Prefixed;
 use crate::observe::{FailureKind, Phase};
 use crate::policy::addr::{any_contains, canonical};
 use crate::record::failures::Logged;
-use crate::record::{timestamp, ConnectionRecord, PhaseOutcome};
+use crate::record::{timestamp, CloseReason, ConnectionRecord, Mode, PhaseOutcome};
 use crate::shutdown::Shutdown;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,8 +51,15 @@ pub async fn serve(
             started.elapsed(),
         );
         let r = refuse(&shared, &ev);
-        write_refusal(&mut stream, &r, "").await;
-        finish(&shared, rec, started, "refused", true, Some(r.logged));
+        write_refusal(&mut stream, &r).await;
+        finish(
+            &shared,
+            rec,
+            started,
+            Some(CloseReason::Refused),
+            true,
+            Some(r.logged),
+        );
         return;
     }
 
@@ -79,9 +86,16 @@ pub async fn serve(
             let ev = target.event(Phase::Request, kind, error, started.elapsed());
             let r = refuse(&shared, &ev);
             if !matches!(e, HeadError::Io(_)) {
-                write_refusal(&mut stream, &r, "").await;
+                write_refusal(&mut stream, &r).await;
             }
-            finish(&shared, rec, started, "bad_request", true, Some(r.logged));
+            finish(
+                &shared,
+                rec,
+                started,
+                Some(CloseReason::BadRequest),
+                true,
+                Some(r.logged),
+            );
             return;
         }
     };
@@ -100,8 +114,15 @@ pub async fn serve(
                 started.elapsed(),
             );
             let r = refuse(&shared, &ev);
-            write_refusal(&mut stream, &r, "").await;
-            finish(&shared, rec, started, "bad_request", true, Some(r.logged));
+            write_refusal(&mut stream, &r).await;
+            finish(
+                &shared,
+                rec,
+                started,
+                Some(CloseReason::BadRequest),
+                true,
+                Some(r.logged),
+            );
             return;
         };
         target.host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -115,13 +136,15 @@ pub async fn serve(
             head.header("proxy-authorization"),
             started,
         ) {
-            let extra = if r.status == 407 {
-                "Proxy-Authenticate: Basic realm=\"regdoc\"\r\n"
-            } else {
-                ""
-            };
-            write_refusal(&mut stream, &r, extra).await;
-            finish(&shared, rec, started, "refused", true, Some(r.logged));
+            write_refusal(&mut stream, &r).await;
+            finish(
+                &shared,
+                rec,
+                started,
+                Some(CloseReason::Refused),
+                true,
+                Some(r.logged),
+            );
             return;
         }
         // Only the bytes after the head go on; the rest of the head (its buffer, headers) is
@@ -132,7 +155,7 @@ pub async fn serve(
         };
         let refusal = tunnel(&shared, stream, rest, &mut target, &mut rec, shutdown).await;
         let failed = rec.failed;
-        finish(&shared, rec, started, "", failed, refusal);
+        finish(&shared, rec, started, None, failed, refusal);
     } else {
         let stream = Prefixed::new(head.raw.clone(), stream);
         Box::pin(super::forward::serve(
@@ -144,7 +167,7 @@ pub async fn serve(
         ))
         .await;
         let failed = rec.failed;
-        finish(&shared, rec, started, "", failed, None);
+        finish(&shared, rec, started, None, failed, None);
     }
 }
 
@@ -184,10 +207,7 @@ pub fn refuse_over_limit(
     );
     let r = refuse(shared, &ev);
     let sock = socket2::SockRef::from(&stream);
-    let _ = sock.send_with_flags(
-        &reply::raw_reply(r.status, &r.reason, r.cause, ""),
-        NOSIGNAL,
-    );
+    let _ = sock.send_with_flags(&r.reply.to_bytes(), NOSIGNAL);
     // Whatever the client sent already is read (and dropped) first: closing a socket with
     // unread data sends a reset, and a reset may destroy the answer before the client reads it.
     let mut sink = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
@@ -199,7 +219,7 @@ pub fn refuse_over_limit(
     }
     let _ = sock.shutdown(std::net::Shutdown::Write);
     let mut rec = ConnectionRecord::new(conn_id, client);
-    rec.close_reason = "refused";
+    rec.close_reason = Some(CloseReason::Refused);
     rec.failed = true;
     rec.timestamp = timestamp(SystemTime::now());
     shared.failures.connection(&rec, Some(r.logged));
@@ -273,25 +293,25 @@ async fn tunnel(
         biased;
         r = Box::pin(establish(shared, target, rec)) => r,
         () = shutdown.cut() => {
-            rec.close_reason = "shutdown";
+            rec.close_reason = Some(CloseReason::Shutdown);
             return None;
         }
     };
     let est = match established {
         Ok(e) => e,
         Err(r) => {
-            write_refusal(&mut client, &r, "").await;
+            write_refusal(&mut client, &r).await;
             rec.failed = true;
-            rec.close_reason = "refused";
+            rec.close_reason = Some(CloseReason::Refused);
             return Some(r.logged);
         }
     };
-    rec.mode = "tunnel";
+    rec.mode = Mode::Tunnel;
     let server = est.stream;
     let mut hello = b"HTTP/1.1 200 Connection established\r\n\r\n".to_vec();
     hello.extend_from_slice(&est.leftover);
     if let Err(_e) = client.write_all(&hello).await {
-        rec.close_reason = "client_closed";
+        rec.close_reason = Some(CloseReason::ClientClosed);
         return None;
     }
     if let Some(ic) = shared
@@ -312,7 +332,7 @@ async fn tunnel(
             dns: rec.dns.clone(),
             kept_alive: Some(shared.idle.register(target.conn_id)),
         };
-        rec.mode = "intercept";
+        rec.mode = Mode::Intercept;
         let client = Prefixed::new(rest, client);
         // It ends itself when cut while relaying requests (with its counts); this ends its
         // handshakes.
@@ -321,14 +341,14 @@ async fn tunnel(
             biased;
             out = Box::pin(ic.serve_until(client, server, ctx, shutdown.cut())) => out,
             () = cut.cut() => {
-                rec.close_reason = "shutdown";
+                rec.close_reason = Some(CloseReason::Shutdown);
                 return None;
             }
         };
         rec.bytes_up = out.bytes_up;
         rec.bytes_down = out.bytes_down;
         rec.requests = out.requests;
-        rec.close_reason = out.close_reason;
+        rec.close_reason = Some(out.close_reason);
         rec.set_tls(&out.tls);
         rec.failed |= out.failures > 0;
         return None;
@@ -355,13 +375,13 @@ async fn tunnel(
     rec.bytes_up = report.bytes_up;
     rec.bytes_down = report.bytes_down;
     rec.zero_copy = report.zero_copy;
-    rec.close_reason = report.close_reason;
+    rec.close_reason = Some(report.close_reason);
     if let Some(t) = &report.tls {
         rec.set_tls(t);
     }
     if let Some(ms) = report.tls_ms {
         let outcome = match (report.tls_ok, report.close_reason) {
-            (_, "tls_timeout") => "timeout",
+            (_, CloseReason::TlsTimeout) => "timeout",
             (Some(true), _) => "ok",
             _ => "failed",
         };
@@ -390,26 +410,22 @@ fn finish(
     shared: &Shared,
     mut rec: ConnectionRecord,
     started: Instant,
-    reason: &'static str,
+    reason: Option<CloseReason>,
     failed: bool,
     refusal: Option<Logged>,
 ) {
     rec.duration_ms = crate::record::millis(started.elapsed());
-    if rec.close_reason.is_empty() {
-        rec.close_reason = if reason.is_empty() { "done" } else { reason };
+    // What ended the connection first wins; `reason` is the caller's, else it was done.
+    if rec.close_reason.is_none() {
+        rec.close_reason = Some(reason.unwrap_or_default());
     }
     rec.failed = failed;
     rec.timestamp = timestamp(SystemTime::now());
     shared.failures.connection(&rec, refusal);
 }
 
-pub(crate) async fn write_refusal<W: tokio::io::AsyncWrite + Unpin>(
-    w: &mut W,
-    r: &Refusal,
-    extra: &str,
-) {
-    let bytes = reply::raw_reply(r.status, &r.reason, r.cause, extra);
-    let _ = w.write_all(&bytes).await;
+pub(crate) async fn write_refusal<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, r: &Refusal) {
+    let _ = w.write_all(&r.reply.to_bytes()).await;
     let _ = w.shutdown().await;
 }
 

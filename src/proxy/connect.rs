@@ -21,12 +21,10 @@ pub struct Established {
     pub dns: Option<DnsAnswer>,
 }
 
-/// The client is refused: reply with this status and reason phrase.
+/// The client is refused with `reply`.
 #[derive(Debug)]
 pub struct Refusal {
-    pub status: u16,
-    pub reason: String,
-    pub cause: Option<&'static str>,
+    pub reply: reply::Reply,
     /// Whether its failure record was written in full; when it was only counted (a repeat),
     /// the connection's own record is folded into that count too.
     pub logged: crate::record::failures::Logged,
@@ -240,11 +238,9 @@ pub fn resource_limit(e: &DialError) -> Option<FailureKind> {
 /// Diagnose and log a failure that the client is told about.
 pub fn refuse(shared: &Shared, ev: &crate::observe::FailureEvent) -> Refusal {
     let status = reply::status_for(&ev.kind);
-    let r = shared.report(ev, Some(status));
+    let r = shared.report(ev, Some(status.as_u16()));
     Refusal {
-        status,
-        cause: r.findings.first().map(|f| f.cause.id),
-        reason: r.reason,
+        reply: reply::Reply::new(status, r.reason, r.findings.first().map(|f| f.cause)),
         logged: r.logged,
     }
 }

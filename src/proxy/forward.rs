@@ -1,16 +1,18 @@
 //! Plain `http://` forwarding of absolute-form requests (insecure registries, plain-HTTP token
 //! services), with keep-alive on both sides and bodies streamed both ways. Hop-by-hop headers
-//! are removed per RFC 9110 §7.6.1.
+//! are removed per RFC 9110 §7.6.1 ([`crate::http::hop`]).
 
 use super::connect::{establish, refuse, Refusal};
+use super::reply::{self, Reply};
 use super::{Shared, TargetInfo};
 use crate::endpoint::classify;
+use crate::http::hop::{self, Leg};
 use crate::net::dial::dial;
 use crate::observe::{FailureKind, Phase};
-use crate::record::ConnectionRecord;
+use crate::record::{CloseReason, ConnectionRecord, Mode};
 use crate::server::idle::Guarded;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
+use http::header::{HeaderValue, HOST};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
@@ -49,7 +51,7 @@ pub async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    rec.mode = "forward";
+    rec.mode = Mode::Forward;
     let state = Arc::new(State {
         shared: shared.clone(),
         base: target.clone(),
@@ -108,17 +110,17 @@ pub async fn serve<I>(
         .lock()
         .map(|r| r.clone())
         .unwrap_or_else(|p| p.into_inner().clone());
-    final_rec.close_reason = match result {
-        None => "shutdown",
-        Some(_) if shed => "shed",
-        Some(Ok(())) => "done",
+    final_rec.close_reason = Some(match result {
+        None => CloseReason::Shutdown,
+        Some(_) if shed => CloseReason::Shed,
+        Some(Ok(())) => CloseReason::Done,
         // The first head came through regdoc's own reader: a header timeout is always the wait
         // for a next one.
-        Some(Err(e)) if e.is_timeout() => "keep_alive_timeout",
-        Some(Err(e)) if e.is_parse_too_large() => "head_too_large",
-        Some(Err(e)) if e.is_parse() => "bad_request",
-        Some(Err(_)) => "client_error",
-    };
+        Some(Err(e)) if e.is_timeout() => CloseReason::KeepAliveTimeout,
+        Some(Err(e)) if e.is_parse_too_large() => CloseReason::HeadTooLarge,
+        Some(Err(e)) if e.is_parse() => CloseReason::BadRequest,
+        Some(Err(_)) => CloseReason::ClientError,
+    });
     *rec = final_rec;
 }
 
@@ -132,7 +134,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             if let Ok(mut rec) = st.rec.lock() {
                 rec.failed = true;
             }
-            refusal_response(&refusal)
+            full(refusal.reply.to_response())
         }
     }
 }
@@ -207,7 +209,7 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
     .await;
     match sent {
         Ok(Ok(mut resp)) => {
-            strip_hop_by_hop(resp.headers_mut());
+            hop::strip(resp.headers_mut(), Leg::Proxy);
             drop(guard);
             ex.headers_ms = Some(t0.elapsed().as_millis() as u64);
             Ok(observe(st, &target, (ex, &redactor), path.as_deref(), resp, started).await)
@@ -230,14 +232,7 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
             ev.http = Some(ex);
             let r = refuse(&st.shared, &ev);
             if let Some(ex) = &ev.http {
-                record_request(
-                    &target,
-                    path.as_deref(),
-                    started,
-                    ex,
-                    Some(r.status),
-                    r.cause,
-                );
+                record_request(&target, path.as_deref(), started, ex, &r.reply);
             }
             Err(r)
         }
@@ -254,22 +249,35 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
                 started.elapsed(),
             );
             let r = refuse(&st.shared, &ev);
-            record_request(
-                &target,
-                path.as_deref(),
-                started,
-                &ex,
-                Some(r.status),
-                r.cause,
-            );
+            record_request(&target, path.as_deref(), started, &ex, &r.reply);
             Err(r)
         }
     }
 }
 
+/// Write the `request` record of one forwarded exchange that regdoc answered itself, the
+/// server's answer never having come.
+fn record_request(
+    target: &TargetInfo,
+    path: Option<&str>,
+    started: Instant,
+    ex: &crate::observe::HttpExchange,
+    reply: &Reply,
+) {
+    let cause = reply.cause.map(|c| c.id);
+    record_request_as(
+        target,
+        path,
+        started,
+        ex,
+        Some(reply.status.as_u16()),
+        cause,
+    );
+}
+
 /// Write the `request` record of one forwarded exchange; `path` is None when `log.requests` is
 /// off. `reply_status` is regdoc's own answer, when the server's never came.
-fn record_request(
+fn record_request_as(
     target: &TargetInfo,
     path: Option<&str>,
     started: Instant,
@@ -280,7 +288,7 @@ fn record_request(
     let origin = crate::record::RequestOrigin {
         conn_id: target.conn_id,
         client: target.client,
-        mode: "forward",
+        mode: Mode::Forward,
         host: &target.host,
         port: target.port,
         endpoint: &target.endpoint,
@@ -326,7 +334,7 @@ async fn observe(
         dns.as_ref(),
         &ex,
     );
-    record_request(
+    record_request_as(
         target,
         path,
         started,
@@ -339,11 +347,7 @@ async fn observe(
             rec.failed = true;
         }
         let status = ex.status;
-        let error = match (ex.registry_errors.first(), &ex.body_text) {
-            (Some(e), _) => format!("the server answered {status}: {}: {}", e.code, e.message),
-            (None, Some(t)) => format!("the server answered {status}: {t}"),
-            (None, None) => format!("the server answered {status}"),
-        };
+        let error = exchange::server_answered(&ex, &findings);
         let mut ev = target.event(
             Phase::Http,
             FailureKind::HttpStatus { status },
@@ -352,21 +356,22 @@ async fn observe(
         );
         ev.http = Some(ex);
         st.shared.write_failure(&ev, &findings, None);
-        if let Some(f) = findings.first() {
-            parts.headers.insert(
-                exchange::CAUSE_HEADER,
-                exchange::cause_value(f.cause.id, f.cause.short),
-            );
+        if let Some(v) = reply::cause_of(&findings) {
+            parts.headers.insert(reply::CAUSE_HEADER, v);
         }
     }
     Response::from_parts(parts, body.boxed())
 }
 
+/// regdoc's own 502 for a failure no failure record stands for. Like every answer in place of
+/// the server's, it names a cause (README: "with that header").
 fn internal(what: &str) -> Refusal {
     Refusal {
-        status: 502,
-        reason: format!("regdoc: {what}"),
-        cause: None,
+        reply: Reply::new(
+            StatusCode::BAD_GATEWAY,
+            format!("regdoc: {what}"),
+            reply::fallback_cause(),
+        ),
         // No failure record stands for it: the connection's own record is all there is.
         logged: crate::record::failures::Logged::Full,
     }
@@ -427,7 +432,7 @@ async fn open_upstream(st: &State, target: &mut TargetInfo) -> Result<Upstream, 
             requests: r.requests,
             ..rec
         };
-        r.mode = "forward";
+        r.mode = Mode::Forward;
     }
     let (stream, via_proxy) = result?;
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
@@ -469,7 +474,7 @@ fn prepare_request(mut req: Request<Incoming>, via_proxy: bool) -> Request<Incom
             }
         }
     }
-    strip_hop_by_hop(req.headers_mut());
+    hop::strip(req.headers_mut(), Leg::Proxy);
     if !via_proxy {
         let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         if let Ok(u) = pq.parse::<Uri>() {
@@ -479,83 +484,14 @@ fn prepare_request(mut req: Request<Incoming>, via_proxy: bool) -> Request<Incom
     req
 }
 
-/// RFC 9110 §7.6.1: the fixed hop-by-hop set plus whatever `Connection` names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for n in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
-        headers.remove(n);
-    }
-}
-
-fn refusal_response(r: &Refusal) -> Response<Body> {
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut resp = text_response(status, &r.reason, r.cause);
-    if r.status == 407 {
-        resp.headers_mut().insert(
-            "proxy-authenticate",
-            HeaderValue::from_static("Basic realm=\"regdoc\""),
-        );
-    }
-    resp
-}
-
-fn text_response(status: StatusCode, reason: &str, cause: Option<&str>) -> Response<Body> {
-    let body = Full::new(Bytes::from(format!("{reason}\n")))
-        .map_err(|never| match never {})
-        .boxed();
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Some(c) = cause.and_then(|c| HeaderValue::from_str(c).ok()) {
-        resp.headers_mut().insert("x-regdoc-cause", c);
-    }
-    if let Ok(rp) = hyper::ext::ReasonPhrase::try_from(reason.as_bytes().to_vec()) {
-        resp.extensions_mut().insert(rp);
-    }
-    resp
+/// A reply of regdoc's own in this module's body type.
+fn full(resp: Response<Bytes>) -> Response<Body> {
+    resp.map(|b| Full::new(b).map_err(|never| match never {}).boxed())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_are_removed() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("close, x-private"));
-        h.insert("x-private", HeaderValue::from_static("1"));
-        h.insert("proxy-authorization", HeaderValue::from_static("Basic abc"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(
-            "authorization",
-            HeaderValue::from_static("Bearer kept-for-origin"),
-        );
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("authorization"));
-    }
 
     #[test]
     fn origin_of_absolute_uris() {

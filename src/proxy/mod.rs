@@ -239,6 +239,7 @@ impl TargetInfo {
             http: None,
             upstream_proxy: self.upstream_proxy.clone(),
             elapsed_ms: elapsed.as_millis() as u64,
+            client_gave_up: false,
         }
     }
 }
@@ -258,6 +259,24 @@ pub struct TunnelFailures<'a> {
     pub probe_path: Option<crate::net::probe::ProbePath>,
 }
 
+impl TunnelFailures<'_> {
+    /// A failure of this tunnel, which is failed from now on.
+    fn event(
+        &self,
+        phase: Phase,
+        kind: FailureKind,
+        error: String,
+        elapsed: Duration,
+        tls: Option<&TlsObservation>,
+    ) -> FailureEvent {
+        self.failed.store(true, Ordering::Relaxed);
+        let mut ev = self.target.event(phase, kind, error, elapsed);
+        ev.dns = self.dns.clone();
+        ev.tls = tls.cloned();
+        ev
+    }
+}
+
 impl FailureSink for TunnelFailures<'_> {
     fn failure(
         &self,
@@ -267,10 +286,14 @@ impl FailureSink for TunnelFailures<'_> {
         elapsed: Duration,
         tls: Option<&TlsObservation>,
     ) {
-        self.failed.store(true, Ordering::Relaxed);
-        let mut ev = self.target.event(phase, kind, error, elapsed);
-        ev.dns = self.dns.clone();
-        ev.tls = tls.cloned();
+        let ev = self.event(phase, kind, error, elapsed, tls);
+        self.shared.report(&ev, None);
+    }
+
+    fn client_gave_up(&self, error: String, elapsed: Duration, tls: Option<&TlsObservation>) {
+        let kind = FailureKind::TlsServerSilent;
+        let mut ev = self.event(Phase::Tls, kind, error, elapsed, tls);
+        ev.client_gave_up = true;
         self.shared.report(&ev, None);
     }
 

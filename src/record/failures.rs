@@ -238,6 +238,7 @@ mod tests {
             http: None,
             upstream_proxy: None,
             elapsed_ms: 0,
+            client_gave_up: false,
         }
     }
 

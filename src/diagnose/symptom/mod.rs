@@ -50,15 +50,7 @@ pub struct Situation {
 /// The URL a client names for the registry API at `host:port`, as Go writes it: the port is
 /// kept unless it is 443 (Docker's registry URLs carry the port the image reference named).
 pub fn api_url(host: &str, port: u16) -> String {
-    if port == 443 {
-        if host.contains(':') {
-            format!("https://[{host}]/v2/")
-        } else {
-            format!("https://{host}/v2/")
-        }
-    } else {
-        format!("https://{}/v2/", crate::config::join_host_port(host, port))
-    }
+    format!("https://{}/v2/", crate::config::authority(host, port, 443))
 }
 
 fn url_of_target(target: &str) -> String {
@@ -199,7 +191,7 @@ pub fn client_symptom(
         FailureKind::ResponseHeadersTimeout => {
             expected("awaiting_headers", get("awaiting_headers", &[]))
         }
-        FailureKind::TlsServerSilent if ev.error.contains(crate::observe::CLIENT_GAVE_UP) => {
+        FailureKind::TlsServerSilent if ev.client_gave_up => {
             tunnel_line("tls_handshake_timeout", &[])
         }
         // regdoc's own deadline, or the server, ended the tunnel first: end of stream.
@@ -480,6 +472,7 @@ mod tests {
             http: None,
             upstream_proxy: None,
             elapsed_ms: 0,
+            client_gave_up: false,
         }
     }
 
@@ -529,10 +522,14 @@ mod tests {
     #[test]
     fn a_silent_server_the_client_gave_up_on_is_its_handshake_timeout() {
         let mut ev = event(REG, 5443, FailureKind::TlsServerSilent);
+        // The fact, not the words: a sentence that merely mentions giving up changes nothing.
         ev.error = format!(
             "server did not answer; {} after 10001 ms",
             crate::observe::CLIENT_GAVE_UP
         );
+        let s = client_symptom(&ev, None, &Situation::default()).unwrap();
+        assert!(s.text.ends_with("\": EOF"), "{}", s.text);
+        ev.client_gave_up = true;
         let s = client_symptom(&ev, None, &Situation::default()).unwrap();
         assert_eq!(s.basis, Basis::Known);
         assert_eq!(
