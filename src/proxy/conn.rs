@@ -308,7 +308,7 @@ async fn tunnel(
     };
     rec.mode = Mode::Tunnel;
     let server = est.stream;
-    let mut hello = b"HTTP/1.1 200 Connection established\r\n\r\n".to_vec();
+    let mut hello = super::reply::ESTABLISHED.to_vec();
     hello.extend_from_slice(&est.leftover);
     if let Err(_e) = client.write_all(&hello).await {
         rec.close_reason = Some(CloseReason::ClientClosed);

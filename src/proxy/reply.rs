@@ -16,6 +16,10 @@ use http::{Response, StatusCode};
 /// The header regdoc adds to every reply that is, or carries, a failure it judged.
 pub const CAUSE_HEADER: HeaderName = HeaderName::from_static("x-regdoc-cause");
 
+/// The answer to a CONNECT whose destination is reached: from here on the connection is the
+/// tunnel.
+pub const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+
 /// The challenge sent with a 407: Basic is the only scheme regdoc checks.
 const PROXY_CHALLENGE: &str = "Basic realm=\"regdoc\"";
 
@@ -125,6 +129,14 @@ impl Reply {
     pub fn closing(mut self, close: bool) -> Reply {
         self.close = close;
         self
+    }
+
+    /// How a `request` record names this reply.
+    pub fn answered(&self) -> crate::record::Answered {
+        crate::record::Answered::Regdoc {
+            status: self.status.as_u16(),
+            cause: self.cause.map(|c| c.id),
+        }
     }
 
     fn cause_header(&self) -> Option<HeaderValue> {
