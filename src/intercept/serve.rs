@@ -12,6 +12,7 @@
 //! the server's handshake fails, the client gets no certificate, only a TLS alert (or the end of
 //! the connection, as the server gave), and the failure record carries the diagnosis.
 
+use super::answer::Judge;
 use super::body::ReplyBody;
 use super::exchange::{self, BODY_CAP};
 use super::upstream_tls::UpstreamTlsError;
@@ -729,44 +730,18 @@ impl Conn {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
 
-        let body = if exchange::wants_body(&ex) {
-            let (frames, data, complete, error, rest) =
-                read_prefix(body, self.ctx.response_headers_timeout).await;
-            exchange::add_body(&mut ex, &redactor, &data, complete);
-            ReplyBody::replay(frames, error, rest)
-        } else {
-            ReplyBody::stream(body)
+        let judge = Judge {
+            failures: &self.ctx.failures,
+            target: &self.target,
+            mode: Mode::Intercept,
+            dns: self.ctx.dns.as_ref(),
+            tls: Some(&self.tls),
+            body_limit: self.ctx.response_headers_timeout,
+            since: self.started,
         };
-
-        // Judging also remembers a healthy exchange as context (REST success, redirects,
-        // issued tokens) for later failures of this client.
-        let findings = self.ctx.failures.diagnoser().judge_exchange(
-            self.ctx.client.ip(),
-            &self.ctx.host,
-            self.ctx.port,
-            &self.ctx.endpoint,
-            self.ctx.dns.as_ref(),
-            &ex,
-        );
-        let cause = findings.first().map(|f| f.cause.id);
-        self.record_request(&seen, &ex, Answered::Server { cause });
-        if !findings.is_empty() {
+        let (body, failed) = judge.answer((ex, &redactor), &seen, &mut parts, body).await;
+        if failed {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            let status = ex.status;
-            let error = exchange::server_answered(&ex, &findings);
-            let ev = failure_event(
-                &self.ctx,
-                Phase::Http,
-                FailureKind::HttpStatus { status },
-                error,
-                Some(self.tls.clone()),
-                Some(ex),
-                self.started,
-            );
-            self.ctx.failures.write(&ev, &findings, None, None);
-            if let Some(v) = reply::cause_of(&findings) {
-                parts.headers.insert(reply::CAUSE_HEADER, v);
-            }
         }
         Response::from_parts(parts, body)
     }

@@ -7,6 +7,7 @@ use super::reply::{self, Reply};
 use super::{Shared, TargetInfo};
 use crate::endpoint::classify;
 use crate::http::hop::{self, Leg};
+use crate::intercept::answer::Judge;
 use crate::net::dial::dial;
 use crate::observe::HttpExchange;
 use crate::observe::{FailureKind, Phase};
@@ -266,51 +267,28 @@ async fn observe(
     resp: Response<Incoming>,
     started: Instant,
 ) -> Response<Body> {
-    use crate::intercept::{body::ReplyBody, exchange};
     let (mut parts, body) = resp.into_parts();
-    exchange::add_response(
+    crate::intercept::exchange::add_response(
         &mut ex,
         redactor,
         parts.status.as_u16(),
         &parts.headers,
         std::time::SystemTime::now(),
     );
-    let body = if exchange::wants_body(&ex) {
-        let limit = st.shared.config.timeouts.response_headers;
-        let (frames, data, complete, error, rest) =
-            crate::intercept::serve::read_prefix(body, limit).await;
-        exchange::add_body(&mut ex, redactor, &data, complete);
-        ReplyBody::replay(frames, error, rest)
-    } else {
-        ReplyBody::stream(body)
-    };
     let dns = st.rec.lock().ok().and_then(|r| r.dns.clone());
-    let findings = st.shared.diagnoser.judge_exchange(
-        target.client.ip(),
-        &target.host,
-        target.port,
-        &target.endpoint,
-        dns.as_ref(),
-        &ex,
-    );
-    let cause = findings.first().map(|f| f.cause.id);
-    record_request(target, seen, &ex, Answered::Server { cause });
-    if !findings.is_empty() {
+    let judge = Judge {
+        failures: &st.shared.failures,
+        target,
+        mode: Mode::Forward,
+        dns: dns.as_ref(),
+        tls: None,
+        body_limit: st.shared.config.timeouts.response_headers,
+        since: started,
+    };
+    let (body, failed) = judge.answer((ex, redactor), seen, &mut parts, body).await;
+    if failed {
         if let Ok(mut rec) = st.rec.lock() {
             rec.failed = true;
-        }
-        let status = ex.status;
-        let error = exchange::server_answered(&ex, &findings);
-        let mut ev = target.event(
-            Phase::Http,
-            FailureKind::HttpStatus { status },
-            error,
-            started.elapsed(),
-        );
-        ev.http = Some(ex);
-        st.shared.write_failure(&ev, &findings, None);
-        if let Some(v) = reply::cause_of(&findings) {
-            parts.headers.insert(reply::CAUSE_HEADER, v);
         }
     }
     Response::from_parts(parts, body.boxed())
