@@ -195,6 +195,20 @@ impl Reply {
     }
 }
 
+/// [`Reply::to_bytes`] under the name and arguments `fuzz/fuzz_targets/proxy_head.rs` still
+/// calls (the fuzz targets are maintained apart); new code builds a [`Reply`]. `cause` is a
+/// catalog id; `extra_headers` (whole `Name: value\r\n` lines) end the head.
+pub fn raw_reply(status: u16, reason: &str, cause: Option<&str>, extra_headers: &str) -> Vec<u8> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let cause = cause.and_then(crate::diagnose::catalog::by_id);
+    let mut bytes = Reply::new(status, reason.to_string(), cause).to_bytes();
+    if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        let at = end + 2;
+        bytes.splice(at..at, extra_headers.bytes());
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +362,19 @@ mod tests {
             resp.headers()[header::PROXY_AUTHENTICATE],
             "Basic realm=\"regdoc\""
         );
+    }
+
+    #[test]
+    fn the_former_raw_renderer_is_the_reply() {
+        let r = policy_reply();
+        assert_eq!(
+            raw_reply(403, "regdoc proxy_policy: no", Some("proxy_policy"), ""),
+            r.to_bytes()
+        );
+        let raw = raw_reply(400, "regdoc: bad", None, "X-A: 1\r\n");
+        let text = String::from_utf8(raw).unwrap();
+        assert!(text.starts_with("HTTP/1.1 400 regdoc: bad\r\n"), "{text}");
+        assert!(text.ends_with("\r\nX-A: 1\r\n\r\nregdoc: bad\n"), "{text}");
     }
 
     #[test]
