@@ -215,23 +215,10 @@ mod tests {
     use crate::observe::Phase;
 
     fn ev(error: &str) -> FailureEvent {
-        FailureEvent {
-            conn_id: 1,
-            client: "127.0.0.1:1".parse().unwrap(),
-            target: "r.azurecr.io:443".into(),
-            host: "r.azurecr.io".into(),
-            port: 443,
-            endpoint: Default::default(),
-            phase: Phase::Dns,
-            kind: FailureKind::DnsNxDomain,
-            error: error.into(),
-            dns: None,
-            tls: None,
-            http: None,
-            upstream_proxy: None,
-            elapsed_ms: 0,
-            client_gave_up: false,
-        }
+        let kind = FailureKind::DnsNxDomain;
+        let mut ev = FailureEvent::sample("r.azurecr.io", 443, Phase::Dns, kind);
+        ev.error = error.into();
+        ev
     }
 
     #[test]
