@@ -423,6 +423,30 @@ pub struct HttpExchange {
 /// from the sentence.
 pub const CLIENT_GAVE_UP: &str = "the client gave up";
 
+#[cfg(test)]
+impl FailureEvent {
+    /// A failure of `kind` at `host:port` for tests, with no observation, sentence or time.
+    pub(crate) fn sample(host: &str, port: u16, phase: Phase, kind: FailureKind) -> FailureEvent {
+        FailureEvent {
+            conn_id: 1,
+            client: SocketAddr::from(([127, 0, 0, 1], 40000)),
+            target: crate::config::join_host_port(host, port),
+            host: host.into(),
+            port,
+            endpoint: Endpoint::default(),
+            phase,
+            kind,
+            error: String::new(),
+            dns: None,
+            tls: None,
+            http: None,
+            upstream_proxy: None,
+            elapsed_ms: 0,
+            client_gave_up: false,
+        }
+    }
+}
+
 /// A failure at the moment it happens: the input of the diagnosis.
 #[derive(Debug, Clone, Serialize)]
 pub struct FailureEvent {

@@ -360,17 +360,46 @@ pub fn request_record<'a>(
     }
 }
 
-/// Write the `request` record of `ex`, when `log.requests` asked for them: `path` (see
-/// [`crate::intercept::exchange::record_path`]) is taken only then, so `None` means off.
-pub fn emit_request(
-    origin: &RequestOrigin<'_>,
-    path: Option<&str>,
-    ex: &HttpExchange,
-    elapsed: std::time::Duration,
-    reply_status: Option<u16>,
-    cause: Option<&'static str>,
-) {
-    if let Some(path) = path {
+/// Who answered the request of a `request` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// The server's reply went on to the client; `cause` when it was judged a failure.
+    Server { cause: Option<&'static str> },
+    /// regdoc answered `status` itself: the server's answer never came or could not be used.
+    Regdoc {
+        status: u16,
+        cause: Option<&'static str>,
+    },
+}
+
+/// A request as its `request` record names it, taken when it reached regdoc, before it is
+/// sent on. Forwarding and interception both write their records through it.
+#[derive(Debug)]
+pub struct SeenRequest {
+    /// The path as the record shows it ([`crate::intercept::exchange::record_path`]); None
+    /// when `log.requests` is off, so that the default path builds nothing.
+    path: Option<String>,
+    received: std::time::Instant,
+}
+
+impl SeenRequest {
+    pub fn new(log_requests: bool, uri: &http::Uri) -> SeenRequest {
+        SeenRequest {
+            path: log_requests.then(|| crate::intercept::exchange::record_path(uri)),
+            received: std::time::Instant::now(),
+        }
+    }
+
+    /// Write the `request` record of `ex`, when `log.requests` asked for them.
+    pub fn emit(&self, origin: &RequestOrigin<'_>, ex: &HttpExchange, answered: Answered) {
+        let Some(path) = &self.path else {
+            return;
+        };
+        let (reply_status, cause) = match answered {
+            Answered::Server { cause } => (None, cause),
+            Answered::Regdoc { status, cause } => (Some(status), cause),
+        };
+        let elapsed = self.received.elapsed();
         let rec = request_record(origin, path, ex, elapsed, reply_status, cause);
         emit("request", &rec);
     }

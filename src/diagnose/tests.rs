@@ -83,22 +83,14 @@ fn phase_of(kind: &FailureKind) -> Phase {
 }
 
 fn event(host: &str, kind: FailureKind) -> FailureEvent {
+    let phase = phase_of(&kind);
     FailureEvent {
         conn_id: 7,
         client: SocketAddr::new(client(), 50_000),
-        target: format!("{host}:443"),
-        host: host.into(),
-        port: 443,
         endpoint: classify(host, &[]),
-        phase: phase_of(&kind),
-        kind,
         error: "failed".into(),
-        dns: None,
-        tls: None,
-        http: None,
-        upstream_proxy: None,
         elapsed_ms: 10_000,
-        client_gave_up: false,
+        ..FailureEvent::sample(host, 443, phase, kind)
     }
 }
 

@@ -9,8 +9,10 @@
 //! * [`mint`]: per-host leaves, cached;
 //! * [`upstream_tls`]: TLS to the real server, with certificate failures as observations;
 //! * [`exchange`]: an exchange into an [`HttpExchange`](crate::observe::HttpExchange);
+//! * [`answer`]: a server's answer judged and recorded (interception and forwarding alike);
 //! * [`serve`]: the engine; [`body`]: streamed reply bodies.
 
+pub mod answer;
 pub mod body;
 pub mod ca;
 pub mod coalesce;

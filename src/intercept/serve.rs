@@ -12,6 +12,7 @@
 //! the server's handshake fails, the client gets no certificate, only a TLS alert (or the end of
 //! the connection, as the server gave), and the failure record carries the diagnosis.
 
+use super::answer::Judge;
 use super::body::ReplyBody;
 use super::exchange::{self, BODY_CAP};
 use super::upstream_tls::UpstreamTlsError;
@@ -19,7 +20,7 @@ use super::{InterceptCtx, InterceptOutcome, Interceptor};
 use crate::http::hop::{self, Leg};
 use crate::observe::{EarlyClose, FailureEvent, FailureKind, HttpExchange, Phase, TlsObservation};
 use crate::proxy::reply::{self, Reply};
-use crate::record::{CloseReason, Mode};
+use crate::record::{Answered, CloseReason, Mode, SeenRequest};
 use crate::server::idle::Guarded;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -144,16 +145,10 @@ impl Sender {
     }
 }
 
-/// What a `request` record needs of a request once the request itself has been sent on.
-struct Seen {
-    /// The path as the record shows it; None when `log.requests` is off, so the default path
-    /// builds nothing.
-    path: Option<String>,
-    received: Instant,
-}
-
 struct Conn {
     ctx: InterceptCtx,
+    /// The tunnel's target, as records name it.
+    target: crate::proxy::TargetInfo,
     sender: Option<Sender>,
     /// Set when the server could not be used: every request gets this reply.
     refused: Option<Reply>,
@@ -384,6 +379,7 @@ impl Interceptor {
         };
         let failures_before = u64::from(refused.is_some());
         let conn = Arc::new(Conn {
+            target: ctx.target_info(),
             ctx,
             sender,
             refused,
@@ -650,18 +646,12 @@ fn version_name(v: rustls::ProtocolVersion) -> String {
 impl Conn {
     async fn handle(&self, req: Request<Incoming>) -> Response<ReplyBody> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let seen = Seen {
-            path: self
-                .ctx
-                .log_requests
-                .then(|| exchange::record_path(req.uri())),
-            received: Instant::now(),
-        };
+        let seen = SeenRequest::new(self.ctx.log_requests, req.uri());
         let (mut ex, mut redactor) = exchange::from_request(req.method(), req.uri(), req.headers());
         if let Some(r) = &self.refused {
             // No status came from the server (`http.status` stays 0): regdoc answers every
             // request itself, and recorded the failure once, when the server was refused.
-            self.record_own(&seen, &ex, r);
+            self.record_request(&seen, &ex, r.answered());
             return own_reply(r);
         }
         let Some(sender) = &self.sender else {
@@ -670,7 +660,7 @@ impl Conn {
                 reply::fallback_cause(),
                 "regdoc: no connection to the server\n".into(),
             );
-            self.record_own(&seen, &ex, &r);
+            self.record_request(&seen, &ex, r.answered());
             return own_reply(&r);
         };
         let (parts, body) = req.into_parts();
@@ -740,43 +730,18 @@ impl Conn {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
 
-        let body = if exchange::wants_body(&ex) {
-            let (frames, data, complete, error, rest) =
-                read_prefix(body, self.ctx.response_headers_timeout).await;
-            exchange::add_body(&mut ex, &redactor, &data, complete);
-            ReplyBody::replay(frames, error, rest)
-        } else {
-            ReplyBody::stream(body)
+        let judge = Judge {
+            failures: &self.ctx.failures,
+            target: &self.target,
+            mode: Mode::Intercept,
+            dns: self.ctx.dns.as_ref(),
+            tls: Some(&self.tls),
+            body_limit: self.ctx.response_headers_timeout,
+            since: self.started,
         };
-
-        // Judging also remembers a healthy exchange as context (REST success, redirects,
-        // issued tokens) for later failures of this client.
-        let findings = self.ctx.failures.diagnoser().judge_exchange(
-            self.ctx.client.ip(),
-            &self.ctx.host,
-            self.ctx.port,
-            &self.ctx.endpoint,
-            self.ctx.dns.as_ref(),
-            &ex,
-        );
-        self.record_request(&seen, &ex, None, findings.first().map(|f| f.cause.id));
-        if !findings.is_empty() {
+        let (body, failed) = judge.answer((ex, &redactor), &seen, &mut parts, body).await;
+        if failed {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            let status = ex.status;
-            let error = exchange::server_answered(&ex, &findings);
-            let ev = failure_event(
-                &self.ctx,
-                Phase::Http,
-                FailureKind::HttpStatus { status },
-                error,
-                Some(self.tls.clone()),
-                Some(ex),
-                self.started,
-            );
-            self.ctx.failures.write(&ev, &findings, None, None);
-            if let Some(v) = reply::cause_of(&findings) {
-                parts.headers.insert(reply::CAUSE_HEADER, v);
-            }
         }
         Response::from_parts(parts, body)
     }
@@ -785,7 +750,7 @@ impl Conn {
     fn fail_own(
         &self,
         mut ex: HttpExchange,
-        seen: &Seen,
+        seen: &SeenRequest,
         kind: FailureKind,
         status: StatusCode,
         error: String,
@@ -831,41 +796,15 @@ impl Conn {
         if let Some(ex) = &ev.http {
             // The record names the cause the findings gave, not the header's fallback.
             let cause = findings.first().map(|f| f.cause.id);
-            self.record_request(seen, ex, Some(status.as_u16()), cause);
+            let status = status.as_u16();
+            self.record_request(seen, ex, Answered::Regdoc { status, cause });
         }
         own_reply(&r)
     }
 
-    /// Write the `request` record of an exchange regdoc answered with `r` itself.
-    fn record_own(&self, seen: &Seen, ex: &HttpExchange, r: &Reply) {
-        self.record_request(seen, ex, Some(r.status.as_u16()), r.cause.map(|c| c.id));
-    }
-
     /// Write the `request` record of one exchange, when `log.requests` asked for them.
-    /// `reply_status` is regdoc's own answer, when the server's never came.
-    fn record_request(
-        &self,
-        seen: &Seen,
-        ex: &HttpExchange,
-        reply_status: Option<u16>,
-        cause: Option<&'static str>,
-    ) {
-        let origin = crate::record::RequestOrigin {
-            conn_id: self.ctx.conn_id,
-            client: self.ctx.client,
-            mode: Mode::Intercept,
-            host: &self.ctx.host,
-            port: self.ctx.port,
-            endpoint: &self.ctx.endpoint,
-        };
-        crate::record::emit_request(
-            &origin,
-            seen.path.as_deref(),
-            ex,
-            seen.received.elapsed(),
-            reply_status,
-            cause,
-        );
+    fn record_request(&self, seen: &SeenRequest, ex: &HttpExchange, answered: Answered) {
+        seen.emit(&self.target.request_origin(Mode::Intercept), ex, answered);
     }
 
     /// Rewrite the request for the upstream protocol: origin form plus Host for HTTP/1.1,

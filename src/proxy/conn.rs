@@ -52,14 +52,7 @@ pub async fn serve(
         );
         let r = refuse(&shared, &ev);
         write_refusal(&mut stream, &r).await;
-        finish(
-            &shared,
-            rec,
-            started,
-            Some(CloseReason::Refused),
-            true,
-            Some(r.logged),
-        );
+        finish_refused(&shared, rec, started, CloseReason::Refused, &r);
         return;
     }
 
@@ -88,14 +81,7 @@ pub async fn serve(
             if !matches!(e, HeadError::Io(_)) {
                 write_refusal(&mut stream, &r).await;
             }
-            finish(
-                &shared,
-                rec,
-                started,
-                Some(CloseReason::BadRequest),
-                true,
-                Some(r.logged),
-            );
+            finish_refused(&shared, rec, started, CloseReason::BadRequest, &r);
             return;
         }
     };
@@ -115,14 +101,7 @@ pub async fn serve(
             );
             let r = refuse(&shared, &ev);
             write_refusal(&mut stream, &r).await;
-            finish(
-                &shared,
-                rec,
-                started,
-                Some(CloseReason::BadRequest),
-                true,
-                Some(r.logged),
-            );
+            finish_refused(&shared, rec, started, CloseReason::BadRequest, &r);
             return;
         };
         target.host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -137,14 +116,7 @@ pub async fn serve(
             started,
         ) {
             write_refusal(&mut stream, &r).await;
-            finish(
-                &shared,
-                rec,
-                started,
-                Some(CloseReason::Refused),
-                true,
-                Some(r.logged),
-            );
+            finish_refused(&shared, rec, started, CloseReason::Refused, &r);
             return;
         }
         // Only the bytes after the head go on; the rest of the head (its buffer, headers) is
@@ -155,7 +127,7 @@ pub async fn serve(
         };
         let refusal = tunnel(&shared, stream, rest, &mut target, &mut rec, shutdown).await;
         let failed = rec.failed;
-        finish(&shared, rec, started, None, failed, refusal);
+        finish(&shared, rec, started, CloseReason::Done, failed, refusal);
     } else {
         let stream = Prefixed::new(head.raw.clone(), stream);
         Box::pin(super::forward::serve(
@@ -167,7 +139,7 @@ pub async fn serve(
         ))
         .await;
         let failed = rec.failed;
-        finish(&shared, rec, started, None, failed, None);
+        finish(&shared, rec, started, CloseReason::Done, failed, None);
     }
 }
 
@@ -308,7 +280,7 @@ async fn tunnel(
     };
     rec.mode = Mode::Tunnel;
     let server = est.stream;
-    let mut hello = b"HTTP/1.1 200 Connection established\r\n\r\n".to_vec();
+    let mut hello = super::reply::ESTABLISHED.to_vec();
     hello.extend_from_slice(&est.leftover);
     if let Err(_e) = client.write_all(&hello).await {
         rec.close_reason = Some(CloseReason::ClientClosed);
@@ -410,18 +382,27 @@ fn finish(
     shared: &Shared,
     mut rec: ConnectionRecord,
     started: Instant,
-    reason: Option<CloseReason>,
+    reason: CloseReason,
     failed: bool,
     refusal: Option<Logged>,
 ) {
     rec.duration_ms = crate::record::millis(started.elapsed());
-    // What ended the connection first wins; `reason` is the caller's, else it was done.
-    if rec.close_reason.is_none() {
-        rec.close_reason = Some(reason.unwrap_or_default());
-    }
+    // What ended the connection first wins; `reason` only when nothing set one.
+    rec.close_reason.get_or_insert(reason);
     rec.failed = failed;
     rec.timestamp = timestamp(SystemTime::now());
     shared.failures.connection(&rec, refusal);
+}
+
+/// [`finish`] for a connection refused with `r` before reaching any upstream.
+fn finish_refused(
+    shared: &Shared,
+    rec: ConnectionRecord,
+    started: Instant,
+    reason: CloseReason,
+    r: &Refusal,
+) {
+    finish(shared, rec, started, reason, true, Some(r.logged));
 }
 
 pub(crate) async fn write_refusal<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, r: &Refusal) {

@@ -7,9 +7,11 @@ use super::reply::{self, Reply};
 use super::{Shared, TargetInfo};
 use crate::endpoint::classify;
 use crate::http::hop::{self, Leg};
+use crate::intercept::answer::Judge;
 use crate::net::dial::dial;
+use crate::observe::HttpExchange;
 use crate::observe::{FailureKind, Phase};
-use crate::record::{CloseReason, ConnectionRecord, Mode};
+use crate::record::{Answered, CloseReason, ConnectionRecord, Mode, SeenRequest};
 use crate::server::idle::Guarded;
 use bytes::Bytes;
 use http::header::{HeaderValue, HOST};
@@ -142,6 +144,8 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
 /// Forward one request. A refusal has already been diagnosed and logged.
 async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
     let started = Instant::now();
+    // The record's path is taken before the request goes on; its time runs from now.
+    let seen = SeenRequest::new(st.shared.config.log.requests, req.uri());
     let uri = req.uri().clone();
     let Some((host, port)) = origin_of(&uri) else {
         let mut t = st.base.clone();
@@ -191,14 +195,6 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
     // What the exchange shows (credentials described, never kept), for the diagnosis.
     let (mut ex, redactor) =
         crate::intercept::exchange::from_request(req.method(), req.uri(), req.headers());
-    // The path a `request` record shows, taken before the request goes on; nothing is built
-    // when `log.requests` is off.
-    let path = st
-        .shared
-        .config
-        .log
-        .requests
-        .then(|| crate::intercept::exchange::record_path(req.uri()));
     let req = prepare_request(req, up.via_proxy);
     let timeout = st.shared.config.timeouts.response_headers;
     let t0 = Instant::now();
@@ -212,7 +208,7 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
             hop::strip(resp.headers_mut(), Leg::Proxy);
             drop(guard);
             ex.headers_ms = Some(t0.elapsed().as_millis() as u64);
-            Ok(observe(st, &target, (ex, &redactor), path.as_deref(), resp, started).await)
+            Ok(observe(st, &target, (ex, &redactor), &seen, resp, started).await)
         }
         Ok(Err(e)) => {
             *guard = None;
@@ -232,7 +228,7 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
             ev.http = Some(ex);
             let r = refuse(&st.shared, &ev);
             if let Some(ex) = &ev.http {
-                record_request(&target, path.as_deref(), started, ex, &r.reply);
+                record_request(&target, &seen, ex, r.reply.answered());
             }
             Err(r)
         }
@@ -249,51 +245,15 @@ async fn exchange(st: &State, req: Request<Incoming>) -> Result<Response<Body>, 
                 started.elapsed(),
             );
             let r = refuse(&st.shared, &ev);
-            record_request(&target, path.as_deref(), started, &ex, &r.reply);
+            record_request(&target, &seen, &ex, r.reply.answered());
             Err(r)
         }
     }
 }
 
-/// Write the `request` record of one forwarded exchange that regdoc answered itself, the
-/// server's answer never having come.
-fn record_request(
-    target: &TargetInfo,
-    path: Option<&str>,
-    started: Instant,
-    ex: &crate::observe::HttpExchange,
-    reply: &Reply,
-) {
-    let cause = reply.cause.map(|c| c.id);
-    record_request_as(
-        target,
-        path,
-        started,
-        ex,
-        Some(reply.status.as_u16()),
-        cause,
-    );
-}
-
-/// Write the `request` record of one forwarded exchange; `path` is None when `log.requests` is
-/// off. `reply_status` is regdoc's own answer, when the server's never came.
-fn record_request_as(
-    target: &TargetInfo,
-    path: Option<&str>,
-    started: Instant,
-    ex: &crate::observe::HttpExchange,
-    reply_status: Option<u16>,
-    cause: Option<&'static str>,
-) {
-    let origin = crate::record::RequestOrigin {
-        conn_id: target.conn_id,
-        client: target.client,
-        mode: Mode::Forward,
-        host: &target.host,
-        port: target.port,
-        endpoint: &target.endpoint,
-    };
-    crate::record::emit_request(&origin, path, ex, started.elapsed(), reply_status, cause);
+/// Write the `request` record of one forwarded exchange.
+fn record_request(target: &TargetInfo, seen: &SeenRequest, ex: &HttpExchange, answered: Answered) {
+    seen.emit(&target.request_origin(Mode::Forward), ex, answered);
 }
 
 /// Judge a forwarded exchange like an intercepted one: a registry served over plain HTTP shows
@@ -303,61 +263,32 @@ async fn observe(
     st: &State,
     target: &TargetInfo,
     (mut ex, redactor): (crate::observe::HttpExchange, &crate::redact::Redactor),
-    path: Option<&str>,
+    seen: &SeenRequest,
     resp: Response<Incoming>,
     started: Instant,
 ) -> Response<Body> {
-    use crate::intercept::{body::ReplyBody, exchange};
     let (mut parts, body) = resp.into_parts();
-    exchange::add_response(
+    crate::intercept::exchange::add_response(
         &mut ex,
         redactor,
         parts.status.as_u16(),
         &parts.headers,
         std::time::SystemTime::now(),
     );
-    let body = if exchange::wants_body(&ex) {
-        let limit = st.shared.config.timeouts.response_headers;
-        let (frames, data, complete, error, rest) =
-            crate::intercept::serve::read_prefix(body, limit).await;
-        exchange::add_body(&mut ex, redactor, &data, complete);
-        ReplyBody::replay(frames, error, rest)
-    } else {
-        ReplyBody::stream(body)
-    };
     let dns = st.rec.lock().ok().and_then(|r| r.dns.clone());
-    let findings = st.shared.diagnoser.judge_exchange(
-        target.client.ip(),
-        &target.host,
-        target.port,
-        &target.endpoint,
-        dns.as_ref(),
-        &ex,
-    );
-    record_request_as(
+    let judge = Judge {
+        failures: &st.shared.failures,
         target,
-        path,
-        started,
-        &ex,
-        None,
-        findings.first().map(|f| f.cause.id),
-    );
-    if !findings.is_empty() {
+        mode: Mode::Forward,
+        dns: dns.as_ref(),
+        tls: None,
+        body_limit: st.shared.config.timeouts.response_headers,
+        since: started,
+    };
+    let (body, failed) = judge.answer((ex, redactor), seen, &mut parts, body).await;
+    if failed {
         if let Ok(mut rec) = st.rec.lock() {
             rec.failed = true;
-        }
-        let status = ex.status;
-        let error = exchange::server_answered(&ex, &findings);
-        let mut ev = target.event(
-            Phase::Http,
-            FailureKind::HttpStatus { status },
-            error,
-            started.elapsed(),
-        );
-        ev.http = Some(ex);
-        st.shared.write_failure(&ev, &findings, None);
-        if let Some(v) = reply::cause_of(&findings) {
-            parts.headers.insert(reply::CAUSE_HEADER, v);
         }
     }
     Response::from_parts(parts, body.boxed())

@@ -215,6 +215,18 @@ impl TargetInfo {
         crate::config::join_host_port(&self.host, self.port)
     }
 
+    /// Where a `request` record of this target's exchanges happened.
+    pub fn request_origin(&self, mode: crate::record::Mode) -> crate::record::RequestOrigin<'_> {
+        crate::record::RequestOrigin {
+            conn_id: self.conn_id,
+            client: self.client,
+            mode,
+            host: &self.host,
+            port: self.port,
+            endpoint: &self.endpoint,
+        }
+    }
+
     pub fn event(
         &self,
         phase: Phase,

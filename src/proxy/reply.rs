@@ -16,6 +16,10 @@ use http::{Response, StatusCode};
 /// The header regdoc adds to every reply that is, or carries, a failure it judged.
 pub const CAUSE_HEADER: HeaderName = HeaderName::from_static("x-regdoc-cause");
 
+/// The answer to a CONNECT whose destination is reached: from here on the connection is the
+/// tunnel.
+pub const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+
 /// The challenge sent with a 407: Basic is the only scheme regdoc checks.
 const PROXY_CHALLENGE: &str = "Basic realm=\"regdoc\"";
 
@@ -127,6 +131,14 @@ impl Reply {
         self
     }
 
+    /// How a `request` record names this reply.
+    pub fn answered(&self) -> crate::record::Answered {
+        crate::record::Answered::Regdoc {
+            status: self.status.as_u16(),
+            cause: self.cause.map(|c| c.id),
+        }
+    }
+
     fn cause_header(&self) -> Option<HeaderValue> {
         self.cause.map(|c| cause_value(c.id, c.short))
     }
@@ -183,29 +195,30 @@ impl Reply {
     }
 }
 
+/// [`Reply::to_bytes`] under the name and arguments `fuzz/fuzz_targets/proxy_head.rs` still
+/// calls (the fuzz targets are maintained apart); new code builds a [`Reply`]. `cause` is a
+/// catalog id; `extra_headers` (whole `Name: value\r\n` lines) end the head.
+pub fn raw_reply(status: u16, reason: &str, cause: Option<&str>, extra_headers: &str) -> Vec<u8> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let cause = cause.and_then(crate::diagnose::catalog::by_id);
+    let mut bytes = Reply::new(status, reason.to_string(), cause).to_bytes();
+    if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        let at = end + 2;
+        bytes.splice(at..at, extra_headers.bytes());
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::observe::Phase;
 
     fn ev(error: &str) -> FailureEvent {
-        FailureEvent {
-            conn_id: 1,
-            client: "127.0.0.1:1".parse().unwrap(),
-            target: "r.azurecr.io:443".into(),
-            host: "r.azurecr.io".into(),
-            port: 443,
-            endpoint: Default::default(),
-            phase: Phase::Dns,
-            kind: FailureKind::DnsNxDomain,
-            error: error.into(),
-            dns: None,
-            tls: None,
-            http: None,
-            upstream_proxy: None,
-            elapsed_ms: 0,
-            client_gave_up: false,
-        }
+        let kind = FailureKind::DnsNxDomain;
+        let mut ev = FailureEvent::sample("r.azurecr.io", 443, Phase::Dns, kind);
+        ev.error = error.into();
+        ev
     }
 
     #[test]
@@ -336,6 +349,19 @@ mod tests {
             resp.headers()[header::PROXY_AUTHENTICATE],
             "Basic realm=\"regdoc\""
         );
+    }
+
+    #[test]
+    fn the_former_raw_renderer_is_the_reply() {
+        let r = policy_reply();
+        assert_eq!(
+            raw_reply(403, "regdoc proxy_policy: no", Some("proxy_policy"), ""),
+            r.to_bytes()
+        );
+        let raw = raw_reply(400, "regdoc: bad", None, "X-A: 1\r\n");
+        let text = String::from_utf8(raw).unwrap();
+        assert!(text.starts_with("HTTP/1.1 400 regdoc: bad\r\n"), "{text}");
+        assert!(text.ends_with("\r\nX-A: 1\r\n\r\nregdoc: bad\n"), "{text}");
     }
 
     #[test]

@@ -224,21 +224,10 @@ mod tests {
 
     fn event(client: &str, target: &str) -> FailureEvent {
         FailureEvent {
-            conn_id: 1,
             client: client.parse().unwrap(),
             target: target.into(),
-            host: String::new(),
-            port: 0,
-            endpoint: Default::default(),
-            phase: Phase::Request,
-            kind: FailureKind::MalformedRequest,
             error: "request head is not a valid proxy request".into(),
-            dns: None,
-            tls: None,
-            http: None,
-            upstream_proxy: None,
-            elapsed_ms: 0,
-            client_gave_up: false,
+            ..FailureEvent::sample("", 0, Phase::Request, FailureKind::MalformedRequest)
         }
     }
 

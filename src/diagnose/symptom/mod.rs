@@ -458,21 +458,8 @@ mod tests {
 
     fn event(host: &str, port: u16, kind: FailureKind) -> FailureEvent {
         FailureEvent {
-            conn_id: 1,
-            client: "127.0.0.1:40000".parse().unwrap(),
-            target: crate::config::join_host_port(host, port),
-            host: host.into(),
-            port,
             endpoint: classify(host, &[]),
-            phase: Phase::Tls,
-            kind,
-            error: String::new(),
-            dns: None,
-            tls: None,
-            http: None,
-            upstream_proxy: None,
-            elapsed_ms: 0,
-            client_gave_up: false,
+            ..FailureEvent::sample(host, port, Phase::Tls, kind)
         }
     }
 
