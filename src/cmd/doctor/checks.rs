@@ -21,6 +21,9 @@ pub struct Facts {
     pub daemon_json: DaemonJson,
     pub dockerd: Option<Dockerd>,
     pub settings: Effective,
+    /// What the daemon will use at its next start (daemon.json, then the drop-ins), when that
+    /// was told apart from the running process's environment.
+    pub next_start: Option<Effective>,
     /// Proxy setting files with their mtimes (drop-ins, environment files, daemon.json).
     pub setting_files: Vec<(PathBuf, SystemTime)>,
     /// None when interception is off; else each intercepted host's trust, or why regdoc's CA
@@ -102,25 +105,61 @@ pub struct Expect<'a> {
 
 pub fn run(f: &Facts, want: &Expect<'_>) -> Vec<Finding> {
     let mut out = vec![daemon(f), environ(f), daemon_json(f)];
-    out.push(proxy(
-        &f.root,
-        "https_proxy",
-        "HTTPS_PROXY",
-        f.settings.https.as_ref(),
-        want,
-        true,
-    ));
-    out.push(proxy(
-        &f.root,
-        "http_proxy",
-        "HTTP_PROXY",
-        f.settings.http.as_ref(),
-        want,
-        false,
-    ));
-    out.push(no_proxy(&f.root, f.settings.no_proxy.as_ref(), want));
+    out.extend(settings(&f.root, "", &f.settings, None, want));
+    // The drop-ins apply at the next start: where they differ from what runs now, judge them
+    // too, or a restart would bring a broken setting in silently.
+    if let Some(next) = &f.next_start {
+        out.extend(settings(
+            &f.root,
+            " (next start)",
+            next,
+            Some(&f.settings),
+            want,
+        ));
+    }
     out.push(restart(f));
     out.extend(certs(f));
+    out
+}
+
+/// The three variables of `e`; with `now`, only those whose value differs from it.
+fn settings(
+    root: &Path,
+    suffix: &str,
+    e: &Effective,
+    now: Option<&Effective>,
+    want: &Expect<'_>,
+) -> Vec<Finding> {
+    let differs = |a: Option<&Value>, b: fn(&Effective) -> Option<&Value>| {
+        now.is_none_or(|n| a.map(|v| &v.value) != b(n).map(|v| &v.value))
+    };
+    let mut out = Vec::new();
+    if differs(e.https.as_ref(), |n| n.https.as_ref()) {
+        let check = format!("https_proxy{suffix}");
+        out.push(proxy(
+            root,
+            &check,
+            "HTTPS_PROXY",
+            e.https.as_ref(),
+            want,
+            true,
+        ));
+    }
+    if differs(e.http.as_ref(), |n| n.http.as_ref()) {
+        let check = format!("http_proxy{suffix}");
+        out.push(proxy(
+            root,
+            &check,
+            "HTTP_PROXY",
+            e.http.as_ref(),
+            want,
+            false,
+        ));
+    }
+    if differs(e.no_proxy.as_ref(), |n| n.no_proxy.as_ref()) {
+        let check = format!("no_proxy{suffix}");
+        out.push(no_proxy(root, &check, e.no_proxy.as_ref(), want));
+    }
     out
 }
 
@@ -317,9 +356,9 @@ fn must_proxy(registries: &[String]) -> Vec<(String, String)> {
     v
 }
 
-fn no_proxy(root: &Path, v: Option<&Value>, want: &Expect<'_>) -> Finding {
+fn no_proxy(root: &Path, check: &str, v: Option<&Value>, want: &Expect<'_>) -> Finding {
     let Some(v) = v else {
-        return Finding::ok("no_proxy", "NO_PROXY not set".into());
+        return Finding::ok(check, "NO_PROXY not set".into());
     };
     let rules = NoProxy::parse(&v.value);
     let hits: Vec<String> = must_proxy(want.registries)
@@ -331,10 +370,10 @@ fn no_proxy(root: &Path, v: Option<&Value>, want: &Expect<'_>) -> Finding {
         })
         .collect();
     if hits.is_empty() {
-        return Finding::ok("no_proxy", shown(v, root));
+        return Finding::ok(check, shown(v, root));
     }
     Finding::problem(
-        "no_proxy",
+        check,
         &catalog::NO_PROXY_BYPASS,
         format!(
             "{}: sends around regdoc {}",

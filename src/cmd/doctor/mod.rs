@@ -121,6 +121,7 @@ pub fn gather(root: &Path, cfg: &Config) -> Facts {
         .as_ref()
         .and_then(|d| d.environ.as_ref().ok().map(|env| (d.pid, env)));
     let settings = settings::effective(json, process, &dropins);
+    let next_start = process.map(|_| settings::effective(json, None, &dropins));
     let mut files: Vec<PathBuf> = dropins.files.clone();
     if let DaemonJson::Read { path, .. } | DaemonJson::Invalid { path, .. } = &daemon_json {
         files.push(path.clone());
@@ -148,6 +149,7 @@ pub fn gather(root: &Path, cfg: &Config) -> Facts {
         daemon_json,
         dockerd,
         settings,
+        next_start,
         setting_files,
         certs,
     }

@@ -318,8 +318,47 @@ fn bad_config_is_an_error() {
 }
 
 #[test]
+fn a_broken_dropin_not_yet_applied_is_judged_for_the_next_start() {
+    let fx = Fixture::new();
+    let bad =
+        "[Service]\nEnvironment=\"HTTPS_PROXY=https://127.0.0.1:3128\" \"NO_PROXY=localhost\"\n";
+    fx.file(DROPIN, bad, Duration::from_secs(60));
+    fx.dockerd(
+        812,
+        &["HTTPS_PROXY=http://127.0.0.1:3128", "NO_PROXY=localhost"],
+        HOUR,
+    );
+    let (f, code) = fx.run(&fx.config(CONFIG));
+    assert_eq!(
+        problems(&f),
+        vec![
+            ("https_proxy (next start)".into(), "proxy_scheme_mismatch"),
+            ("restart".into(), "docker_config")
+        ],
+        "{}",
+        render::table(&f)
+    );
+    assert_eq!(code, 1);
+}
+
+#[test]
 fn print_tables_for_the_readme() {
     // `cargo test --lib doctor::tests::print_tables -- --nocapture` shows them.
     let (fx, cfg) = healthy();
+    println!("{}", render::table(&fx.run(&cfg).0));
+
+    let fx = Fixture::new();
+    let bad = "[Service]\nEnvironment=\"HTTPS_PROXY=https://127.0.0.1:3128\" \"NO_PROXY=localhost,.azurecr.io\"\n";
+    fx.file(DROPIN, bad, Duration::from_secs(60));
+    fx.dockerd(812, &["HTTPS_PROXY=http://127.0.0.1:3128"], HOUR);
+    println!("{}", render::table(&fx.run(&fx.config(CONFIG)).0));
+
+    let fx = Fixture::new();
+    fx.file(DROPIN, GOOD_DROPIN, 2 * HOUR);
+    fx.dockerd(812, GOOD_ENV, HOUR);
+    let (_, cfg) = intercepting(&fx);
+    let environ = fx.root().join("proc/812/environ");
+    std::fs::remove_file(&environ).unwrap();
+    std::fs::create_dir(&environ).unwrap();
     println!("{}", render::table(&fx.run(&cfg).0));
 }
