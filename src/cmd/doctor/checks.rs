@@ -6,6 +6,7 @@ use super::goproxy::{redact_url, NoProxy, ProxyUrl};
 use super::proc::Dockerd;
 use super::settings::{host_path, Effective, Value};
 use super::systemd::DropIns;
+use super::traffic::LastConnection;
 use crate::diagnose::catalog::{self, Cause};
 use serde::Serialize;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -17,6 +18,8 @@ use std::time::SystemTime;
 pub struct Facts {
     /// The `--root` everything was read under.
     pub root: PathBuf,
+    /// The last connection in regdoc's log file; None when it logs to standard output.
+    pub traffic: Option<Result<Option<LastConnection>, String>>,
     pub dropins: DropIns,
     pub daemon_json: DaemonJson,
     pub dockerd: Option<Dockerd>,
@@ -119,7 +122,24 @@ pub fn run(f: &Facts, want: &Expect<'_>) -> Vec<Finding> {
     }
     out.push(restart(f));
     out.extend(certs(f));
+    out.push(traffic(f));
     out
+}
+
+/// Informational: no traffic may only mean no pull since regdoc started, so never a problem.
+fn traffic(f: &Facts) -> Finding {
+    match &f.traffic {
+        None => Finding::skipped("traffic", "regdoc logs to standard output ([log] file unset)".into()),
+        Some(Err(e)) => Finding::skipped("traffic", format!("cannot read regdoc's log: {e}")),
+        Some(Ok(None)) => Finding::skipped(
+            "traffic",
+            "no connection record in regdoc's log yet: a pull that fails without one never reached regdoc".into(),
+        ),
+        Some(Ok(Some(last))) => Finding::ok(
+            "traffic",
+            format!("last connection {} from {}", last.timestamp, last.client),
+        ),
+    }
 }
 
 /// The three variables of `e`; with `now`, only those whose value differs from it.

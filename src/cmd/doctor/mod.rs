@@ -13,6 +13,7 @@ pub mod proc;
 mod render;
 pub mod settings;
 pub mod systemd;
+pub mod traffic;
 
 use crate::config::{Config, ConfigError};
 use checks::{Expect, Facts, Finding, Outcome};
@@ -143,8 +144,13 @@ pub fn gather(root: &Path, cfg: &Config) -> Facts {
             })
             .collect())
     });
+    let traffic =
+        cfg.log.file.as_ref().map(|log| {
+            traffic::last_connection(log).map_err(|e| format!("{}: {e}", log.display()))
+        });
     Facts {
         root: root.to_path_buf(),
+        traffic,
         dropins,
         daemon_json,
         dockerd,

@@ -125,6 +125,22 @@ fn healthy_setup_exits_0() {
     assert!(row(&f, "https_proxy").detail.contains("dockerd pid 812"));
     assert_eq!(row(&f, "http_proxy").result, Outcome::Skipped);
     assert_eq!(row(&f, "certs.d").result, Outcome::Skipped);
+    assert_eq!(row(&f, "traffic").result, Outcome::Skipped);
+
+    // With a log file holding a connection record: when regdoc last saw a client.
+    let log = fx.file(
+        "var/log/regdoc.log",
+        "{\"timestamp\":\"2026-12-02T10:05:00.000Z\",\"event\":\"connection\",\"client\":\"127.0.0.1:40002\"}\n",
+        HOUR,
+    );
+    let cfg = fx.config(&format!("{CONFIG}\n[log]\nfile = {log:?}\n"));
+    let (f, code) = fx.run(&cfg);
+    assert_eq!(code, 0, "{}", render::table(&f));
+    let t = row(&f, "traffic");
+    assert_eq!(t.result, Outcome::Ok);
+    assert!(t
+        .detail
+        .contains("2026-12-02T10:05:00.000Z from 127.0.0.1:40002"));
 }
 
 #[test]
