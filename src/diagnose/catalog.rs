@@ -244,7 +244,9 @@ pub static NO_PROXY_BYPASS: Cause = Cause {
         "`regdoc doctor docker` names the entry that covers each registry host.",
         "regdoc's log has no connection record for the failing pull.",
     ],
-    observable: true,
+    // The traffic goes around regdoc, so no rule can see it; `regdoc doctor docker` reads it
+    // from the daemon's settings instead.
+    observable: false,
     source: Source::Beyond,
 };
 
@@ -723,7 +725,7 @@ mod tests {
     fn no_proxy_bypass_is_a_daemon_setting_cause() {
         let c = by_id("no_proxy_bypass").unwrap();
         assert_eq!(c.source, Source::Beyond);
-        assert!(c.observable);
+        assert!(!c.observable);
         assert!(c
             .remedy
             .iter()
@@ -732,12 +734,12 @@ mod tests {
     }
 
     #[test]
-    fn only_service_access_is_unobservable() {
+    fn only_service_access_and_no_proxy_bypass_are_unobservable() {
         let hidden: Vec<_> = CAUSES
             .iter()
             .filter(|c| !c.observable)
             .map(|c| c.id)
             .collect();
-        assert_eq!(hidden, vec!["azure_service_access"]);
+        assert_eq!(hidden, vec!["azure_service_access", "no_proxy_bypass"]);
     }
 }
