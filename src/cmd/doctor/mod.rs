@@ -114,15 +114,19 @@ pub fn gather(root: &Path, cfg: &Config) -> Facts {
     let dropins = systemd::read(root);
     let daemon_json = daemon_json::read(root);
     let dockerd = proc::find(root);
-    let json = match &daemon_json {
-        DaemonJson::Read { path, proxies } => Some((path, proxies)),
-        _ => None,
-    };
+    let mut overrides = Vec::new();
+    if let Some(d) = &dockerd {
+        overrides.push((settings::Origin::Flag(d.pid), &d.flags));
+    }
+    if let DaemonJson::Read { path, proxies } = &daemon_json {
+        overrides.push((settings::Origin::DaemonJson(path.clone()), proxies));
+    }
     let process = dockerd
         .as_ref()
         .and_then(|d| d.environ.as_ref().ok().map(|env| (d.pid, env)));
-    let settings = settings::effective(json, process, &dropins);
-    let next_start = process.map(|_| settings::effective(json, None, &dropins));
+    let settings = settings::effective(&overrides, process, &dropins);
+    // What a restart brings: the same flags and daemon.json, the drop-ins' environment.
+    let next_start = process.map(|_| settings::effective(&overrides, None, &dropins));
     let mut files: Vec<PathBuf> = dropins.files.clone();
     if let DaemonJson::Read { path, .. } | DaemonJson::Invalid { path, .. } = &daemon_json {
         files.push(path.clone());

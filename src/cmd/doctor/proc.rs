@@ -1,5 +1,6 @@
 //! The running `dockerd` as `/proc` shows it: its pid, its environment and when it started.
 
+use super::daemon_json::Proxies;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -14,6 +15,8 @@ pub struct Dockerd {
     pub environ: Result<BTreeMap<String, String>, String>,
     /// When it started, if `/proc` says.
     pub started: Option<SystemTime>,
+    /// Its `--http-proxy`, `--https-proxy`, `--no-proxy` flags (Engine 23+).
+    pub flags: Proxies,
 }
 
 /// Find the `dockerd` process under `root/proc`; None when none runs.
@@ -45,6 +48,9 @@ pub fn find(root: &Path) -> Option<Dockerd> {
         others: pids,
         environ: environ(&dir.join("environ"), &format!("/proc/{pid}/environ")),
         started: started(root, &dir),
+        flags: std::fs::read(dir.join("cmdline"))
+            .map(|c| proxy_flags(&c))
+            .unwrap_or_default(),
     })
 }
 
@@ -65,6 +71,43 @@ fn environ(path: &PathBuf, shown: &str) -> Result<BTreeMap<String, String>, Stri
             Some((k.to_string(), v.to_string()))
         })
         .collect())
+}
+
+/// The proxy flags of a NUL-separated command line, `--flag=value` or `--flag value`.
+fn proxy_flags(cmdline: &[u8]) -> Proxies {
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let mut p = Proxies::default();
+    let mut i = 0;
+    while i < args.len() {
+        let (flag, inline) = match args[i].split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (args[i].as_str(), None),
+        };
+        let slot = match flag {
+            "--http-proxy" => &mut p.http,
+            "--https-proxy" => &mut p.https,
+            "--no-proxy" => &mut p.no_proxy,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                i += 1;
+                args.get(i).cloned().unwrap_or_default()
+            }
+        };
+        if !value.is_empty() {
+            *slot = Some(value);
+        }
+        i += 1;
+    }
+    p
 }
 
 struct Stat {
@@ -129,6 +172,15 @@ mod tests {
         let s = stat(dir.path()).unwrap();
         assert_eq!(s.ppid, 1);
         assert_eq!(s.starttime, 12345);
+    }
+
+    #[test]
+    fn proxy_flags_both_forms() {
+        let p = proxy_flags(b"/usr/bin/dockerd\0-H\0fd://\0--https-proxy=https://127.0.0.1:3128\0--no-proxy\0.azurecr.io\0");
+        assert_eq!(p.https.as_deref(), Some("https://127.0.0.1:3128"));
+        assert_eq!(p.no_proxy.as_deref(), Some(".azurecr.io"));
+        assert_eq!(p.http, None);
+        assert_eq!(proxy_flags(b"dockerd\0--no-proxy"), Proxies::default());
     }
 
     #[test]

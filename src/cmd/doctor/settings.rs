@@ -11,6 +11,8 @@ use std::path::PathBuf;
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
+    /// dockerd's command line (`--https-proxy`), pid.
+    Flag(u32),
     DaemonJson(PathBuf),
     Process(u32),
     DropIn(PathBuf),
@@ -22,6 +24,7 @@ impl Origin {
         match self {
             Origin::DaemonJson(p) | Origin::DropIn(p) => host_path(root, p),
             Origin::Process(pid) => format!("environment of dockerd pid {pid}"),
+            Origin::Flag(pid) => format!("command line of dockerd pid {pid}"),
         }
     }
 }
@@ -62,17 +65,24 @@ fn lookup<'a, V>(
         .map(|(k, v)| (k.as_str(), v))
 }
 
+/// `overrides`: dockerd's own settings, which replace the environment variable of the same role
+/// (its `--https-proxy` style flags, daemon.json `proxies`; dockerd refuses to start when both
+/// set one), first found wins.
 pub fn effective(
-    json: Option<(&PathBuf, &Proxies)>,
+    overrides: &[(Origin, &Proxies)],
     process: Option<(u32, &BTreeMap<String, String>)>,
     dropins: &DropIns,
 ) -> Effective {
-    let one = |upper: &str, from_json: Option<&String>, json_name: &str| -> Option<Value> {
-        if let (Some((path, _)), Some(v)) = (json, from_json) {
+    let one = |upper: &str, role: fn(&Proxies) -> Option<&String>, key: &str| -> Option<Value> {
+        if let Some((origin, v)) = overrides.iter().find_map(|(o, p)| role(p).map(|v| (o, v))) {
+            let name = match origin {
+                Origin::Flag(_) => format!("--{key}"),
+                _ => key.to_string(),
+            };
             return Some(Value {
-                name: json_name.to_string(),
+                name,
                 value: v.clone(),
-                origin: Origin::DaemonJson(path.clone()),
+                origin: origin.clone(),
             });
         }
         if let Some((pid, env)) = process {
@@ -88,15 +98,10 @@ pub fn effective(
             origin: Origin::DropIn(s.file.clone()),
         })
     };
-    let p = json.map(|(_, p)| p);
     Effective {
-        https: one(
-            "HTTPS_PROXY",
-            p.and_then(|p| p.https.as_ref()),
-            "https-proxy",
-        ),
-        http: one("HTTP_PROXY", p.and_then(|p| p.http.as_ref()), "http-proxy"),
-        no_proxy: one("NO_PROXY", p.and_then(|p| p.no_proxy.as_ref()), "no-proxy"),
+        https: one("HTTPS_PROXY", |p| p.https.as_ref(), "https-proxy"),
+        http: one("HTTP_PROXY", |p| p.http.as_ref(), "http-proxy"),
+        no_proxy: one("NO_PROXY", |p| p.no_proxy.as_ref(), "no-proxy"),
     }
 }
 
@@ -115,13 +120,13 @@ mod tests {
         d.env.insert("https_proxy".into(), s("http://lower:1"));
         d.env.insert("HTTPS_PROXY".into(), s("http://upper:1"));
         d.env.insert("NO_PROXY".into(), s("localhost"));
-        let e = effective(None, None, &d);
+        let e = effective(&[], None, &d);
         assert_eq!(e.https.as_ref().unwrap().value, "http://upper:1");
         assert_eq!(e.https.unwrap().origin, Origin::DropIn("/d.conf".into()));
 
         let env: BTreeMap<String, String> =
             [("https_proxy".to_string(), "http://proc:1".to_string())].into();
-        let e = effective(None, Some((7, &env)), &d);
+        let e = effective(&[], Some((7, &env)), &d);
         assert_eq!(e.https.unwrap().origin, Origin::Process(7));
         // The process is the truth while it runs: no NO_PROXY there means none.
         assert!(e.no_proxy.is_none());
@@ -131,8 +136,25 @@ mod tests {
             ..Proxies::default()
         };
         let path = PathBuf::from("/etc/docker/daemon.json");
-        let e = effective(Some((&path, &json)), Some((7, &env)), &d);
+        let e = effective(
+            &[(Origin::DaemonJson(path.clone()), &json)],
+            Some((7, &env)),
+            &d,
+        );
         assert_eq!(e.https.as_ref().unwrap().name, "https-proxy");
-        assert_eq!(e.https.unwrap().origin, Origin::DaemonJson(path));
+        assert_eq!(e.https.unwrap().origin, Origin::DaemonJson(path.clone()));
+
+        // A flag on dockerd's command line, named as written there.
+        let flags = Proxies {
+            https: Some("http://flag:1".into()),
+            ..Proxies::default()
+        };
+        let e = effective(
+            &[(Origin::Flag(7), &flags), (Origin::DaemonJson(path), &json)],
+            Some((7, &env)),
+            &d,
+        );
+        assert_eq!(e.https.as_ref().unwrap().name, "--https-proxy");
+        assert_eq!(e.https.unwrap().origin, Origin::Flag(7));
     }
 }

@@ -358,6 +358,25 @@ fn a_broken_dropin_not_yet_applied_is_judged_for_the_next_start() {
 }
 
 #[test]
+fn a_proxy_flag_on_dockerds_command_line_wins_over_the_environment() {
+    let (fx, cfg) = healthy();
+    fx.file(
+        "proc/812/cmdline",
+        "/usr/bin/dockerd\0--https-proxy\0https://127.0.0.1:3128\0",
+        HOUR,
+    );
+    let (f, code) = fx.run(&cfg);
+    assert_eq!(
+        problems(&f),
+        vec![("https_proxy".into(), "proxy_scheme_mismatch")]
+    );
+    assert!(row(&f, "https_proxy")
+        .detail
+        .starts_with("--https-proxy=https://127.0.0.1:3128 (command line of dockerd pid 812)"));
+    assert_eq!(code, 1);
+}
+
+#[test]
 fn print_tables_for_the_readme() {
     // `cargo test --lib doctor::tests::print_tables -- --nocapture` shows them.
     let (fx, cfg) = healthy();
