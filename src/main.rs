@@ -57,6 +57,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check this host's setup for regdoc: `regdoc doctor docker`.
+    #[command(subcommand)]
+    Doctor(regdoc::cmd::doctor::DoctorCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +114,7 @@ async fn main() -> ExitCode {
         Command::Ca(CaCommand::Init { dir, force, permit }) => {
             regdoc::cmd::ca::init(dir.as_deref(), force, &permit)
         }
+        Command::Doctor(cmd) => regdoc::cmd::doctor::main(cmd),
     }
 }
 

@@ -479,3 +479,115 @@ fn startup_line_names_the_upstream_proxy_without_credentials() {
     let all = std::fs::read_to_string(&log).unwrap();
     assert!(!all.contains("s3cret") && !all.contains("alice"), "{all}");
 }
+
+/// A fake `/` for `regdoc doctor docker --root`: a docker.service drop-in written two hours ago
+/// and a dockerd (proc/812) started an hour ago with `env`.
+fn docker_host(dropin: &str, env: &[&str]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("etc/systemd/system/docker.service.d");
+    std::fs::create_dir_all(&d).unwrap();
+    let conf = d.join("http-proxy.conf");
+    std::fs::write(&conf, dropin).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&conf)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    let p = root.path().join("proc/812");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("comm"), "dockerd\n").unwrap();
+    let environ: Vec<u8> = env
+        .iter()
+        .flat_map(|kv| [kv.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::write(p.join("environ"), environ).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let boot = now - 10 * 3600;
+    // Started 9 hours after boot: an hour ago.
+    let ticks = 9 * 3600 * regdoc::cmd::doctor::proc::clock_ticks();
+    let zeros = " 0".repeat(12);
+    std::fs::write(
+        p.join("stat"),
+        format!("812 (dockerd) S 1 812 812 0 -1 4194560{zeros} {ticks} 0 0\n"),
+    )
+    .unwrap();
+    std::fs::write(root.path().join("proc/stat"), format!("btime {boot}\n")).unwrap();
+    root
+}
+
+#[test]
+fn doctor_docker_reads_a_root_and_says_json_and_exit_codes() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("regdoc.toml");
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:3128\"\n[[registry]]\nhost = \"myreg.azurecr.io\"\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+
+    // Healthy: exit 0, a table for people.
+    let good =
+        "[Service]\nEnvironment=\"HTTPS_PROXY=http://127.0.0.1:3128\" \"NO_PROXY=localhost\"\n";
+    let root = docker_host(
+        good,
+        &["HTTPS_PROXY=http://127.0.0.1:3128", "NO_PROXY=localhost"],
+    );
+    let r = root.path().to_str().unwrap();
+    let o = regdoc(&["doctor", "docker", "--root", r, "--config", cfg]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.starts_with("CHECK "), "{out}");
+    assert!(out.contains("no problem found"), "{out}");
+    // Paths and the process as the host names them, not under the fixture's root.
+    assert!(out.contains("pid 812") && !out.contains(r), "{out}");
+
+    // https:// and a NO_PROXY covering the registry: exit 1, both cause ids in the JSON.
+    let bad = "[Service]\nEnvironment=HTTPS_PROXY=https://127.0.0.1:3128 NO_PROXY=azurecr.io\n";
+    let root = docker_host(
+        bad,
+        &["HTTPS_PROXY=https://127.0.0.1:3128", "NO_PROXY=azurecr.io"],
+    );
+    let r = root.path().to_str().unwrap();
+    let o = regdoc(&["doctor", "docker", "--root", r, "--config", cfg, "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["healthy"], false);
+    let causes: Vec<(&str, &str)> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["result"] == "problem")
+        .map(|c| (c["check"].as_str().unwrap(), c["cause"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        causes,
+        vec![
+            ("https_proxy", "proxy_scheme_mismatch"),
+            ("no_proxy", "no_proxy_bypass")
+        ]
+    );
+    // Every cause id the doctor names is one `regdoc explain` knows.
+    let o = regdoc(&["explain", "no_proxy_bypass"]);
+    assert!(o.status.success());
+
+    // Usage and configuration errors: exit 2.
+    let o = regdoc(&["doctor", "docker", "--root", "/nonexistent/regdoc-root"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = regdoc(&["doctor", "docker", "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = regdoc(&[
+        "doctor",
+        "docker",
+        "--root",
+        r,
+        "--config",
+        "/nonexistent.toml",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

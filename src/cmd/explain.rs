@@ -96,7 +96,7 @@ pub fn render(c: &Cause) -> String {
     } else {
         let _ = writeln!(
             out,
-            "regdoc cannot observe this cause: it happens outside the Docker host's path (listed for completeness)."
+            "regdoc cannot observe this cause on the traffic it carries: it happens outside the Docker host's path through regdoc (listed for completeness; see How to confirm)."
         );
     }
     out

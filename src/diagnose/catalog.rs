@@ -227,6 +227,29 @@ pub static PROXY_SCHEME_MISMATCH: Cause = Cause {
     source: Source::Beyond,
 };
 
+/// The daemon's NO_PROXY sends registry traffic around regdoc (and any corporate proxy).
+pub static NO_PROXY_BYPASS: Cause = Cause {
+    id: "no_proxy_bypass",
+    title: "The daemon's NO_PROXY sends registry traffic around the proxy",
+    short: "NO_PROXY bypasses proxy",
+    remedy: &[
+        "Remove from the daemon's NO_PROXY every entry that covers the registry, its data endpoints or blob storage (`.azurecr.io`, `azurecr.io`, `.windows.net`, `*.blob.core.windows.net`, `*`); keep `localhost,127.0.0.1` and internal hosts.",
+        "Change it where the daemon reads it (systemd drop-in, daemon.json \"proxies\" \"no-proxy\"), then `systemctl daemon-reload && systemctl restart docker`.",
+        "Go matches NO_PROXY by suffix: `.azurecr.io` and `azurecr.io` both cover every registry, `*` covers everything.",
+    ],
+    doc: "https://docs.docker.com/engine/daemon/proxy/",
+    client_symptom: "Error response from daemon: Get \"https://{host}/v2/\": dial tcp: lookup {host}: no such host (or a timeout: the daemon connects directly, regdoc sees nothing)",
+    how_to_confirm: &[
+        "`systemctl show --property=Environment docker` and daemon.json \"proxies\" show the NO_PROXY the daemon uses.",
+        "`regdoc doctor docker` names the entry that covers each registry host.",
+        "regdoc's log has no connection record for the failing pull.",
+    ],
+    // The traffic goes around regdoc, so no rule can see it; `regdoc doctor docker` reads it
+    // from the daemon's settings instead.
+    observable: false,
+    source: Source::Beyond,
+};
+
 /// The login server name is wrong or the registry does not exist.
 pub static REGISTRY_NAME: Cause = Cause {
     id: "registry_name",
@@ -588,6 +611,7 @@ pub static CAUSES: &[&Cause] = &[
     &AZURE_SERVICE_ACCESS,
     &DOCKER_CONFIG,
     &PROXY_SCHEME_MISMATCH,
+    &NO_PROXY_BYPASS,
     &REGISTRY_NAME,
     &INVALID_CREDENTIALS,
     &NOT_AUTHORIZED,
@@ -698,12 +722,24 @@ mod tests {
     }
 
     #[test]
-    fn only_service_access_is_unobservable() {
+    fn no_proxy_bypass_is_a_daemon_setting_cause() {
+        let c = by_id("no_proxy_bypass").unwrap();
+        assert_eq!(c.source, Source::Beyond);
+        assert!(!c.observable);
+        assert!(c
+            .remedy
+            .iter()
+            .any(|r| r.contains("systemctl restart docker")));
+        assert!(c.client_symptom.contains("{host}"));
+    }
+
+    #[test]
+    fn only_service_access_and_no_proxy_bypass_are_unobservable() {
         let hidden: Vec<_> = CAUSES
             .iter()
             .filter(|c| !c.observable)
             .map(|c| c.id)
             .collect();
-        assert_eq!(hidden, vec!["azure_service_access"]);
+        assert_eq!(hidden, vec!["azure_service_access", "no_proxy_bypass"]);
     }
 }

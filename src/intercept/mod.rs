@@ -142,20 +142,55 @@ impl Interceptor {
     /// default, or the `intercept.hosts` patterns when set; never the `intercept.passthrough`
     /// patterns (data endpoints and blob storage by default).
     pub fn wants(&self, host: &str, endpoint: &Endpoint) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        if self.passthrough.iter().any(|p| matches(p, &host)) {
-            return false;
-        }
-        if !self.hosts.is_empty() {
-            return self.hosts.iter().any(|p| matches(p, &host));
-        }
-        endpoint.kind == EndpointKind::RegistryRest || self.registries.iter().any(|r| r == &host)
+        decide(
+            &self.hosts,
+            &self.passthrough,
+            &self.registries,
+            host,
+            endpoint,
+        )
     }
 
     /// The leaf cache, for statistics.
     pub fn minter(&self) -> &LeafMinter {
         &self.minter
     }
+}
+
+/// The policy of [`Interceptor::wants`] from the configuration alone, without loading the CA:
+/// `regdoc doctor docker` asks it which registry hosts must trust regdoc's CA.
+pub fn intercepts(cfg: &Config, host: &str) -> bool {
+    let passthrough: Vec<String> = if cfg.intercept.passthrough.is_empty() {
+        DEFAULT_PASSTHROUGH.iter().map(|s| s.to_string()).collect()
+    } else {
+        cfg.intercept.passthrough.clone()
+    };
+    let registries = cfg.registry_hosts();
+    let endpoint = crate::endpoint::classify(host, &registries);
+    decide(
+        &cfg.intercept.hosts,
+        &passthrough,
+        &registries,
+        host,
+        &endpoint,
+    )
+}
+
+fn decide(
+    hosts: &[String],
+    passthrough: &[String],
+    registries: &[String],
+    host: &str,
+    endpoint: &Endpoint,
+) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if passthrough.iter().any(|p| matches(p, &host)) {
+        return false;
+    }
+    if !hosts.is_empty() {
+        return hosts.iter().any(|p| matches(p, &host));
+    }
+    endpoint.kind == EndpointKind::RegistryRest || registries.iter().any(|r| r == &host)
 }
 
 /// `*.example.com` / `.example.com` match any name below `example.com`; anything else matches

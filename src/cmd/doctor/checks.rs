@@ -1,0 +1,498 @@
+//! The checks, as pure functions of what was read ([`Facts`]) and regdoc's configuration.
+
+use super::certs::{CaFileError, Trust};
+use super::daemon_json::DaemonJson;
+use super::goproxy::{redact_url, NoProxy, ProxyUrl};
+use super::proc::Dockerd;
+use super::settings::{host_path, Effective, Value};
+use super::systemd::DropIns;
+use super::traffic::LastConnection;
+use crate::diagnose::catalog::{self, Cause};
+use serde::Serialize;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Everything read from the host, before judging it.
+#[derive(Debug)]
+pub struct Facts {
+    /// The `--root` everything was read under.
+    pub root: PathBuf,
+    /// The last connection in regdoc's log file; None when it logs to standard output.
+    pub traffic: Option<Result<Option<LastConnection>, String>>,
+    pub dropins: DropIns,
+    pub daemon_json: DaemonJson,
+    pub dockerd: Option<Dockerd>,
+    pub settings: Effective,
+    /// What the daemon will use at its next start (daemon.json, then the drop-ins), when that
+    /// was told apart from the running process's environment.
+    pub next_start: Option<Effective>,
+    /// Proxy setting files with their mtimes (drop-ins, environment files, daemon.json).
+    pub setting_files: Vec<(PathBuf, SystemTime)>,
+    /// None when interception is off; else each intercepted host's trust, or why regdoc's CA
+    /// could not be read.
+    pub certs: Option<Result<Vec<(String, Trust)>, CaFileError>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Problem,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Problem => "problem",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub check: String,
+    pub result: Outcome,
+    /// What was seen, with where it came from.
+    pub detail: String,
+    #[serde(serialize_with = "cause_id")]
+    pub cause: Option<&'static Cause>,
+    pub remedy: Option<String>,
+}
+
+fn cause_id<S: serde::Serializer>(c: &Option<&'static Cause>, s: S) -> Result<S::Ok, S::Error> {
+    match c {
+        Some(c) => s.serialize_str(c.id),
+        None => s.serialize_none(),
+    }
+}
+
+impl Finding {
+    fn ok(check: &str, detail: String) -> Finding {
+        Finding {
+            check: check.into(),
+            result: Outcome::Ok,
+            detail,
+            cause: None,
+            remedy: None,
+        }
+    }
+    fn skipped(check: &str, detail: String) -> Finding {
+        Finding {
+            result: Outcome::Skipped,
+            ..Finding::ok(check, detail)
+        }
+    }
+    fn problem(check: &str, cause: &'static Cause, detail: String, remedy: String) -> Finding {
+        Finding {
+            check: check.into(),
+            result: Outcome::Problem,
+            detail,
+            cause: Some(cause),
+            remedy: Some(remedy),
+        }
+    }
+}
+
+const RESTART: &str = "systemctl daemon-reload && systemctl restart docker";
+
+/// What regdoc's configuration says the daemon must use.
+pub struct Expect<'a> {
+    pub listen: SocketAddr,
+    pub registries: &'a [String],
+}
+
+pub fn run(f: &Facts, want: &Expect<'_>) -> Vec<Finding> {
+    let mut out = vec![daemon(f), environ(f), daemon_json(f)];
+    out.extend(settings(&f.root, "", &f.settings, None, want));
+    // The drop-ins apply at the next start: where they differ from what runs now, judge them
+    // too, or a restart would bring a broken setting in silently.
+    if let Some(next) = &f.next_start {
+        out.extend(settings(
+            &f.root,
+            " (next start)",
+            next,
+            Some(&f.settings),
+            want,
+        ));
+    }
+    out.push(restart(f));
+    out.extend(certs(f));
+    out.push(traffic(f));
+    out
+}
+
+/// Informational: no traffic may only mean no pull since regdoc started, so never a problem.
+fn traffic(f: &Facts) -> Finding {
+    match &f.traffic {
+        None => Finding::skipped("traffic", "regdoc logs to standard output ([log] file unset)".into()),
+        Some(Err(e)) => Finding::skipped("traffic", format!("cannot read regdoc's log: {e}")),
+        Some(Ok(None)) => Finding::skipped(
+            "traffic",
+            "no connection record in regdoc's log yet: a pull that fails without one never reached regdoc".into(),
+        ),
+        Some(Ok(Some(last))) => Finding::ok(
+            "traffic",
+            format!("last connection {} from {}", last.timestamp, last.client),
+        ),
+    }
+}
+
+/// The three variables of `e`; with `now`, only those whose value differs from it.
+fn settings(
+    root: &Path,
+    suffix: &str,
+    e: &Effective,
+    now: Option<&Effective>,
+    want: &Expect<'_>,
+) -> Vec<Finding> {
+    let differs = |a: Option<&Value>, b: fn(&Effective) -> Option<&Value>| {
+        now.is_none_or(|n| a.map(|v| &v.value) != b(n).map(|v| &v.value))
+    };
+    let mut out = Vec::new();
+    if differs(e.https.as_ref(), |n| n.https.as_ref()) {
+        let check = format!("https_proxy{suffix}");
+        out.push(proxy(
+            root,
+            &check,
+            "HTTPS_PROXY",
+            e.https.as_ref(),
+            want,
+            true,
+        ));
+    }
+    if differs(e.http.as_ref(), |n| n.http.as_ref()) {
+        let check = format!("http_proxy{suffix}");
+        out.push(proxy(
+            root,
+            &check,
+            "HTTP_PROXY",
+            e.http.as_ref(),
+            want,
+            false,
+        ));
+    }
+    if differs(e.no_proxy.as_ref(), |n| n.no_proxy.as_ref()) {
+        let check = format!("no_proxy{suffix}");
+        out.push(no_proxy(root, &check, e.no_proxy.as_ref(), want));
+    }
+    out
+}
+
+fn daemon(f: &Facts) -> Finding {
+    match &f.dockerd {
+        Some(d) if d.others.is_empty() => Finding::ok("dockerd", format!("running, pid {}", d.pid)),
+        Some(d) => Finding::ok(
+            "dockerd",
+            format!(
+                "running, pid {} (also dockerd pids {:?}, not checked)",
+                d.pid, d.others
+            ),
+        ),
+        None => Finding::problem(
+            "dockerd",
+            &catalog::DOCKER_CONFIG,
+            "no dockerd process found in /proc".into(),
+            "start the daemon: systemctl start docker".into(),
+        ),
+    }
+}
+
+fn environ(f: &Facts) -> Finding {
+    match f.dockerd.as_ref().map(|d| &d.environ) {
+        None => Finding::skipped("environ", "no dockerd process".into()),
+        Some(Ok(_)) => Finding::ok("environ", "read; it is what the daemon uses now".into()),
+        // Not root: judge the drop-ins instead, and say so rather than fail.
+        Some(Err(why)) => Finding::skipped(
+            "environ",
+            format!("unreadable ({why}); judging the drop-ins and daemon.json instead"),
+        ),
+    }
+}
+
+fn daemon_json(f: &Facts) -> Finding {
+    match &f.daemon_json {
+        DaemonJson::Absent => Finding::ok("daemon.json", "absent".into()),
+        DaemonJson::Read { path, proxies } => {
+            let set = [
+                ("http-proxy", &proxies.http),
+                ("https-proxy", &proxies.https),
+                ("no-proxy", &proxies.no_proxy),
+            ]
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| *k)
+            .collect::<Vec<_>>();
+            let what = if set.is_empty() {
+                "no proxies".to_string()
+            } else {
+                format!("proxies {} (they override the environment)", set.join(", "))
+            };
+            Finding::ok(
+                "daemon.json",
+                format!("{}: {what}", host_path(&f.root, path)),
+            )
+        }
+        DaemonJson::Invalid { path, reason } => Finding::problem(
+            "daemon.json",
+            &catalog::DOCKER_CONFIG,
+            format!("{}: {reason}", host_path(&f.root, path)),
+            format!(
+                "fix {} (dockerd will not start with it)",
+                host_path(&f.root, path)
+            ),
+        ),
+    }
+}
+
+fn shown(v: &Value, root: &Path) -> String {
+    format!(
+        "{}={} ({})",
+        v.name,
+        redact_url(&v.value),
+        v.origin.describe(root)
+    )
+}
+
+/// Whether a proxy URL's host and port name regdoc's listen address.
+fn names_listen(url: &ProxyUrl, listen: SocketAddr) -> bool {
+    if url.port != listen.port() {
+        return false;
+    }
+    if listen.ip().is_unspecified() {
+        return true;
+    }
+    if let Ok(ip) = url.host.parse::<std::net::IpAddr>() {
+        return ip == listen.ip();
+    }
+    if url.host == "localhost" {
+        return listen.ip().is_loopback();
+    }
+    // A host name: resolve it as the daemon would (/etc/hosts first).
+    (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map(|mut a| a.any(|a| a.ip() == listen.ip()))
+        .unwrap_or(false)
+}
+
+fn proxy(
+    root: &Path,
+    check: &str,
+    var: &str,
+    v: Option<&Value>,
+    want: &Expect<'_>,
+    required: bool,
+) -> Finding {
+    let good = format!("http://{}", want.listen);
+    let Some(v) = v else {
+        return if required {
+            Finding::problem(
+                check,
+                &catalog::DOCKER_CONFIG,
+                format!("{var} is not set: the daemon reaches registries directly"),
+                format!(
+                    "set Environment=\"{var}={good}\" in a docker.service drop-in, then {RESTART}"
+                ),
+            )
+        } else {
+            Finding::skipped(
+                check,
+                format!("{var} not set (only plain-http registries use it)"),
+            )
+        };
+    };
+    let url = match ProxyUrl::parse(&v.value) {
+        Ok(u) => u,
+        Err(why) => {
+            return Finding::problem(
+                check,
+                &catalog::DOCKER_CONFIG,
+                format!("{}: not a proxy URL: {why}", shown(v, root)),
+                format!("set {var}={good}, then {RESTART}"),
+            )
+        }
+    };
+    if !names_listen(&url, want.listen) {
+        return Finding::problem(
+            check,
+            &catalog::DOCKER_CONFIG,
+            format!(
+                "{}: not regdoc, which listens on {}",
+                shown(v, root),
+                want.listen
+            ),
+            format!(
+                "set {var}={good} (or point regdoc's upstream.proxy at {}), then {RESTART}",
+                url.display()
+            ),
+        );
+    }
+    if url.scheme != "http" {
+        // The classic: dockerd starts TLS with the proxy, regdoc answers in plain HTTP and Go
+        // prints "proxyconnect tcp: tls: first record does not look like a TLS handshake".
+        return Finding::problem(
+            check,
+            &catalog::PROXY_SCHEME_MISMATCH,
+            format!(
+                "{}: {}:// to a plain-HTTP proxy",
+                shown(v, root),
+                url.scheme
+            ),
+            format!(
+                "write {var}={good} (http://, not {}://), then {RESTART}",
+                url.scheme
+            ),
+        );
+    }
+    Finding::ok(check, shown(v, root))
+}
+
+/// Hosts whose traffic must go through regdoc: (as shown, as matched).
+fn must_proxy(registries: &[String]) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for r in registries {
+        let r = r.trim_end_matches('.').to_ascii_lowercase();
+        v.push((r.clone(), r.clone()));
+        if let Some(name) = r.strip_suffix(".azurecr.io") {
+            v.push((
+                format!("{name}.<region>.data.azurecr.io"),
+                format!("{name}.region.data.azurecr.io"),
+            ));
+        }
+    }
+    v.push(("<registry>.azurecr.io".into(), "registry.azurecr.io".into()));
+    v.push((
+        "<registry>.<region>.data.azurecr.io".into(),
+        "registry.region.data.azurecr.io".into(),
+    ));
+    v.push((
+        "<account>.blob.core.windows.net".into(),
+        "account.blob.core.windows.net".into(),
+    ));
+    v
+}
+
+fn no_proxy(root: &Path, check: &str, v: Option<&Value>, want: &Expect<'_>) -> Finding {
+    let Some(v) = v else {
+        return Finding::ok(check, "NO_PROXY not set".into());
+    };
+    let rules = NoProxy::parse(&v.value);
+    let hits: Vec<String> = must_proxy(want.registries)
+        .into_iter()
+        .filter_map(|(shown, host)| {
+            rules
+                .bypasses(&host, 443)
+                .map(|e| format!("{shown} (by {e:?})"))
+        })
+        .collect();
+    if hits.is_empty() {
+        return Finding::ok(check, shown(v, root));
+    }
+    Finding::problem(
+        check,
+        &catalog::NO_PROXY_BYPASS,
+        format!(
+            "{}: sends around regdoc {}",
+            shown(v, root),
+            hits.join(", ")
+        ),
+        format!(
+            "remove those entries from {} (keep localhost,127.0.0.1), then {RESTART}",
+            v.name
+        ),
+    )
+}
+
+fn restart(f: &Facts) -> Finding {
+    let Some(d) = &f.dockerd else {
+        return Finding::skipped("restart", "no dockerd process".into());
+    };
+    let Some(started) = d.started else {
+        return Finding::skipped(
+            "restart",
+            format!("start time of dockerd pid {} unknown", d.pid),
+        );
+    };
+    let newer: Vec<String> = f
+        .setting_files
+        .iter()
+        .filter(|(_, m)| *m > started)
+        .map(|(p, _)| host_path(&f.root, p))
+        .collect();
+    let at = crate::diagnose::text::unix_to_rfc3339(
+        started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    );
+    if newer.is_empty() {
+        return Finding::ok(
+            "restart",
+            format!("dockerd started {at}, after its proxy settings last changed"),
+        );
+    }
+    Finding::problem(
+        "restart",
+        &catalog::DOCKER_CONFIG,
+        format!("changed after dockerd started ({at}): {}", newer.join(", ")),
+        format!("the daemon still runs with the old settings: {RESTART}"),
+    )
+}
+
+fn certs(f: &Facts) -> Vec<Finding> {
+    let remedy = |host: &str| {
+        format!("copy regdoc's CA (intercept.ca_cert) to /etc/docker/certs.d/{host}/ca.crt (no restart needed)")
+    };
+    match &f.certs {
+        None => vec![Finding::skipped(
+            "certs.d",
+            "interception off (no [intercept] ca_cert)".into(),
+        )],
+        Some(Err(e)) => vec![Finding::problem(
+            "certs.d",
+            &catalog::INTERCEPT_CA_UNTRUSTED,
+            e.to_string(),
+            "fix [intercept] ca_cert (`regdoc ca init`), then copy it to certs.d".into(),
+        )],
+        Some(Ok(hosts)) if hosts.is_empty() => vec![Finding::problem(
+            "certs.d",
+            &catalog::INTERCEPT_CA_UNTRUSTED,
+            "interception on, but no intercepted registry has a certs.d directory".into(),
+            remedy("<registry>.azurecr.io"),
+        )],
+        Some(Ok(hosts)) => hosts
+            .iter()
+            .map(|(host, t)| {
+                let check = format!("certs.d/{host}");
+                match t {
+                    Trust::Trusted(file) => Finding::ok(
+                        &check,
+                        format!("{} holds regdoc's CA", host_path(&f.root, file)),
+                    ),
+                    Trust::Missing { dirs } => Finding::problem(
+                        &check,
+                        &catalog::INTERCEPT_CA_UNTRUSTED,
+                        format!(
+                            "no *.crt in {} holds regdoc's CA",
+                            dirs.iter()
+                                .map(|d| host_path(&f.root, d))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        remedy(host),
+                    ),
+                    Trust::NoDir => Finding::problem(
+                        &check,
+                        &catalog::INTERCEPT_CA_UNTRUSTED,
+                        "no certs.d directory: the daemon will refuse regdoc's certificates".into(),
+                        remedy(host),
+                    ),
+                }
+            })
+            .collect(),
+    }
+}
