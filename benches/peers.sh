@@ -218,18 +218,23 @@ start_mitmproxy() { # name extra-args...
         --set confdir="$TMP/mitm" "$@"
 }
 
-# regdoc config; $2 = "on"/"off" per-connection records, $3 = "intercept" or empty.
+# regdoc config; $2 = "on"/"off" per-connection records, $3 = "intercept", "copy" (zero_copy =
+# false) or empty.
 start_regdoc() {
     local name=$1 conn=$2 mode=${3:-} port cfg=$TMP/$1.toml
     port=$(pick_port)
-    local connections=true
+    local connections=true zero_copy=true
     [ "$conn" = off ] && connections=false
+    [ "$mode" = copy ] && zero_copy=false
     cat >"$cfg" <<EOF
 listen = "127.0.0.1:$port"
 allowed_ports = [443, 80, $PLAIN, $TLS]
+# The origin is on loopback, which denied_destinations refuses by default.
+allowed_destinations = ["127.0.0.1"]
 max_connections = 12000
 # Every load comes from one client address (127.0.0.1).
 max_connections_per_client = 12000
+zero_copy = $zero_copy
 
 [log]
 file = "$TMP/$name.log"
@@ -258,6 +263,16 @@ extra_roots = ["$SINK_CA"]
 EOF
     fi
     launch "$name" "$port" 20 "$REGDOC" run --config "$cfg"
+}
+
+# The yardstick of passthrough: the load generator's bare relay, which moves bytes socket → pipe
+# → socket with splice(2) through regdoc's own pipe code and looks at nothing (its pipe is the
+# size regdoc asks for).
+start_relay() {
+    local port
+    port=$(pick_port)
+    launch relay "$port" 10 "$LOADGEN" relay --listen "127.0.0.1:$port" --mode splice \
+        --buf 1048576 --max-seconds 3600
 }
 
 # ------------------------------------------------------------------------------------------------
@@ -424,15 +439,19 @@ report() {
         "$(get tp.direct.client_gib) CPU-s/GiB (reading): a proxy that copies through user space does one read and one write of" \
         "every byte, so their sum, $(awk -v a="$(get tp.direct.cpu_gib)" -v b="$(get tp.direct.client_gib)" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/) printf "%.2f", a + b; else print "n/a" }') s/GiB, is about its floor on this machine."
     echo
-    echo "### b. HTTPS download ($((BYTES / 1048576)) MiB): interception"
+    echo "### b. HTTPS download ($((BYTES / 1048576)) MiB): passthrough and interception"
     echo
-    local hd=${R[https.direct]:-} hr=${R[https.regdoc-intercept]:-}
-    echo "| path | MiB/s (median) | runs | × direct HTTPS | proxy CPU s/GiB | regdoc interception ÷ this |"
-    echo "|---|---:|---|---:|---:|---:|"
-    for n in direct regdoc-passthrough regdoc-intercept mitmproxy-intercept; do
+    local hd=${R[https.direct]:-} hr=${R[https.regdoc-intercept]:-} hp=${R[https.regdoc-passthrough]:-}
+    echo "| path | MiB/s (median) | runs | × direct HTTPS | proxy CPU s/GiB | regdoc passthrough ÷ this | regdoc interception ÷ this |"
+    echo "|---|---:|---|---:|---:|---:|---:|"
+    for n in direct relay-splice regdoc-passthrough regdoc-passthrough-copy squid-passthrough regdoc-intercept mitmproxy-intercept; do
         [ -n "${R[https.$n]:-}" ] || continue
-        echo "| $n | $(get https.$n) | $(get https.$n.runs) | $(ratio "$(get https.$n)" "$hd") | $(get https.$n.cpu_gib) | $(ratio "$hr" "$(get https.$n)") |"
+        echo "| $n | $(get https.$n) | $(get https.$n.runs) | $(ratio "$(get https.$n)" "$hd") | $(get https.$n.cpu_gib) | $(ratio "$hp" "$(get https.$n)") | $(ratio "$hr" "$(get https.$n)") |"
     done
+    echo
+    echo "relay-splice is the load generator's bare splice(2) relay (looks at nothing); regdoc-passthrough" \
+        "follows the TLS handshake and the server's record framing (stall detection);" \
+        "regdoc-passthrough-copy is the same with zero_copy = false."
     echo
     echo "### c. CONNECT set-up (open tunnel, 1-byte request, first byte back, close)"
     echo
@@ -471,6 +490,11 @@ report() {
     echo "|---|---:|---|"
     echo "| passthrough ≥ 0.9× direct | $tp_ratio× | $(check "$tp_ratio" '>=' 0.9) |"
     echo "| passthrough ≤ 0.3 CPU-s/GiB | $(get tp.regdoc.cpu_gib) | $(check "$(get tp.regdoc.cpu_gib)" '<=' 0.3) |"
+    local pt_direct pt_relay
+    pt_direct=$(awk -v a="$hp" -v b="$hd" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }')
+    pt_relay=$(awk -v a="$hp" -v b="${R[https.relay-splice]:-}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }')
+    echo "| HTTPS passthrough ≥ 0.9× direct HTTPS | $pt_direct× | $(check "$pt_direct" '>=' 0.9) |"
+    echo "| HTTPS passthrough ≥ 0.9× bare splice relay | $pt_relay× | $(check "$pt_relay" '>=' 0.9) |"
     echo "| interception ≥ 0.5× direct HTTPS | $https_ratio× | $(check "$https_ratio" '>=' 0.5) |"
     echo "| interception ≥ 2.5× mitmproxy streaming | $vs_mitm× | $(check "$vs_mitm" '>=' 2.5) |"
     echo "| set-up ≤ 50 µs added p50 at c=1 | $added1 µs | $(check "$added1" '<=' 50) |"
@@ -515,6 +539,8 @@ main() {
     start_regdoc regdoc on
     start_regdoc regdoc-nolog off
     start_regdoc regdoc-intercept on intercept
+    want https && start_regdoc regdoc-copy on copy
+    want https && start_relay
     local p
     for p in $PEERS; do
         case $p in
@@ -534,7 +560,11 @@ main() {
     fi
     if want https; then
         run_https direct direct "$SINK_CA"
+        # Passthrough, in one run: the bare relay, regdoc (zero_copy on and off) and Squid.
+        run_https relay-splice relay "$SINK_CA"
         run_https regdoc-passthrough regdoc "$SINK_CA"
+        run_https regdoc-passthrough-copy regdoc-copy "$SINK_CA"
+        run_https squid-passthrough squid "$SINK_CA"
         if started regdoc-intercept; then
             run_https regdoc-intercept regdoc-intercept "$TMP/regdoc-ca.pem"
         fi
