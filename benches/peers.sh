@@ -33,10 +33,12 @@ die() { log "error: $*"; exit 1; }
 # Install the peers without letting their services start (policy-rc.d exiting 101 forbids it).
 
 install_peers() {
-    local need=()
-    command -v squid >/dev/null || [ -x /usr/sbin/squid ] || need+=(squid)
-    command -v tinyproxy >/dev/null || need+=(tinyproxy)
-    command -v mitmdump >/dev/null || need+=(mitmproxy)
+    # Only the peers this run uses (PEERS, and IDLE_PEERS when the idle figure is taken).
+    local need=() used=" $PEERS "
+    want idle && used+="$IDLE_PEERS "
+    [[ $used != *" squid "* ]] || command -v squid >/dev/null || [ -x /usr/sbin/squid ] || need+=(squid)
+    [[ $used != *" tinyproxy "* ]] || command -v tinyproxy >/dev/null || need+=(tinyproxy)
+    [[ $used != *" mitmproxy "* ]] || command -v mitmdump >/dev/null || need+=(mitmproxy)
     [ ${#need[@]} -eq 0 ] && return 0
     [ "${SKIP_INSTALL:-0}" = 1 ] && die "missing ${need[*]} and SKIP_INSTALL=1"
     local sudo=""
