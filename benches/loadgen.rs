@@ -726,13 +726,14 @@ async fn setup(route: &Route, concurrency: usize, duration: f64, warmup: f64) ->
             .into());
         }
         // Slower than one tunnel per client in the whole window: a rate of zero, not a failure.
-        println!("tunnels_per_s=0 p50_us=n/a p99_us=n/a count=0 errors=0");
+        println!("tunnels_per_s=0 p50_us=n/a p99_us=n/a mean_us=n/a count=0 errors=0");
         return Ok(());
     }
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
+    let mean = all.iter().map(|&ns| ns as f64).sum::<f64>() / all.len() as f64 / 1000.0;
     println!(
-        "tunnels_per_s={:.0} p50_us={:.1} p99_us={:.1} count={} errors={errors} self_cpu_s={:.2}",
+        "tunnels_per_s={:.0} p50_us={:.1} p99_us={:.1} mean_us={mean:.1} count={} errors={errors} self_cpu_s={:.2}",
         all.len() as f64 / duration.max(1e-9),
         pct(0.50),
         pct(0.99),

@@ -341,6 +341,7 @@ run_setup() { # name concurrency
     R[$k.rate]=$(kv "$raw" tunnels_per_s)
     R[$k.p50]=$(kv "$raw" p50_us)
     R[$k.p99]=$(kv "$raw" p99_us)
+    R[$k.mean]=$(kv "$raw" mean_us)
     R[$k.errors]=$(kv "$raw" errors)
     R[$k.client_us]=$(awk -v c="$(kv "$raw" self_cpu_s)" -v n="$(kv "$raw" count)" \
         'BEGIN { if (n > 0 && c ~ /^[0-9.]+$/) printf "%.0f", c * 1e6 / n; else print "n/a" }')
@@ -457,13 +458,13 @@ report() {
     echo
     echo "### c. CONNECT set-up (open tunnel, 1-byte request, first byte back, close)"
     echo
-    echo "| path | clients | tunnels/s | TTFB p50 µs | p99 µs | added p50 µs | added p99 µs | proxy CPU µs/tunnel | errors | regdoc ÷ this (tunnels/s) |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| path | clients | tunnels/s | TTFB p50 µs | p99 µs | mean µs | added p50 µs | added p99 µs | added mean µs | proxy CPU µs/tunnel | errors | regdoc ÷ this (tunnels/s) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     local c
     for c in 1 64; do
         for n in direct regdoc regdoc-nolog squid tinyproxy mitmproxy; do
             [ -n "${R[setup.$n.$c.rate]:-}" ] || continue
-            echo "| $n | $c | $(get setup.$n.$c.rate) | $(get setup.$n.$c.p50) | $(get setup.$n.$c.p99) | $(added "$(get setup.$n.$c.p50)" "$(get setup.direct.$c.p50)") | $(added "$(get setup.$n.$c.p99)" "$(get setup.direct.$c.p99)") | $(get setup.$n.$c.cpu_us) | $(get setup.$n.$c.errors) | $(ratio "$(get setup.regdoc.$c.rate)" "$(get setup.$n.$c.rate)") |"
+            echo "| $n | $c | $(get setup.$n.$c.rate) | $(get setup.$n.$c.p50) | $(get setup.$n.$c.p99) | $(get setup.$n.$c.mean) | $(added "$(get setup.$n.$c.p50)" "$(get setup.direct.$c.p50)") | $(added "$(get setup.$n.$c.p99)" "$(get setup.direct.$c.p99)") | $(added "$(get setup.$n.$c.mean)" "$(get setup.direct.$c.mean)") | $(get setup.$n.$c.cpu_us) | $(get setup.$n.$c.errors) | $(ratio "$(get setup.regdoc.$c.rate)" "$(get setup.$n.$c.rate)") |"
         done
     done
     echo
