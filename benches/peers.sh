@@ -33,10 +33,12 @@ die() { log "error: $*"; exit 1; }
 # Install the peers without letting their services start (policy-rc.d exiting 101 forbids it).
 
 install_peers() {
-    local need=()
-    command -v squid >/dev/null || [ -x /usr/sbin/squid ] || need+=(squid)
-    command -v tinyproxy >/dev/null || need+=(tinyproxy)
-    command -v mitmdump >/dev/null || need+=(mitmproxy)
+    # Only the peers this run uses (PEERS, and IDLE_PEERS when the idle figure is taken).
+    local need=() used=" $PEERS "
+    want idle && used+="$IDLE_PEERS "
+    [[ $used != *" squid "* ]] || command -v squid >/dev/null || [ -x /usr/sbin/squid ] || need+=(squid)
+    [[ $used != *" tinyproxy "* ]] || command -v tinyproxy >/dev/null || need+=(tinyproxy)
+    [[ $used != *" mitmproxy "* ]] || command -v mitmdump >/dev/null || need+=(mitmproxy)
     [ ${#need[@]} -eq 0 ] && return 0
     [ "${SKIP_INSTALL:-0}" = 1 ] && die "missing ${need[*]} and SKIP_INSTALL=1"
     local sudo=""
@@ -218,18 +220,23 @@ start_mitmproxy() { # name extra-args...
         --set confdir="$TMP/mitm" "$@"
 }
 
-# regdoc config; $2 = "on"/"off" per-connection records, $3 = "intercept" or empty.
+# regdoc config; $2 = "on"/"off" per-connection records, $3 = "intercept", "copy" (zero_copy =
+# false) or empty.
 start_regdoc() {
     local name=$1 conn=$2 mode=${3:-} port cfg=$TMP/$1.toml
     port=$(pick_port)
-    local connections=true
+    local connections=true zero_copy=true
     [ "$conn" = off ] && connections=false
+    [ "$mode" = copy ] && zero_copy=false
     cat >"$cfg" <<EOF
 listen = "127.0.0.1:$port"
 allowed_ports = [443, 80, $PLAIN, $TLS]
+# The origin is on loopback, which denied_destinations refuses by default.
+allowed_destinations = ["127.0.0.1"]
 max_connections = 12000
 # Every load comes from one client address (127.0.0.1).
 max_connections_per_client = 12000
+zero_copy = $zero_copy
 
 [log]
 file = "$TMP/$name.log"
@@ -241,7 +248,9 @@ EOF
     if [ "$mode" = intercept ]; then
         # regdoc's own CA (`ca init --dir` writes ca.crt and ca.key); the load generator's when
         # this build has no `ca init`.
-        if "$REGDOC" ca init --dir "$TMP/regdoc-ca" >/dev/null 2>&1 \
+        # The CA may vouch only for the names it is given (X.509 name constraints): the sink is
+        # `localhost`.
+        if "$REGDOC" ca init --dir "$TMP/regdoc-ca" --permit localhost >/dev/null 2>&1 \
             && [ -s "$TMP/regdoc-ca/ca.crt" ] && [ -s "$TMP/regdoc-ca/ca.key" ]; then
             cp "$TMP/regdoc-ca/ca.crt" "$TMP/regdoc-ca.pem"
             cp "$TMP/regdoc-ca/ca.key" "$TMP/regdoc-ca.key"
@@ -258,6 +267,16 @@ extra_roots = ["$SINK_CA"]
 EOF
     fi
     launch "$name" "$port" 20 "$REGDOC" run --config "$cfg"
+}
+
+# The yardstick of passthrough: the load generator's bare relay, which moves bytes socket → pipe
+# → socket with splice(2) through regdoc's own pipe code and looks at nothing (its pipe is the
+# size regdoc asks for).
+start_relay() {
+    local port
+    port=$(pick_port)
+    launch relay "$port" 10 "$LOADGEN" relay --listen "127.0.0.1:$port" --mode splice \
+        --buf 1048576 --max-seconds 3600
 }
 
 # ------------------------------------------------------------------------------------------------
@@ -324,6 +343,7 @@ run_setup() { # name concurrency
     R[$k.rate]=$(kv "$raw" tunnels_per_s)
     R[$k.p50]=$(kv "$raw" p50_us)
     R[$k.p99]=$(kv "$raw" p99_us)
+    R[$k.mean]=$(kv "$raw" mean_us)
     R[$k.errors]=$(kv "$raw" errors)
     R[$k.client_us]=$(awk -v c="$(kv "$raw" self_cpu_s)" -v n="$(kv "$raw" count)" \
         'BEGIN { if (n > 0 && c ~ /^[0-9.]+$/) printf "%.0f", c * 1e6 / n; else print "n/a" }')
@@ -424,25 +444,29 @@ report() {
         "$(get tp.direct.client_gib) CPU-s/GiB (reading): a proxy that copies through user space does one read and one write of" \
         "every byte, so their sum, $(awk -v a="$(get tp.direct.cpu_gib)" -v b="$(get tp.direct.client_gib)" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/) printf "%.2f", a + b; else print "n/a" }') s/GiB, is about its floor on this machine."
     echo
-    echo "### b. HTTPS download ($((BYTES / 1048576)) MiB): interception"
+    echo "### b. HTTPS download ($((BYTES / 1048576)) MiB): passthrough and interception"
     echo
-    local hd=${R[https.direct]:-} hr=${R[https.regdoc-intercept]:-}
-    echo "| path | MiB/s (median) | runs | × direct HTTPS | proxy CPU s/GiB | regdoc interception ÷ this |"
-    echo "|---|---:|---|---:|---:|---:|"
-    for n in direct regdoc-passthrough regdoc-intercept mitmproxy-intercept; do
+    local hd=${R[https.direct]:-} hr=${R[https.regdoc-intercept]:-} hp=${R[https.regdoc-passthrough]:-}
+    echo "| path | MiB/s (median) | runs | × direct HTTPS | proxy CPU s/GiB | regdoc passthrough ÷ this | regdoc interception ÷ this |"
+    echo "|---|---:|---|---:|---:|---:|---:|"
+    for n in direct relay-splice regdoc-passthrough regdoc-passthrough-copy squid-passthrough regdoc-intercept mitmproxy-intercept; do
         [ -n "${R[https.$n]:-}" ] || continue
-        echo "| $n | $(get https.$n) | $(get https.$n.runs) | $(ratio "$(get https.$n)" "$hd") | $(get https.$n.cpu_gib) | $(ratio "$hr" "$(get https.$n)") |"
+        echo "| $n | $(get https.$n) | $(get https.$n.runs) | $(ratio "$(get https.$n)" "$hd") | $(get https.$n.cpu_gib) | $(ratio "$hp" "$(get https.$n)") | $(ratio "$hr" "$(get https.$n)") |"
     done
+    echo
+    echo "relay-splice is the load generator's bare splice(2) relay (looks at nothing); regdoc-passthrough" \
+        "follows the TLS handshake and the server's record framing (stall detection);" \
+        "regdoc-passthrough-copy is the same with zero_copy = false."
     echo
     echo "### c. CONNECT set-up (open tunnel, 1-byte request, first byte back, close)"
     echo
-    echo "| path | clients | tunnels/s | TTFB p50 µs | p99 µs | added p50 µs | added p99 µs | proxy CPU µs/tunnel | errors | regdoc ÷ this (tunnels/s) |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| path | clients | tunnels/s | TTFB p50 µs | p99 µs | mean µs | added p50 µs | added p99 µs | added mean µs | proxy CPU µs/tunnel | errors | regdoc ÷ this (tunnels/s) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     local c
     for c in 1 64; do
         for n in direct regdoc regdoc-nolog squid tinyproxy mitmproxy; do
             [ -n "${R[setup.$n.$c.rate]:-}" ] || continue
-            echo "| $n | $c | $(get setup.$n.$c.rate) | $(get setup.$n.$c.p50) | $(get setup.$n.$c.p99) | $(added "$(get setup.$n.$c.p50)" "$(get setup.direct.$c.p50)") | $(added "$(get setup.$n.$c.p99)" "$(get setup.direct.$c.p99)") | $(get setup.$n.$c.cpu_us) | $(get setup.$n.$c.errors) | $(ratio "$(get setup.regdoc.$c.rate)" "$(get setup.$n.$c.rate)") |"
+            echo "| $n | $c | $(get setup.$n.$c.rate) | $(get setup.$n.$c.p50) | $(get setup.$n.$c.p99) | $(get setup.$n.$c.mean) | $(added "$(get setup.$n.$c.p50)" "$(get setup.direct.$c.p50)") | $(added "$(get setup.$n.$c.p99)" "$(get setup.direct.$c.p99)") | $(added "$(get setup.$n.$c.mean)" "$(get setup.direct.$c.mean)") | $(get setup.$n.$c.cpu_us) | $(get setup.$n.$c.errors) | $(ratio "$(get setup.regdoc.$c.rate)" "$(get setup.$n.$c.rate)") |"
         done
     done
     echo
@@ -471,6 +495,11 @@ report() {
     echo "|---|---:|---|"
     echo "| passthrough ≥ 0.9× direct | $tp_ratio× | $(check "$tp_ratio" '>=' 0.9) |"
     echo "| passthrough ≤ 0.3 CPU-s/GiB | $(get tp.regdoc.cpu_gib) | $(check "$(get tp.regdoc.cpu_gib)" '<=' 0.3) |"
+    local pt_direct pt_relay
+    pt_direct=$(awk -v a="$hp" -v b="$hd" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }')
+    pt_relay=$(awk -v a="$hp" -v b="${R[https.relay-splice]:-}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }')
+    echo "| HTTPS passthrough ≥ 0.9× direct HTTPS | $pt_direct× | $(check "$pt_direct" '>=' 0.9) |"
+    echo "| HTTPS passthrough ≥ 0.9× bare splice relay | $pt_relay× | $(check "$pt_relay" '>=' 0.9) |"
     echo "| interception ≥ 0.5× direct HTTPS | $https_ratio× | $(check "$https_ratio" '>=' 0.5) |"
     echo "| interception ≥ 2.5× mitmproxy streaming | $vs_mitm× | $(check "$vs_mitm" '>=' 2.5) |"
     echo "| set-up ≤ 50 µs added p50 at c=1 | $added1 µs | $(check "$added1" '<=' 50) |"
@@ -515,6 +544,8 @@ main() {
     start_regdoc regdoc on
     start_regdoc regdoc-nolog off
     start_regdoc regdoc-intercept on intercept
+    want https && start_regdoc regdoc-copy on copy
+    want https && start_relay
     local p
     for p in $PEERS; do
         case $p in
@@ -534,7 +565,11 @@ main() {
     fi
     if want https; then
         run_https direct direct "$SINK_CA"
+        # Passthrough, in one run: the bare relay, regdoc (zero_copy on and off) and Squid.
+        run_https relay-splice relay "$SINK_CA"
         run_https regdoc-passthrough regdoc "$SINK_CA"
+        run_https regdoc-passthrough-copy regdoc-copy "$SINK_CA"
+        run_https squid-passthrough squid "$SINK_CA"
         if started regdoc-intercept; then
             run_https regdoc-intercept regdoc-intercept "$TMP/regdoc-ca.pem"
         fi

@@ -89,7 +89,7 @@ impl Default for Config {
             max_connections: 9_000,
             max_connections_per_client: 1_000,
             max_head_bytes: 16 * 1024,
-            buffer_bytes: 256 * 1024,
+            buffer_bytes: 1024 * 1024,
             zero_copy: true,
             timeouts: Timeouts::default(),
             dns: DnsConfig::default(),

@@ -135,26 +135,33 @@ impl Pipe {
     }
 }
 
-/// Look at the next bytes `src` holds without taking them. `Ok(0)` is the end of the stream;
-/// `WouldBlock` means nothing is queued (readiness is cleared).
-pub fn peek(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+/// Look at the next bytes `src` holds, at most `max`, without taking them: `buf` is replaced by
+/// them (read into its spare capacity, grown to `max` if needed). `Ok(0)` is the end of the
+/// stream; `WouldBlock` means nothing is queued (readiness is cleared).
+///
+/// One call sees every byte a following [`Pipe::fill_from`] of the same length moves (nothing
+/// else reads the socket, and TCP keeps order), so a caller can follow what passes through the
+/// pipe without a system call per thing it follows.
+pub fn peek(src: &TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    buf.clear();
+    buf.reserve(max);
     let fd = src.as_raw_fd();
-    src.try_io(Interest::READABLE, || {
-        // SAFETY: `buf` is valid for writes of its length for the duration of the call.
-        let n = unsafe {
-            libc::recv(
-                fd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
+    let spare = buf.spare_capacity_mut();
+    let len = spare.len().min(max);
+    let ptr = spare.as_mut_ptr();
+    let n = src.try_io(Interest::READABLE, || {
+        // SAFETY: `ptr` is valid for writes of `len` bytes (spare capacity of `buf`, which is
+        // not touched otherwise until the call returns); recv writes at most `len` bytes.
+        let n = unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {
             Ok(n as usize)
         }
-    })
+    })?;
+    // SAFETY: recv initialised the first `n` (≤ `len` ≤ capacity) bytes.
+    unsafe { buf.set_len(n) };
+    Ok(n)
 }
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {

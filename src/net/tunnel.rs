@@ -635,6 +635,9 @@ impl RecordTracker {
 
     /// Account for `n` record-body bytes that passed without being looked at. Never more than
     /// the current record holds: the caller sizes its moves by [`RecordTracker::remaining`].
+    /// (The splice path used it when it moved bodies unseen, a record at a time; it now peeks
+    /// what it moves and feeds it, so only the properties below still hold it to `feed`.)
+    #[cfg_attr(not(test), allow(dead_code))]
     fn skip(&mut self, n: usize) {
         debug_assert!(n <= self.remaining);
         self.remaining = self.remaining.saturating_sub(n);
@@ -778,7 +781,8 @@ async fn pump(
                         {
                             flow.spliced.store(true, Ordering::Relaxed);
                             drop(buf);
-                            return Box::pin(spliced(src, dst, flow, epoch, pipe, records)).await;
+                            return Box::pin(spliced(src, dst, flow, epoch, pipe, records, size))
+                                .await;
                         }
                     }
                 }
@@ -790,9 +794,10 @@ async fn pump(
 }
 
 /// The rest of a direction through a kernel pipe. With record framing to follow (the server
-/// side of a TLS tunnel), each splice stops at a record's end and the next record's 5-byte
-/// header is peeked, not read: the framing stays exact, so stall detection loses nothing, while
-/// the record bodies never enter user space.
+/// side of a TLS tunnel), what the socket holds is peeked (up to `cfg.buffer` bytes at a time)
+/// and exactly that is moved: the tracker reads the headers in user space, so the framing stays
+/// exact and stall detection loses nothing, at one `recv(MSG_PEEK)` per burst rather than one
+/// per record; the bytes are never written from user space.
 #[cfg(target_os = "linux")]
 async fn spliced(
     src: &TcpStream,
@@ -801,8 +806,9 @@ async fn spliced(
     epoch: Instant,
     mut pipe: crate::net::splice::Pipe,
     records: Option<RecordTracker>,
+    peek_bytes: usize,
 ) -> io::Result<()> {
-    let r = splice_loop(src, dst, flow, epoch, &mut pipe, records).await;
+    let r = splice_loop(src, dst, flow, epoch, &mut pipe, records, peek_bytes).await;
     if r.is_err() && !pipe.is_empty() {
         // The source failed (a reset, say): what it sent before is still owed to the other
         // side, as the copy path would have delivered it.
@@ -832,59 +838,28 @@ async fn splice_loop(
     epoch: Instant,
     pipe: &mut crate::net::splice::Pipe,
     mut records: Option<RecordTracker>,
+    peek_bytes: usize,
 ) -> io::Result<()> {
     use crate::net::splice::{peek, Fill};
     loop {
         // The source has nothing more for now: deliver what the pipe holds before waiting.
         deliver(pipe, dst, flow).await?;
         src.readable().await?;
+        // With framing to follow, the bytes of this burst are peeked before the pipe takes
+        // them. Borrowed for the burst only, like the copy path's buffer.
+        let mut seen: Vec<u8> = Vec::new();
         loop {
-            if pipe.free() < RECORD_HEADER_LEN {
+            if pipe.free() == 0 {
                 deliver(pipe, dst, flow).await?;
             }
-            let mut peeked: Option<[u8; RECORD_HEADER_LEN]> = None;
-            let want = match records.as_mut() {
+            let want = match records {
                 None => pipe.free(),
-                Some(rt) if rt.remaining > 0 => rt.remaining.min(pipe.free()),
-                Some(rt) => {
-                    // At a record boundary (or inside a header that arrived in pieces).
-                    let mut hdr = [0u8; RECORD_HEADER_LEN];
-                    let got = if rt.header_len == 0 {
-                        match peek(src, &mut hdr) {
-                            Ok(k) => k,
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => return Err(e),
-                        }
-                    } else {
-                        0
-                    };
-                    if got == RECORD_HEADER_LEN {
-                        peeked = Some(hdr);
-                        let body = u16::from_be_bytes([hdr[3], hdr[4]]) as usize;
-                        (RECORD_HEADER_LEN + body).min(pipe.free())
-                    } else if got == 0 && rt.header_len == 0 {
-                        // Nothing queued and readable: the end of the stream.
-                        0
-                    } else {
-                        // A header split across segments: take its bytes the ordinary way,
-                        // after what the pipe holds, so order is kept.
-                        deliver(pipe, dst, flow).await?;
-                        let mut part = [0u8; RECORD_HEADER_LEN];
-                        let need = RECORD_HEADER_LEN - rt.header_len;
-                        match src.try_read(&mut part[..need]) {
-                            Ok(0) => 0,
-                            Ok(n) => {
-                                flow.moved(n, epoch);
-                                rt.feed(&part[..n]);
-                                flow.mid_record.store(rt.mid_record(), Ordering::Relaxed);
-                                writing(flow, write_all(dst, &part[..n])).await?;
-                                continue;
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
+                // Look at what is queued (one call for many records), then move exactly that.
+                Some(_) => match peek(src, &mut seen, peek_bytes.min(pipe.free())) {
+                    Ok(k) => k,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                },
             };
             let moved = if want == 0 {
                 Ok(Fill::End)
@@ -902,16 +877,10 @@ async fn splice_loop(
                 Ok(Fill::Moved(n)) => {
                     flow.moved(n, epoch);
                     if let Some(rt) = records.as_mut() {
-                        // The header went through the pipe; its bytes are known from the peek.
-                        let h = match &peeked {
-                            Some(hdr) => {
-                                let h = n.min(RECORD_HEADER_LEN);
-                                rt.feed(&hdr[..h]);
-                                h
-                            }
-                            None => 0,
-                        };
-                        rt.skip(n - h);
+                        // The pipe took the first `n` of the bytes just peeked (TCP keeps
+                        // order, and nothing else reads this socket): the tracker sees exactly
+                        // what passed, headers split across segments included.
+                        rt.feed(&seen[..n]);
                         flow.mid_record.store(rt.mid_record(), Ordering::Relaxed);
                     }
                 }
