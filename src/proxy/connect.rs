@@ -37,12 +37,11 @@ pub async fn establish(
     target: &mut TargetInfo,
     rec: &mut ConnectionRecord,
 ) -> Result<Established, Refusal> {
-    let direct_rule = shared.config.dns.connect_to.is_empty()
-        || !shared
-            .config
-            .connect_to_rules()
-            .iter()
-            .any(|r| r.host == target.host && r.port == target.port);
+    // A `connect_to` rule names where to dial, so it takes the target off the upstream proxy.
+    let direct_rule = shared
+        .resolver
+        .connect_to_rule(&target.host, target.port)
+        .is_none();
     let via_upstream = match &shared.upstream {
         Some(p) if direct_rule && !shared.no_proxy.matches(&target.host, target.port) => {
             Some(p.clone())

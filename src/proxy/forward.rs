@@ -316,11 +316,10 @@ async fn open_upstream(st: &State, target: &mut TargetInfo) -> Result<Upstream, 
         .as_ref()
         .filter(|_| !shared.no_proxy.matches(&target.host, target.port))
         .filter(|_| {
-            !shared
-                .config
-                .connect_to_rules()
-                .iter()
-                .any(|r| r.host == target.host && r.port == target.port)
+            shared
+                .resolver
+                .connect_to_rule(&target.host, target.port)
+                .is_none()
         });
     let mut rec = st
         .rec

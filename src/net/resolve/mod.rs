@@ -153,14 +153,22 @@ impl Resolver {
         })
     }
 
-    /// Resolve the `host:port` a client asked for into addresses to dial.
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<Resolved, ResolveError> {
+    /// The `connect_to` rule for the `host:port` a client asked for, if any. The one place
+    /// that matches rules, so that resolving and choosing a route (direct or upstream proxy)
+    /// cannot disagree on case or a trailing dot.
+    pub fn connect_to_rule(&self, host: &str, port: u16) -> Option<&ConnectTo> {
+        if self.connect_to.is_empty() {
+            return None;
+        }
         let lower = host.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(rule) = self
-            .connect_to
+        self.connect_to
             .iter()
             .find(|r| r.host == lower && r.port == port)
-        {
+    }
+
+    /// Resolve the `host:port` a client asked for into addresses to dial.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Resolved, ResolveError> {
+        if let Some(rule) = self.connect_to_rule(host, port) {
             let mut r = self.lookup(&rule.to_host, rule.to_port).await?;
             r.answer.source = DnsSource::ConnectTo;
             return Ok(r);
@@ -301,4 +309,24 @@ fn join(addrs: &[SocketAddr]) -> String {
         .map(|a| a.to_string())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Routing (direct or upstream proxy) and resolving ask the same question: a target written
+    /// in another case or with a trailing dot still matches its rule.
+    #[test]
+    fn connect_to_rule_matches_like_the_resolver() {
+        let mut cfg = Config::default();
+        cfg.dns.connect_to = vec!["myreg.azurecr.io:443=127.0.0.1:8443".into()];
+        let r = Resolver::from_config(&cfg).expect("resolver");
+        for host in ["myreg.azurecr.io", "MyReg.AzureCR.io", "myreg.azurecr.io."] {
+            let rule = r.connect_to_rule(host, 443).expect(host);
+            assert_eq!((rule.to_host.as_str(), rule.to_port), ("127.0.0.1", 8443));
+        }
+        assert!(r.connect_to_rule("myreg.azurecr.io", 5000).is_none());
+        assert!(r.connect_to_rule("other.azurecr.io", 443).is_none());
+    }
 }
