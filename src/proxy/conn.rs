@@ -18,19 +18,31 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tracing::Instrument;
 
 /// Serve one client connection to completion, or until the shutdown grace is over.
-pub async fn serve(
-    shared: Arc<Shared>,
-    mut stream: TcpStream,
-    client: SocketAddr,
-    shutdown: Shutdown,
-) {
-    let started = Instant::now();
+///
+/// The connection runs inside a `conn` span, so every `log` line written on its behalf (a
+/// resolver note, an interception error) carries its `conn_id` and client, as its records do.
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr, shutdown: Shutdown) {
     // On a dual-stack listener an IPv4 client arrives as ::ffff:a.b.c.d: rules and records
     // speak of the IPv4 address it is.
     let client = canonical(client);
     let conn_id = shared.next_conn_id();
+    let span = tracing::info_span!("conn", conn_id, client = %client);
+    serve_in_span(shared, stream, client, conn_id, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn serve_in_span(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    client: SocketAddr,
+    conn_id: u64,
+    shutdown: Shutdown,
+) {
+    let started = Instant::now();
     let mut rec = ConnectionRecord::new(conn_id, client);
     let _ = stream.set_nodelay(true);
     let mut target = TargetInfo {
