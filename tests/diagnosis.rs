@@ -565,10 +565,11 @@ fn tls_records(total: usize) -> (Vec<u8>, Vec<usize>) {
     (out, starts)
 }
 
-/// A bulk TLS download (well past the point where the tunnel hands its bytes to the kernel)
-/// arrives intact, headers split across segments included; a server that then rests on a record
-/// boundary (an idle keep-alive connection) is not a stall, and one that stops inside a record
-/// is.
+/// A bulk TLS download (well past the size at which a plain tunnel direction would be handed
+/// to the kernel) arrives intact, headers split across segments included; a server that then
+/// rests on a record boundary (an idle keep-alive connection) is not a stall, and one that
+/// stops inside a record is. regdoc reads every byte of such a download to follow its records,
+/// so it copies it rather than splicing it (`zero_copy` is false in the record).
 #[tokio::test]
 async fn transfer_stalled_is_exact_on_bulk_downloads() {
     let (body, starts) = tls_records(3 * 1024 * 1024);
@@ -677,7 +678,7 @@ async fn transfer_stalled_is_exact_on_bulk_downloads() {
     }
     for (target, want) in ends {
         let c = wait_records(1, by_target("connection", target.clone())).await;
-        assert_eq!(c[0]["zero_copy"], true, "{target}: {:#}", c[0]);
+        assert_eq!(c[0]["zero_copy"], false, "{target}: {:#}", c[0]);
         assert_eq!(c[0]["bytes_down"], want as u64, "{target}: {:#}", c[0]);
     }
 }

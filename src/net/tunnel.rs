@@ -744,7 +744,11 @@ async fn pump(
     mut records: Option<RecordTracker>,
 ) -> io::Result<()> {
     let size = cfg.buffer;
-    let mut zero_copy_after = cfg.zero_copy_after;
+    // A direction whose TLS records regdoc follows must be read by regdoc anyway (a peek is a
+    // copy), so splicing it saves no copy and adds system calls: measured slower and costlier
+    // on HTTPS downloads (README, Performance). Only bytes regdoc need not see (an upload, a
+    // plain tunnel) move through a kernel pipe.
+    let mut zero_copy_after = cfg.zero_copy_after.filter(|_| records.is_none());
     flow.tracked.store(records.is_some(), Ordering::Relaxed);
     loop {
         src.readable().await?;
