@@ -766,3 +766,77 @@ fn sni_filter_resets_client_hello() {
         "a failure record in the tls phase must name the SNI {SNI_HOST}: {failures:#?}"
     );
 }
+
+/// Not a test but a measurement, run by `benches/docker-pull.sh`: how long the real daemon
+/// takes to pull an image with one large layer (token auth, blob redirect to the data
+/// endpoint) with no proxy, through Squid and through regdoc, in one environment. The three
+/// paths take turns, each round in a rotated order, so a drift of the machine's load is shared
+/// among them. Prints a markdown table (and writes it to `PULL_OUT`, when set).
+#[test]
+#[ignore = "a benchmark: benches/docker-pull.sh runs it"]
+fn docker_pull_timing() {
+    if !ready("docker_pull_timing") {
+        return;
+    }
+    let knob = |name: &str, default: u64| -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let runs = knob("PULL_RUNS", 3).clamp(1, 20) as usize;
+    let layer_mib = knob("PULL_LAYER_MIB", 256).clamp(1, 4096);
+    let mut env = Env::start(Options {
+        auth: Auth::Token,
+        every_path: true,
+        layer_bytes: layer_mib << 20,
+        ..Options::default()
+    });
+    let paths = [
+        ("no proxy", DaemonProxy::Direct),
+        ("Squid", DaemonProxy::SquidOnly),
+        ("regdoc", DaemonProxy::Regdoc),
+    ];
+    let mut secs: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    for round in 0..runs {
+        for k in 0..paths.len() {
+            let i = (round + k) % paths.len();
+            let (name, via) = paths[i];
+            env.restart_dockerd(via);
+            let login = env.docker_login(PULL_USER, PASSWORD);
+            assert!(login.success, "login via {name} failed:\n{}", env.dump());
+            let started = std::time::Instant::now();
+            let pull = env.docker(&["pull", &image(REG_HOST)]);
+            let took = started.elapsed().as_secs_f64();
+            assert!(pull.success, "pull via {name} failed:\n{}", env.dump());
+            assert!(env.docker(&["rmi", &image(REG_HOST)]).success);
+            secs[i].push(took);
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let base = median(&secs[0]);
+    let mut table = format!(
+        "| path | docker pull, {layer_mib} MiB layer, s (median of {runs}) | runs | × no proxy |\n\
+         |---|---:|---|---:|\n"
+    );
+    for (i, (name, _)) in paths.iter().enumerate() {
+        let m = median(&secs[i]);
+        let all: Vec<String> = secs[i].iter().map(|s| format!("{s:.2}")).collect();
+        table += &format!(
+            "| {name} | {m:.2} | {} | {:.2}× |\n",
+            all.join(", "),
+            m / base
+        );
+    }
+    println!("\n{table}");
+    if let Ok(out) = std::env::var("PULL_OUT") {
+        std::fs::write(out, &table).expect("write PULL_OUT");
+    }
+    // Every pull above went where it was sent: regdoc saw the registry and the data endpoint.
+    assert_regdoc_saw(&env, REG_HOST, Some("passthrough"));
+    assert_regdoc_saw(&env, DATA_HOST, Some("passthrough"));
+}

@@ -549,6 +549,8 @@ pub enum DaemonProxy {
     RegdocHttpsScheme,
     /// squid directly, without regdoc: checks the harness itself.
     SquidOnly,
+    /// No proxy at all: the baseline of the pull timing (`docker_pull_timing`).
+    Direct,
 }
 
 #[derive(Clone, Debug)]
@@ -583,6 +585,12 @@ pub struct Options {
     /// Entries of regdoc's `[timeouts]` (`("connect", "3s")`). Empty by default: the tests run
     /// regdoc with its own deadlines, as deployed, unless a scenario is about one of them.
     pub timeouts: Vec<(&'static str, &'static str)>,
+    /// Bytes of incompressible data added to the image's one layer (0: the layer holds only
+    /// busybox). The pull timing uses a large layer, as the real workload has.
+    pub layer_bytes: u64,
+    /// Start Squid beside regdoc, each on its own, so that [`Env::restart_dockerd`] can switch
+    /// the daemon between no proxy, Squid and regdoc within one environment.
+    pub every_path: bool,
 }
 
 impl Default for Options {
@@ -601,6 +609,8 @@ impl Default for Options {
             token_rejected: false,
             sni_filter: false,
             timeouts: Vec::new(),
+            layer_bytes: 0,
+            every_path: false,
         }
     }
 }
@@ -790,12 +800,19 @@ fn token_signer(dir: &Path, stem: &str, cn: &str) {
 }
 
 /// Build a one-layer image (static busybox) as a `docker-archive` tarball.
-fn make_image(dir: &Path) -> PathBuf {
+fn make_image(dir: &Path, layer_bytes: u64) -> PathBuf {
     let img = dir.join("image");
     let bin = img.join("rootfs/bin");
     fs::create_dir_all(&bin).unwrap();
     fs::copy(program("busybox"), bin.join("busybox")).unwrap();
     std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+    if layer_bytes > 0 {
+        // Random bytes: gzip cannot shrink them, so the registry serves about this many.
+        let mut src = fs::File::open("/dev/urandom").unwrap();
+        let mut dst = fs::File::create(bin.join("payload")).unwrap();
+        let copied = std::io::copy(&mut std::io::Read::take(&mut src, layer_bytes), &mut dst);
+        assert_eq!(copied.unwrap(), layer_bytes);
+    }
     sh(Command::new(program("tar"))
         .args([
             "--sort=name",
@@ -964,7 +981,8 @@ impl Env {
             Upstream::Mitmproxy { tls12 } => env.start_mitmproxy(tls12),
             _ => {}
         }
-        if opts.daemon_proxy == DaemonProxy::SquidOnly && env.squid.is_none() {
+        let squid_for_daemon = opts.daemon_proxy == DaemonProxy::SquidOnly || opts.every_path;
+        if squid_for_daemon && env.squid.is_none() {
             env.start_squid(false);
         }
         if opts.daemon_proxy != DaemonProxy::SquidOnly {
@@ -996,7 +1014,7 @@ impl Env {
                 .arg(&seed_cfg),
             dir.join("seed-registry.log"),
         );
-        let archive = make_image(&dir);
+        let archive = make_image(&dir, self.opts.layer_bytes);
         let copied = wait_until(Duration::from_secs(30), || {
             Command::new(&ip)
                 .args(["netns", "exec", NETNS])
@@ -1447,6 +1465,31 @@ impl Env {
                 format!("https://127.0.0.1:{}", self.regdoc_port.unwrap())
             }
             DaemonProxy::SquidOnly => format!("http://127.0.0.1:{}", self.squid_port.unwrap()),
+            DaemonProxy::Direct => panic!("a client without a proxy has no proxy URL"),
+        }
+    }
+
+    /// Stop the Docker daemon and start it again with its traffic going `via` (the `every_path`
+    /// option starts both proxies). Images and the CLI's logins are kept.
+    pub fn restart_dockerd(&mut self, via: DaemonProxy) {
+        self.stop_dockerd();
+        self.opts.daemon_proxy = via;
+        self.start_dockerd();
+    }
+
+    fn stop_dockerd(&mut self) {
+        if let Some(mut d) = self.dockerd.take() {
+            d.stop();
+            // If the daemon had to be killed, its containerd child may outlive it.
+            let pidfile = self.dockerd_exec_root.join("containerd/containerd.pid");
+            if let Some(pid) = fs::read_to_string(pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
         }
     }
 
@@ -1469,22 +1512,20 @@ impl Env {
             mounts = self.resolver_mounts(),
         );
         fs::write(d.join("dockerd.sh"), script).unwrap();
-        let proxy = self.proxy_url();
-        let mut p = Proc::spawn(
-            "dockerd",
-            Command::new(program("unshare"))
-                .args(["-m", "--propagation", "private", "sh"])
-                .arg(d.join("dockerd.sh"))
-                .env_clear()
-                .env(
-                    "PATH",
-                    "/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin",
-                )
-                .env("HTTPS_PROXY", &proxy)
-                .env("HTTP_PROXY", &proxy)
-                .env("SSL_CERT_FILE", self.system_roots()),
-            d.join("dockerd.log"),
-        );
+        let mut cmd = Command::new(program("unshare"));
+        cmd.args(["-m", "--propagation", "private", "sh"])
+            .arg(d.join("dockerd.sh"))
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin",
+            )
+            .env("SSL_CERT_FILE", self.system_roots());
+        if self.opts.daemon_proxy != DaemonProxy::Direct {
+            let proxy = self.proxy_url();
+            cmd.env("HTTPS_PROXY", &proxy).env("HTTP_PROXY", &proxy);
+        }
+        let mut p = Proc::spawn("dockerd", &mut cmd, d.join("dockerd.log"));
         let ok = wait_until(Duration::from_secs(60), || {
             !matches!(p.child.try_wait(), Ok(None)) || self.docker_raw(&["version"], 10).success
         });
@@ -1705,19 +1746,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Some(mut d) = self.dockerd.take() {
-            d.stop();
-            // If the daemon had to be killed, its containerd child may outlive it.
-            let pidfile = self.dockerd_exec_root.join("containerd/containerd.pid");
-            if let Some(pid) = fs::read_to_string(pidfile)
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok())
-            {
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-        }
+        self.stop_dockerd();
         let scanned = self.regdoc.take().is_some();
         // regdoc has stopped: its log holds its last line.
         let leak = if scanned && !std::thread::panicking() {
