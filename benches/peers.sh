@@ -456,7 +456,9 @@ report() {
     echo
     echo "relay-splice is the load generator's bare splice(2) relay (looks at nothing); regdoc-passthrough" \
         "follows the TLS handshake and the server's record framing (stall detection);" \
-        "regdoc-passthrough-copy is the same with zero_copy = false."
+        "regdoc-passthrough-copy is the same with zero_copy = false (both copy the server's side of a TLS" \
+        "tunnel, which regdoc reads to follow its records; only the upload side differs, so the two rows" \
+        "show the run's noise)."
     echo
     echo "### c. CONNECT set-up (open tunnel, 1-byte request, first byte back, close)"
     echo
