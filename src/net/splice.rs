@@ -3,8 +3,8 @@
 //! user space. A proxy that copies through a buffer reads and writes every byte once each; on a
 //! multi-gigabyte layer download that copy is most of its CPU time.
 //!
-//! The pipe is created when a direction turns bulk (see `tunnel::pump`) and lives only as long
-//! as that direction, so idle and short tunnels never hold one.
+//! The pipe is created when a direction turns bulk (see `tunnel::relay::pump`) and lives only
+//! as long as that direction, so idle and short tunnels never hold one.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
