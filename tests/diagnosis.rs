@@ -1,7 +1,7 @@
 //! Each seed symptom and cause that is observable at the network level, driven through the
 //! running proxy: the cause id must be on the failure record and in the reason phrase the
 //! client receives (Docker prints that phrase). HTTP-level causes are unit-tested on the rules
-//! (src/diagnose/tests.rs) and through interception (tests/intercept.rs).
+//! (src/diagnose/tests/) and through interception (tests/intercept.rs).
 
 #[path = "support/dns.rs"]
 mod dns;

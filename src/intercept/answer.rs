@@ -3,9 +3,8 @@
 //! reads are replayed unchanged; a judged failure gets its `request` and `failure` records and
 //! the reply its `X-Regdoc-Cause`.
 
-use super::body::ReplyBody;
+use super::body::{read_prefix, ReplyBody};
 use super::exchange;
-use super::serve::read_prefix;
 use crate::observe::{DnsAnswer, FailureKind, HttpExchange, Phase, TlsObservation};
 use crate::proxy::{reply, TargetInfo};
 use crate::record::failures::FailureLog;

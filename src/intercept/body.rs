@@ -1,9 +1,11 @@
 //! Response bodies regdoc sends to an intercepted client: the upstream body streamed as it comes,
 //! optionally after a prefix that was read for diagnosis (replayed unchanged), or a short body of
-//! regdoc's own.
+//! regdoc's own. `read_prefix` reads that prefix.
 
+use crate::intercept::exchange::BODY_CAP;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -102,6 +104,41 @@ impl Body for ReplyBody {
                     s.set_upper(u + buffered);
                 }
                 s
+            }
+        }
+    }
+}
+
+/// What [`read_prefix`] read: the frames, their data (capped), whether the body ended, an error
+/// met, and the rest of the body.
+pub(crate) type Prefix = (
+    Vec<Frame<Bytes>>,
+    Vec<u8>,
+    bool,
+    Option<hyper::Error>,
+    Option<Incoming>,
+);
+
+/// Read at most [`BODY_CAP`] bytes of `body` (bounded by `limit` in time). Returns the frames
+/// read (for replay), their data (capped), whether the body ended, an error met, and the rest.
+pub(crate) async fn read_prefix(mut body: Incoming, limit: std::time::Duration) -> Prefix {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut frames = Vec::new();
+    let mut data = Vec::new();
+    loop {
+        if data.len() >= BODY_CAP {
+            return (frames, data, false, None, Some(body));
+        }
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return (frames, data, false, None, Some(body)),
+            Ok(None) => return (frames, data, true, None, None),
+            Ok(Some(Err(e))) => return (frames, data, false, Some(e), None),
+            Ok(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    let take = d.len().min(BODY_CAP - data.len());
+                    data.extend_from_slice(&d[..take]);
+                }
+                frames.push(f);
             }
         }
     }

@@ -3,8 +3,8 @@
 //! user space. A proxy that copies through a buffer reads and writes every byte once each; on a
 //! multi-gigabyte layer download that copy is most of its CPU time.
 //!
-//! The pipe is created when a direction turns bulk (see `tunnel::pump`) and lives only as long
-//! as that direction, so idle and short tunnels never hold one.
+//! The pipe is created when a direction turns bulk (see `tunnel::relay::pump`) and lives only
+//! as long as that direction, so idle and short tunnels never hold one.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -133,35 +133,6 @@ impl Pipe {
     pub fn is_empty(&self) -> bool {
         self.pending == 0
     }
-}
-
-/// Look at the next bytes `src` holds, at most `max`, without taking them: `buf` is replaced by
-/// them (read into its spare capacity, grown to `max` if needed). `Ok(0)` is the end of the
-/// stream; `WouldBlock` means nothing is queued (readiness is cleared).
-///
-/// One call sees every byte a following [`Pipe::fill_from`] of the same length moves (nothing
-/// else reads the socket, and TCP keeps order), so a caller can follow what passes through the
-/// pipe without a system call per thing it follows.
-pub fn peek(src: &TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-    buf.clear();
-    buf.reserve(max);
-    let fd = src.as_raw_fd();
-    let spare = buf.spare_capacity_mut();
-    let len = spare.len().min(max);
-    let ptr = spare.as_mut_ptr();
-    let n = src.try_io(Interest::READABLE, || {
-        // SAFETY: `ptr` is valid for writes of `len` bytes (spare capacity of `buf`, which is
-        // not touched otherwise until the call returns); recv writes at most `len` bytes.
-        let n = unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    })?;
-    // SAFETY: recv initialised the first `n` (≤ `len` ≤ capacity) bytes.
-    unsafe { buf.set_len(n) };
-    Ok(n)
 }
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
