@@ -7,6 +7,7 @@
 
 pub mod clients;
 pub mod idle;
+pub mod reload;
 
 use crate::config::Config;
 use crate::proxy::{SetupError, Shared};
@@ -14,7 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 /// After the grace, how long connections get to write their records. They end at once when
 /// told (nothing they do then waits on the network); this bounds one stuck in a slow call.
@@ -47,26 +48,55 @@ pub async fn run(
 /// builds the state before it listens, so a configuration `run` cannot serve never binds.
 pub async fn serve(
     listener: TcpListener,
+    shared: Shared,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    // No one sends: the configuration stays the one given.
+    let (_, reloads) = mpsc::channel(1);
+    serve_reloadable(listener, shared, shutdown, reloads).await
+}
+
+/// [`serve`], taking reloaded configurations from `reloads` (already parsed and validated by
+/// the caller, as `regdoc run` does on SIGHUP). Each applies to connections accepted after it;
+/// open connections and tunnels keep the state they started with. A configuration that cannot
+/// be set up is refused with a `log` line and the running one stays.
+pub async fn serve_reloadable(
+    listener: TcpListener,
     mut shared: Shared,
     shutdown: impl Future<Output = ()>,
+    mut reloads: mpsc::Receiver<Config>,
 ) -> Result<(), ServeError> {
     let grace = shared.config.timeouts.shutdown_grace;
     if let Ok(bound) = listener.local_addr() {
         shared.set_listening(bound);
     }
-    let shared = Arc::new(shared);
+    let mut shared = Arc::new(shared);
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let clients = clients::ClientSlots::new(shared.config.max_connections_per_client);
     let (stop, watch_stop) = crate::shutdown::channel();
     // Each connection task holds a clone; when all are dropped, every connection is done.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
-    let summaries = tokio::spawn(housekeeping(shared.clone(), watch_stop.clone()));
+    let (current, followed) = watch::channel(shared.clone());
+    let summaries = tokio::spawn(housekeeping(followed, watch_stop.clone()));
     let mut backoff = Duration::from_millis(5);
+    let mut reloading = true;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = &mut shutdown => break,
+            next = reloads.recv(), if reloading => {
+                match next {
+                    Some(config) => {
+                        if let Some(next) = reload(&shared, config) {
+                            shared = next;
+                            current.send_replace(shared.clone());
+                        }
+                    }
+                    None => reloading = false,
+                }
+                continue;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(a) => {
@@ -181,10 +211,40 @@ async fn free_a_slot(
     }
 }
 
+/// The state for a reloaded `config`, or `None` (with a `log` line) when it cannot be set up.
+fn reload(running: &Arc<Shared>, config: Config) -> Option<Arc<Shared>> {
+    let unapplied = reload::needs_restart(&running.config, &config);
+    match running.reloaded(config) {
+        Ok(next) => {
+            let restart = if unapplied.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; not applied until a restart (systemctl restart regdoc): {}",
+                    unapplied.join(", ")
+                )
+            };
+            tracing::info!(
+                "configuration reloaded: applies to new connections, open ones keep theirs{restart}"
+            );
+            Some(Arc::new(next))
+        }
+        Err(e) => {
+            tracing::warn!("configuration reload refused: {e}; the running configuration stays");
+            None
+        }
+    }
+}
+
 /// Write `failure_summary` records for aggregated repeats as their intervals end, and say every
-/// second what the records budget left out.
-async fn housekeeping(shared: Arc<Shared>, mut stop: crate::shutdown::Shutdown) {
-    let interval = shared.failures.interval();
+/// second what the records budget left out. Follows the current state across reloads (a
+/// replaced failure log writes what it still holds when its last connection ends).
+async fn housekeeping(
+    mut current: watch::Receiver<Arc<Shared>>,
+    mut stop: crate::shutdown::Shutdown,
+) {
+    let mut shared = current.borrow_and_update().clone();
+    let mut interval = shared.failures.interval();
     let mut summaries = tokio::time::interval((interval / 4).max(Duration::from_secs(1)));
     let mut budget = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -193,6 +253,14 @@ async fn housekeeping(shared: Arc<Shared>, mut stop: crate::shutdown::Shutdown) 
                 shared.failures.write_due_summaries(std::time::SystemTime::now());
             }
             _ = budget.tick() => shared.failures.report_overflow(),
+            changed = current.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                shared = current.borrow_and_update().clone();
+                interval = shared.failures.interval();
+                summaries = tokio::time::interval((interval / 4).max(Duration::from_secs(1)));
+            }
             _ = stop.draining() => return,
         }
     }

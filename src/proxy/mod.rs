@@ -55,7 +55,10 @@ pub struct Shared {
     pub tunnel: TunnelConfig,
     /// `Basic …` value clients must present, when proxy authentication is configured.
     expected_auth: Option<String>,
-    next_id: AtomicU64,
+    /// Shared with the states that replace this one on a reload: ids stay unique.
+    next_id: Arc<AtomicU64>,
+    /// The socket regdoc listens on, once known (its own address is never a destination).
+    listening: Option<SocketAddr>,
     /// The one writer of failure records (interception writes through it too): repeats of
     /// one failure within `log.aggregate_interval` are counted, not written.
     pub failures: Arc<crate::record::failures::FailureLog>,
@@ -106,7 +109,8 @@ impl Shared {
                 zero_copy_after: config.zero_copy.then_some(ZERO_COPY_AFTER),
             },
             expected_auth,
-            next_id: AtomicU64::new(1),
+            next_id: Arc::new(AtomicU64::new(1)),
+            listening: None,
             failures,
             interceptor: crate::intercept::Interceptor::from_config(&config)?,
             prober: crate::net::probe::Prober::from_config(&config)?.map(Arc::new),
@@ -119,6 +123,21 @@ impl Shared {
     /// destinations at it are refused.
     pub fn set_listening(&mut self, bound: SocketAddr) {
         self.destinations = destinations(&self.config, bound);
+        self.listening = Some(bound);
+    }
+
+    /// The state for a reloaded `config`, for connections accepted from now on; connections
+    /// already open keep the state they started with. What must outlive a reload carries over:
+    /// connection ids go on counting, kept-alive connections can still be shed for a slot,
+    /// and regdoc's own socket stays refused as a destination.
+    pub fn reloaded(&self, config: Config) -> Result<Shared, SetupError> {
+        let mut next = Shared::new(config)?;
+        next.next_id = self.next_id.clone();
+        next.idle = self.idle.clone();
+        if let Some(bound) = self.listening {
+            next.set_listening(bound);
+        }
+        Ok(next)
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -60,6 +60,15 @@ pub struct FailureLog {
     reported: Mutex<Instant>,
 }
 
+/// A failure log that goes away (replaced on a reload, or at exit) first writes what it still
+/// holds: the summaries of repeats it counted and what the records budget left out.
+impl Drop for FailureLog {
+    fn drop(&mut self) {
+        self.write_all_summaries();
+        self.report_overflow();
+    }
+}
+
 impl FailureLog {
     pub fn new(diagnoser: Arc<Diagnoser>, log: &LogConfig) -> Self {
         let now = Instant::now();
