@@ -1,0 +1,3 @@
+//! The `regdoc` command line.
+
+pub mod args;
