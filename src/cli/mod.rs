@@ -1,3 +1,4 @@
 //! The `regdoc` command line.
 
 pub mod args;
+pub mod print_config;
