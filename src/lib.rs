@@ -11,6 +11,7 @@
 //!
 //! Logging ([`record`], [`logging`]) sits at the edge.
 
+pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod diagnose;

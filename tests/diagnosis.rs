@@ -3,18 +3,12 @@
 //! client receives (Docker prints that phrase). HTTP-level causes are unit-tested on the rules
 //! (src/diagnose/tests/) and through interception (tests/intercept.rs).
 
-#[path = "support/dns.rs"]
-mod dns;
-#[path = "support/net.rs"]
-mod net;
-#[path = "support/secrets.rs"]
-mod secrets;
-#[path = "support/proxy.rs"]
-mod support;
+mod common;
 
+use common::proxy::*;
+use common::{dns, net, secrets};
 use serde_json::Value;
 use std::time::Duration;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -1,9 +1,8 @@
 //! The loopback test DNS server answers real resolvers as a DNS server would.
 
-#[path = "support/dns.rs"]
-mod dns;
+mod common;
 
-use dns::{TestDns, Zone};
+use common::dns::{TestDns, Zone};
 use hickory_resolver::config::{NameServerConfig, Protocol, ResolverConfig, ResolverOpts};
 use hickory_resolver::error::ResolveErrorKind;
 use hickory_resolver::proto::op::ResponseCode;

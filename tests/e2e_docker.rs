@@ -4,10 +4,10 @@
 //! Needs root and the programs `.ci/run` installs; without them each test skips with a message
 //! naming what is missing (under `CI=true` it fails instead). Tests serialise on a file lock.
 
-#[path = "e2e/harness.rs"]
-mod harness;
+mod common;
+mod e2e;
 
-use harness::*;
+use e2e::harness::*;
 use std::time::Duration;
 
 fn image(host: &str) -> String {

@@ -2,10 +2,10 @@
 //!
 //! Same prerequisites and skipping rules as `e2e_docker.rs`; no Docker daemon is started.
 
-#[path = "e2e/harness.rs"]
-mod harness;
+mod common;
+mod e2e;
 
-use harness::*;
+use e2e::harness::*;
 
 fn source() -> String {
     format!("docker://{REG_HOST}/{IMAGE_REPO}:{IMAGE_TAG}")

@@ -1,16 +1,15 @@
 //! Interception end to end over real TLS: a client trusting only the regdoc CA, the
-//! interceptor, and a loopback registry speaking ACR's protocol (tests/support/acr.rs).
+//! interceptor, and a loopback registry speaking ACR's protocol (tests/common/acr.rs).
 //!
 //! Until the transport is on this branch, the tests drive `Interceptor::serve` directly: they
 //! dial the fixture themselves (as the CONNECT path would) and hand the interceptor one end of
 //! an in-memory duplex as the client stream.
 
-#[path = "support/acr.rs"]
-mod acr;
+mod common;
 
-use acr::{AcrFixture, Mode, NULL_GUID};
 use base64::Engine;
 use bytes::Bytes;
+use common::acr::{self, AcrFixture, Mode, NULL_GUID};
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -1424,7 +1423,7 @@ async fn secret_scan(requests: bool) {
 /// the log (records, their `http` facts, client words, evidence, spans) or `regdoc report`.
 #[tokio::test]
 async fn echoed_credentials_never_reach_the_log_through_interception() {
-    use acr::secrets::{self, Secrets};
+    use common::secrets::{self, Secrets};
     let secrets = Secrets::new();
     let password = secrets.register("Icp-Basic-Pw-1234");
     secrets.register(format!("alice:{password}"));

@@ -8,11 +8,10 @@
 //! Every client records each certificate it is shown, so "no leaf" means no certificate at all
 //! reached it, not only that it refused one.
 
-#[path = "support/acr.rs"]
-mod acr;
-#[path = "support/proxy.rs"]
-mod support;
+mod common;
 
+use common::acr;
+use common::proxy::*;
 use regdoc::intercept::ca::CaPaths;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -22,7 +21,6 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::*;
 use x509_parser::extensions::GeneralName;
 
 /// Verifies against `roots` like any client, and keeps every end-entity certificate shown.

@@ -1,13 +1,11 @@
 //! Interception policy and in-TLS failures through the whole proxy: registry REST hosts are
 //! intercepted (their 403/504 judged), data endpoints stay opaque tunnels.
 
-#[path = "support/acr.rs"]
-mod acr;
-#[path = "support/proxy.rs"]
-mod proxy;
+mod common;
 
-use acr::{AcrFixture, Mode};
 use bytes::Bytes;
+use common::acr::{AcrFixture, Mode};
+use common::proxy;
 use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;

@@ -2,15 +2,13 @@
 //! to regdoc, which mints a leaf for the registry host, verifies the real registry (the ACR
 //! fixture) upstream, and judges every exchange.
 
-#[path = "support/acr.rs"]
-mod acr;
-#[path = "support/proxy.rs"]
-mod support;
+mod common;
 
+use common::acr;
+use common::proxy::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
-use support::*;
 
 const HOST: &str = "interceptme.azurecr.io";
 

@@ -10,18 +10,16 @@
 //! Linux): each test uses addresses of its own, so the records it reads are its own although
 //! every test of this binary writes into one capture.
 
-#[path = "support/acr.rs"]
-mod acr;
-#[path = "support/proxy.rs"]
-mod support;
+mod common;
 
+use common::acr;
+use common::proxy::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 

@@ -3,17 +3,14 @@
 //! the rule and a failure record; a dual-stack listener admits IPv4 clients by their IPv4
 //! address. Nothing here leaves the machine: refused destinations are never dialled.
 
-#[path = "support/dns.rs"]
-mod dns;
-#[path = "support/proxy.rs"]
-mod support;
+mod common;
 
+use common::proxy::*;
 use regdoc::config::Config;
 use regdoc::policy::destination::default_allowed;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -1,18 +1,12 @@
 //! Core proxy behaviour over loopback: tunnels, refusals and their records, forwarding,
 //! upstream chaining, shutdown.
 
-#[path = "support/dns.rs"]
-mod dns;
-#[path = "support/net.rs"]
-mod net;
-#[path = "support/secrets.rs"]
-mod secrets;
-#[path = "support/proxy.rs"]
-mod support;
+mod common;
 
-use secrets::Secrets;
+use common::proxy::*;
+use common::secrets::{self, Secrets};
+use common::{dns, net};
 use std::time::Duration;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

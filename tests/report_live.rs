@@ -2,11 +2,9 @@
 //! provoke failures, stop it, then summarise its log from a file and from standard input (as
 //! `journalctl -o cat -u regdoc | regdoc report` does).
 
-#[path = "support/dns.rs"]
-mod dns;
-#[path = "support/net.rs"]
-mod net;
+mod common;
 
+use common::{dns, net};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};

@@ -2,10 +2,9 @@
 //! DNS in nsswitch order, DNS with the search list of resolv.conf. The system files are
 //! temporary files here and every query goes to the loopback test DNS server.
 
-#[path = "support/dns.rs"]
-mod dns;
+mod common;
 
-use dns::{TestDns, Zone};
+use common::dns::{TestDns, Zone};
 use regdoc::config::Config;
 use regdoc::net::resolve::{ResolveError, Resolver, SystemPaths};
 use regdoc::observe::DnsSource;

@@ -3,13 +3,12 @@
 //! server; and a server that resets or closes in answer to the ClientHello. Real rustls on
 //! loopback; names resolve through `dns.overrides`, so no query leaves the machine.
 
-#[path = "support/proxy.rs"]
-mod support;
+mod common;
 
+use common::proxy::*;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -1,6 +1,6 @@
-//! Subcommands beyond `run`, as library functions `main.rs` calls: `explain` prints the cause
-//! catalog, `report` summarises a log, `ca` makes the interception CA, `doctor` checks the
-//! Docker daemon's setup on this host.
+//! Subcommands beyond `run` and `check-config`, as library functions [`crate::cli`] calls:
+//! `explain` prints the cause catalog, `report` summarises a log, `ca` makes the interception CA,
+//! `doctor` checks the Docker daemon's setup on this host.
 
 pub mod ca;
 pub mod doctor;

@@ -10,17 +10,8 @@
 //! Tests are serialised with a file lock: they share the namespace name, the DNS address and
 //! the veth names. See `tests/e2e/NOTES.md` for the commands this reproduces by hand.
 
-#![allow(dead_code)]
-
-#[path = "dns.rs"]
-pub mod dns;
-#[path = "../support/net.rs"]
-mod net;
-#[path = "../support/secrets.rs"]
-pub mod secrets;
-#[path = "servers.rs"]
-pub mod servers;
-
+use super::{dns, servers};
+use crate::common::{net, secrets};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;

@@ -181,7 +181,7 @@ pub struct TokenServer {
     pub cert_der: Vec<u8>,
     pub users: Vec<TokenUser>,
     /// Every token issued goes here, for the secret scan of regdoc's outputs.
-    pub issued: Arc<super::secrets::Secrets>,
+    pub issued: Arc<crate::common::secrets::Secrets>,
 }
 
 const ACR_UNAUTHORIZED: &str = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required, visit https://aka.ms/acr/authorization for more information."}]}"#;

@@ -9,10 +9,6 @@
 //! way: the child must bind it. [`child_port`] hands out ports from below the kernel's
 //! ephemeral range, which the kernel never gives to a socket that did not ask for that port, so
 //! no dial and no `bind(:0)` of another test can take it between the check and the child's bind.
-//!
-//! Self-contained (std and socket2 only) so any test binary can include it with `#[path]`.
-
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 

@@ -2,11 +2,6 @@
 //! produced (the log's JSON lines, captured stderr, `regdoc report` output) is scanned for each
 //! of them, as sent, base64 and URL-encoded. Scan only after the records exist: close the
 //! clients, wait for the records, flush the log, then call [`Secrets::assert_absent`].
-//!
-//! Self-contained (std and base64 only) so any test binary can include it with `#[path]`,
-//! tests/e2e/harness.rs included.
-
-#![allow(dead_code)]
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;

@@ -4,8 +4,6 @@
 //! one); each test filters the records by its own target or connection, and every target port
 //! is unique to its test, so parallel tests do not see each other's records.
 
-#![allow(dead_code)]
-
 use regdoc::config::Config;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -136,7 +134,7 @@ pub fn init_capture() {
 }
 
 /// Everything the real log holds so far, after a flush (the writer holds lines back briefly).
-/// Scan it only after the records exist: see `support/secrets.rs`.
+/// Scan it only after the records exist: see `common/secrets.rs`.
 pub fn log_text() -> String {
     let Some(Some(real)) = REAL_LOG.get() else {
         panic!("the real log layer could not be installed");

@@ -13,11 +13,9 @@
 //! Failure modes are switched at run time with [`AcrFixture::set_mode`].
 
 // Route helpers return the reply to send as their error: a large `Err` is the point here.
-#![allow(dead_code, clippy::result_large_err)]
+#![allow(clippy::result_large_err)]
 
-#[path = "secrets.rs"]
-pub mod secrets;
-
+use super::secrets;
 use base64::Engine;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};

@@ -5,15 +5,13 @@
 //! logs every question so a test can assert that a lookup was or was not made.
 //!
 //! ```ignore
-//! #[path = "support/dns.rs"]
-//! mod dns;
+//! use common::dns;
 //! let zone = dns::Zone::new()
 //!     .cname("myreg.azurecr.io", "myreg.privatelink.azurecr.io")
 //!     .a("myreg.privatelink.azurecr.io", [10, 1, 2, 3]);
 //! let server = dns::TestDns::start("127.0.0.1:0".parse().unwrap(), zone);
 //! // point the resolver at server.local_addr()
 //! ```
-#![allow(dead_code)] // each test crate uses a different part of it
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};

@@ -1,0 +1,12 @@
+//! What the integration tests share: a loopback regdoc with its records captured (`proxy`), a
+//! loopback registry speaking ACR's protocol (`acr`), a DNS server (`dns`), addresses with a
+//! known fate (`net`) and secret scans (`secrets`). A test binary declares `mod common;`.
+
+// Every test binary compiles all of it and uses a part.
+#![allow(dead_code)]
+
+pub mod acr;
+pub mod dns;
+pub mod net;
+pub mod proxy;
+pub mod secrets;
