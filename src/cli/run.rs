@@ -88,11 +88,14 @@ pub async fn run(args: RunArgs) -> ExitCode {
         Ok(cfg) => cfg,
         Err(e) => return fail(&e.into()),
     };
+    let source = config_source(path.as_ref());
     let log = match logging::init(&cfg.log) {
         Ok(h) => h,
         Err(e) => return fail(&e.into()),
     };
-    let code = match serve(cfg, config_source(path.as_ref()), &log).await {
+    // SIGHUP reads the same file with the same flags over it.
+    let reread = move || effective_config(&args, path.as_ref());
+    let code = match serve(cfg, source, reread, &log).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     };
@@ -148,8 +151,13 @@ fn effective_config(args: &RunArgs, path: Option<&PathBuf>) -> Result<Config, Co
     Ok(cfg)
 }
 
-/// Bind, announce, serve until SIGTERM/SIGINT, drain.
-async fn serve(cfg: Config, source: String, log: &LogHandle) -> Result<(), RunError> {
+/// Bind, announce, serve until SIGTERM/SIGINT (reloading on SIGHUP), drain.
+async fn serve(
+    cfg: Config,
+    source: String,
+    reread: impl Fn() -> Result<Config, ConfigError> + Send + 'static,
+    log: &LogHandle,
+) -> Result<(), RunError> {
     // Built once before listening, as `check-config` builds it, so that a proxy systemd is told
     // is ready can do what it was configured to do.
     let shared = Shared::new(cfg.clone())?;
@@ -160,14 +168,20 @@ async fn serve(cfg: Config, source: String, log: &LogHandle) -> Result<(), RunEr
             addr: cfg.listen,
             source,
         })?;
-    tokio::spawn(signals::reopen_on_hangup(signals.hup, log.clone()));
+    let (reloads, reloaded) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(signals::on_hangup(
+        signals.hup,
+        log.clone(),
+        reread,
+        reloads,
+    ));
     let bound = listener.local_addr().unwrap_or(cfg.listen);
     announce::announce(&cfg, bound, &source);
     announce::warn_if_open(&cfg);
     notify::ready();
 
     let shutdown = signals::shutdown(signals.term, signals.int, log.clone());
-    let result = crate::server::serve(listener, shared, shutdown).await;
+    let result = crate::server::serve_reloadable(listener, shared, shutdown, reloaded).await;
     notify::stopping();
     result?;
     tracing::info!(target: TARGET, "regdoc stopped");

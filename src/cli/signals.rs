@@ -1,7 +1,8 @@
 //! What signals mean to `regdoc run`: SIGTERM and SIGINT drain and stop, a second one stops at
-//! once; SIGHUP reopens the log file (logrotate).
+//! once; SIGHUP reopens the log file (logrotate) and reloads the configuration.
 
 use super::{EXIT_RUNTIME, TARGET};
+use crate::config::{Config, ConfigError};
 use crate::logging::LogHandle;
 use std::io;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -48,10 +49,29 @@ pub async fn shutdown(mut term: Signal, mut int: Signal, log: LogHandle) {
     });
 }
 
-/// Reopen the log file on every SIGHUP, for as long as the process lives.
-pub async fn reopen_on_hangup(mut hup: Signal, log: LogHandle) {
+/// On every SIGHUP, for as long as the process lives: reopen the log file, then read the
+/// configuration again and hand it to the server. A configuration that does not load is
+/// refused with its `file:line: reason`, and the running one stays.
+pub async fn on_hangup(
+    mut hup: Signal,
+    log: LogHandle,
+    reread: impl Fn() -> Result<Config, ConfigError>,
+    reloads: tokio::sync::mpsc::Sender<Config>,
+) {
     while hup.recv().await.is_some() {
         log.reopen();
         tracing::info!(target: TARGET, "SIGHUP: log file reopened");
+        match reread() {
+            Ok(config) => {
+                // The server is gone only when shutting down: nothing left to reload then.
+                if reloads.send(config).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!(
+                target: TARGET,
+                "configuration reload refused: {e}; the running configuration stays"
+            ),
+        }
     }
 }
