@@ -60,6 +60,9 @@ enum Command {
     /// Check this host's setup for regdoc: `regdoc doctor docker`.
     #[command(subcommand)]
     Doctor(regdoc::cmd::doctor::DoctorCommand),
+    /// Check now whether this host can reach a registry the way `run` would, step by step;
+    /// exit 0 healthy, 1 problem, 2 usage error. Credentials only from standard input.
+    Check(regdoc::cmd::check::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +118,7 @@ async fn main() -> ExitCode {
             regdoc::cmd::ca::init(dir.as_deref(), force, &permit)
         }
         Command::Doctor(cmd) => regdoc::cmd::doctor::main(cmd),
+        Command::Check(args) => regdoc::cmd::check::run(args).await,
     }
 }
 

@@ -1,0 +1,572 @@
+//! The way `run` reaches a host from here, phase by phase: name resolution (with `connect_to`
+//! and overrides), the dial, the upstream proxy's CONNECT (unless `no_proxy` or a `connect_to`
+//! rule sends the host around it), and a TLS handshake judged against the system roots plus
+//! `intercept.extra_roots`. Each phase becomes a [`Step`]; a failed phase becomes the
+//! [`FailureEvent`] `run` would record, judged by the same [`Diagnoser`].
+
+use super::judge;
+use super::step::Step;
+use crate::config::Config;
+use crate::diagnose::symptom::{client_symptom, Reply};
+use crate::diagnose::{Diagnoser, SuccessNote};
+use crate::endpoint::Endpoint;
+use crate::intercept::upstream_tls::{
+    add_extra_roots, handshake_error, system_roots, verifier, RootsError, UpstreamTlsError,
+};
+use crate::net::dial::dial;
+use crate::net::prefixed::Prefixed;
+use crate::net::probe::Prober;
+use crate::net::resolve::{Resolver, ResolverSetupError};
+use crate::net::upstream::{connect_through, NoProxy, UpstreamProxy, UpstreamUrlError};
+use crate::observe::{CertProbe, DnsAnswer, FailureEvent, FailureKind, Phase};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::net::TcpStream;
+
+/// The HTTP/1.1 client half of one connection the check opened.
+pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Why the check cannot run at all (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Resolver(#[from] ResolverSetupError),
+    #[error("upstream.proxy: {0}")]
+    Upstream(#[from] UpstreamUrlError),
+    #[error("TLS trust: {0}")]
+    Roots(#[from] RootsError),
+}
+
+/// Everything needed to reach hosts the way `run` does.
+pub struct Net {
+    pub cfg: Config,
+    resolver: Resolver,
+    pub diagnoser: Diagnoser,
+    upstream: Option<UpstreamProxy>,
+    no_proxy: NoProxy,
+    registries: Vec<String>,
+    /// System roots plus `intercept.extra_roots`: what decides whether the check goes on.
+    trust: Arc<WebPkiServerVerifier>,
+    /// Judges a presented chain the way regdoc's certificate probe does (public root or not).
+    prober: Prober,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    pub timeout: Duration,
+    /// Who the diagnosis thinks the client is: this host.
+    pub client: SocketAddr,
+}
+
+/// A host reached: the connection's HTTP client and what the phases found.
+pub struct Conn {
+    pub sender: Sender,
+    pub dns: Option<DnsAnswer>,
+}
+
+impl Net {
+    pub fn new(cfg: Config, timeout: Duration) -> Result<Net, SetupError> {
+        let resolver = Resolver::from_config(&cfg)?;
+        let upstream = cfg
+            .upstream
+            .proxy
+            .as_deref()
+            .map(UpstreamProxy::parse)
+            .transpose()?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = system_roots();
+        add_extra_roots(&mut roots, &cfg.intercept.extra_roots)?;
+        let trust = verifier(roots, &provider)?;
+        // The check always looks at the certificate, whatever `[probe]` says for `run`.
+        let mut probing = cfg.clone();
+        probing.probe.enabled = true;
+        let prober = Prober::from_config(&probing)?.ok_or(RootsError::Empty)?;
+        Ok(Net {
+            resolver,
+            diagnoser: Diagnoser::new(&cfg),
+            no_proxy: NoProxy::new(&cfg.upstream.no_proxy),
+            registries: cfg.registry_hosts(),
+            upstream,
+            trust,
+            prober,
+            provider,
+            timeout,
+            client: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cfg,
+        })
+    }
+
+    pub fn endpoint(&self, host: &str) -> Endpoint {
+        crate::endpoint::classify(host, &self.registries)
+    }
+
+    /// The failure `run` would record for `host:port`.
+    pub fn event(
+        &self,
+        host: &str,
+        port: u16,
+        phase: Phase,
+        kind: FailureKind,
+        error: String,
+        took: Duration,
+        via: Option<&UpstreamProxy>,
+    ) -> FailureEvent {
+        FailureEvent {
+            conn_id: 0,
+            client: self.client,
+            target: crate::config::join_host_port(host, port),
+            host: host.to_string(),
+            port,
+            endpoint: self.endpoint(host),
+            phase,
+            kind,
+            error: crate::redact::redact(&error),
+            dns: None,
+            tls: None,
+            http: None,
+            upstream_proxy: via.map(|p| p.display()),
+            elapsed_ms: took.as_millis() as u64,
+            client_gave_up: false,
+        }
+    }
+
+    /// Diagnose `ev` and make it a problem step, with the line Docker prints.
+    pub fn judged(&self, name: &str, ev: &FailureEvent, took: Duration) -> Step {
+        let findings = self.diagnoser.diagnose(ev);
+        let mut step = Step::diagnosed(name, took, ev.error.clone(), &findings);
+        // Before the tunnel is up `run` answers the CONNECT itself, and Docker prints that
+        // status line; inside the tunnel Docker sees only the server.
+        let connect_phase = matches!(
+            ev.phase,
+            Phase::Dns | Phase::Connect | Phase::UpstreamProxy | Phase::Policy
+        );
+        let reason = crate::proxy::reply::reason_phrase(ev, &findings);
+        let reply = connect_phase.then_some(Reply::Connect(reason.as_str()));
+        step.client_symptom =
+            client_symptom(ev, reply, &self.diagnoser.situation(ev)).map(|s| s.text);
+        step
+    }
+
+    /// Whether `host:port` goes through the upstream proxy, as `run` decides it.
+    pub fn route(&self, host: &str, port: u16) -> Option<&UpstreamProxy> {
+        let rule = self
+            .cfg
+            .connect_to_rules()
+            .iter()
+            .any(|r| r.host == host && r.port == port);
+        match &self.upstream {
+            Some(p) if !rule && !self.no_proxy.matches(host, port) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn deadline(&self, configured: Duration) -> Duration {
+        configured.min(self.timeout)
+    }
+
+    /// Reach `host:port` phase by phase, each phase a step named `prefix` + phase. Stops at
+    /// the first phase that fails (the later ones need it) and lists those as skipped.
+    pub async fn open(&self, host: &str, port: u16, prefix: &str) -> (Vec<Step>, Option<Conn>) {
+        let (mut steps, conn) = self.phases(host, port, prefix).await;
+        if conn.is_none() {
+            let failed = steps
+                .iter()
+                .rev()
+                .find(|s| s.is_problem())
+                .map(|s| s.step.clone())
+                .unwrap_or_else(|| "the previous step".into());
+            let phases: &[&str] = if self.route(host, port).is_some() {
+                &["dns", "tcp", "upstream proxy", "tls"]
+            } else {
+                &["dns", "tcp", "tls"]
+            };
+            for phase in phases {
+                let name = format!("{prefix}{phase}");
+                if !steps.iter().any(|s| s.step == name) {
+                    steps.push(Step::skipped(&name, format!("{failed} failed")));
+                }
+            }
+        }
+        (steps, conn)
+    }
+
+    async fn phases(&self, host: &str, port: u16, prefix: &str) -> (Vec<Step>, Option<Conn>) {
+        let mut steps = Vec::new();
+        let name = |phase: &str| format!("{prefix}{phase}");
+        let via = self.route(host, port);
+        let (tcp, leftover, dns) = if let Some(proxy) = via {
+            steps.push(Step::skipped(
+                &name("dns"),
+                format!("{host} is resolved by upstream proxy {}", proxy.display()),
+            ));
+            match self.through_proxy(host, port, proxy, &name, &mut steps).await {
+                Some((tcp, leftover)) => (tcp, leftover, None),
+                None => return (steps, None),
+            }
+        } else {
+            match self.direct(host, port, &name, &mut steps).await {
+                Some((tcp, dns)) => (tcp, Vec::new(), Some(dns)),
+                None => return (steps, None),
+            }
+        };
+        let io = Prefixed::new(Bytes::from(leftover), tcp);
+        let t = Instant::now();
+        let tls = self.handshake(io, host, via).await;
+        let took = t.elapsed();
+        let stream = match tls {
+            Ok((stream, version, probe)) => {
+                steps.push(Step::ok(
+                    &name("tls"),
+                    took,
+                    judge::describe_certificate(version.as_deref(), &probe),
+                ));
+                stream
+            }
+            Err(failure) => {
+                let (kind, error) = match failure {
+                    TlsFailure::Refused(probe) => {
+                        let why = format!(
+                            "the certificate for {host} is not trusted: {}",
+                            judge::describe_certificate(None, &probe)
+                        );
+                        (judge::refused_certificate(*probe), why)
+                    }
+                    TlsFailure::Handshake(e) => (judge::tls_kind(&e), e.to_string()),
+                };
+                let mut ev = self.event(host, port, Phase::Tls, kind, error, took, via);
+                ev.dns = dns;
+                steps.push(self.judged(&name("tls"), &ev, took));
+                return (steps, None);
+            }
+        };
+        // `run` remembers a host whose ServerHello came back: later failures of the same
+        // registry are read in that light.
+        self.diagnoser.note_success(SuccessNote {
+            client: self.client.ip(),
+            host: host.to_string(),
+            endpoint: self.endpoint(host),
+            at: SystemTime::now(),
+            http: None,
+        });
+        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+            Ok((sender, conn)) => {
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                (steps, Some(Conn { sender, dns }))
+            }
+            Err(e) => {
+                steps.push(Step::problem(
+                    &name("http"),
+                    Duration::ZERO,
+                    format!("cannot start HTTP/1.1 over the TLS connection: {e}"),
+                ));
+                (steps, None)
+            }
+        }
+    }
+
+    /// DNS and TCP without a proxy.
+    async fn direct(
+        &self,
+        host: &str,
+        port: u16,
+        name: &dyn Fn(&str) -> String,
+        steps: &mut Vec<Step>,
+    ) -> Option<(TcpStream, DnsAnswer)> {
+        let t = Instant::now();
+        let lookup = tokio::time::timeout(
+            self.deadline(self.cfg.timeouts.dns),
+            self.resolver.resolve(host, port),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::net::resolve::ResolveError::Timeout {
+                host: host.to_string(),
+                timeout_ms: self.timeout.as_millis() as u64,
+            })
+        });
+        let took = t.elapsed();
+        let resolved = match lookup {
+            Ok(r) => r,
+            Err(e) => {
+                let ev = self.event(
+                    host,
+                    port,
+                    Phase::Dns,
+                    judge::dns_kind(&e),
+                    e.to_string(),
+                    took,
+                    None,
+                );
+                steps.push(self.judged(&name("dns"), &ev, took));
+                return None;
+            }
+        };
+        let seen = judge::describe_answer(&resolved.answer);
+        let misrouted =
+            self.diagnoser
+                .judge_resolution(host, &self.endpoint(host), &resolved.answer);
+        steps.push(match misrouted {
+            // `run` records this and still connects: so does the check.
+            Some(finding) => {
+                let mut ev = self.event(
+                    host,
+                    port,
+                    Phase::Dns,
+                    FailureKind::DnsUnexpectedAnswer,
+                    format!("{host} resolved to {seen}, not as the configuration expects"),
+                    took,
+                    None,
+                );
+                ev.dns = Some(resolved.answer.clone());
+                let mut s = Step::diagnosed(&name("dns"), took, ev.error.clone(), &[finding]);
+                s.client_symptom = None;
+                s
+            }
+            None => Step::ok(&name("dns"), took, seen),
+        });
+        let t = Instant::now();
+        match dial(&resolved.addrs, self.deadline(self.cfg.timeouts.connect)).await {
+            Ok((tcp, peer)) => {
+                steps.push(Step::ok(
+                    &name("tcp"),
+                    t.elapsed(),
+                    format!("connected to {peer}"),
+                ));
+                Some((tcp, resolved.answer))
+            }
+            Err(e) => {
+                let took = t.elapsed();
+                let mut ev = self.event(
+                    host,
+                    port,
+                    Phase::Connect,
+                    judge::dial_kind(&e),
+                    e.to_string(),
+                    took,
+                    None,
+                );
+                ev.dns = Some(resolved.answer);
+                steps.push(self.judged(&name("tcp"), &ev, took));
+                None
+            }
+        }
+    }
+
+    /// TCP to the upstream proxy, then its answer to CONNECT, each its own step.
+    async fn through_proxy(
+        &self,
+        host: &str,
+        port: u16,
+        proxy: &UpstreamProxy,
+        name: &dyn Fn(&str) -> String,
+        steps: &mut Vec<Step>,
+    ) -> Option<(TcpStream, Vec<u8>)> {
+        let t = Instant::now();
+        let unreachable = |why: String, took: Duration| {
+            let ev = self.event(
+                host,
+                port,
+                Phase::UpstreamProxy,
+                FailureKind::UpstreamProxyUnreachable,
+                why,
+                took,
+                Some(proxy),
+            );
+            self.judged(&name("tcp"), &ev, took)
+        };
+        let resolved = match self.resolver.lookup(&proxy.host, proxy.port).await {
+            Ok(r) => r,
+            Err(e) => {
+                steps.push(unreachable(
+                    format!("cannot resolve upstream proxy {}: {e}", proxy.display()),
+                    t.elapsed(),
+                ));
+                return None;
+            }
+        };
+        let (mut tcp, peer) =
+            match dial(&resolved.addrs, self.deadline(self.cfg.timeouts.connect)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    steps.push(unreachable(
+                        format!("cannot reach upstream proxy {}: {e}", proxy.display()),
+                        t.elapsed(),
+                    ));
+                    return None;
+                }
+            };
+        steps.push(Step::ok(
+            &name("tcp"),
+            t.elapsed(),
+            format!("connected to upstream proxy {} at {peer}", proxy.display()),
+        ));
+        let t = Instant::now();
+        let target = crate::config::join_host_port(host, port);
+        let answer = connect_through(
+            &mut tcp,
+            proxy,
+            host,
+            port,
+            self.deadline(self.cfg.timeouts.upstream_proxy),
+        )
+        .await;
+        let took = t.elapsed();
+        match answer {
+            Ok(leftover) => {
+                steps.push(Step::ok(
+                    &name("upstream proxy"),
+                    took,
+                    format!("{} opened a tunnel to {target}", proxy.display()),
+                ));
+                Some((tcp, leftover))
+            }
+            Err(e) => {
+                let ev = self.event(
+                    host,
+                    port,
+                    Phase::UpstreamProxy,
+                    judge::upstream_kind(&e),
+                    e.to_string(),
+                    took,
+                    Some(proxy),
+                );
+                steps.push(self.judged(&name("upstream proxy"), &ev, took));
+                None
+            }
+        }
+    }
+
+    /// A full handshake (the check goes on to send HTTP), judged against the system roots plus
+    /// `extra_roots`; the presented chain is kept either way to say who issued it.
+    async fn handshake(
+        &self,
+        io: Prefixed<TcpStream>,
+        host: &str,
+        via: Option<&UpstreamProxy>,
+    ) -> Result<(TlsStream, Option<String>, CertProbe), TlsFailure> {
+        let name = ServerName::try_from(host.to_string()).map_err(|e| {
+            TlsFailure::Handshake(UpstreamTlsError::Handshake {
+                detail: format!("{host:?} is not a valid server name: {e}"),
+            })
+        })?;
+        let capture = Arc::new(Capture {
+            inner: self.trust.clone(),
+            chain: Mutex::new(Vec::new()),
+        });
+        let mut cfg = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| {
+                TlsFailure::Handshake(UpstreamTlsError::Handshake {
+                    detail: e.to_string(),
+                })
+            })?
+            .dangerous()
+            .with_custom_certificate_verifier(capture.clone())
+            .with_no_client_auth();
+        // One protocol the check drives phase by phase.
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+        let deadline = self.deadline(self.cfg.timeouts.tls);
+        let result = tokio::time::timeout(deadline, connector.connect(name, io)).await;
+        let chain = capture.chain.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut probe = match via {
+            Some(p) => CertProbe::new("upstream_proxy", p.display(), host, unix_now()),
+            None => CertProbe::new("direct", host.to_string(), host, unix_now()),
+        };
+        self.prober.judge(&mut probe, &chain, host);
+        match result {
+            Ok(Ok(stream)) => {
+                let version = stream
+                    .get_ref()
+                    .1
+                    .protocol_version()
+                    .map(|v| tls_version_name(v).to_string());
+                Ok((stream, version, probe))
+            }
+            Ok(Err(e)) if !chain.is_empty() && probe.problem.is_some() => {
+                let _ = e;
+                Err(TlsFailure::Refused(Box::new(probe)))
+            }
+            Ok(Err(e)) => Err(TlsFailure::Handshake(handshake_error(&e))),
+            Err(_) => Err(TlsFailure::Handshake(UpstreamTlsError::Timeout {
+                secs: deadline.as_secs(),
+            })),
+        }
+    }
+}
+
+type TlsStream = tokio_rustls::client::TlsStream<Prefixed<TcpStream>>;
+
+enum TlsFailure {
+    /// The chain was refused; the probe says why and who issued it.
+    Refused(Box<CertProbe>),
+    Handshake(UpstreamTlsError),
+}
+
+fn tls_version_name(v: rustls::ProtocolVersion) -> &'static str {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLS1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLS1.2",
+        _ => "TLS (older)",
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The trusted verifier, keeping the chain the server presented.
+#[derive(Debug)]
+struct Capture {
+    inner: Arc<WebPkiServerVerifier>,
+    chain: Mutex<Vec<CertificateDer<'static>>>,
+}
+
+impl ServerCertVerifier for Capture {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut chain = vec![end_entity.clone().into_owned()];
+        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+        *self.chain.lock().unwrap_or_else(|p| p.into_inner()) = chain;
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
