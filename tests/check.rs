@@ -88,9 +88,13 @@ fn show(fx: &AcrFixture, r: &Report) -> String {
 #[tokio::test]
 async fn a_healthy_registry_passes_every_step_through_its_data_endpoint() {
     let fx = fixture("healthy.azurecr.io").await;
-    let r = check(config(&fx), &plan(&fx.host, password(PASSWORD), true), TIMEOUT)
-        .await
-        .unwrap();
+    let r = check(
+        config(&fx),
+        &plan(&fx.host, password(PASSWORD), true),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
     let table = show(&fx, &r);
     assert!(r.healthy(), "{table}");
     for name in [
@@ -100,11 +104,25 @@ async fn a_healthy_registry_passes_every_step_through_its_data_endpoint() {
         assert_eq!(step(&r, name).result, Outcome::Ok, "{name}: {table}");
     }
     assert!(step(&r, "dns").detail.contains("connect_to"), "{table}");
-    assert!(step(&r, "tls").detail.contains("ACR fixture test root"), "{table}");
-    assert!(step(&r, "GET /v2/").detail.contains("Bearer realm=https://healthy.azurecr.io/oauth2/token"), "{table}");
-    assert!(step(&r, "token").detail.contains("repository:app:pull"), "{table}");
+    assert!(
+        step(&r, "tls").detail.contains("ACR fixture test root"),
+        "{table}"
+    );
+    assert!(
+        step(&r, "GET /v2/")
+            .detail
+            .contains("Bearer realm=https://healthy.azurecr.io/oauth2/token"),
+        "{table}"
+    );
+    assert!(
+        step(&r, "token").detail.contains("repository:app:pull"),
+        "{table}"
+    );
     assert!(step(&r, "blob").detail.contains(&fx.data_host()), "{table}");
-    assert!(step(&r, "data GET").detail.contains("read 10 bytes"), "{table}");
+    assert!(
+        step(&r, "data GET").detail.contains("read 10 bytes"),
+        "{table}"
+    );
 }
 
 #[tokio::test]
@@ -131,14 +149,27 @@ async fn a_wrong_password_is_invalid_credentials_at_the_token_step() {
 async fn the_registry_firewall_is_public_access_rules_naming_the_ip_it_saw() {
     let fx = fixture("walled.azurecr.io").await;
     fx.set_mode(Mode::Firewall);
-    let r = check(config(&fx), &plan(&fx.host, password(PASSWORD), false), TIMEOUT)
-        .await
-        .unwrap();
+    let r = check(
+        config(&fx),
+        &plan(&fx.host, password(PASSWORD), false),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
     let table = show(&fx, &r);
-    assert_eq!(cause(&r, "GET /v2/"), Some("public_access_rules"), "{table}");
-    assert!(step(&r, "GET /v2/").detail.contains("203.0.113.7"), "{table}");
+    assert_eq!(
+        cause(&r, "GET /v2/"),
+        Some("public_access_rules"),
+        "{table}"
+    );
+    assert!(
+        step(&r, "GET /v2/").detail.contains("203.0.113.7"),
+        "{table}"
+    );
     assert!(step(&r, "GET /v2/").client_symptom.is_some(), "{table}");
     assert_eq!(step(&r, "token").result, Outcome::Skipped, "{table}");
+    // The refusal still carries the registry's clock.
+    assert_eq!(step(&r, "clock").result, Outcome::Ok, "{table}");
 }
 
 #[tokio::test]
@@ -172,7 +203,10 @@ async fn an_untrusted_certificate_is_tls_interception_naming_the_issuer() {
         .unwrap();
     let table = show(&fx, &r);
     assert_eq!(cause(&r, "tls"), Some("tls_interception"), "{table}");
-    assert!(step(&r, "tls").detail.contains("ACR fixture test root"), "{table}");
+    assert!(
+        step(&r, "tls").detail.contains("ACR fixture test root"),
+        "{table}"
+    );
     // Nothing is sent over a connection the check does not trust.
     assert_eq!(step(&r, "token").result, Outcome::Skipped, "{table}");
     assert_eq!(fx.requests(), 0);
@@ -221,7 +255,11 @@ async fn an_upstream_proxy_that_refuses_is_its_own_step() {
     let table = show(&fx, &r);
     assert_eq!(step(&r, "dns").result, Outcome::Skipped, "{table}");
     assert_eq!(step(&r, "tcp").result, Outcome::Ok, "{table}");
-    assert_eq!(cause(&r, "upstream proxy"), Some("upstream_proxy"), "{table}");
+    assert_eq!(
+        cause(&r, "upstream proxy"),
+        Some("upstream_proxy"),
+        "{table}"
+    );
     assert!(step(&r, "upstream proxy").detail.contains("403"), "{table}");
     assert_eq!(step(&r, "tls").result, Outcome::Skipped, "{table}");
 }
@@ -252,19 +290,32 @@ async fn every_configured_region_is_reached() {
         .connect_to
         .push(format!("geo.eastus.data.azurecr.io:443={}", dead.addr()));
     cfg.registries.push(
-        toml::from_str(r#"host = "geo.azurecr.io"
-regions = ["westeurope", "eastus"]"#)
+        toml::from_str(
+            r#"host = "geo.azurecr.io"
+regions = ["westeurope", "eastus"]"#,
+        )
         .unwrap(),
     );
     let r = check(cfg, &plan(&fx.host, password(PASSWORD), false), TIMEOUT)
         .await
         .unwrap();
     let table = show(&fx, &r);
-    assert_eq!(step(&r, "data endpoint westeurope").result, Outcome::Ok, "{table}");
+    assert_eq!(
+        step(&r, "data endpoint westeurope").result,
+        Outcome::Ok,
+        "{table}"
+    );
     let east = step(&r, "data endpoint eastus");
     assert_eq!(east.result, Outcome::Problem, "{table}");
-    assert!(east.detail.contains("geo.eastus.data.azurecr.io"), "{table}");
-    assert_eq!(east.cause.map(|c| c.id), Some("data_endpoint_firewall"), "{table}");
+    assert!(
+        east.detail.contains("geo.eastus.data.azurecr.io"),
+        "{table}"
+    );
+    assert_eq!(
+        east.cause.map(|c| c.id),
+        Some("data_endpoint_firewall"),
+        "{table}"
+    );
 }
 
 /// The binary: credentials from standard input only, exit codes 0 / 1 / 2, JSON for scripts.
@@ -288,7 +339,14 @@ async fn the_command_reads_the_password_from_stdin_and_exits_by_outcome() {
             use std::io::Write;
             use std::process::{Command, Stdio};
             let mut child = Command::new(env!("CARGO_BIN_EXE_regdoc"))
-                .args(["check", &host, "--username", USER, "--password-stdin", "--config"])
+                .args([
+                    "check",
+                    &host,
+                    "--username",
+                    USER,
+                    "--password-stdin",
+                    "--config",
+                ])
                 .arg(&conf)
                 .args(extra)
                 .env_remove("REGDOC_CONFIG")
@@ -297,13 +355,22 @@ async fn the_command_reads_the_password_from_stdin_and_exits_by_outcome() {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            let _ = child.stdin.take().unwrap().write_all(format!("{pw}\n").as_bytes());
+            let _ = child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{pw}\n").as_bytes());
             child.wait_with_output().unwrap()
         })
     };
     let ok = run(PASSWORD, &["--json"]).await.unwrap();
     let out = String::from_utf8_lossy(&ok.stdout).to_string();
-    assert_eq!(ok.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["healthy"], true);
     assert!(!out.contains(PASSWORD));

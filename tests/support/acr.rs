@@ -815,8 +815,10 @@ async fn route_inner(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
                     "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code></Error>",
                 ));
                 *r.status_mut() = StatusCode::FORBIDDEN;
-                r.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/xml"),
+                );
                 r
             }
         }

@@ -104,9 +104,10 @@ pub fn parse_registry(s: &str) -> Result<(String, u16), ArgsError> {
     }
     let (host, port) = match crate::config::split_host_port(s) {
         Some((h, p)) => (h, p),
-        None if !s.contains(':') || s.starts_with('[') => {
-            (s.trim_start_matches('[').trim_end_matches(']').to_string(), 443)
-        }
+        None if !s.contains(':') || s.starts_with('[') => (
+            s.trim_start_matches('[').trim_end_matches(']').to_string(),
+            443,
+        ),
         None => return Err(bad()),
     };
     let ok = !host.is_empty()
@@ -194,7 +195,14 @@ mod tests {
             ("reg.internal".into(), 5000)
         );
         assert_eq!(parse_registry("[::1]:5000").unwrap(), ("::1".into(), 5000));
-        for bad in ["", "https://x.io", "x.io/v2", "x.io:0", "x.io:abc", "u@x.io"] {
+        for bad in [
+            "",
+            "https://x.io",
+            "x.io/v2",
+            "x.io:0",
+            "x.io:abc",
+            "u@x.io",
+        ] {
             assert!(parse_registry(bad).is_err(), "{bad}");
         }
     }
@@ -202,7 +210,10 @@ mod tests {
     #[test]
     fn image_forms() {
         let i = parse_image("team/app:1.2").unwrap();
-        assert_eq!((i.repository.as_str(), i.reference.as_str()), ("team/app", "1.2"));
+        assert_eq!(
+            (i.repository.as_str(), i.reference.as_str()),
+            ("team/app", "1.2")
+        );
         let i = parse_image("app").unwrap();
         assert_eq!(i.reference, "latest");
         let d = format!("app@sha256:{}", "a".repeat(64));

@@ -165,9 +165,9 @@ pub fn token_claims(
     };
     let access = claims.access.as_ref()?;
     let granted = |action: &str| {
-        access.iter().any(|a| {
-            a.name == name && a.actions.iter().any(|x| x == action || x == "*")
-        })
+        access
+            .iter()
+            .any(|a| a.name == name && a.actions.iter().any(|x| x == action || x == "*"))
     };
     let missing: Vec<&str> = actions.split(',').filter(|a| !granted(a)).collect();
     if missing.is_empty() {

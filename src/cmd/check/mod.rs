@@ -88,10 +88,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
 }
 
 /// The configuration and the plan from the arguments; credentials from `stdin`.
-pub fn prepare(
-    args: &CheckArgs,
-    stdin: impl std::io::Read,
-) -> Result<(Config, Plan), CheckError> {
+pub fn prepare(args: &CheckArgs, stdin: impl std::io::Read) -> Result<(Config, Plan), CheckError> {
     let (host, port) = args::parse_registry(&args.registry)?;
     let image = args.image.as_deref().map(args::parse_image).transpose()?;
     // The same configuration `regdoc run` would use when started the same way.

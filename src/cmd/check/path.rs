@@ -114,8 +114,8 @@ impl Net {
         kind: FailureKind,
         error: String,
         took: Duration,
-        via: Option<&UpstreamProxy>,
     ) -> FailureEvent {
+        let via = self.route(host, port);
         FailureEvent {
             conn_id: 0,
             client: self.client,
@@ -204,7 +204,10 @@ impl Net {
                 &name("dns"),
                 format!("{host} is resolved by upstream proxy {}", proxy.display()),
             ));
-            match self.through_proxy(host, port, proxy, &name, &mut steps).await {
+            match self
+                .through_proxy(host, port, proxy, &name, &mut steps)
+                .await
+            {
                 Some((tcp, leftover)) => (tcp, leftover, None),
                 None => return (steps, None),
             }
@@ -238,7 +241,7 @@ impl Net {
                     }
                     TlsFailure::Handshake(e) => (judge::tls_kind(&e), e.to_string()),
                 };
-                let mut ev = self.event(host, port, Phase::Tls, kind, error, took, via);
+                let mut ev = self.event(host, port, Phase::Tls, kind, error, took);
                 ev.dns = dns;
                 steps.push(self.judged(&name("tls"), &ev, took));
                 return (steps, None);
@@ -302,7 +305,6 @@ impl Net {
                     judge::dns_kind(&e),
                     e.to_string(),
                     took,
-                    None,
                 );
                 steps.push(self.judged(&name("dns"), &ev, took));
                 return None;
@@ -322,7 +324,6 @@ impl Net {
                     FailureKind::DnsUnexpectedAnswer,
                     format!("{host} resolved to {seen}, not as the configuration expects"),
                     took,
-                    None,
                 );
                 ev.dns = Some(resolved.answer.clone());
                 let mut s = Step::diagnosed(&name("dns"), took, ev.error.clone(), &[finding]);
@@ -350,7 +351,6 @@ impl Net {
                     judge::dial_kind(&e),
                     e.to_string(),
                     took,
-                    None,
                 );
                 ev.dns = Some(resolved.answer);
                 steps.push(self.judged(&name("tcp"), &ev, took));
@@ -377,7 +377,6 @@ impl Net {
                 FailureKind::UpstreamProxyUnreachable,
                 why,
                 took,
-                Some(proxy),
             );
             self.judged(&name("tcp"), &ev, took)
         };
@@ -435,7 +434,6 @@ impl Net {
                     judge::upstream_kind(&e),
                     e.to_string(),
                     took,
-                    Some(proxy),
                 );
                 steps.push(self.judged(&name("upstream proxy"), &ev, took));
                 None
@@ -475,7 +473,11 @@ impl Net {
         let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
         let deadline = self.deadline(self.cfg.timeouts.tls);
         let result = tokio::time::timeout(deadline, connector.connect(name, io)).await;
-        let chain = capture.chain.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let chain = capture
+            .chain
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut probe = match via {
             Some(p) => CertProbe::new("upstream_proxy", p.display(), host, unix_now()),
             None => CertProbe::new("direct", host.to_string(), host, unix_now()),

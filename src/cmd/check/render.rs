@@ -13,8 +13,18 @@ pub fn table(target: &str, steps: &[Step]) -> String {
         None => "-".into(),
     };
     let w_step = steps.iter().map(|s| s.step.len()).max().unwrap_or(0).max(4);
-    let w_time = steps.iter().map(|s| time(s).len()).max().unwrap_or(0).max(4);
-    let w_cause = steps.iter().map(|s| cause(s).len()).max().unwrap_or(0).max(5);
+    let w_time = steps
+        .iter()
+        .map(|s| time(s).len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let w_cause = steps
+        .iter()
+        .map(|s| cause(s).len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
     let indent = w_step + 2 + 7 + 2 + w_time + 2 + w_cause + 2;
     let mut out = String::new();
     let _ = writeln!(out, "regdoc check {target}\n");
@@ -40,7 +50,10 @@ pub fn table(target: &str, steps: &[Step]) -> String {
             let _ = writeln!(out, "{:indent$}docker: {d}", "");
         }
     }
-    let problems = steps.iter().filter(|s| s.result == Outcome::Problem).count();
+    let problems = steps
+        .iter()
+        .filter(|s| s.result == Outcome::Problem)
+        .count();
     if problems == 0 {
         let _ = writeln!(out, "\nno problem found");
     } else {
@@ -95,9 +108,17 @@ mod tests {
 
     fn sample() -> Vec<Step> {
         vec![
-            Step::ok("dns", Duration::from_millis(3), "127.0.0.1 (loopback), from connect_to".into()),
-            Step::problem("GET /v2/", Duration::from_millis(12), "GET ping -> 403".into())
-                .with_cause(&catalog::PUBLIC_ACCESS_RULES),
+            Step::ok(
+                "dns",
+                Duration::from_millis(3),
+                "127.0.0.1 (loopback), from connect_to".into(),
+            ),
+            Step::problem(
+                "GET /v2/",
+                Duration::from_millis(12),
+                "GET ping -> 403".into(),
+            )
+            .with_cause(&catalog::PUBLIC_ACCESS_RULES),
             Step::skipped("token", "GET /v2/ gave no challenge".into()),
         ]
     }
@@ -107,10 +128,19 @@ mod tests {
         let t = table("r.azurecr.io", &sample());
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[2].starts_with("STEP"), "{t}");
-        assert!(lines[3].starts_with("dns") && lines[3].contains("ok") && lines[3].contains("3ms"), "{t}");
-        assert!(lines[4].contains("problem") && lines[4].contains("public_access_rules"), "{t}");
+        assert!(
+            lines[3].starts_with("dns") && lines[3].contains("ok") && lines[3].contains("3ms"),
+            "{t}"
+        );
+        assert!(
+            lines[4].contains("problem") && lines[4].contains("public_access_rules"),
+            "{t}"
+        );
         assert!(lines[5].trim_start().starts_with("fix: "), "{t}");
-        assert!(lines[6].starts_with("token") && lines[6].contains("skipped"), "{t}");
+        assert!(
+            lines[6].starts_with("token") && lines[6].contains("skipped"),
+            "{t}"
+        );
         assert!(t.contains("1 problem found"), "{t}");
     }
 
@@ -122,18 +152,14 @@ mod tests {
         assert_eq!(v["steps"][1]["cause"], "public_access_rules");
         assert_eq!(v["steps"][2]["result"], "skipped");
         assert!(v["steps"][2]["ms"].is_null());
-        let ok: serde_json::Value =
-            serde_json::from_str(&json("r", &sample()[..1])).unwrap();
+        let ok: serde_json::Value = serde_json::from_str(&json("r", &sample()[..1])).unwrap();
         assert_eq!(ok["healthy"], true);
     }
 
     #[test]
     fn secrets_are_masked_in_every_encoding() {
         let secret = "s3cr3t+pass/word".to_string();
-        let text = format!(
-            "a {secret} b {} c",
-            crate::redact::percent_encode(&secret)
-        );
+        let text = format!("a {secret} b {} c", crate::redact::percent_encode(&secret));
         let out = scrub(&text, &[secret.clone(), "ab".into()]);
         assert!(!out.contains("s3cr3t"), "{out}");
         assert!(out.contains("a [redacted] b [redacted] c"), "{out}");

@@ -43,6 +43,7 @@ pub async fn run(net: &Net, plan: &Plan) -> Outcome {
         net,
         plan,
         steps: Vec::new(),
+        skew: None,
         secrets: match &plan.credentials {
             Credentials::Anonymous => Vec::new(),
             Credentials::Password { password, .. } => vec![password.expose().to_string()],
@@ -62,6 +63,8 @@ struct Run<'a> {
     plan: &'a Plan,
     steps: Vec<Step>,
     secrets: Vec<String>,
+    /// The registry's `Date` minus local time, from the first answer that had one.
+    skew: Option<i64>,
 }
 
 /// How the registry wants to be asked, from its answer to `GET /v2/`.
@@ -89,7 +92,6 @@ impl Run<'_> {
             return;
         };
         let ping = self.ping(&mut rest).await;
-        let clock = ping.as_ref().and_then(|a| a.ex.date_skew_secs);
         let auth = match &ping {
             Some(a) if a.ex.status == 200 => Auth::None,
             Some(a) => match &a.ex.www_authenticate {
@@ -102,7 +104,8 @@ impl Run<'_> {
         let authorized = self.login(&mut rest, &auth, token.as_deref()).await;
         match (&self.plan.image, authorized) {
             (None, _) => {
-                self.steps.push(Step::skipped("manifest", "no --image given".into()));
+                self.steps
+                    .push(Step::skipped("manifest", "no --image given".into()));
             }
             (Some(_), Err(why)) => {
                 self.steps.push(Step::skipped("manifest", why.clone()));
@@ -113,7 +116,7 @@ impl Run<'_> {
                 self.image(&mut rest, &image, token.as_deref()).await;
             }
         }
-        self.clock(clock);
+        self.clock(self.skew);
     }
 
     /// `GET /v2/` without credentials: the challenge, or the registry's refusal.
@@ -132,12 +135,18 @@ impl Run<'_> {
         let dns = rest.dns.clone();
         let a = self.judge("GET /v2/", &host, port, dns.as_ref(), got, |a| {
             match &a.ex.www_authenticate {
-                Some(c) if a.ex.status == 401 => format!("401, challenge {}", describe_challenge(c)),
+                Some(c) if a.ex.status == 401 => {
+                    format!("401, challenge {}", describe_challenge(c))
+                }
                 _ => format!("{}: the registry asks for no authentication", a.ex.status),
             }
         })?;
         if a.ex.status == 401 {
-            if let Some(c) = a.ex.www_authenticate.as_ref().filter(|c| !c.is_token_auth()) {
+            if let Some(c) =
+                a.ex.www_authenticate
+                    .as_ref()
+                    .filter(|c| !c.is_token_auth())
+            {
                 // az acr check-health's CONNECTIVITY_AAD_LOGIN_ERROR: Docker can still log in
                 // with Basic, but no token flow is possible.
                 if let Some(last) = self.steps.last_mut() {
@@ -159,20 +168,23 @@ impl Run<'_> {
             Auth::Challenge(c) => {
                 self.steps.push(Step::skipped(
                     "token",
-                    format!("the registry asks for {} authentication, not a token", c.scheme),
+                    format!(
+                        "the registry asks for {} authentication, not a token",
+                        c.scheme
+                    ),
                 ));
                 return None;
             }
             Auth::None => {
-                self.steps.push(Step::skipped(
-                    "token",
-                    "the registry needs no token".into(),
-                ));
+                self.steps
+                    .push(Step::skipped("token", "the registry needs no token".into()));
                 return None;
             }
             Auth::Unknown => {
-                self.steps
-                    .push(Step::skipped("token", "GET /v2/ gave no challenge".into()));
+                self.steps.push(Step::skipped(
+                    "token",
+                    "GET /v2/ failed: no challenge to follow".into(),
+                ));
                 return None;
             }
         };
@@ -217,10 +229,8 @@ impl Run<'_> {
                     query.push(format!("scope={}", enc(s)));
                 }
                 query.push(format!("service={}", enc(&service)));
-                let basic = crate::http::credentials::B64.encode(format!(
-                    "{username}:{}",
-                    password.expose()
-                ));
+                let basic = crate::http::credentials::B64
+                    .encode(format!("{username}:{}", password.expose()));
                 let path = format!("{realm_path}?{}", query.join("&"));
                 let auth = format!("Basic {basic}");
                 (
@@ -252,10 +262,7 @@ impl Run<'_> {
                         &realm_host,
                         realm_port,
                         &realm_path,
-                        &[(
-                            header::CONTENT_TYPE,
-                            "application/x-www-form-urlencoded",
-                        )],
+                        &[(header::CONTENT_TYPE, "application/x-www-form-urlencoded")],
                         body.clone(),
                     ),
                     Some(body),
@@ -268,7 +275,14 @@ impl Run<'_> {
                 query.push(format!("service={}", enc(&service)));
                 let path = format!("{realm_path}?{}", query.join("&"));
                 (
-                    request(Method::GET, &realm_host, realm_port, &path, &[], Bytes::new()),
+                    request(
+                        Method::GET,
+                        &realm_host,
+                        realm_port,
+                        &path,
+                        &[],
+                        Bytes::new(),
+                    ),
                     None,
                 )
             }
@@ -286,12 +300,11 @@ impl Run<'_> {
         let dns = conn.dns.clone();
         let now = unix_now();
         let answer = self.judge("token", &realm_host, realm_port, dns.as_ref(), got, |a| {
-            let claims = a
-                .ex
-                .issued_token
-                .as_ref()
-                .map(|c| judge::describe_claims(c, now))
-                .unwrap_or_else(|| "no token claims could be read".into());
+            let claims =
+                a.ex.issued_token
+                    .as_ref()
+                    .map(|c| judge::describe_claims(c, now))
+                    .unwrap_or_else(|| "no token claims could be read".into());
             format!("{} from {realm_host}: {claims}", a.ex.status)
         })?;
         let token = issued_token(&answer.body)?;
@@ -323,7 +336,7 @@ impl Run<'_> {
         let (host, port) = (self.plan.host.clone(), self.plan.port);
         let header_value = match (auth, token, &self.plan.credentials) {
             (Auth::Unknown, _, _) => {
-                let why = "GET /v2/ did not answer as a registry".to_string();
+                let why = "GET /v2/ failed".to_string();
                 self.steps.push(Step::skipped("login", why.clone()));
                 return Err(why);
             }
@@ -335,7 +348,8 @@ impl Run<'_> {
                 return Ok(());
             }
             (_, _, Credentials::Anonymous) => {
-                self.steps.push(Step::skipped("login", "no credentials given".into()));
+                self.steps
+                    .push(Step::skipped("login", "no credentials given".into()));
                 // An anonymous pull goes on with the anonymous token, when there is one.
                 return match (auth, token) {
                     (Auth::Challenge(c), None) if c.is_bearer() && self.plan.image.is_some() => {
@@ -432,10 +446,8 @@ impl Run<'_> {
             }
         }
         let Some((digest, size)) = manifest.as_ref().and_then(smallest_blob) else {
-            self.steps.push(Step::skipped(
-                "blob",
-                "the manifest names no blob".into(),
-            ));
+            self.steps
+                .push(Step::skipped("blob", "the manifest names no blob".into()));
             return;
         };
         let path = format!("/v2/{}/blobs/{digest}", image.repository);
@@ -457,9 +469,17 @@ impl Run<'_> {
         let dns = rest.dns.clone();
         let short = short_digest(&digest);
         let Some(a) = self.judge("blob", &host, port, dns.as_ref(), got, |a| {
-            match a.ex.location.as_deref().and_then(crate::diagnose::location_host) {
+            match a
+                .ex
+                .location
+                .as_deref()
+                .and_then(crate::diagnose::location_host)
+            {
                 Some(to) => format!("{}: {short} ({size} bytes) is served by {to}", a.ex.status),
-                None => format!("{}: {short} ({size} bytes) is served by the registry itself", a.ex.status),
+                None => format!(
+                    "{}: {short} ({size} bytes) is served by the registry itself",
+                    a.ex.status
+                ),
             }
         }) else {
             return;
@@ -517,7 +537,11 @@ impl Run<'_> {
         .await;
         let dns = conn.dns.clone();
         let _ = self.judge("data GET", host, port, dns.as_ref(), got, |a| {
-            format!("{}: read {} bytes of {what} from {host}", a.ex.status, a.body.len())
+            format!(
+                "{}: read {} bytes of {what} from {host}",
+                a.ex.status,
+                a.body.len()
+            )
         });
     }
 
@@ -555,7 +579,7 @@ impl Run<'_> {
                 }
                 (Some(_), None) => {
                     let tls = steps.last().map(|s| s.detail.clone()).unwrap_or_default();
-                    Step::ok(&name, took, format!("{host}: TLS {tls}"))
+                    Step::ok(&name, took, format!("{host}: {tls}"))
                 }
                 (None, None) => Step::problem(&name, took, format!("{host}: not reached")),
             };
@@ -602,11 +626,15 @@ impl Run<'_> {
         ok: impl Fn(&Answer) -> String,
     ) -> Option<Answer> {
         let net = self.net;
-        let via = net.route(host, port);
         let a = match got {
-            Ok(a) => a,
+            Ok(a) => {
+                if host == self.plan.host {
+                    self.skew = self.skew.or(a.ex.date_skew_secs);
+                }
+                a
+            }
             Err(no) => {
-                let mut ev = net.event(host, port, Phase::Http, no.kind, no.error, no.took, via);
+                let mut ev = net.event(host, port, Phase::Http, no.kind, no.error, no.took);
                 ev.dns = dns.cloned();
                 ev.http = Some(no.ex);
                 self.steps.push(net.judged(name, &ev, no.took));
@@ -629,14 +657,16 @@ impl Run<'_> {
             host,
             port,
             Phase::Http,
-            FailureKind::HttpStatus { status: a.ex.status },
+            FailureKind::HttpStatus {
+                status: a.ex.status,
+            },
             answer_sentence(&a),
             a.took,
-            via,
         );
         ev.dns = dns.cloned();
         ev.http = Some(a.ex.clone());
-        let mut step = crate::cmd::check::step::Step::diagnosed(name, a.took, ev.error.clone(), &findings);
+        let mut step =
+            crate::cmd::check::step::Step::diagnosed(name, a.took, ev.error.clone(), &findings);
         step.client_symptom =
             client_symptom(&ev, None, &net.diagnoser.situation(&ev)).map(|s| s.text);
         self.steps.push(step);
@@ -676,22 +706,20 @@ fn request(
 
 /// `GET /v2/ -> 403 DENIED: client with IP ...`.
 fn answer_sentence(a: &Answer) -> String {
-    let said = a
-        .ex
-        .registry_errors
-        .first()
-        .map(|e| format!(": {} {}", e.code, e.message))
-        .or_else(|| a.ex.body_text.as_ref().map(|t| format!(": {t}")))
-        .unwrap_or_default();
+    let said =
+        a.ex.registry_errors
+            .first()
+            .map(|e| format!(": {} {}", e.code, e.message))
+            .or_else(|| a.ex.body_text.as_ref().map(|t| format!(": {t}")))
+            .unwrap_or_default();
     let mut s = format!(
         "{} {} -> {}{said}",
         a.ex.method, a.ex.path_class, a.ex.status
     );
-    if let Some(ip) = a
-        .ex
-        .registry_errors
-        .iter()
-        .find_map(|e| crate::diagnose::rules::denied_client_ip(&e.message))
+    if let Some(ip) =
+        a.ex.registry_errors
+            .iter()
+            .find_map(|e| crate::diagnose::rules::denied_client_ip(&e.message))
     {
         s.push_str(&format!(" (the registry saw this host as {ip})"));
     }
@@ -744,7 +772,8 @@ fn issued_token(body: &[u8]) -> Option<String> {
 /// An index's manifest for linux/amd64 (else its first).
 fn platform_manifest(v: &serde_json::Value) -> Option<String> {
     let list = v.get("manifests")?.as_array()?;
-    let digest = |m: &serde_json::Value| m.get("digest").and_then(|d| d.as_str()).map(str::to_string);
+    let digest =
+        |m: &serde_json::Value| m.get("digest").and_then(|d| d.as_str()).map(str::to_string);
     list.iter()
         .find(|m| {
             let p = &m["platform"];
@@ -766,8 +795,15 @@ fn smallest_blob(v: &serde_json::Value) -> Option<(String, u64)> {
         .into_iter()
         .filter_map(|b| {
             let d = b.get("digest")?.as_str()?;
-            let ok = d.starts_with("sha256:") && d.len() == 71 && d[7..].bytes().all(|c| c.is_ascii_hexdigit());
-            ok.then(|| (d.to_string(), b.get("size").and_then(|s| s.as_u64()).unwrap_or(0)))
+            let ok = d.starts_with("sha256:")
+                && d.len() == 71
+                && d[7..].bytes().all(|c| c.is_ascii_hexdigit());
+            ok.then(|| {
+                (
+                    d.to_string(),
+                    b.get("size").and_then(|s| s.as_u64()).unwrap_or(0),
+                )
+            })
         })
         .min_by_key(|(_, size)| *size)
 }
@@ -809,7 +845,10 @@ mod tests {
             "layers": [{"digest": d('b'), "size": 10}, {"digest": d('c'), "size": 99}],
         });
         assert_eq!(smallest_blob(&v), Some((d('b'), 10)));
-        assert_eq!(smallest_blob(&serde_json::json!({"layers": [{"digest": "../x"}]})), None);
+        assert_eq!(
+            smallest_blob(&serde_json::json!({"layers": [{"digest": "../x"}]})),
+            None
+        );
     }
 
     #[test]
@@ -825,7 +864,10 @@ mod tests {
     #[test]
     fn token_replies() {
         assert_eq!(issued_token(br#"{"token":"abc"}"#).as_deref(), Some("abc"));
-        assert_eq!(issued_token(br#"{"access_token":"xyz"}"#).as_deref(), Some("xyz"));
+        assert_eq!(
+            issued_token(br#"{"access_token":"xyz"}"#).as_deref(),
+            Some("xyz")
+        );
         assert_eq!(issued_token(br#"{"token":""}"#), None);
         assert_eq!(issued_token(b"nope"), None);
     }
