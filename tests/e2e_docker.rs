@@ -766,3 +766,100 @@ fn sni_filter_resets_client_hello() {
         "a failure record in the tls phase must name the SNI {SNI_HOST}: {failures:#?}"
     );
 }
+
+/// `regdoc check` with the scenario's own configuration (the file `run` was started with),
+/// `stdin` as its standard input; returns its exit status and JSON report.
+fn regdoc_check(env: &Env, args: &[&str], stdin: &str) -> (Option<i32>, serde_json::Value) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("timeout")
+        .args(["-k", "5", "120"])
+        .arg(env!("CARGO_BIN_EXE_regdoc"))
+        .arg("check")
+        .args(args)
+        .arg("--json")
+        .arg("--config")
+        .arg(env.dir.join("regdoc.toml"))
+        .env_remove("REGDOC_CONFIG")
+        // The roots the test's Docker daemon trusts (the data endpoint's CA among them); the
+        // registry's CA comes from the configuration's `extra_roots`, as for `run`.
+        .env("SSL_CERT_FILE", env.dir.join("system-roots.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("regdoc check starts");
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(stdin.as_bytes());
+    }
+    let out = child.wait_with_output().expect("regdoc check ends");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    eprintln!("$ regdoc check {}\n{text}{err}", args.join(" "));
+    env.secrets.assert_absent("regdoc check output", &text);
+    env.secrets.assert_absent("regdoc check stderr", &err);
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}{err}"));
+    (out.status.code(), json)
+}
+
+/// The cause id of the check's step `name`.
+fn check_cause(report: &serde_json::Value, name: &str) -> Option<String> {
+    report["steps"]
+        .as_array()?
+        .iter()
+        .find(|s| s["step"] == name)?
+        .get("cause")?
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn check_names_the_cause_run_logs_for_the_same_fault() {
+    // Issue 14: for each fault, `regdoc check` and `run`'s record of a real Docker client name
+    // the same cause id.
+    if !ready("check_names_the_cause_run_logs_for_the_same_fault") {
+        return;
+    }
+    let env = Env::start(Options {
+        mode: Mode::Intercept,
+        auth: Auth::Token,
+        ..Options::default()
+    });
+    // A healthy registry: the check passes every step it can run without an image.
+    env.secrets.register(PASSWORD);
+    let (code, healthy) = regdoc_check(
+        &env,
+        &[REG_HOST, "--username", USER, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, Some(0), "{healthy:#}");
+    assert_eq!(healthy["healthy"], true);
+
+    // NXDOMAIN.
+    let out = failed_pull(&env, NX_HOST);
+    let run_nx = assert_diagnosed(&env, &out, "registry_name");
+    let (code, nx) = regdoc_check(&env, &[NX_HOST], "");
+    assert_eq!(code, Some(1), "{nx:#}");
+    assert_eq!(check_cause(&nx, "dns"), cause_id(&run_nx), "{nx:#}");
+
+    // A wrong password at the token server.
+    let before = env.failures().len();
+    let out = env.docker_login(USER, "not-the-password");
+    assert!(!out.success);
+    let after = env.wait_failures();
+    let run_pw: Vec<Option<String>> = after[before..].iter().map(cause_id).collect();
+    assert!(
+        !run_pw.is_empty()
+            && run_pw
+                .iter()
+                .all(|c| c.as_deref() == Some("invalid_credentials")),
+        "run's records of the wrong login: {run_pw:?}"
+    );
+    let (code, pw) = regdoc_check(
+        &env,
+        &[REG_HOST, "--username", USER, "--password-stdin"],
+        "not-the-password\n",
+    );
+    assert_eq!(code, Some(1), "{pw:#}");
+    assert_eq!(check_cause(&pw, "token"), run_pw[0], "{pw:#}");
+}
