@@ -385,3 +385,74 @@ async fn the_command_reads_the_password_from_stdin_and_exits_by_outcome() {
     let usage = run(PASSWORD, &["--timeout", "soon"]).await.unwrap();
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn throttling_and_a_registry_error_are_named_at_get_v2() {
+    let fx = fixture("busy.azurecr.io").await;
+    for (mode, want) in [
+        (Mode::Throttle, "throttled"),
+        (Mode::Unavailable, "registry_error"),
+    ] {
+        fx.set_mode(mode);
+        let r = check(
+            config(&fx),
+            &plan(&fx.host, password(PASSWORD), false),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+        let table = show(&fx, &r);
+        assert_eq!(cause(&r, "GET /v2/"), Some(want), "{table}");
+        assert_eq!(step(&r, "token").result, Outcome::Skipped, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_token_the_registry_refuses_is_a_credentials_problem() {
+    let fx = fixture("refresh.azurecr.io").await;
+    let token = Credentials::RefreshToken(Secret::new("eyJnot.a.refresh-token".into()));
+    let r = check(config(&fx), &plan(&fx.host, token, true), TIMEOUT)
+        .await
+        .unwrap();
+    let table = show(&fx, &r);
+    assert!(!table.contains("eyJnot.a.refresh-token"), "{table}");
+    let token = step(&r, "token");
+    assert_eq!(token.result, Outcome::Problem, "{table}");
+    assert!(
+        matches!(
+            token.cause.map(|c| c.id),
+            Some("invalid_credentials" | "expired_credentials")
+        ),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn a_private_registry_answered_outside_its_networks_is_private_endpoint_dns() {
+    let fx = fixture("privreg.azurecr.io").await;
+    // The name resolves (through the test DNS server) to loopback, outside the private
+    // network the configuration expects; the check says so and still goes on, as `run` does.
+    let dns = dns::TestDns::start(
+        "127.0.0.1:0".parse().unwrap(),
+        dns::Zone::new().a("privreg.azurecr.io", [127, 0, 0, 1]),
+    );
+    let mut cfg = Config::default();
+    cfg.dns.nameservers = vec![dns.local_addr().to_string()];
+    cfg.intercept.extra_roots = vec![fx.ca_file.clone()];
+    cfg.registries.push(
+        toml::from_str(
+            r#"host = "privreg.azurecr.io"
+private_endpoint = true
+expected_cidrs = ["10.20.0.0/16"]"#,
+        )
+        .unwrap(),
+    );
+    let mut p = plan(&fx.host, Credentials::Anonymous, false);
+    p.port = fx.addr.port();
+    let r = check(cfg, &p, TIMEOUT).await.unwrap();
+    let table = show(&fx, &r);
+    assert_eq!(cause(&r, "dns"), Some("private_endpoint_dns"), "{table}");
+    assert!(step(&r, "dns").detail.contains("127.0.0.1"), "{table}");
+    assert_eq!(step(&r, "tls").result, Outcome::Ok, "{table}");
+    assert_eq!(step(&r, "GET /v2/").result, Outcome::Ok, "{table}");
+}
