@@ -781,9 +781,7 @@ fn regdoc_check(env: &Env, args: &[&str], stdin: &str) -> (Option<i32>, serde_js
         .arg("--config")
         .arg(env.dir.join("regdoc.toml"))
         .env_remove("REGDOC_CONFIG")
-        // The roots the test's Docker daemon trusts (the data endpoint's CA among them); the
-        // registry's CA comes from the configuration's `extra_roots`, as for `run`.
-        .env("SSL_CERT_FILE", env.dir.join("system-roots.pem"))
+        .env("SSL_CERT_FILE", daemon_roots(env))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -800,6 +798,16 @@ fn regdoc_check(env: &Env, args: &[&str], stdin: &str) -> (Option<i32>, serde_js
     env.secrets.assert_absent("regdoc check stderr", &err);
     let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}{err}"));
     (out.status.code(), json)
+}
+
+/// What the test's Docker daemon trusts, as one PEM file: its system roots (the data
+/// endpoint's CA among them) and the registry's CA it finds in certs.d.
+fn daemon_roots(env: &Env) -> std::path::PathBuf {
+    let mut pem = std::fs::read_to_string(env.dir.join("system-roots.pem")).unwrap_or_default();
+    pem.push_str(&std::fs::read_to_string(env.dir.join("registry-ca.crt")).unwrap_or_default());
+    let path = env.dir.join("check-roots.pem");
+    std::fs::write(&path, pem).expect("write the check's roots");
+    path
 }
 
 /// The cause id of the check's step `name`.
@@ -827,17 +835,65 @@ fn check_names_the_cause_run_logs_for_the_same_fault() {
     });
     // A healthy registry: the check passes every step it can run without an image.
     env.secrets.register(PASSWORD);
+    let image = format!("{IMAGE_REPO}:{IMAGE_TAG}");
     let (code, healthy) = regdoc_check(
         &env,
-        &[REG_HOST, "--username", USER, "--password-stdin"],
+        &[
+            REG_HOST,
+            "--username",
+            USER,
+            "--password-stdin",
+            "--image",
+            &image,
+        ],
         &format!("{PASSWORD}\n"),
     );
     assert_eq!(code, Some(0), "{healthy:#}");
     assert_eq!(healthy["healthy"], true);
+    // The blob came from the data endpoint the registry redirected to.
+    let data_get = healthy["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step"] == "data GET"))
+        .expect("a data GET step");
+    assert!(
+        data_get["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains(DATA_HOST),
+        "{healthy:#}"
+    );
+
+    // A private registry whose name resolves to a public address, where ACR's firewall
+    // answers 403: run blames the name resolution, so must the check, at both steps.
+    let (out, _) = login_to_firewalled_private_registry(&env);
+    let run_priv = env.wait_failures();
+    assert!(!out.success);
+    assert!(run_priv
+        .iter()
+        .all(|r| cause_id(r).as_deref() == Some("private_endpoint_dns")));
+    let (code, private) = regdoc_check(
+        &env,
+        &[PRIVFW_HOST, "--username", USER, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, Some(1), "{private:#}");
+    for step in ["dns", "GET /v2/"] {
+        assert_eq!(
+            check_cause(&private, step).as_deref(),
+            Some("private_endpoint_dns"),
+            "{step}: {private:#}"
+        );
+    }
+    let private_failures = env.failures().len();
 
     // NXDOMAIN.
-    let out = failed_pull(&env, NX_HOST);
-    let run_nx = assert_diagnosed(&env, &out, "registry_name");
+    failed_pull(&env, NX_HOST);
+    let after = env.wait_failures();
+    let run_nx = after[private_failures..]
+        .first()
+        .cloned()
+        .expect("a failure record of the pull");
+    assert_eq!(cause_id(&run_nx).as_deref(), Some("registry_name"));
     let (code, nx) = regdoc_check(&env, &[NX_HOST], "");
     assert_eq!(code, Some(1), "{nx:#}");
     assert_eq!(check_cause(&nx, "dns"), cause_id(&run_nx), "{nx:#}");
@@ -862,4 +918,79 @@ fn check_names_the_cause_run_logs_for_the_same_fault() {
     );
     assert_eq!(code, Some(1), "{pw:#}");
     assert_eq!(check_cause(&pw, "token"), run_pw[0], "{pw:#}");
+}
+
+/// Run's cause for a failed `docker pull` of the registry, and the check's step `step` for
+/// the same registry: the same id.
+fn pull_and_check_agree(env: &Env, step: &str, args: &[&str]) -> serde_json::Value {
+    let out = failed_pull(env, REG_HOST);
+    let failures = env.wait_failures();
+    let run_cause = failures.first().and_then(cause_id);
+    assert!(run_cause.is_some(), "{}", out.text());
+    let mut all = vec![REG_HOST];
+    all.extend_from_slice(args);
+    let (code, report) = regdoc_check(env, &all, "");
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(check_cause(&report, step), run_cause, "{report:#}");
+    report
+}
+
+#[test]
+fn check_agrees_with_run_on_the_path_to_the_registry() {
+    // Issue 14: the upstream proxy that refuses, the upstream proxy that inspects TLS, and
+    // the data endpoint a firewall drops, each named by `regdoc check` as `run` names it.
+    if !ready("check_agrees_with_run_on_the_path_to_the_registry") {
+        return;
+    }
+    {
+        let env = Env::start(Options {
+            upstream: Upstream::SquidDenyConnect,
+            ..Options::default()
+        });
+        pull_and_check_agree(&env, "upstream proxy", &[]);
+    }
+    {
+        let env = Env::start(Options {
+            upstream: Upstream::Mitmproxy { tls12: false },
+            ..Options::default()
+        });
+        let report = pull_and_check_agree(&env, "tls", &[]);
+        assert!(
+            report.to_string().contains("mitmproxy"),
+            "the issuer: {report:#}"
+        );
+    }
+    {
+        let env = Env::start(Options {
+            data_endpoint_blocked: true,
+            ..Options::default()
+        });
+        let reference = format!("{IMAGE_REPO}:{IMAGE_TAG}");
+        let login = env.docker_login(USER, PASSWORD);
+        assert!(login.success, "login (REST endpoint) must work");
+        let out = env.docker(&["pull", &image(REG_HOST)]);
+        assert!(!out.success);
+        let run_cause = env.wait_failures().first().and_then(cause_id);
+        assert_eq!(run_cause.as_deref(), Some("data_endpoint_firewall"));
+        let (code, report) = regdoc_check(
+            &env,
+            &[
+                REG_HOST,
+                "--username",
+                USER,
+                "--password-stdin",
+                "--image",
+                &reference,
+            ],
+            &format!("{PASSWORD}\n"),
+        );
+        assert_eq!(code, Some(1), "{report:#}");
+        // Both the blob's redirect and the configured region lead to the dropped endpoint.
+        assert_eq!(check_cause(&report, "data tcp"), run_cause, "{report:#}");
+        assert_eq!(
+            check_cause(&report, "data endpoint eastus"),
+            run_cause,
+            "{report:#}"
+        );
+    }
 }

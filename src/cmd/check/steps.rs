@@ -111,9 +111,9 @@ impl Run<'_> {
                 self.steps.push(Step::skipped("manifest", why.clone()));
                 self.steps.push(Step::skipped("blob", why));
             }
-            (Some(image), Ok(())) => {
+            (Some(image), Ok(credential)) => {
                 let image = image.clone();
-                self.image(&mut rest, &image, token.as_deref()).await;
+                self.image(&mut rest, &image, credential.as_deref()).await;
             }
         }
         self.clock(self.skew);
@@ -325,14 +325,14 @@ impl Run<'_> {
         Some(token)
     }
 
-    /// Docker's login: `GET /v2/` again with the credential. Says whether later requests may
-    /// go on, and if not why.
+    /// Docker's login: `GET /v2/` again with the credential. Says with which `Authorization`
+    /// later requests go on (none when the registry needs none), or why they cannot.
     async fn login(
         &mut self,
         rest: &mut Conn,
         auth: &Auth,
         token: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<String>, String> {
         let (host, port) = (self.plan.host.clone(), self.plan.port);
         let header_value = match (auth, token, &self.plan.credentials) {
             (Auth::Unknown, _, _) => {
@@ -345,17 +345,18 @@ impl Run<'_> {
                     "login",
                     "the registry needs no authentication".into(),
                 ));
-                return Ok(());
+                return Ok(None);
             }
             (_, _, Credentials::Anonymous) => {
                 self.steps
                     .push(Step::skipped("login", "no credentials given".into()));
                 // An anonymous pull goes on with the anonymous token, when there is one.
                 return match (auth, token) {
+                    (_, Some(t)) => Ok(Some(format!("Bearer {t}"))),
                     (Auth::Challenge(c), None) if c.is_bearer() && self.plan.image.is_some() => {
                         Err("no token: the token step failed".into())
                     }
-                    _ => Ok(()),
+                    _ => Ok(None),
                 };
             }
             (_, Some(t), _) => format!("Bearer {t}"),
@@ -393,23 +394,28 @@ impl Run<'_> {
         match self.judge("login", &host, port, dns.as_ref(), got, |a| {
             format!("{}: the registry accepts the credential", a.ex.status)
         }) {
-            Some(a) if a.ex.status == 200 => Ok(()),
-            _ => Err("the login step failed".into()),
+            Some(a) if a.ex.status == 200 => Ok(Some(header_value)),
+            Some(a) => {
+                let why = format!("{}: the credential was not accepted", a.ex.status);
+                self.unexpected(why);
+                Err("the login step failed".into())
+            }
+            None => Err("the login step failed".into()),
         }
     }
 
     /// The manifest, then the first bytes of its smallest blob through the redirect.
-    async fn image(&mut self, rest: &mut Conn, image: &Image, token: Option<&str>) {
+    async fn image(&mut self, rest: &mut Conn, image: &Image, credential: Option<&str>) {
         let (host, port) = (self.plan.host.clone(), self.plan.port);
-        let bearer = token.map(|t| format!("Bearer {t}"));
+        let bearer = credential;
         let mut reference = image.reference.clone();
         let mut manifest = None;
         // An index names one manifest per platform: follow it once.
         for round in 0..2 {
             let path = format!("/v2/{}/manifests/{reference}", image.repository);
             let mut headers = vec![(header::ACCEPT, MANIFEST_TYPES)];
-            if let Some(b) = &bearer {
-                headers.push((header::AUTHORIZATION, b.as_str()));
+            if let Some(b) = bearer {
+                headers.push((header::AUTHORIZATION, b));
             }
             let req = request(Method::GET, &host, port, &path, &headers, Bytes::new());
             let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
@@ -436,6 +442,15 @@ impl Run<'_> {
                     .push(Step::skipped("blob", "the manifest step failed".into()));
                 return;
             };
+            if a.ex.status != 200 {
+                self.unexpected(format!(
+                    "{}: the registry did not serve the manifest (credentials needed?)",
+                    a.ex.status
+                ));
+                self.steps
+                    .push(Step::skipped("blob", "the manifest step failed".into()));
+                return;
+            }
             let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
             match platform_manifest(&v) {
                 Some(d) if round == 0 => reference = d,
@@ -452,8 +467,8 @@ impl Run<'_> {
         };
         let path = format!("/v2/{}/blobs/{digest}", image.repository);
         let mut headers = Vec::new();
-        if let Some(b) = &bearer {
-            headers.push((header::AUTHORIZATION, b.as_str()));
+        if let Some(b) = bearer {
+            headers.push((header::AUTHORIZATION, b));
         }
         let req = request(Method::GET, &host, port, &path, &headers, Bytes::new());
         let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
@@ -484,6 +499,13 @@ impl Run<'_> {
         }) else {
             return;
         };
+        if !(200..400).contains(&a.ex.status) {
+            self.unexpected(format!(
+                "{}: the registry did not serve the blob",
+                a.ex.status
+            ));
+            return;
+        }
         if (300..400).contains(&a.ex.status) {
             // The full Location (it carries the storage signature) is used to fetch and never
             // shown: the exchange keeps it without its query.
@@ -536,13 +558,19 @@ impl Run<'_> {
         )
         .await;
         let dns = conn.dns.clone();
-        let _ = self.judge("data GET", host, port, dns.as_ref(), got, |a| {
+        let served = self.judge("data GET", host, port, dns.as_ref(), got, |a| {
             format!(
                 "{}: read {} bytes of {what} from {host}",
                 a.ex.status,
                 a.body.len()
             )
         });
+        if let Some(a) = served.filter(|a| !(200..300).contains(&a.ex.status)) {
+            self.unexpected(format!(
+                "{}: the data endpoint did not serve the blob",
+                a.ex.status
+            ));
+        }
     }
 
     /// Each data endpoint `[[registry]] regions` names, reached as `run` would reach it.
@@ -584,6 +612,15 @@ impl Run<'_> {
                 (None, None) => Step::problem(&name, took, format!("{host}: not reached")),
             };
             self.steps.push(merged);
+        }
+    }
+
+    /// The last step answered without a fault the rules know, but not as the check needs:
+    /// a problem without a cause id.
+    fn unexpected(&mut self, why: String) {
+        if let Some(last) = self.steps.last_mut() {
+            let took = Duration::from_millis(last.ms.unwrap_or(0));
+            *last = Step::problem(&last.step, took, why);
         }
     }
 
