@@ -76,7 +76,7 @@ fn cause(r: &Report, name: &str) -> Option<&'static str> {
 /// fixture knows or issued is in either output.
 fn show(fx: &AcrFixture, r: &Report) -> String {
     let table = r.table();
-    eprintln!("{table}");
+    eprintln!("\n{table}");
     let json = r.json();
     for secret in fx.secrets().iter().chain([&PASSWORD.to_string()]) {
         assert!(!table.contains(secret.as_str()), "the table leaks a secret");

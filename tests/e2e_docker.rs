@@ -985,6 +985,15 @@ fn check_agrees_with_run_on_the_path_to_the_registry() {
             &format!("{PASSWORD}\n"),
         );
         assert_eq!(code, Some(1), "{report:#}");
+        // A Basic registry: no token flow, Docker's Basic login instead.
+        let result = |name: &str| {
+            report["steps"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["step"] == name))
+                .map(|s| s["result"].clone())
+        };
+        assert_eq!(result("token"), Some("skipped".into()), "{report:#}");
+        assert_eq!(result("login"), Some("ok".into()), "{report:#}");
         // Both the blob's redirect and the configured region lead to the dropped endpoint.
         assert_eq!(check_cause(&report, "data tcp"), run_cause, "{report:#}");
         assert_eq!(
