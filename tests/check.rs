@@ -449,10 +449,24 @@ expected_cidrs = ["10.20.0.0/16"]"#,
     );
     let mut p = plan(&fx.host, Credentials::Anonymous, false);
     p.port = fx.addr.port();
+    cfg.allowed_ports.push(p.port);
     let r = check(cfg, &p, TIMEOUT).await.unwrap();
     let table = show(&fx, &r);
     assert_eq!(cause(&r, "dns"), Some("private_endpoint_dns"), "{table}");
     assert!(step(&r, "dns").detail.contains("127.0.0.1"), "{table}");
     assert_eq!(step(&r, "tls").result, Outcome::Ok, "{table}");
     assert_eq!(step(&r, "GET /v2/").result, Outcome::Ok, "{table}");
+}
+
+#[tokio::test]
+async fn a_port_run_would_refuse_is_named_before_any_packet() {
+    let fx = fixture("oddport.azurecr.io").await;
+    let mut p = plan(&fx.host, Credentials::Anonymous, false);
+    p.port = fx.addr.port();
+    let r = check(config(&fx), &p, TIMEOUT).await.unwrap();
+    let table = show(&fx, &r);
+    assert_eq!(step(&r, "policy").result, Outcome::Problem, "{table}");
+    assert!(step(&r, "policy").cause.is_some(), "{table}");
+    assert_eq!(step(&r, "dns").result, Outcome::Skipped, "{table}");
+    assert_eq!(fx.requests(), 0);
 }

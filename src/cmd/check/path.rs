@@ -198,6 +198,19 @@ impl Net {
     async fn phases(&self, host: &str, port: u16, prefix: &str) -> (Vec<Step>, Option<Conn>) {
         let mut steps = Vec::new();
         let name = |phase: &str| format!("{prefix}{phase}");
+        // `run` refuses a CONNECT to a port outside `allowed_ports` before anything else.
+        if !self.cfg.allowed_ports.contains(&port) {
+            let ev = self.event(
+                host,
+                port,
+                Phase::Policy,
+                FailureKind::PortNotAllowed { port },
+                format!("port {port} is not in allowed_ports"),
+                Duration::ZERO,
+            );
+            steps.push(self.judged(&name("policy"), &ev, Duration::ZERO));
+            return (steps, None);
+        }
         let via = self.route(host, port);
         let (tcp, leftover, dns) = if let Some(proxy) = via {
             steps.push(Step::skipped(
@@ -492,8 +505,8 @@ impl Net {
                     .map(|v| tls_version_name(v).to_string());
                 Ok((stream, version, probe))
             }
-            Ok(Err(e)) if !chain.is_empty() && probe.problem.is_some() => {
-                let _ = e;
+            // The handshake failed on the chain itself: the probe's judgement says why.
+            Ok(Err(_)) if !chain.is_empty() && probe.problem.is_some() => {
                 Err(TlsFailure::Refused(Box::new(probe)))
             }
             Ok(Err(e)) => Err(TlsFailure::Handshake(handshake_error(&e))),
@@ -520,7 +533,7 @@ fn tls_version_name(v: rustls::ProtocolVersion) -> &'static str {
     }
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

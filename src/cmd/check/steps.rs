@@ -4,7 +4,7 @@
 use super::args::{Credentials, Image};
 use super::http::{send, Answer, NoAnswer};
 use super::judge;
-use super::path::{Conn, Net};
+use super::path::{unix_now, Conn, Net};
 use super::step::Step;
 use crate::diagnose::catalog as c;
 use crate::diagnose::symptom::client_symptom;
@@ -14,7 +14,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, Method, Request};
 use http_body_util::Full;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// What to check.
 #[derive(Debug, Clone)]
@@ -702,8 +702,7 @@ impl Run<'_> {
         );
         ev.dns = dns.cloned();
         ev.http = Some(a.ex.clone());
-        let mut step =
-            crate::cmd::check::step::Step::diagnosed(name, a.took, ev.error.clone(), &findings);
+        let mut step = Step::diagnosed(name, a.took, ev.error.clone(), &findings);
         step.client_symptom =
             client_symptom(&ev, None, &net.diagnoser.situation(&ev)).map(|s| s.text);
         self.steps.push(step);
@@ -847,13 +846,6 @@ fn smallest_blob(v: &serde_json::Value) -> Option<(String, u64)> {
 
 fn short_digest(d: &str) -> String {
     d.chars().take(19).collect()
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
