@@ -5,9 +5,36 @@ use super::path::Sender;
 use crate::intercept::exchange;
 use crate::observe::{EarlyClose, FailureKind, HttpExchange};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Request};
+use http::{header, HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
 use std::time::{Duration, Instant, SystemTime};
+
+const USER_AGENT: &str = concat!("regdoc-check/", env!("CARGO_PKG_VERSION"));
+
+/// A request in origin form for `host:port`, with its `Host`.
+pub fn request(
+    method: Method,
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(header::HeaderName, &str)],
+    body: Bytes,
+) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, crate::config::authority(host, port, 443))
+        .header(header::USER_AGENT, USER_AGENT);
+    for (k, v) in headers {
+        b = b.header(k, *v);
+    }
+    b.body(Full::new(body)).unwrap_or_else(|_| {
+        // Only a path with bytes a URI cannot hold gets here; send `/` and let the server say.
+        let mut r = Request::new(Full::new(Bytes::new()));
+        *r.uri_mut() = http::Uri::from_static("/");
+        r
+    })
+}
 
 /// What came back.
 pub struct Answer {

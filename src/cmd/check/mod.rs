@@ -4,12 +4,16 @@
 //! live failure name the same cause for the same fault.
 //!
 //! [`path`] reaches a host phase by phase, [`http`] makes one exchange over it, [`steps`] puts
-//! the steps in order and says which were skipped and why, [`judge`] holds the pure judging,
-//! [`render`] prints. [`args`] reads the command line and the credentials from standard input.
+//! the steps in order and says which were skipped and why. Pure parts: [`judge`] (transport
+//! errors into `run`'s failure kinds, facts into lines), [`auth`] (Docker's token requests),
+//! [`manifest`] (which blob to fetch), [`render`] (table, JSON, secrets masked). [`args`] reads
+//! the command line and the credentials from standard input.
 
 pub mod args;
+pub mod auth;
 pub mod http;
 pub mod judge;
+pub mod manifest;
 pub mod path;
 pub mod render;
 pub mod step;

@@ -2,18 +2,18 @@
 //! same [`crate::diagnose::Diagnoser`] `run` uses.
 
 use super::args::{Credentials, Image};
-use super::http::{send, Answer, NoAnswer};
+use super::auth::{self, describe_challenge, issued_token};
+use super::http::{request, send, Answer, NoAnswer};
 use super::judge;
+use super::manifest::{platform_manifest, short_digest, smallest_blob};
 use super::path::{unix_now, Conn, Net};
 use super::step::Step;
 use crate::diagnose::catalog as c;
 use crate::diagnose::symptom::client_symptom;
 use crate::http::challenge::Challenge;
 use crate::observe::{DnsAnswer, FailureKind, Phase};
-use base64::Engine as _;
 use bytes::Bytes;
-use http::{header, Method, Request};
-use http_body_util::Full;
+use http::{header, Method};
 use std::time::Duration;
 
 /// What to check.
@@ -29,7 +29,6 @@ pub struct Plan {
 const MANIFEST_CAP: usize = 1024 * 1024;
 /// Bytes of a blob read from the data endpoint: enough to know it serves.
 const BLOB_BYTES: usize = 1024;
-const USER_AGENT: &str = concat!("regdoc-check/", env!("CARGO_PKG_VERSION"));
 
 /// The steps' rows, and every secret seen (given or issued) for the caller to keep out of
 /// what it prints.
@@ -195,9 +194,7 @@ impl Run<'_> {
             ));
             return None;
         }
-        let Some((realm_host, realm_port, realm_path)) =
-            challenge.realm.as_deref().and_then(split_https_url)
-        else {
+        let Some(realm) = challenge.realm.as_deref().and_then(auth::parse_https_url) else {
             self.steps.push(Step::skipped(
                 "token",
                 format!(
@@ -210,6 +207,7 @@ impl Run<'_> {
         let service = challenge.service.clone().unwrap_or_default();
         let scope = self.scope();
         let mut own;
+        let (realm_host, realm_port) = (realm.host.clone(), realm.port);
         let conn = if realm_host == self.plan.host && realm_port == self.plan.port {
             rest
         } else {
@@ -218,75 +216,8 @@ impl Run<'_> {
             own = conn?;
             &mut own
         };
-        let enc = crate::redact::percent_encode;
-        let mut query = Vec::new();
-        let (req, form) = match &self.plan.credentials {
-            Credentials::Password { username, password } => {
-                query.push(format!("account={}", enc(username)));
-                query.push("client_id=docker".into());
-                query.push("offline_token=true".into());
-                if let Some(s) = &scope {
-                    query.push(format!("scope={}", enc(s)));
-                }
-                query.push(format!("service={}", enc(&service)));
-                let basic = crate::http::credentials::B64
-                    .encode(format!("{username}:{}", password.expose()));
-                let path = format!("{realm_path}?{}", query.join("&"));
-                let auth = format!("Basic {basic}");
-                (
-                    request(
-                        Method::GET,
-                        &realm_host,
-                        realm_port,
-                        &path,
-                        &[(header::AUTHORIZATION, auth.as_str())],
-                        Bytes::new(),
-                    ),
-                    None,
-                )
-            }
-            Credentials::RefreshToken(t) => {
-                let mut f = vec![
-                    "grant_type=refresh_token".to_string(),
-                    "client_id=docker".into(),
-                    format!("service={}", enc(&service)),
-                ];
-                if let Some(s) = &scope {
-                    f.push(format!("scope={}", enc(s)));
-                }
-                f.push(format!("refresh_token={}", enc(t.expose())));
-                let body = Bytes::from(f.join("&"));
-                (
-                    request(
-                        Method::POST,
-                        &realm_host,
-                        realm_port,
-                        &realm_path,
-                        &[(header::CONTENT_TYPE, "application/x-www-form-urlencoded")],
-                        body.clone(),
-                    ),
-                    Some(body),
-                )
-            }
-            Credentials::Anonymous => {
-                if let Some(s) = &scope {
-                    query.push(format!("scope={}", enc(s)));
-                }
-                query.push(format!("service={}", enc(&service)));
-                let path = format!("{realm_path}?{}", query.join("&"));
-                (
-                    request(
-                        Method::GET,
-                        &realm_host,
-                        realm_port,
-                        &path,
-                        &[],
-                        Bytes::new(),
-                    ),
-                    None,
-                )
-            }
-        };
+        let auth::TokenRequest { request: req, form } =
+            auth::token_request(&self.plan.credentials, &realm, &service, scope.as_deref());
         let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
         let got = send(
             &mut conn.sender,
@@ -363,8 +294,7 @@ impl Run<'_> {
             (Auth::Challenge(c), None, Credentials::Password { username, password })
                 if !c.is_bearer() =>
             {
-                let pair = format!("{username}:{}", password.expose());
-                format!("Basic {}", crate::http::credentials::B64.encode(pair))
+                auth::basic(username, password.expose())
             }
             _ => {
                 let why = "no token: the token step failed".to_string();
@@ -413,7 +343,7 @@ impl Run<'_> {
         // An index names one manifest per platform: follow it once.
         for round in 0..2 {
             let path = format!("/v2/{}/manifests/{reference}", image.repository);
-            let mut headers = vec![(header::ACCEPT, MANIFEST_TYPES)];
+            let mut headers = vec![(header::ACCEPT, super::manifest::MEDIA_TYPES)];
             if let Some(b) = bearer {
                 headers.push((header::AUTHORIZATION, b));
             }
@@ -514,10 +444,8 @@ impl Run<'_> {
                 .get(header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            match location.as_deref().and_then(split_https_url) {
-                Some((to_host, to_port, to_path)) => {
-                    self.data_fetch(&to_host, to_port, &to_path, &short).await
-                }
+            match location.as_deref().and_then(auth::parse_https_url) {
+                Some(to) => self.data_fetch(&to.host, to.port, &to.path, &short).await,
                 None => self.steps.push(Step::skipped(
                     "data GET",
                     "the redirect is not an absolute https URL".into(),
@@ -710,36 +638,6 @@ impl Run<'_> {
     }
 }
 
-/// Manifest media types Docker accepts, indexes first.
-const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
-application/vnd.docker.distribution.manifest.list.v2+json, \
-application/vnd.docker.distribution.manifest.v2+json, \
-application/vnd.oci.image.manifest.v1+json";
-
-fn request(
-    method: Method,
-    host: &str,
-    port: u16,
-    path: &str,
-    headers: &[(header::HeaderName, &str)],
-    body: Bytes,
-) -> Request<Full<Bytes>> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, crate::config::authority(host, port, 443))
-        .header(header::USER_AGENT, USER_AGENT);
-    for (k, v) in headers {
-        b = b.header(k, *v);
-    }
-    b.body(Full::new(body)).unwrap_or_else(|_| {
-        // Only a path with bytes a URI cannot hold gets here; send `/` and let the server say.
-        let mut r = Request::new(Full::new(Bytes::new()));
-        *r.uri_mut() = http::Uri::from_static("/");
-        r
-    })
-}
-
 /// `GET /v2/ -> 403 DENIED: client with IP ...`.
 fn answer_sentence(a: &Answer) -> String {
     let said =
@@ -760,144 +658,4 @@ fn answer_sentence(a: &Answer) -> String {
         s.push_str(&format!(" (the registry saw this host as {ip})"));
     }
     s
-}
-
-fn describe_challenge(c: &Challenge) -> String {
-    let mut s = c.scheme.clone();
-    if let Some(r) = &c.realm {
-        s.push_str(&format!(" realm={r}"));
-    }
-    if let Some(v) = &c.service {
-        s.push_str(&format!(" service={v}"));
-    }
-    s
-}
-
-/// `https://host[:port]/path?query` into its parts (port 443 when absent).
-fn split_https_url(url: &str) -> Option<(String, u16, String)> {
-    let rest = url.strip_prefix("https://")?;
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.contains('@') || authority.is_empty() {
-        return None;
-    }
-    let (host, port) = match crate::config::split_host_port(authority) {
-        Some((h, p)) => (h, p),
-        None => (authority.to_string(), 443),
-    };
-    let path = if path.starts_with('?') {
-        format!("/{path}")
-    } else {
-        path.to_string()
-    };
-    Some((host.to_ascii_lowercase(), port, path))
-}
-
-/// The token a token endpoint issued (`token`, else `access_token`).
-fn issued_token(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    ["token", "access_token"]
-        .iter()
-        .find_map(|k| v.get(k).and_then(|t| t.as_str()))
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-}
-
-/// An index's manifest for linux/amd64 (else its first).
-fn platform_manifest(v: &serde_json::Value) -> Option<String> {
-    let list = v.get("manifests")?.as_array()?;
-    let digest =
-        |m: &serde_json::Value| m.get("digest").and_then(|d| d.as_str()).map(str::to_string);
-    list.iter()
-        .find(|m| {
-            let p = &m["platform"];
-            p["os"] == "linux" && p["architecture"] == "amd64"
-        })
-        .and_then(digest)
-        .or_else(|| list.first().and_then(digest))
-}
-
-/// The smallest of a manifest's layers and config: `(digest, size)`.
-fn smallest_blob(v: &serde_json::Value) -> Option<(String, u64)> {
-    let mut blobs: Vec<&serde_json::Value> = v
-        .get("layers")
-        .and_then(|l| l.as_array())
-        .map(|l| l.iter().collect())
-        .unwrap_or_default();
-    blobs.extend(v.get("config"));
-    blobs
-        .into_iter()
-        .filter_map(|b| {
-            let d = b.get("digest")?.as_str()?;
-            let ok = d.starts_with("sha256:")
-                && d.len() == 71
-                && d[7..].bytes().all(|c| c.is_ascii_hexdigit());
-            ok.then(|| {
-                (
-                    d.to_string(),
-                    b.get("size").and_then(|s| s.as_u64()).unwrap_or(0),
-                )
-            })
-        })
-        .min_by_key(|(_, size)| *size)
-}
-
-fn short_digest(d: &str) -> String {
-    d.chars().take(19).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn realm_urls() {
-        assert_eq!(
-            split_https_url("https://r.azurecr.io/oauth2/token"),
-            Some(("r.azurecr.io".into(), 443, "/oauth2/token".into()))
-        );
-        assert_eq!(
-            split_https_url("https://auth.example:8443/token?x=1"),
-            Some(("auth.example".into(), 8443, "/token?x=1".into()))
-        );
-        assert_eq!(split_https_url("http://r.io/t"), None);
-        assert_eq!(split_https_url("https://u:p@r.io/t"), None);
-    }
-
-    #[test]
-    fn the_smallest_blob_is_chosen() {
-        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
-        let v = serde_json::json!({
-            "config": {"digest": d('a'), "size": 500},
-            "layers": [{"digest": d('b'), "size": 10}, {"digest": d('c'), "size": 99}],
-        });
-        assert_eq!(smallest_blob(&v), Some((d('b'), 10)));
-        assert_eq!(
-            smallest_blob(&serde_json::json!({"layers": [{"digest": "../x"}]})),
-            None
-        );
-    }
-
-    #[test]
-    fn an_index_leads_to_linux_amd64() {
-        let v = serde_json::json!({"manifests": [
-            {"digest": "sha256:1", "platform": {"os": "windows", "architecture": "amd64"}},
-            {"digest": "sha256:2", "platform": {"os": "linux", "architecture": "amd64"}},
-        ]});
-        assert_eq!(platform_manifest(&v).as_deref(), Some("sha256:2"));
-        assert_eq!(platform_manifest(&serde_json::json!({"layers": []})), None);
-    }
-
-    #[test]
-    fn token_replies() {
-        assert_eq!(issued_token(br#"{"token":"abc"}"#).as_deref(), Some("abc"));
-        assert_eq!(
-            issued_token(br#"{"access_token":"xyz"}"#).as_deref(),
-            Some("xyz")
-        );
-        assert_eq!(issued_token(br#"{"token":""}"#), None);
-        assert_eq!(issued_token(b"nope"), None);
-    }
 }
