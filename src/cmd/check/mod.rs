@@ -3,7 +3,7 @@
 //! `[[registry]]` expectations) and judges every step with `run`'s own rules, so a check and a
 //! live failure name the same cause for the same fault.
 //!
-//! [`path`] reaches a host phase by phase, [`http`] makes one exchange over it, [`steps`] puts
+//! [`path`] reaches a host phase by phase ([`tls`] its handshake), [`http`] makes one exchange over it, [`steps`] puts
 //! the steps in order and says which were skipped and why. Pure parts: [`judge`] (transport
 //! errors into `run`'s failure kinds, facts into lines), [`auth`] (Docker's token requests),
 //! [`manifest`] (which blob to fetch), [`render`] (table, JSON, secrets masked). [`args`] reads
@@ -18,6 +18,7 @@ pub mod path;
 pub mod render;
 pub mod step;
 pub mod steps;
+pub mod tls;
 
 pub use args::CheckArgs;
 pub use step::{Outcome, Step};

@@ -6,28 +6,21 @@
 
 use super::judge;
 use super::step::Step;
+use super::tls::{Handshake, TlsFailure, Trust};
 use crate::config::Config;
 use crate::diagnose::symptom::{client_symptom, Reply};
 use crate::diagnose::{Diagnoser, SuccessNote};
 use crate::endpoint::Endpoint;
-use crate::intercept::upstream_tls::{
-    add_extra_roots, handshake_error, system_roots, verifier, RootsError, UpstreamTlsError,
-};
+use crate::intercept::upstream_tls::RootsError;
 use crate::net::dial::dial;
 use crate::net::prefixed::Prefixed;
-use crate::net::probe::Prober;
 use crate::net::resolve::{Resolver, ResolverSetupError};
 use crate::net::upstream::{connect_through, NoProxy, UpstreamProxy, UpstreamUrlError};
-use crate::observe::{CertProbe, DnsAnswer, FailureEvent, FailureKind, Phase};
+use crate::observe::{DnsAnswer, FailureEvent, FailureKind, Phase};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpStream;
 
@@ -53,11 +46,7 @@ pub struct Net {
     upstream: Option<UpstreamProxy>,
     no_proxy: NoProxy,
     registries: Vec<String>,
-    /// System roots plus `intercept.extra_roots`: what decides whether the check goes on.
-    trust: Arc<WebPkiServerVerifier>,
-    /// Judges a presented chain the way regdoc's certificate probe does (public root or not).
-    prober: Prober,
-    provider: Arc<rustls::crypto::CryptoProvider>,
+    tls: Trust,
     pub timeout: Duration,
     /// Who the diagnosis thinks the client is: this host.
     pub client: SocketAddr,
@@ -78,23 +67,14 @@ impl Net {
             .as_deref()
             .map(UpstreamProxy::parse)
             .transpose()?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = system_roots();
-        add_extra_roots(&mut roots, &cfg.intercept.extra_roots)?;
-        let trust = verifier(roots, &provider)?;
-        // The check always looks at the certificate, whatever `[probe]` says for `run`.
-        let mut probing = cfg.clone();
-        probing.probe.enabled = true;
-        let prober = Prober::from_config(&probing)?.ok_or(RootsError::Empty)?;
+        let tls = Trust::from_config(&cfg)?;
         Ok(Net {
             resolver,
             diagnoser: Diagnoser::new(&cfg),
             no_proxy: NoProxy::new(&cfg.upstream.no_proxy),
             registries: cfg.registry_hosts(),
             upstream,
-            trust,
-            prober,
-            provider,
+            tls,
             timeout,
             client: SocketAddr::from(([127, 0, 0, 1], 0)),
             cfg,
@@ -232,10 +212,17 @@ impl Net {
         };
         let io = Prefixed::new(Bytes::from(leftover), tcp);
         let t = Instant::now();
-        let tls = self.handshake(io, host, via).await;
+        let tls = self
+            .tls
+            .handshake(io, host, via, self.deadline(self.cfg.timeouts.tls))
+            .await;
         let took = t.elapsed();
         let stream = match tls {
-            Ok((stream, version, probe)) => {
+            Ok(Handshake {
+                stream,
+                version,
+                probe,
+            }) => {
                 steps.push(Step::ok(
                     &name("tls"),
                     took,
@@ -453,84 +440,6 @@ impl Net {
             }
         }
     }
-
-    /// A full handshake (the check goes on to send HTTP), judged against the system roots plus
-    /// `extra_roots`; the presented chain is kept either way to say who issued it.
-    async fn handshake(
-        &self,
-        io: Prefixed<TcpStream>,
-        host: &str,
-        via: Option<&UpstreamProxy>,
-    ) -> Result<(TlsStream, Option<String>, CertProbe), TlsFailure> {
-        let name = ServerName::try_from(host.to_string()).map_err(|e| {
-            TlsFailure::Handshake(UpstreamTlsError::Handshake {
-                detail: format!("{host:?} is not a valid server name: {e}"),
-            })
-        })?;
-        let capture = Arc::new(Capture {
-            inner: self.trust.clone(),
-            chain: Mutex::new(Vec::new()),
-        });
-        let mut cfg = rustls::ClientConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| {
-                TlsFailure::Handshake(UpstreamTlsError::Handshake {
-                    detail: e.to_string(),
-                })
-            })?
-            .dangerous()
-            .with_custom_certificate_verifier(capture.clone())
-            .with_no_client_auth();
-        // One protocol the check drives phase by phase.
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-        let deadline = self.deadline(self.cfg.timeouts.tls);
-        let result = tokio::time::timeout(deadline, connector.connect(name, io)).await;
-        let chain = capture
-            .chain
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut probe = match via {
-            Some(p) => CertProbe::new("upstream_proxy", p.display(), host, unix_now()),
-            None => CertProbe::new("direct", host.to_string(), host, unix_now()),
-        };
-        self.prober.judge(&mut probe, &chain, host);
-        match result {
-            Ok(Ok(stream)) => {
-                let version = stream
-                    .get_ref()
-                    .1
-                    .protocol_version()
-                    .map(|v| tls_version_name(v).to_string());
-                Ok((stream, version, probe))
-            }
-            // The handshake failed on the chain itself: the probe's judgement says why.
-            Ok(Err(_)) if !chain.is_empty() && probe.problem.is_some() => {
-                Err(TlsFailure::Refused(Box::new(probe)))
-            }
-            Ok(Err(e)) => Err(TlsFailure::Handshake(handshake_error(&e))),
-            Err(_) => Err(TlsFailure::Handshake(UpstreamTlsError::Timeout {
-                secs: deadline.as_secs(),
-            })),
-        }
-    }
-}
-
-type TlsStream = tokio_rustls::client::TlsStream<Prefixed<TcpStream>>;
-
-enum TlsFailure {
-    /// The chain was refused; the probe says why and who issued it.
-    Refused(Box<CertProbe>),
-    Handshake(UpstreamTlsError),
-}
-
-fn tls_version_name(v: rustls::ProtocolVersion) -> &'static str {
-    match v {
-        rustls::ProtocolVersion::TLSv1_3 => "TLS1.3",
-        rustls::ProtocolVersion::TLSv1_2 => "TLS1.2",
-        _ => "TLS (older)",
-    }
 }
 
 pub(super) fn unix_now() -> i64 {
@@ -538,50 +447,4 @@ pub(super) fn unix_now() -> i64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// The trusted verifier, keeping the chain the server presented.
-#[derive(Debug)]
-struct Capture {
-    inner: Arc<WebPkiServerVerifier>,
-    chain: Mutex<Vec<CertificateDer<'static>>>,
-}
-
-impl ServerCertVerifier for Capture {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let mut chain = vec![end_entity.clone().into_owned()];
-        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        *self.chain.lock().unwrap_or_else(|p| p.into_inner()) = chain;
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }
