@@ -59,6 +59,10 @@ pub enum Mode {
     /// query, form) back in an error body: `/oauth2/…` in the OAuth shape, other paths in the
     /// shape their last segment names (`secrets::ECHO_SHAPES`), plain text otherwise.
     Echo,
+    /// [`Mode::Echo`] for requests that carry credentials (an `Authorization` header, or a
+    /// POST's form); anonymous requests are answered normally, so a client gets the challenge
+    /// and then sends its credentials to an echoing token endpoint.
+    EchoCredentials,
 }
 
 /// A registry identity and what it may do: `(repository or "*", actions)`.
@@ -630,6 +634,11 @@ async fn route(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
 async fn route_inner(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     match st.mode() {
         Mode::Echo => return echo(req).await,
+        Mode::EchoCredentials
+            if req.headers().contains_key(header::AUTHORIZATION) || req.method() == Method::POST =>
+        {
+            return echo(req).await
+        }
         // Registry firewall (docker/build-push-action#1214, Azure/acr#633): 403 DENIED with the
         // client's IP, on /v2/ and on manifests alike.
         Mode::Firewall => {
@@ -668,7 +677,7 @@ async fn route_inner(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             return registry_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "late", None);
         }
         // Handled before routing: no response at all.
-        Mode::Normal | Mode::ExpiredTokens | Mode::CloseBeforeHeaders => {}
+        Mode::Normal | Mode::ExpiredTokens | Mode::CloseBeforeHeaders | Mode::EchoCredentials => {}
     }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
