@@ -39,6 +39,9 @@ fn config(fx: &AcrFixture) -> Config {
         format!("{}:443={}", fx.data_host(), fx.addr),
     ];
     cfg.intercept.extra_roots = vec![fx.ca_file.clone()];
+    // The fixture is on loopback, which `run` refuses by default (as tests/support/proxy.rs).
+    cfg.allowed_destinations
+        .push("127.0.0.0/8".parse().expect("literal rule"));
     cfg
 }
 
@@ -332,7 +335,7 @@ async fn the_command_reads_the_password_from_stdin_and_exits_by_outcome() {
     std::fs::write(
         &conf,
         format!(
-            "[dns]\nconnect_to = [\"{}:443={}\"]\n[intercept]\nextra_roots = [{:?}]\n",
+            "allowed_destinations = [\"127.0.0.0/8\"]\n[dns]\nconnect_to = [\"{}:443={}\"]\n[intercept]\nextra_roots = [{:?}]\n",
             fx.host, fx.addr, fx.ca_file
         ),
     )
@@ -444,6 +447,8 @@ async fn a_private_registry_answered_outside_its_networks_is_private_endpoint_dn
     let mut cfg = Config::default();
     cfg.dns.nameservers = vec![dns.local_addr().to_string()];
     cfg.intercept.extra_roots = vec![fx.ca_file.clone()];
+    cfg.allowed_destinations
+        .push("127.0.0.0/8".parse().expect("literal rule"));
     cfg.registries.push(
         toml::from_str(
             r#"host = "privreg.azurecr.io"
@@ -499,4 +504,21 @@ async fn credentials_a_server_echoes_back_are_never_printed() {
             scan.assert_absent("json", &r.json());
         }
     }
+}
+
+#[tokio::test]
+async fn a_destination_run_refuses_is_named_before_the_dial() {
+    let fx = fixture("loopreg.azurecr.io").await;
+    let mut cfg = config(&fx);
+    // The defaults again: loopback is refused.
+    cfg.allowed_destinations = Config::default().allowed_destinations;
+    let r = check(cfg, &plan(&fx.host, Credentials::Anonymous, false), TIMEOUT)
+        .await
+        .unwrap();
+    let table = show(&fx, &r);
+    assert_eq!(step(&r, "dns").result, Outcome::Ok, "{table}");
+    assert_eq!(cause(&r, "policy"), Some("proxy_policy"), "{table}");
+    assert!(step(&r, "policy").detail.contains("127.0.0.0/8"), "{table}");
+    assert_eq!(step(&r, "tcp").result, Outcome::Skipped, "{table}");
+    assert_eq!(fx.requests(), 0);
 }

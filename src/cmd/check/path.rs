@@ -17,6 +17,7 @@ use crate::net::prefixed::Prefixed;
 use crate::net::resolve::{Resolver, ResolverSetupError};
 use crate::net::upstream::{connect_through, NoProxy, UpstreamProxy, UpstreamUrlError};
 use crate::observe::{DnsAnswer, FailureEvent, FailureKind, Phase};
+use crate::policy::destination::{DestinationPolicy, Own};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
@@ -47,6 +48,8 @@ pub struct Net {
     no_proxy: NoProxy,
     registries: Vec<String>,
     tls: Trust,
+    /// `denied_destinations` and `allowed_destinations`, with regdoc's own `listen` address.
+    destinations: DestinationPolicy,
     pub timeout: Duration,
     /// Who the diagnosis thinks the client is: this host.
     pub client: SocketAddr,
@@ -68,6 +71,20 @@ impl Net {
             .map(UpstreamProxy::parse)
             .transpose()?;
         let tls = Trust::from_config(&cfg)?;
+        // As `run` builds it: the interfaces are regdoc only when it listens on all of them.
+        let local_ips = if cfg.listen.ip().is_unspecified() {
+            crate::net::interfaces::local_addresses()
+        } else {
+            Vec::new()
+        };
+        let destinations = DestinationPolicy::new(
+            &cfg.denied_destinations,
+            &cfg.allowed_destinations,
+            Own {
+                listen: Some(cfg.listen),
+                local_ips,
+            },
+        );
         Ok(Net {
             resolver,
             diagnoser: Diagnoser::new(&cfg),
@@ -75,6 +92,7 @@ impl Net {
             registries: cfg.registry_hosts(),
             upstream,
             tls,
+            destinations,
             timeout,
             client: SocketAddr::from(([127, 0, 0, 1], 0)),
             cfg,
@@ -332,8 +350,33 @@ impl Net {
             }
             None => Step::ok(&name("dns"), took, seen),
         });
+        // The addresses, not the name, are what `run` admits: a name may resolve to the
+        // metadata service, to loopback, or to regdoc itself.
+        let admitted = self
+            .destinations
+            .check_name(host, port)
+            .and_then(|verdict| self.destinations.admit(&resolved.addrs, verdict));
+        let addrs = match admitted {
+            Ok(a) => a,
+            Err(denial) => {
+                let mut ev = self.event(
+                    host,
+                    port,
+                    Phase::Policy,
+                    FailureKind::DestinationNotAllowed {
+                        addr: denial.what.clone(),
+                        rule: denial.rule.clone(),
+                    },
+                    format!("{denial} ({host} resolved to it)"),
+                    Duration::ZERO,
+                );
+                ev.dns = Some(resolved.answer);
+                steps.push(self.judged(&name("policy"), &ev, Duration::ZERO));
+                return None;
+            }
+        };
         let t = Instant::now();
-        match dial(&resolved.addrs, self.deadline(self.cfg.timeouts.connect)).await {
+        match dial(&addrs, self.deadline(self.cfg.timeouts.connect)).await {
             Ok((tcp, peer)) => {
                 steps.push(Step::ok(
                     &name("tcp"),
