@@ -522,3 +522,28 @@ async fn a_destination_run_refuses_is_named_before_the_dial() {
     assert_eq!(step(&r, "tcp").result, Outcome::Skipped, "{table}");
     assert_eq!(fx.requests(), 0);
 }
+
+#[tokio::test]
+async fn a_certificate_for_another_name_is_judged_as_run_judges_it() {
+    let fx = fixture("named.azurecr.io").await;
+    let mut cfg = config(&fx);
+    // Another registry's name leads to the fixture, whose certificate does not name it.
+    cfg.dns
+        .connect_to
+        .push(format!("elsewhere.azurecr.io:443={}", fx.addr));
+    let r = check(
+        cfg,
+        &plan("elsewhere.azurecr.io", Credentials::Anonymous, false),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let table = show(&fx, &r);
+    let tls = step(&r, "tls");
+    assert_eq!(tls.result, Outcome::Problem, "{table}");
+    assert!(tls.detail.contains("names named.azurecr.io"), "{table}");
+    // `run`'s rule for a chain that does not name the host: a wrong name or address, or a
+    // device answering in the registry's place.
+    assert_eq!(tls.cause.map(|c| c.id), Some("registry_name"), "{table}");
+    assert_eq!(tls.alternatives, vec!["client_firewall"], "{table}");
+}

@@ -8,7 +8,7 @@ use crate::intercept::upstream_tls::UpstreamTlsError;
 use crate::net::dial::DialError;
 use crate::net::resolve::ResolveError;
 use crate::net::upstream::UpstreamError;
-use crate::observe::{CertProbe, ClientSignal, DnsAnswer, FailureKind};
+use crate::observe::{CertProbe, CertProblem, ClientSignal, DnsAnswer, FailureKind};
 use std::time::Duration;
 
 /// The kind `run` records for a failed lookup of the CONNECT target.
@@ -138,6 +138,17 @@ pub fn describe_certificate(version: Option<&str>, p: &CertProbe) -> String {
         s.push_str(&format!(", names {}", p.names.join(" ")));
     }
     s
+}
+
+/// Why a chain was refused, in words.
+pub fn cert_problem_words(p: Option<CertProblem>) -> &'static str {
+    match p {
+        Some(CertProblem::UnknownIssuer) => "untrusted issuer",
+        Some(CertProblem::NameMismatch) => "it does not name the host",
+        Some(CertProblem::Expired) => "expired",
+        Some(CertProblem::NotYetValid) => "not valid yet",
+        Some(CertProblem::Other) | None => "refused",
+    }
 }
 
 /// What a token's claims say against the operation the check is about to make: `scope`

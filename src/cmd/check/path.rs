@@ -252,7 +252,8 @@ impl Net {
                 let (kind, error) = match failure {
                     TlsFailure::Refused(probe) => {
                         let why = format!(
-                            "the certificate for {host} is not trusted: {}",
+                            "the certificate for {host} was refused ({}): {}",
+                            judge::cert_problem_words(probe.problem),
                             judge::describe_certificate(None, &probe)
                         );
                         (judge::refused_certificate(*probe), why)
