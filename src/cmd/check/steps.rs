@@ -213,7 +213,14 @@ impl Run<'_> {
         } else {
             let (steps, conn) = self.net.open(&realm_host, realm_port, "token ").await;
             self.steps.extend(steps);
-            own = conn?;
+            let Some(conn) = conn else {
+                self.steps.push(Step::skipped(
+                    "token",
+                    format!("no TLS connection to the token service {realm_host}"),
+                ));
+                return None;
+            };
+            own = conn;
             &mut own
         };
         let auth::TokenRequest { request: req, form } =
