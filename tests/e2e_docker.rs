@@ -850,3 +850,240 @@ fn docker_pull_timing() {
     assert_regdoc_saw(&env, REG_HOST, Some("tunnel"));
     assert_regdoc_saw(&env, DATA_HOST, Some("tunnel"));
 }
+
+/// `regdoc check` with the scenario's own configuration (the file `run` was started with),
+/// `stdin` as its standard input; returns its exit status and JSON report.
+fn regdoc_check(env: &Env, args: &[&str], stdin: &str) -> (Option<i32>, serde_json::Value) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("timeout")
+        .args(["-k", "5", "120"])
+        .arg(env!("CARGO_BIN_EXE_regdoc"))
+        .arg("check")
+        .args(args)
+        .arg("--json")
+        .arg("--config")
+        .arg(env.dir.join("regdoc.toml"))
+        .env_remove("REGDOC_CONFIG")
+        .env("SSL_CERT_FILE", daemon_roots(env))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("regdoc check starts");
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(stdin.as_bytes());
+    }
+    let out = child.wait_with_output().expect("regdoc check ends");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    eprintln!("$ regdoc check {}\n{text}{err}", args.join(" "));
+    env.secrets.assert_absent("regdoc check output", &text);
+    env.secrets.assert_absent("regdoc check stderr", &err);
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}{err}"));
+    (out.status.code(), json)
+}
+
+/// What the test's Docker daemon trusts, as one PEM file: its system roots (the data
+/// endpoint's CA among them) and the registry's CA it finds in certs.d.
+fn daemon_roots(env: &Env) -> std::path::PathBuf {
+    let mut pem = std::fs::read_to_string(env.dir.join("system-roots.pem")).unwrap_or_default();
+    pem.push_str(&std::fs::read_to_string(env.dir.join("registry-ca.crt")).unwrap_or_default());
+    let path = env.dir.join("check-roots.pem");
+    std::fs::write(&path, pem).expect("write the check's roots");
+    path
+}
+
+/// The cause id of the check's step `name`.
+fn check_cause(report: &serde_json::Value, name: &str) -> Option<String> {
+    report["steps"]
+        .as_array()?
+        .iter()
+        .find(|s| s["step"] == name)?
+        .get("cause")?
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn check_names_the_cause_run_logs_for_the_same_fault() {
+    // Issue 14: for each fault, `regdoc check` and `run`'s record of a real Docker client name
+    // the same cause id.
+    if !ready("check_names_the_cause_run_logs_for_the_same_fault") {
+        return;
+    }
+    let env = Env::start(Options {
+        mode: Mode::Intercept,
+        auth: Auth::Token,
+        ..Options::default()
+    });
+    // A healthy registry: the check passes every step it can run without an image.
+    env.secrets.register(PASSWORD);
+    let image = format!("{IMAGE_REPO}:{IMAGE_TAG}");
+    let (code, healthy) = regdoc_check(
+        &env,
+        &[
+            REG_HOST,
+            "--username",
+            USER,
+            "--password-stdin",
+            "--image",
+            &image,
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, Some(0), "{healthy:#}");
+    assert_eq!(healthy["healthy"], true);
+    // The blob came from the data endpoint the registry redirected to.
+    let data_get = healthy["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step"] == "data GET"))
+        .expect("a data GET step");
+    assert!(
+        data_get["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains(DATA_HOST),
+        "{healthy:#}"
+    );
+
+    // A private registry whose name resolves to a public address, where ACR's firewall
+    // answers 403: run blames the name resolution, so must the check, at both steps.
+    let (out, _) = login_to_firewalled_private_registry(&env);
+    let run_priv = env.wait_failures();
+    assert!(!out.success);
+    assert!(run_priv
+        .iter()
+        .all(|r| cause_id(r).as_deref() == Some("private_endpoint_dns")));
+    let (code, private) = regdoc_check(
+        &env,
+        &[PRIVFW_HOST, "--username", USER, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, Some(1), "{private:#}");
+    for step in ["dns", "GET /v2/"] {
+        assert_eq!(
+            check_cause(&private, step).as_deref(),
+            Some("private_endpoint_dns"),
+            "{step}: {private:#}"
+        );
+    }
+    let private_failures = env.failures().len();
+
+    // NXDOMAIN.
+    failed_pull(&env, NX_HOST);
+    let after = env.wait_failures();
+    let run_nx = after[private_failures..]
+        .first()
+        .cloned()
+        .expect("a failure record of the pull");
+    assert_eq!(cause_id(&run_nx).as_deref(), Some("registry_name"));
+    let (code, nx) = regdoc_check(&env, &[NX_HOST], "");
+    assert_eq!(code, Some(1), "{nx:#}");
+    assert_eq!(check_cause(&nx, "dns"), cause_id(&run_nx), "{nx:#}");
+
+    // A wrong password at the token server.
+    let before = env.failures().len();
+    let out = env.docker_login(USER, "not-the-password");
+    assert!(!out.success);
+    let after = env.wait_failures();
+    let run_pw: Vec<Option<String>> = after[before..].iter().map(cause_id).collect();
+    assert!(
+        !run_pw.is_empty()
+            && run_pw
+                .iter()
+                .all(|c| c.as_deref() == Some("invalid_credentials")),
+        "run's records of the wrong login: {run_pw:?}"
+    );
+    let (code, pw) = regdoc_check(
+        &env,
+        &[REG_HOST, "--username", USER, "--password-stdin"],
+        "not-the-password\n",
+    );
+    assert_eq!(code, Some(1), "{pw:#}");
+    assert_eq!(check_cause(&pw, "token"), run_pw[0], "{pw:#}");
+}
+
+/// Run's cause for a failed `docker pull` of the registry, and the check's step `step` for
+/// the same registry: the same id.
+fn pull_and_check_agree(env: &Env, step: &str, args: &[&str]) -> serde_json::Value {
+    let out = failed_pull(env, REG_HOST);
+    let failures = env.wait_failures();
+    let run_cause = failures.first().and_then(cause_id);
+    assert!(run_cause.is_some(), "{}", out.text());
+    let mut all = vec![REG_HOST];
+    all.extend_from_slice(args);
+    let (code, report) = regdoc_check(env, &all, "");
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(check_cause(&report, step), run_cause, "{report:#}");
+    report
+}
+
+#[test]
+fn check_agrees_with_run_on_the_path_to_the_registry() {
+    // Issue 14: the upstream proxy that refuses, the upstream proxy that inspects TLS, and
+    // the data endpoint a firewall drops, each named by `regdoc check` as `run` names it.
+    if !ready("check_agrees_with_run_on_the_path_to_the_registry") {
+        return;
+    }
+    {
+        let env = Env::start(Options {
+            upstream: Upstream::SquidDenyConnect,
+            ..Options::default()
+        });
+        pull_and_check_agree(&env, "upstream proxy", &[]);
+    }
+    {
+        let env = Env::start(Options {
+            upstream: Upstream::Mitmproxy { tls12: false },
+            ..Options::default()
+        });
+        let report = pull_and_check_agree(&env, "tls", &[]);
+        assert!(
+            report.to_string().contains("mitmproxy"),
+            "the issuer: {report:#}"
+        );
+    }
+    {
+        let env = Env::start(Options {
+            data_endpoint_blocked: true,
+            ..Options::default()
+        });
+        let reference = format!("{IMAGE_REPO}:{IMAGE_TAG}");
+        let login = env.docker_login(USER, PASSWORD);
+        assert!(login.success, "login (REST endpoint) must work");
+        let out = env.docker(&["pull", &image(REG_HOST)]);
+        assert!(!out.success);
+        let run_cause = env.wait_failures().first().and_then(cause_id);
+        assert_eq!(run_cause.as_deref(), Some("data_endpoint_firewall"));
+        let (code, report) = regdoc_check(
+            &env,
+            &[
+                REG_HOST,
+                "--username",
+                USER,
+                "--password-stdin",
+                "--image",
+                &reference,
+            ],
+            &format!("{PASSWORD}\n"),
+        );
+        assert_eq!(code, Some(1), "{report:#}");
+        // A Basic registry: no token flow, Docker's Basic login instead.
+        let result = |name: &str| {
+            report["steps"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["step"] == name))
+                .map(|s| s["result"].clone())
+        };
+        assert_eq!(result("token"), Some("skipped".into()), "{report:#}");
+        assert_eq!(result("login"), Some("ok".into()), "{report:#}");
+        // Both the blob's redirect and the configured region lead to the dropped endpoint.
+        assert_eq!(check_cause(&report, "data tcp"), run_cause, "{report:#}");
+        assert_eq!(
+            check_cause(&report, "data endpoint eastus"),
+            run_cause,
+            "{report:#}"
+        );
+    }
+}

@@ -51,6 +51,9 @@ pub enum Command {
     /// Check this host's setup for regdoc: `regdoc doctor docker`.
     #[command(subcommand)]
     Doctor(crate::cmd::doctor::DoctorCommand),
+    /// Check now whether this host can reach a registry the way `run` would, step by step;
+    /// exit 0 healthy, 1 problem, 2 usage error. Credentials only from standard input.
+    Check(crate::cmd::check::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,5 +39,6 @@ pub async fn dispatch(command: Command) -> ExitCode {
             crate::cmd::ca::init(dir.as_deref(), force, &permit)
         }
         Command::Doctor(cmd) => crate::cmd::doctor::main(cmd),
+        Command::Check(args) => crate::cmd::check::run(args).await,
     }
 }

@@ -320,7 +320,7 @@ impl ServerCertVerifier for Capturing {
 }
 
 /// Type a handshake failure that is not a certificate refusal.
-fn handshake_error(e: &std::io::Error) -> UpstreamTlsError {
+pub fn handshake_error(e: &std::io::Error) -> UpstreamTlsError {
     use std::io::ErrorKind;
     if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return match tls {

@@ -149,7 +149,7 @@ impl Prober {
     }
 
     /// Fill in what `chain` says, judged at the probe's clock.
-    fn judge(&self, probe: &mut CertProbe, chain: &[CertificateDer<'static>], sni: &str) {
+    pub fn judge(&self, probe: &mut CertProbe, chain: &[CertificateDer<'static>], sni: &str) {
         if let Some(leaf) = chain.first() {
             let n = describe_names(leaf);
             probe.issuer = n.issuer;

@@ -57,6 +57,10 @@ pub enum Mode {
     /// query, form) back in an error body: `/oauth2/…` in the OAuth shape, other paths in the
     /// shape their last segment names (`secrets::ECHO_SHAPES`), plain text otherwise.
     Echo,
+    /// [`Mode::Echo`] for requests that carry credentials (an `Authorization` header, or a
+    /// POST's form); anonymous requests are answered normally, so a client gets the challenge
+    /// and then sends its credentials to an echoing token endpoint.
+    EchoCredentials,
 }
 
 /// A registry identity and what it may do: `(repository or "*", actions)`.
@@ -123,8 +127,13 @@ impl AcrFixture {
         std::fs::write(&ca_file, ca.pem()).unwrap();
 
         let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf_params =
-            rcgen::CertificateParams::new(vec![host.to_string(), "127.0.0.1".to_string()]).unwrap();
+        // The data endpoint of the fixture's region is served too (blob redirects lead there).
+        let leaf_params = rcgen::CertificateParams::new(vec![
+            host.to_string(),
+            "127.0.0.1".to_string(),
+            data_host(host),
+        ])
+        .unwrap();
         let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -197,6 +206,12 @@ impl AcrFixture {
         }
     }
 
+    /// The data endpoint its blob redirects point to (`<name>.westeurope.data.azurecr.io`),
+    /// served on the same address: point a `connect_to` rule at [`AcrFixture::addr`].
+    pub fn data_host(&self) -> String {
+        data_host(&self.host)
+    }
+
     pub fn set_mode(&self, m: Mode) {
         *self.state.mode.lock().unwrap() = m;
     }
@@ -254,6 +269,11 @@ impl AcrFixture {
     pub fn release_chunk(&self) {
         self.state.stream_gate.notify_one();
     }
+}
+
+fn data_host(host: &str) -> String {
+    let name = host.split('.').next().unwrap_or("reg");
+    format!("{name}.westeurope.data.azurecr.io")
 }
 
 fn now() -> i64 {
@@ -612,6 +632,11 @@ async fn route(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
 async fn route_inner(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     match st.mode() {
         Mode::Echo => return echo(req).await,
+        Mode::EchoCredentials
+            if req.headers().contains_key(header::AUTHORIZATION) || req.method() == Method::POST =>
+        {
+            return echo(req).await
+        }
         // Registry firewall (docker/build-push-action#1214, Azure/acr#633): 403 DENIED with the
         // client's IP, on /v2/ and on manifests alike.
         Mode::Firewall => {
@@ -650,7 +675,7 @@ async fn route_inner(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             return registry_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "late", None);
         }
         // Handled before routing: no response at all.
-        Mode::Normal | Mode::ExpiredTokens | Mode::CloseBeforeHeaders => {}
+        Mode::Normal | Mode::ExpiredTokens | Mode::CloseBeforeHeaders | Mode::EchoCredentials => {}
     }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
@@ -778,6 +803,31 @@ async fn route_inner(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             let mut r = Response::new(full(body));
             *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             r
+        }
+        // The data endpoint: blob storage behind a SAS URL (FW, DDE; H14). The signature is
+        // the credential; a request that also carries the registry's Authorization is refused
+        // as storage refuses it (H15).
+        (Method::GET, p) if p.starts_with("/docker/registry/v2/blobs/") => {
+            let signed = get(&query(req.uri()), "sig") == Some(SAS_SIG);
+            let bearer = req.headers().contains_key(header::AUTHORIZATION);
+            if signed && !bearer {
+                let mut r = Response::new(full(&b"0123456789"[..]));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                r
+            } else {
+                let mut r = Response::new(full(
+                    "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code></Error>",
+                ));
+                *r.status_mut() = StatusCode::FORBIDDEN;
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/xml"),
+                );
+                r
+            }
         }
         _ => registry_route(st, req).await,
     }
