@@ -216,6 +216,7 @@ async fn serve(cfg: Config, source: String, log: &LogHandle) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    shared.count_log_losses(log);
     // Signal handlers first: a SIGTERM right after readiness must already mean "drain".
     let (term, int, hup) = match (
         signal(SignalKind::terminate()),

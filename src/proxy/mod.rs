@@ -65,6 +65,8 @@ pub struct Shared {
     pub prober: Option<Arc<crate::net::probe::Prober>>,
     /// Kept-alive connections between requests: the first closed when slots run short.
     pub idle: Arc<crate::server::idle::IdleConnections>,
+    /// What `/metrics` serves, when `[admin] listen` is set; nothing is counted otherwise.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Shared {
@@ -87,10 +89,14 @@ impl Shared {
             )
         });
         let diagnoser = Arc::new(Diagnoser::new(&config));
-        let failures = Arc::new(crate::record::failures::FailureLog::new(
-            diagnoser.clone(),
-            &config.log,
-        ));
+        let metrics = config
+            .admin
+            .listen
+            .map(|_| Arc::new(crate::metrics::Metrics::new(&config)));
+        let failures = Arc::new(
+            crate::record::failures::FailureLog::new(diagnoser.clone(), &config.log)
+                .with_metrics(metrics.clone()),
+        );
         Ok(Shared {
             resolver,
             diagnoser,
@@ -111,6 +117,7 @@ impl Shared {
             interceptor: crate::intercept::Interceptor::from_config(&config)?,
             prober: crate::net::probe::Prober::from_config(&config)?.map(Arc::new),
             idle: crate::server::idle::IdleConnections::new(),
+            metrics,
             config,
         })
     }
@@ -119,6 +126,13 @@ impl Shared {
     /// destinations at it are refused.
     pub fn set_listening(&mut self, bound: SocketAddr) {
         self.destinations = destinations(&self.config, bound);
+    }
+
+    /// Count the lines the log sink drops or loses in `/metrics` too (when it is served).
+    pub fn count_log_losses(&self, log: &crate::logging::LogHandle) {
+        if let Some(m) = &self.metrics {
+            m.watch_log(log);
+        }
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -208,6 +222,8 @@ pub struct TargetInfo {
     pub port: u16,
     pub endpoint: Endpoint,
     pub upstream_proxy: Option<String>,
+    /// Where its exchanges' response times are counted (`[admin]`).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl TargetInfo {
@@ -224,6 +240,7 @@ impl TargetInfo {
             host: &self.host,
             port: self.port,
             endpoint: &self.endpoint,
+            metrics: self.metrics.as_deref(),
         }
     }
 

@@ -16,6 +16,7 @@ use crate::config::LogConfig;
 use crate::diagnose::aggregate::{key, variant, Admit, Aggregator};
 use crate::diagnose::symptom::Reply;
 use crate::diagnose::{Diagnoser, Finding};
+use crate::metrics::Metrics;
 use crate::observe::FailureEvent;
 use crate::record::budget::Budget;
 use crate::record::ConnectionRecord;
@@ -58,6 +59,8 @@ pub struct FailureLog {
     summarised: AtomicU64,
     /// When the counters were last reported.
     reported: Mutex<Instant>,
+    /// Counts every failure and connection, written or not (`[admin]`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl FailureLog {
@@ -73,7 +76,19 @@ impl FailureLog {
             over_connections: AtomicU64::new(0),
             summarised: AtomicU64::new(0),
             reported: Mutex::new(now),
+            metrics: None,
         }
+    }
+
+    /// Count what passes through here in `metrics` too. This is the one place every failure
+    /// and every ended connection passes, so the counts cannot miss a path.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 
     pub fn diagnoser(&self) -> &Arc<Diagnoser> {
@@ -112,6 +127,9 @@ impl FailureLog {
             .first()
             .map(|f| f.cause.id)
             .unwrap_or("undiagnosed");
+        if let Some(m) = &self.metrics {
+            m.failure(cause, ev);
+        }
         // What the client was shown is part of what makes a repeat (see `aggregate::variant`),
         // so it is rendered before the aggregator is asked: the message format and whether
         // regdoc knows the client read it, not the words themselves, which carry what each
@@ -135,6 +153,7 @@ impl FailureLog {
         if !self.budget.take(instant) {
             self.aggregator.forget(&key);
             self.over_failures.fetch_add(1, Ordering::Relaxed);
+            self.count_over_budget();
             return Logged::Counted;
         }
         super::write_failure(ev, findings, reply, symptom, situation.operation);
@@ -145,6 +164,9 @@ impl FailureLog {
     /// failure it was refused with (before any upstream was reached) was logged: a refusal
     /// that was only counted folds its connection record into that count.
     pub fn connection(&self, rec: &ConnectionRecord, refusal: Option<Logged>) {
+        if let Some(m) = &self.metrics {
+            m.connection_ended(rec);
+        }
         if refusal == Some(Logged::Counted) {
             return;
         }
@@ -158,6 +180,13 @@ impl FailureLog {
             super::emit("connection", rec);
         } else {
             self.over_connections.fetch_add(1, Ordering::Relaxed);
+            self.count_over_budget();
+        }
+    }
+
+    fn count_over_budget(&self) {
+        if let Some(m) = &self.metrics {
+            m.record_over_budget();
         }
     }
 
