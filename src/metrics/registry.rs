@@ -232,7 +232,7 @@ impl Collector for DroppedRecords {
             "log_records_dropped",
             "Log records and lines that were not written: beyond log.max_records_per_second \
              (rate_limit), while the log writer fell behind (writer_behind), or because the \
-             log could not be written (sink_error)",
+             log could not be written (sink_error).",
             None,
             kind,
         )?;
