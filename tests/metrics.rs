@@ -193,3 +193,88 @@ fn shipped_alert_rules_pass_promtool_check_and_their_unit_tests() {
         assert!(said.contains("SUCCESS"), "{said}");
     }
 }
+
+/// An admin listener other hosts could reach is refused like an open relay, with the file's
+/// line, by `check-config` and `run` alike.
+#[test]
+fn a_public_admin_listener_is_refused_unless_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("regdoc.toml");
+    let text = "listen = \"127.0.0.1:3128\"\n\n[admin]\nlisten = \"0.0.0.0:9325\"\n";
+    std::fs::write(&conf, text).unwrap();
+    let path = conf.to_str().unwrap();
+    for args in [vec!["check-config", path], vec!["run", "--config", path]] {
+        let o = Command::new(prom::BIN)
+            .args(&args)
+            .env_remove("REGDOC_CONFIG")
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("regdoc: {path}:4: "))
+                && err.contains("admin.i_know_this_is_public = true"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::write(&conf, format!("{text}i_know_this_is_public = true\n")).unwrap();
+    let o = Command::new(prom::BIN)
+        .args(["check-config", path])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A taken admin port stops `regdoc run` with the setting named, rather than leaving a proxy
+/// nobody can scrape.
+#[test]
+fn a_taken_admin_port_stops_regdoc() {
+    let dir = tempfile::tempdir().unwrap();
+    // Held for the whole test: the port cannot be freed and taken by someone else.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = taken.local_addr().unwrap();
+    let conf = dir.path().join("regdoc.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen = \"127.0.0.1:{}\"\n[log]\nfile = \"{}\"\n[admin]\nlisten = \"{admin}\"\n",
+            net::child_port(),
+            dir.path().join("regdoc.log").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(prom::BIN)
+        .args(["run", "--config"])
+        .arg(&conf)
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("regdoc kept running with its admin port taken");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains(&format!("admin.listen = {admin}: cannot listen")),
+        "{err}"
+    );
+    drop(taken);
+}
