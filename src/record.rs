@@ -395,6 +395,7 @@ impl SeenRequest {
     /// Write the `request` record of `ex`, when `log.requests` asked for them.
     pub fn emit(&self, origin: &RequestOrigin<'_>, ex: &HttpExchange, answered: Answered) {
         // Counted whether or not the record is written: this is where every exchange ends.
+        // In whole milliseconds, as the record's `headers_ms` is measured.
         if let (Some(m), Some(ms)) = (origin.metrics, ex.headers_ms) {
             m.response_headers(std::time::Duration::from_millis(ms));
         }

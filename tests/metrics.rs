@@ -36,6 +36,28 @@ fn echo_once() -> u16 {
     port
 }
 
+/// A loopback HTTP server that answers one request with an empty 200.
+fn http_once() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind HTTP server");
+    let port = l.local_addr().expect("HTTP server address").port();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut head = Vec::new();
+            let mut buf = [0u8; 512];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16384 {
+                match s.read(&mut buf) {
+                    Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    port
+}
+
 /// The value of the series `series` (name and labels exactly as exposed) in `text`.
 fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -56,12 +78,13 @@ fn a_scrape_after_real_connections_passes_promtool_check_metrics() {
     let zone = dns::Zone::new().a("myreg.example", [127, 0, 0, 1]);
     let dns = dns::TestDns::start("127.0.0.1:0".parse().unwrap(), zone);
     let echo = echo_once();
+    let web = http_once();
     let regdoc = prom::Regdoc::start(
         dir.path(),
         (net::child_port(), net::child_port()),
         dns.local_addr(),
         &format!(
-            r#"allowed_ports = [443, {echo}]
+            r#"allowed_ports = [443, {echo}, {web}]
 # The echo server is on loopback, which the default destination policy refuses.
 allowed_destinations = ["127.0.0.0/8"]
 [[registry]]
@@ -70,8 +93,8 @@ host = "myreg.example"
         ),
     );
 
-    // A tunnel that carries a few bytes, a registry name that does not resolve, and a port
-    // the policy refuses.
+    // A tunnel that carries a few bytes, a forwarded request, a registry name that does not
+    // resolve, and a port the policy refuses.
     let mut s = TcpStream::connect(&regdoc.proxy).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -88,6 +111,18 @@ host = "myreg.example"
     s.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"ping");
     drop(s);
+    // A plain http:// request forwarded: its wait for response headers is timed.
+    let mut s = TcpStream::connect(&regdoc.proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET http://myreg.example:{web}/v2/ HTTP/1.1\r\nHost: myreg.example:{web}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(s);
     let line = prom::connect(&regdoc.proxy, "nosuchreg.azurecr.io:443");
     assert!(line.starts_with("HTTP/1.1 502"), "{line}");
     let line = prom::connect(&regdoc.proxy, "myreg.example:25");
@@ -102,12 +137,12 @@ host = "myreg.example"
             .filter(|l| l.starts_with("regdoc_connections_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
-        if ended >= 3.0 && value(&text, "regdoc_open_connections") == Some(0.0) {
+        if ended >= 4.0 && value(&text, "regdoc_open_connections") == Some(0.0) {
             break text;
         }
         assert!(
             Instant::now() < deadline,
-            "3 ended connections not counted within 10 s:\n{text}"
+            "4 ended connections not counted within 10 s:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -137,6 +172,18 @@ host = "myreg.example"
     }
     assert!(
         value(&text, r#"regdoc_phase_duration_seconds_count{phase="dns"}"#) >= Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"regdoc_phase_duration_seconds_count{phase="response_headers"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"regdoc_connections_total{mode="forward",endpoint="registry_rest",registry="myreg.example",outcome="ok"} 1"#),
         "{text}"
     );
     // Names nobody configured never become label values.
