@@ -299,6 +299,50 @@ mod tests {
         assert_eq!(write("10.0.0.3:2", 1), Logged::Full);
     }
 
+    /// Aggregation and the budget only save log lines: metrics count every failure and every
+    /// connection, and the records the budget left out.
+    #[test]
+    fn metrics_count_what_the_log_only_summarised_or_left_out() {
+        let cfg = Config::default();
+        let log = LogConfig {
+            max_records_per_second: 1,
+            ..cfg.log.clone()
+        };
+        let metrics = Arc::new(Metrics::new(&cfg));
+        let f = FailureLog::new(Arc::new(Diagnoser::new(&cfg)), &log)
+            .with_metrics(Some(metrics.clone()));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let i0 = Instant::now();
+        for client in ["10.0.0.1:1", "10.0.0.1:2", "10.0.0.1:3"] {
+            let ev = event(client, ":0");
+            let findings = f.diagnoser.diagnose(&ev);
+            f.write_at(&ev, &findings, None, None, (t0, i0));
+        }
+        let mut rec = ConnectionRecord::new(1, "10.0.0.1:1".parse().unwrap());
+        rec.failed = true;
+        // The second second's budget (one record) is spent by the first connection.
+        f.connection(&rec, None);
+        f.connection(&rec, None);
+        let text = metrics.encode().unwrap();
+        let failures: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("regdoc_failures_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(failures, 3.0, "{text}");
+        assert!(
+            text.contains(
+                "regdoc_connections_total{mode=\"refused\",endpoint=\"other\",registry=\"other\",outcome=\"failed\"} 2"
+            ),
+            "{text}"
+        );
+        let dropped = text
+            .lines()
+            .find(|l| l.starts_with("regdoc_log_records_dropped_total{reason=\"rate_limit\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        assert!(dropped >= Some(1.0), "{text}");
+    }
+
     #[test]
     fn repeats_of_one_client_are_counted_and_other_clients_written() {
         let f = log();
