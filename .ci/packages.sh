@@ -6,10 +6,12 @@
 # mitmproxy: mitmdump, a TLS-inspecting upstream proxy (its own CA) for the inspection scenarios;
 # apache2-utils: htpasswd; busybox-static: the static binary inside the test image;
 # iproute2/iptables: the network namespace and its firewall; util-linux: unshare/mount;
-# systemd: systemd-analyze for the unit file checks; jq: reading JSON logs by hand.
+# systemd: systemd-analyze for the unit file checks; jq: reading JSON logs by hand;
+# prometheus: promtool (checks /metrics and the alerting rules) and a real Prometheus server
+# that scrapes regdoc in tests/e2e_prometheus.rs (its service is kept stopped like the others).
 REGDOC_TEST_PACKAGES=(
     docker.io docker-registry skopeo squid mitmproxy apache2-utils busybox-static
-    iproute2 iptables util-linux coreutils tar openssl ca-certificates jq systemd
+    iproute2 iptables util-linux coreutils tar openssl ca-certificates jq systemd prometheus
 )
 
 # Install the packages that are missing. Services are kept from starting during installation by

@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the per-failure and per-connection work: diagnosing a failure, judging
 //! an intercepted exchange, and encoding the records. None of this runs per byte; these figures
-//! say what one failure or one connection costs.
+//! say what one failure or one connection costs, and what counting them in `/metrics` adds.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use regdoc::config::Config;
@@ -114,6 +114,21 @@ fn bench(c: &mut Criterion) {
     conn.bytes_down = 734_003_200;
     c.bench_function("encode_connection_record", |b| {
         b.iter(|| black_box(serde_json::to_string(black_box(&conn)).unwrap()))
+    });
+
+    // What `[admin]` adds per connection and per failure (label lookups, counters, histogram
+    // observations), beside the record encoding above.
+    let cfg = Config::parse(
+        "[[registry]]\nhost = \"myregistry.azurecr.io\"\n",
+        std::path::Path::new("bench.toml"),
+    )
+    .unwrap();
+    let metrics = regdoc::metrics::Metrics::new(&cfg);
+    c.bench_function("metrics_connection_ended", |b| {
+        b.iter(|| metrics.connection_ended(black_box(&conn)))
+    });
+    c.bench_function("metrics_failure", |b| {
+        b.iter(|| metrics.failure("client_firewall", black_box(&refused)))
     });
 }
 

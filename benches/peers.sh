@@ -221,7 +221,7 @@ start_mitmproxy() { # name extra-args...
 }
 
 # regdoc config; $2 = "on"/"off" per-connection records, $3 = "intercept", "copy" (zero_copy =
-# false) or empty.
+# false), "metrics" (the admin listener on, so every connection is counted) or empty.
 start_regdoc() {
     local name=$1 conn=$2 mode=${3:-} port cfg=$TMP/$1.toml
     port=$(pick_port)
@@ -264,6 +264,13 @@ ca_cert = "$TMP/regdoc-ca.pem"
 ca_key = "$TMP/regdoc-ca.key"
 hosts = ["localhost"]
 extra_roots = ["$SINK_CA"]
+EOF
+    fi
+    if [ "$mode" = metrics ]; then
+        cat >>"$cfg" <<EOF
+
+[admin]
+listen = "127.0.0.1:$(pick_port)"
 EOF
     fi
     launch "$name" "$port" 20 "$REGDOC" run --config "$cfg"
@@ -435,7 +442,7 @@ report() {
     echo
     echo "| path | MiB/s (median) | runs | × direct | proxy CPU s/GiB | regdoc ÷ this |"
     echo "|---|---:|---|---:|---:|---:|"
-    for n in direct regdoc regdoc-nolog squid tinyproxy mitmproxy; do
+    for n in direct regdoc regdoc-metrics regdoc-nolog squid tinyproxy mitmproxy; do
         [ -n "${R[tp.$n]:-}" ] || { [ "$n" = direct ] || started "$n"; } || continue
         echo "| $n | $(get tp.$n) | $(get tp.$n.runs) | $(ratio "$(get tp.$n)" "$d") | $(get tp.$n.cpu_gib) | $(ratio "$rd" "$(get tp.$n)") |"
     done
@@ -466,7 +473,7 @@ report() {
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     local c
     for c in 1 64; do
-        for n in direct regdoc regdoc-nolog squid tinyproxy mitmproxy; do
+        for n in direct regdoc regdoc-metrics regdoc-nolog squid tinyproxy mitmproxy; do
             [ -n "${R[setup.$n.$c.rate]:-}" ] || continue
             echo "| $n | $c | $(get setup.$n.$c.rate) | $(get setup.$n.$c.p50) | $(get setup.$n.$c.p99) | $(get setup.$n.$c.mean) | $(added "$(get setup.$n.$c.p50)" "$(get setup.direct.$c.p50)") | $(added "$(get setup.$n.$c.p99)" "$(get setup.direct.$c.p99)") | $(added "$(get setup.$n.$c.mean)" "$(get setup.direct.$c.mean)") | $(get setup.$n.$c.cpu_us) | $(get setup.$n.$c.errors) | $(ratio "$(get setup.regdoc.$c.rate)" "$(get setup.$n.$c.rate)") |"
         done
@@ -512,6 +519,11 @@ report() {
     echo "Logging cost (regdoc, per-connection records on vs off): throughput $(get tp.regdoc) vs $(get tp.regdoc-nolog) MiB/s," \
         "CPU $(get tp.regdoc.cpu_gib) vs $(get tp.regdoc-nolog.cpu_gib) s/GiB; set-up at 64 clients $(get setup.regdoc.64.rate) vs" \
         "$(get setup.regdoc-nolog.64.rate) tunnels/s, $(get setup.regdoc.64.cpu_us) vs $(get setup.regdoc-nolog.64.cpu_us) CPU µs/tunnel."
+    echo
+    echo "Metrics cost (regdoc, [admin] listen on vs off, records on in both): throughput $(get tp.regdoc-metrics) vs $(get tp.regdoc) MiB/s" \
+        "($(ratio "$(get tp.regdoc-metrics)" "$(get tp.regdoc)")); set-up at 64 clients $(get setup.regdoc-metrics.64.rate) vs $(get setup.regdoc.64.rate)" \
+        "tunnels/s ($(ratio "$(get setup.regdoc-metrics.64.rate)" "$(get setup.regdoc.64.rate)")), $(get setup.regdoc-metrics.64.cpu_us) vs" \
+        "$(get setup.regdoc.64.cpu_us) CPU µs/tunnel."
 }
 
 # ------------------------------------------------------------------------------------------------
@@ -545,6 +557,7 @@ main() {
 
     start_regdoc regdoc on
     start_regdoc regdoc-nolog off
+    start_regdoc regdoc-metrics on metrics
     start_regdoc regdoc-intercept on intercept
     want https && start_regdoc regdoc-copy on copy
     want https && start_relay
@@ -563,7 +576,7 @@ main() {
 
     local n c
     if want throughput; then
-        for n in direct regdoc regdoc-nolog squid tinyproxy mitmproxy; do run_throughput "$n"; done
+        for n in direct regdoc regdoc-metrics regdoc-nolog squid tinyproxy mitmproxy; do run_throughput "$n"; done
     fi
     if want https; then
         run_https direct direct "$SINK_CA"
@@ -581,7 +594,7 @@ main() {
     fi
     if want setup; then
         for c in 1 64; do
-            for n in direct regdoc regdoc-nolog squid tinyproxy mitmproxy; do run_setup "$n" "$c"; done
+            for n in direct regdoc regdoc-metrics regdoc-nolog squid tinyproxy mitmproxy; do run_setup "$n" "$c"; done
         done
     fi
     if want idle; then

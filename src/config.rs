@@ -70,6 +70,7 @@ pub struct Config {
     pub intercept: InterceptConfig,
     pub diagnosis: DiagnosisConfig,
     pub probe: ProbeConfig,
+    pub admin: AdminConfig,
     #[serde(rename = "registry")]
     pub registries: Vec<RegistryConfig>,
 }
@@ -99,6 +100,7 @@ impl Default for Config {
             intercept: InterceptConfig::default(),
             diagnosis: DiagnosisConfig::default(),
             probe: ProbeConfig::default(),
+            admin: AdminConfig::default(),
             registries: Vec::new(),
         }
     }
@@ -385,6 +387,49 @@ impl Default for DiagnosisConfig {
     }
 }
 
+/// The admin listener: `/metrics` for Prometheus and `/healthz` (see [`crate::metrics`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where to serve them; absent (the default), there is no listener and nothing is counted.
+    pub listen: Option<SocketAddr>,
+    /// Serve them on an address other hosts can reach. The metrics name registries, causes and
+    /// traffic volumes, a map of what the fleet pulls from where and what is broken: not for
+    /// everyone who can reach the port, so only when said in so many words.
+    pub i_know_this_is_public: bool,
+}
+
+impl AdminConfig {
+    /// An admin listener other hosts can reach, refused unless meant.
+    fn check(&self, proxy_listen: SocketAddr) -> Result<(), (String, String)> {
+        let Some(listen) = self.listen else {
+            return Ok(());
+        };
+        if listen == proxy_listen && listen.port() != 0 {
+            return Err((
+                "admin.listen".into(),
+                format!(
+                    "admin.listen = {listen} is the proxy's own listen address; pick another port"
+                ),
+            ));
+        }
+        if !crate::policy::addr::canonical_ip(listen.ip()).is_loopback()
+            && !self.i_know_this_is_public
+        {
+            return Err((
+                "admin.listen".into(),
+                format!(
+                    "admin.listen = {listen} is reachable from the network: anyone who reaches it \
+                     reads which registries this host uses and what fails; keep it on loopback \
+                     (127.0.0.1:9325) and scrape through a local agent, or set \
+                     admin.i_know_this_is_public = true"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A registry the operator names, with what its network should look like.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -506,6 +551,7 @@ impl Config {
             check_credentials(a)?;
         }
         self.check_exposure()?;
+        self.admin.check(self.listen)?;
         if self.intercept.ca_cert.is_some() != self.intercept.ca_key.is_some() {
             return Err((
                 "ca_cert".into(),
@@ -609,14 +655,28 @@ fn syntax_reason(text: &str, offset: usize) -> String {
     }
 }
 
-/// Line of the first `key =` assignment, to point validation errors at the setting.
+/// Line of the first `key =` assignment, to point validation errors at the setting. A key
+/// written `section.key` is looked for under its `[section]` header only (`admin.listen` is
+/// not the top-level `listen`).
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    let (section, key) = match key.split_once('.') {
+        Some((s, k)) => (Some(format!("[{s}]")), k),
+        None => (None, key),
+    };
+    let mut inside = section.is_none();
     text.lines()
         .position(|l| {
             let l = l.trim_start();
-            l.strip_prefix(key)
-                .map(|r| r.trim_start().starts_with('='))
-                .unwrap_or(false)
+            if let Some(header) = &section {
+                if l.starts_with('[') {
+                    inside = l.trim_end().starts_with(header.as_str());
+                    return false;
+                }
+            }
+            inside
+                && l.strip_prefix(key)
+                    .map(|r| r.trim_start().starts_with('='))
+                    .unwrap_or(false)
         })
         .map(|i| i + 1)
 }
@@ -695,6 +755,27 @@ mod tests {
         let e = Config::parse(text, Path::new("c")).unwrap_err().to_string();
         assert!(
             e.starts_with("c:3: ") && e.contains("HOST:PORT=ADDR:PORT"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn admin_listener_is_off_by_default_and_loopback_unless_meant() {
+        assert!(Config::default().admin.listen.is_none());
+        let c = Config::parse("[admin]\nlisten = \"127.0.0.1:9325\"\n", Path::new("c")).unwrap();
+        assert_eq!(c.admin.listen, Some("127.0.0.1:9325".parse().unwrap()));
+        let text = "listen = \"127.0.0.1:3128\"\n\n[admin]\nlisten = \"0.0.0.0:9325\"\n";
+        let e = Config::parse(text, Path::new("c")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("c:4: ") && e.contains("admin.i_know_this_is_public = true"),
+            "{e}"
+        );
+        let meant = format!("{text}i_know_this_is_public = true\n");
+        assert!(Config::parse(&meant, Path::new("c")).is_ok());
+        let same = "listen = \"127.0.0.1:3128\"\n[admin]\nlisten = \"127.0.0.1:3128\"\n";
+        let e = Config::parse(same, Path::new("c")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("c:3: ") && e.contains("own listen address"),
             "{e}"
         );
     }
@@ -853,6 +934,7 @@ regions = ["westeurope"]
             "[log]",
             "[intercept]",
             "[diagnosis]",
+            "[admin]",
             "[[registry]]",
             "[dns.overrides]",
             "[[timeouts]]",

@@ -19,6 +19,7 @@ pub mod endpoint;
 pub mod http;
 pub mod intercept;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod observe;
 pub mod policy;

@@ -286,6 +286,8 @@ pub struct RequestOrigin<'a> {
     pub host: &'a str,
     pub port: u16,
     pub endpoint: &'a Endpoint,
+    /// Where the exchange's time to response headers is counted (`[admin]`).
+    pub metrics: Option<&'a crate::metrics::Metrics>,
 }
 
 /// The `request` record: one HTTP exchange, written when its response head goes back to the
@@ -392,6 +394,11 @@ impl SeenRequest {
 
     /// Write the `request` record of `ex`, when `log.requests` asked for them.
     pub fn emit(&self, origin: &RequestOrigin<'_>, ex: &HttpExchange, answered: Answered) {
+        // Counted whether or not the record is written: this is where every exchange ends.
+        // In whole milliseconds, as the record's `headers_ms` is measured.
+        if let (Some(m), Some(ms)) = (origin.metrics, ex.headers_ms) {
+            m.response_headers(std::time::Duration::from_millis(ms));
+        }
         let Some(path) = &self.path else {
             return;
         };
@@ -459,6 +466,7 @@ mod tests {
             host: "myreg.azurecr.io",
             port: 443,
             endpoint: &endpoint,
+            metrics: None,
         };
         let ex = HttpExchange {
             method: "GET".into(),

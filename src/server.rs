@@ -30,6 +30,8 @@ const SHED_RETRY: Duration = Duration::from_secs(1);
 pub enum ServeError {
     #[error(transparent)]
     Setup(#[from] SetupError),
+    #[error(transparent)]
+    Admin(#[from] crate::metrics::AdminError),
 }
 
 /// Serve proxy clients on `listener` until `shutdown` completes; then stop accepting, let open
@@ -71,6 +73,7 @@ pub async fn serve_reloadable(
         shared.set_listening(bound);
     }
     let mut shared = Arc::new(shared);
+    let admin = start_admin(&shared).await?;
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let clients = clients::ClientSlots::new(shared.config.max_connections_per_client);
     let (stop, watch_stop) = crate::shutdown::channel();
@@ -147,8 +150,10 @@ pub async fn serve_reloadable(
         let shared = shared.clone();
         let watcher = watch_stop.clone();
         let done = done_tx.clone();
+        let open = shared.metrics.as_ref().map(|m| m.open_connection());
         tokio::spawn(async move {
             crate::proxy::conn::serve(shared, stream, peer, watcher).await;
+            drop(open);
             drop(permit);
             drop(slot);
             drop(done);
@@ -190,7 +195,35 @@ pub async fn serve_reloadable(
     // Counts of the last interval are written too, so nothing counted is lost at exit.
     shared.failures.write_all_summaries();
     shared.failures.report_overflow();
+    // Scrapes answered through the drain; none after the last connection's record.
+    if let Some(a) = admin {
+        a.abort();
+    }
     Ok(())
+}
+
+/// Bind and serve the admin listener when `[admin] listen` is set. Bound before the first
+/// client is accepted, so a taken port stops regdoc rather than leaving it unscrapable.
+async fn start_admin(shared: &Shared) -> Result<Option<tokio::task::JoinHandle<()>>, ServeError> {
+    let (Some(addr), Some(metrics)) = (shared.config.admin.listen, &shared.metrics) else {
+        return Ok(None);
+    };
+    let listener = crate::metrics::admin::bind(addr).await?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    if shared.config.admin.i_know_this_is_public
+        && !crate::policy::addr::canonical_ip(bound.ip()).is_loopback()
+    {
+        tracing::warn!(
+            admin = %bound,
+            "admin listener reachable from the network (admin.i_know_this_is_public = true): \
+             whoever reaches it reads regdoc's metrics"
+        );
+    }
+    tracing::info!(admin = %bound, "admin listener on {bound}: /metrics, /healthz");
+    Ok(Some(crate::metrics::admin::spawn(
+        listener,
+        metrics.clone(),
+    )))
 }
 
 /// Every slot is taken: close the kept-alive connection that has waited longest for its next

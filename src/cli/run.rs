@@ -161,6 +161,7 @@ async fn serve(
     // Built once before listening, as `check-config` builds it, so that a proxy systemd is told
     // is ready can do what it was configured to do.
     let shared = Shared::new(cfg.clone())?;
+    shared.count_log_losses(log);
     let signals = Signals::install().map_err(RunError::Signals)?;
     let listener = TcpListener::bind(cfg.listen)
         .await

@@ -95,6 +95,7 @@ impl InterceptCtx {
             port: self.port,
             endpoint: self.endpoint.clone(),
             upstream_proxy: self.upstream_proxy.clone(),
+            metrics: self.failures.metrics().cloned(),
         }
     }
 }

@@ -52,6 +52,7 @@ async fn serve_in_span(
         port: 0,
         endpoint: Default::default(),
         upstream_proxy: None,
+        metrics: shared.metrics.clone(),
     };
 
     if !any_contains(&shared.config.allowed_clients, client.ip()) {
@@ -179,6 +180,7 @@ pub fn refuse_over_limit(
         port: 0,
         endpoint: Default::default(),
         upstream_proxy: None,
+        metrics: shared.metrics.clone(),
     };
     let ev = target.event(
         Phase::Policy,

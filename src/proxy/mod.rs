@@ -68,6 +68,8 @@ pub struct Shared {
     pub prober: Option<Arc<crate::net::probe::Prober>>,
     /// Kept-alive connections between requests: the first closed when slots run short.
     pub idle: Arc<crate::server::idle::IdleConnections>,
+    /// What `/metrics` serves, when `[admin] listen` is set; nothing is counted otherwise.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Shared {
@@ -90,10 +92,14 @@ impl Shared {
             )
         });
         let diagnoser = Arc::new(Diagnoser::new(&config));
-        let failures = Arc::new(crate::record::failures::FailureLog::new(
-            diagnoser.clone(),
-            &config.log,
-        ));
+        let metrics = config
+            .admin
+            .listen
+            .map(|_| Arc::new(crate::metrics::Metrics::new(&config)));
+        let failures = Arc::new(
+            crate::record::failures::FailureLog::new(diagnoser.clone(), &config.log)
+                .with_metrics(metrics.clone()),
+        );
         Ok(Shared {
             resolver,
             diagnoser,
@@ -115,6 +121,7 @@ impl Shared {
             interceptor: crate::intercept::Interceptor::from_config(&config)?,
             prober: crate::net::probe::Prober::from_config(&config)?.map(Arc::new),
             idle: crate::server::idle::IdleConnections::new(),
+            metrics,
             config,
         })
     }
@@ -129,15 +136,29 @@ impl Shared {
     /// The state for a reloaded `config`, for connections accepted from now on; connections
     /// already open keep the state they started with. What must outlive a reload carries over:
     /// connection ids go on counting, kept-alive connections can still be shed for a slot,
-    /// and regdoc's own socket stays refused as a destination.
+    /// metrics go on counting, and regdoc's own socket stays refused as a destination.
     pub fn reloaded(&self, config: Config) -> Result<Shared, SetupError> {
         let mut next = Shared::new(config)?;
         next.next_id = self.next_id.clone();
         next.idle = self.idle.clone();
+        // Counters are monotonic for Prometheus: the admin listener keeps serving the same
+        // ones, and the new failure log counts into them.
+        next.metrics = self.metrics.clone();
+        next.failures = Arc::new(
+            crate::record::failures::FailureLog::new(next.diagnoser.clone(), &next.config.log)
+                .with_metrics(next.metrics.clone()),
+        );
         if let Some(bound) = self.listening {
             next.set_listening(bound);
         }
         Ok(next)
+    }
+
+    /// Count the lines the log sink drops or loses in `/metrics` too (when it is served).
+    pub fn count_log_losses(&self, log: &crate::logging::LogHandle) {
+        if let Some(m) = &self.metrics {
+            m.watch_log(log);
+        }
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -227,6 +248,8 @@ pub struct TargetInfo {
     pub port: u16,
     pub endpoint: Endpoint,
     pub upstream_proxy: Option<String>,
+    /// Where its exchanges' response times are counted (`[admin]`).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl TargetInfo {
@@ -243,6 +266,7 @@ impl TargetInfo {
             host: &self.host,
             port: self.port,
             endpoint: &self.endpoint,
+            metrics: self.metrics.as_deref(),
         }
     }
 

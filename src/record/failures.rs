@@ -16,6 +16,7 @@ use crate::config::LogConfig;
 use crate::diagnose::aggregate::{key, variant, Admit, Aggregator};
 use crate::diagnose::symptom::Reply;
 use crate::diagnose::{Diagnoser, Finding};
+use crate::metrics::Metrics;
 use crate::observe::FailureEvent;
 use crate::record::budget::Budget;
 use crate::record::ConnectionRecord;
@@ -58,6 +59,8 @@ pub struct FailureLog {
     summarised: AtomicU64,
     /// When the counters were last reported.
     reported: Mutex<Instant>,
+    /// Counts every failure and connection, written or not (`[admin]`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// A failure log that goes away (replaced on a reload, or at exit) first writes what it still
@@ -82,7 +85,19 @@ impl FailureLog {
             over_connections: AtomicU64::new(0),
             summarised: AtomicU64::new(0),
             reported: Mutex::new(now),
+            metrics: None,
         }
+    }
+
+    /// Count what passes through here in `metrics` too. This is the one place every failure
+    /// and every ended connection passes, so the counts cannot miss a path.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 
     pub fn diagnoser(&self) -> &Arc<Diagnoser> {
@@ -121,6 +136,9 @@ impl FailureLog {
             .first()
             .map(|f| f.cause.id)
             .unwrap_or("undiagnosed");
+        if let Some(m) = &self.metrics {
+            m.failure(cause, ev);
+        }
         // What the client was shown is part of what makes a repeat (see `aggregate::variant`),
         // so it is rendered before the aggregator is asked: the message format and whether
         // regdoc knows the client read it, not the words themselves, which carry what each
@@ -144,6 +162,7 @@ impl FailureLog {
         if !self.budget.take(instant) {
             self.aggregator.forget(&key);
             self.over_failures.fetch_add(1, Ordering::Relaxed);
+            self.count_over_budget();
             return Logged::Counted;
         }
         super::write_failure(ev, findings, reply, symptom, situation.operation);
@@ -154,6 +173,9 @@ impl FailureLog {
     /// failure it was refused with (before any upstream was reached) was logged: a refusal
     /// that was only counted folds its connection record into that count.
     pub fn connection(&self, rec: &ConnectionRecord, refusal: Option<Logged>) {
+        if let Some(m) = &self.metrics {
+            m.connection_ended(rec);
+        }
         if refusal == Some(Logged::Counted) {
             return;
         }
@@ -167,6 +189,13 @@ impl FailureLog {
             super::emit("connection", rec);
         } else {
             self.over_connections.fetch_add(1, Ordering::Relaxed);
+            self.count_over_budget();
+        }
+    }
+
+    fn count_over_budget(&self) {
+        if let Some(m) = &self.metrics {
+            m.record_over_budget();
         }
     }
 
@@ -277,6 +306,50 @@ mod tests {
         // The failure the budget left out was no record anyone can read: the next one of its
         // key, in the next second, is written in full rather than counted as its repeat.
         assert_eq!(write("10.0.0.3:2", 1), Logged::Full);
+    }
+
+    /// Aggregation and the budget only save log lines: metrics count every failure and every
+    /// connection, and the records the budget left out.
+    #[test]
+    fn metrics_count_what_the_log_only_summarised_or_left_out() {
+        let cfg = Config::default();
+        let log = LogConfig {
+            max_records_per_second: 1,
+            ..cfg.log.clone()
+        };
+        let metrics = Arc::new(Metrics::new(&cfg));
+        let f = FailureLog::new(Arc::new(Diagnoser::new(&cfg)), &log)
+            .with_metrics(Some(metrics.clone()));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let i0 = Instant::now();
+        for client in ["10.0.0.1:1", "10.0.0.1:2", "10.0.0.1:3"] {
+            let ev = event(client, ":0");
+            let findings = f.diagnoser.diagnose(&ev);
+            f.write_at(&ev, &findings, None, None, (t0, i0));
+        }
+        let mut rec = ConnectionRecord::new(1, "10.0.0.1:1".parse().unwrap());
+        rec.failed = true;
+        // The second second's budget (one record) is spent by the first connection.
+        f.connection(&rec, None);
+        f.connection(&rec, None);
+        let text = metrics.encode().unwrap();
+        let failures: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("regdoc_failures_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(failures, 3.0, "{text}");
+        assert!(
+            text.contains(
+                "regdoc_connections_total{mode=\"refused\",endpoint=\"other\",registry=\"other\",outcome=\"failed\"} 2"
+            ),
+            "{text}"
+        );
+        let dropped = text
+            .lines()
+            .find(|l| l.starts_with("regdoc_log_records_dropped_total{reason=\"rate_limit\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        assert!(dropped >= Some(1.0), "{text}");
     }
 
     #[test]

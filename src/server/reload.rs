@@ -30,13 +30,40 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     );
     check(running.log.file != new.log.file, "log.file");
     check(running.log.format != new.log.format, "log.format");
+    check(running.admin.listen != new.admin.listen, "admin.listen");
+    // The metrics keep their counters across a reload, and with them the registry names
+    // their labels were made for.
+    check(
+        running.admin.listen.is_some() && running.registry_hosts() != new.registry_hosts(),
+        "registry (the names in metrics labels)",
+    );
     keys
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::Shared;
+    use std::sync::Arc;
     use std::time::Duration;
+
+    /// What outlives a reload: connection ids go on, kept-alive connections stay sheddable,
+    /// and the counters Prometheus scrapes stay the same ones (they must never go back).
+    #[tokio::test]
+    async fn a_reload_keeps_ids_idle_connections_and_metrics() {
+        let mut cfg = Config::default();
+        cfg.admin.listen = Some("127.0.0.1:9325".parse().unwrap());
+        let running = Shared::new(cfg.clone()).expect("state");
+        let first = running.next_conn_id();
+        let mut new = cfg;
+        new.allowed_ports.push(5000);
+        let next = running.reloaded(new).expect("reloaded state");
+        assert!(next.next_conn_id() > first);
+        assert!(Arc::ptr_eq(&running.idle, &next.idle));
+        let (a, b) = (running.metrics.as_ref(), next.metrics.as_ref());
+        assert!(Arc::ptr_eq(a.expect("metrics"), b.expect("metrics")));
+        assert_eq!(next.config.allowed_ports.last(), Some(&5000));
+    }
 
     #[test]
     fn policy_changes_apply_and_socket_changes_are_named() {

@@ -1,6 +1,7 @@
 //! What the integration tests share: a loopback regdoc with its records captured (`proxy`), a
 //! loopback registry speaking ACR's protocol (`acr`), a DNS server (`dns`), addresses with a
-//! known fate (`net`) and secret scans (`secrets`). A test binary declares `mod common;`.
+//! known fate (`net`), secret scans (`secrets`) and regdoc as a child with its metrics served,
+//! with the Prometheus programs found or skipped (`prom`). A test binary declares `mod common;`.
 
 // Every test binary compiles all of it and uses a part.
 #![allow(dead_code)]
@@ -8,5 +9,6 @@
 pub mod acr;
 pub mod dns;
 pub mod net;
+pub mod prom;
 pub mod proxy;
 pub mod secrets;
