@@ -128,6 +128,11 @@ pub fn summary(cfg: &Config) -> String {
         _ => "off (passthrough only)".to_string(),
     };
     let _ = writeln!(s, "intercept         {intercept}");
+    let admin = match cfg.admin.listen {
+        Some(a) => format!("{a} (/metrics, /healthz)"),
+        None => "off (no metrics are counted)".to_string(),
+    };
+    let _ = writeln!(s, "admin.listen      {admin}");
     let d = &cfg.diagnosis;
     let _ = writeln!(
         s,
@@ -151,6 +156,19 @@ pub fn summary(cfg: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_names_the_admin_listener() {
+        let off = summary(&Config::default());
+        assert!(off.contains("admin.listen      off"), "{off}");
+        let text = "[admin]\nlisten = \"127.0.0.1:9325\"\n";
+        let cfg = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let on = summary(&cfg);
+        assert!(
+            on.contains("admin.listen      127.0.0.1:9325 (/metrics"),
+            "{on}"
+        );
+    }
 
     #[test]
     fn summary_never_shows_secrets() {
