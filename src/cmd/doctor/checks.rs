@@ -18,6 +18,8 @@ use std::time::SystemTime;
 pub struct Facts {
     /// The `--root` everything was read under.
     pub root: PathBuf,
+    /// `--pid`: the dockerd asked for, when not the one found by name.
+    pub pid: Option<u32>,
     /// The last connection in regdoc's log file; None when it logs to standard output.
     pub traffic: Option<Result<Option<LastConnection>, String>>,
     pub dropins: DropIns,
@@ -193,12 +195,20 @@ fn daemon(f: &Facts) -> Finding {
                 d.pid, d.others
             ),
         ),
-        None => Finding::problem(
-            "dockerd",
-            &catalog::DOCKER_CONFIG,
-            "no dockerd process found in /proc".into(),
-            "start the daemon: systemctl start docker".into(),
-        ),
+        None => match f.pid {
+            Some(pid) => Finding::problem(
+                "dockerd",
+                &catalog::DOCKER_CONFIG,
+                format!("pid {pid} is not a running dockerd"),
+                "name a running dockerd with --pid, or leave --pid out".into(),
+            ),
+            None => Finding::problem(
+                "dockerd",
+                &catalog::DOCKER_CONFIG,
+                "no dockerd process found in /proc".into(),
+                "start the daemon: systemctl start docker".into(),
+            ),
+        },
     }
 }
 
