@@ -308,7 +308,9 @@ fn doctor_says_restart_when_the_dropin_changed_after_the_daemon_started() {
     assert!(env.docker(&["pull", &image()]).success, "{}", env.dump());
     let url = format!("http://127.0.0.1:{}", env.regdoc_port.unwrap());
     let vars = proxy_vars(&url);
-    // Written now, well after the daemon started (login and pull took seconds).
+    // Written after the daemon started: the doctor reckons the start time from whole seconds
+    // of boot time and clock ticks, so leave it a clear second behind.
+    std::thread::sleep(Duration::from_secs(1));
     let root = host_root(&env, &refs(&vars));
 
     let d = doctor(&env, &root);
@@ -349,4 +351,42 @@ fn doctor_says_restart_when_the_dropin_changed_after_the_daemon_started() {
     assert_eq!(d.code, 0, "{}", d.table);
     assert_eq!(d.result("restart"), "ok");
     assert_eq!(d.result("traffic"), "ok");
+}
+
+#[test]
+fn doctor_names_a_certs_d_without_regdocs_ca() {
+    // Interception on, but the daemon's certs.d holds only the registry's own CA: the pull
+    // fails on regdoc's certificate, and the doctor says which certs.d lacks regdoc's CA.
+    if !ready("doctor_names_a_certs_d_without_regdocs_ca") {
+        return;
+    }
+    let env = Env::start(Options {
+        mode: Mode::Intercept,
+        client_trusts_regdoc: false,
+        ..Options::default()
+    });
+    let vars = proxy_vars(&env.proxy_url());
+    let root = host_root(&env, &refs(&vars));
+    age_dropin(&root);
+    let pull = env.docker(&["pull", &image()]);
+    assert!(!pull.success, "the daemon must refuse regdoc's certificate");
+    assert_printed(&pull, "x509: certificate signed by unknown authority");
+
+    let d = doctor(&env, &root);
+    assert_eq!(d.code, 1, "{}", d.table);
+    let reg = format!("certs.d/{REG_HOST}");
+    assert_eq!(d.result(&reg), "problem", "{}", d.table);
+    assert_eq!(d.cause(&reg), Some("intercept_ca_untrusted"));
+    // Every problem is a certs.d one: the proxy settings are right.
+    for (check, cause) in d.problems() {
+        assert!(check.starts_with("certs.d/"), "{}", d.table);
+        assert_eq!(cause, "intercept_ca_untrusted", "{}", d.table);
+    }
+    // regdoc's own diagnosis of the failed pull names the same cause.
+    let causes: Vec<String> = env.wait_failures().iter().filter_map(cause_id).collect();
+    assert!(
+        causes.iter().any(|c| c == "intercept_ca_untrusted"),
+        "regdoc's causes {causes:?}:\n{}",
+        env.dump()
+    );
 }
