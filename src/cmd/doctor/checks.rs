@@ -135,7 +135,9 @@ fn traffic(f: &Facts) -> Finding {
         Some(Err(e)) => Finding::skipped("traffic", format!("cannot read regdoc's log: {e}")),
         Some(Ok(None)) => Finding::skipped(
             "traffic",
-            "no connection record in regdoc's log yet: a pull that fails without one never reached regdoc".into(),
+            // regdoc writes a connection's record when it ends, a moment after a client gave
+            // up: only a pull that failed a while ago without one never reached regdoc.
+            "no connection record in regdoc's log yet (one is written when a connection ends): a pull that failed a while ago without one never reached regdoc".into(),
         ),
         Some(Ok(Some(last))) => Finding::ok(
             "traffic",
