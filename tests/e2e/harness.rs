@@ -582,6 +582,9 @@ pub struct Options {
     /// Start Squid beside regdoc, each on its own, so that [`Env::restart_dockerd`] can switch
     /// the daemon between no proxy, Squid and regdoc within one environment.
     pub every_path: bool,
+    /// More variables of the Docker daemon's environment, after `HTTPS_PROXY`/`HTTP_PROXY`
+    /// (`("NO_PROXY", ".azurecr.io")`: a setting `regdoc doctor docker` must find wrong).
+    pub daemon_env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -602,6 +605,7 @@ impl Default for Options {
             timeouts: Vec::new(),
             layer_bytes: 0,
             every_path: false,
+            daemon_env: Vec::new(),
         }
     }
 }
@@ -1516,6 +1520,9 @@ impl Env {
             let proxy = self.proxy_url();
             cmd.env("HTTPS_PROXY", &proxy).env("HTTP_PROXY", &proxy);
         }
+        for (k, v) in &self.opts.daemon_env {
+            cmd.env(k, v);
+        }
         let mut p = Proc::spawn("dockerd", &mut cmd, d.join("dockerd.log"));
         let ok = wait_until(Duration::from_secs(60), || {
             !matches!(p.child.try_wait(), Ok(None)) || self.docker_raw(&["version"], 10).success
@@ -1732,6 +1739,20 @@ impl Env {
                 .find_in(text)
                 .map(|hit| format!("{what} leaks a secret: {hit}"))
         })
+    }
+}
+
+/// What `regdoc doctor docker` needs of the running daemon (tests/e2e_doctor.rs).
+impl Env {
+    /// The pid of the running Docker daemon: `unshare` and `sh` exec into `dockerd`, so the
+    /// child the harness started is the daemon itself.
+    pub fn dockerd_pid(&self) -> Option<u32> {
+        self.dockerd.as_ref().map(Proc::pid)
+    }
+
+    /// The directory bind-mounted over the daemon's `/etc/docker` (certs.d, daemon.json).
+    pub fn dockerd_etc(&self) -> PathBuf {
+        self.dir.join("etc-docker")
     }
 }
 

@@ -18,6 +18,8 @@ use std::time::SystemTime;
 pub struct Facts {
     /// The `--root` everything was read under.
     pub root: PathBuf,
+    /// `--pid`: the dockerd asked for, when not the one found by name.
+    pub pid: Option<u32>,
     /// The last connection in regdoc's log file; None when it logs to standard output.
     pub traffic: Option<Result<Option<LastConnection>, String>>,
     pub dropins: DropIns,
@@ -133,7 +135,9 @@ fn traffic(f: &Facts) -> Finding {
         Some(Err(e)) => Finding::skipped("traffic", format!("cannot read regdoc's log: {e}")),
         Some(Ok(None)) => Finding::skipped(
             "traffic",
-            "no connection record in regdoc's log yet: a pull that fails without one never reached regdoc".into(),
+            // regdoc writes a connection's record when it ends, a moment after a client gave
+            // up: only a pull that failed a while ago without one never reached regdoc.
+            "no connection record in regdoc's log yet (one is written when a connection ends): a pull that failed a while ago without one never reached regdoc".into(),
         ),
         Some(Ok(Some(last))) => Finding::ok(
             "traffic",
@@ -193,12 +197,20 @@ fn daemon(f: &Facts) -> Finding {
                 d.pid, d.others
             ),
         ),
-        None => Finding::problem(
-            "dockerd",
-            &catalog::DOCKER_CONFIG,
-            "no dockerd process found in /proc".into(),
-            "start the daemon: systemctl start docker".into(),
-        ),
+        None => match f.pid {
+            Some(pid) => Finding::problem(
+                "dockerd",
+                &catalog::DOCKER_CONFIG,
+                format!("pid {pid} is not a running dockerd"),
+                "name a running dockerd with --pid, or leave --pid out".into(),
+            ),
+            None => Finding::problem(
+                "dockerd",
+                &catalog::DOCKER_CONFIG,
+                "no dockerd process found in /proc".into(),
+                "start the daemon: systemctl start docker".into(),
+            ),
+        },
     }
 }
 

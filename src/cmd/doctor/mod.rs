@@ -46,6 +46,10 @@ pub struct DockerArgs {
     /// Print the checks as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Check the dockerd with this pid (a second or rootless daemon, a test's daemon) instead
+    /// of the one systemd started; it must be a running `dockerd` under `--root`'s `proc/`.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
 }
 
 /// Why the doctor could not run at all.
@@ -98,7 +102,7 @@ pub fn docker(args: &DockerArgs) -> Result<Vec<Finding>, DoctorError> {
     if !args.root.is_dir() {
         return Err(DoctorError::Root(args.root.clone()));
     }
-    let facts = gather(&args.root, &cfg);
+    let facts = gather(&args.root, &cfg, args.pid);
     let registries = cfg.registry_hosts();
     Ok(checks::run(
         &facts,
@@ -109,11 +113,12 @@ pub fn docker(args: &DockerArgs) -> Result<Vec<Finding>, DoctorError> {
     ))
 }
 
-/// Everything the checks need from the host under `root`.
-pub fn gather(root: &Path, cfg: &Config) -> Facts {
+/// Everything the checks need from the host under `root`; `pid`: the dockerd to check, when
+/// not the one [`proc::find`] picks.
+pub fn gather(root: &Path, cfg: &Config, pid: Option<u32>) -> Facts {
     let dropins = systemd::read(root);
     let daemon_json = daemon_json::read(root);
-    let dockerd = proc::find(root);
+    let dockerd = proc::find(root, pid);
     let mut overrides = Vec::new();
     if let Some(d) = &dockerd {
         overrides.push((settings::Origin::Flag(d.pid), &d.flags));
@@ -154,6 +159,7 @@ pub fn gather(root: &Path, cfg: &Config) -> Facts {
         });
     Facts {
         root: root.to_path_buf(),
+        pid,
         traffic,
         dropins,
         daemon_json,

@@ -19,13 +19,15 @@ pub struct Dockerd {
     pub flags: Proxies,
 }
 
-/// Find the `dockerd` process under `root/proc`; None when none runs.
-pub fn find(root: &Path) -> Option<Dockerd> {
+/// Find the `dockerd` process under `root/proc`; None when none runs. With `only`, that pid
+/// and no other, when it is a dockerd.
+pub fn find(root: &Path, only: Option<u32>) -> Option<Dockerd> {
     let proc_dir = root.join("proc");
     let mut pids: Vec<u32> = std::fs::read_dir(&proc_dir)
         .ok()?
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| only.is_none_or(|o| o == *pid))
         .filter(|pid| {
             std::fs::read_to_string(proc_dir.join(pid.to_string()).join("comm"))
                 .map(|c| c.trim_end() == "dockerd")
@@ -186,6 +188,6 @@ mod tests {
     #[test]
     fn no_proc_no_daemon() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(find(dir.path()).is_none());
+        assert!(find(dir.path(), None).is_none());
     }
 }

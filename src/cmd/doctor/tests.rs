@@ -73,10 +73,16 @@ impl Fixture {
     }
 
     pub fn run(&self, config: &Path) -> (Vec<Finding>, u8) {
+        self.run_pid(config, None)
+    }
+
+    /// [`Fixture::run`] with `--pid`.
+    pub fn run_pid(&self, config: &Path, pid: Option<u32>) -> (Vec<Finding>, u8) {
         let args = DockerArgs {
             root: self.root().to_path_buf(),
             config: Some(config.to_path_buf()),
             json: false,
+            pid,
         };
         let findings = docker(&args).unwrap();
         let code = exit_status(&findings);
@@ -329,6 +335,7 @@ fn bad_config_is_an_error() {
         root: fx.root().to_path_buf(),
         config: Some(cfg),
         json: true,
+        pid: None,
     };
     assert!(matches!(docker(&args), Err(DoctorError::Config(_))));
 }
@@ -396,4 +403,37 @@ fn print_tables_for_the_readme() {
     std::fs::remove_file(&environ).unwrap();
     std::fs::create_dir(&environ).unwrap();
     println!("{}", render::table(&fx.run(&cfg).0));
+}
+
+#[test]
+fn pid_names_the_daemon_to_check_among_several() {
+    let (fx, cfg) = healthy();
+    // A second daemon (a test's, a rootless one) with the scheme mistake.
+    fx.dockerd(900, &["HTTPS_PROXY=https://127.0.0.1:3128"], HOUR);
+    let (f, code) = fx.run(&cfg);
+    assert_eq!(code, 0, "{}", render::table(&f));
+    assert_eq!(
+        row(&f, "dockerd").detail,
+        "running, pid 812 (also dockerd pids [900], not checked)"
+    );
+
+    let (f, code) = fx.run_pid(&cfg, Some(900));
+    assert_eq!(code, 1);
+    assert_eq!(row(&f, "dockerd").detail, "running, pid 900");
+    assert_eq!(
+        problems(&f),
+        vec![("https_proxy".to_string(), "proxy_scheme_mismatch")],
+        "{}",
+        render::table(&f)
+    );
+
+    // pid 1 is systemd, 4242 does not exist: neither is a daemon to judge.
+    for pid in [1, 4242] {
+        let (f, code) = fx.run_pid(&cfg, Some(pid));
+        assert_eq!(code, 1);
+        let d = row(&f, "dockerd");
+        assert_eq!(d.detail, format!("pid {pid} is not a running dockerd"));
+        assert_eq!(d.cause.map(|c| c.id), Some("docker_config"));
+        assert_eq!(row(&f, "restart").result, Outcome::Skipped);
+    }
 }
