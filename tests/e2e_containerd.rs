@@ -1,0 +1,169 @@
+//! End to end with containerd (Debian's containerd 1.6 and its `ctr` client) through regdoc.
+//!
+//! Same prerequisites and skipping rules as `e2e_docker.rs`; a private containerd is started
+//! instead of a Docker daemon. `ctr images pull` resolves and fetches in the `ctr` process, so
+//! regdoc is `ctr`'s `HTTPS_PROXY` and the registry's trust is containerd's `hosts.toml` layout
+//! (`--hosts-dir`, one `<host>/hosts.toml` with `ca = ...` per host).
+//!
+//! regdoc's `client_symptom` is worded as Docker prints it; `ctr` frames the same message its
+//! own way (`ctr: failed to resolve reference "<ref>": ...`), so only the message must match
+//! (`SymptomMatch::Message`). See tests/e2e/NOTES.md for what ctr printed.
+
+mod common;
+mod e2e;
+
+use e2e::harness::*;
+
+fn reference(host: &str) -> String {
+    format!("{host}/{IMAGE_REPO}:{IMAGE_TAG}")
+}
+
+fn start(opts: Options) -> Env {
+    Env::start(Options {
+        docker: false,
+        containerd: true,
+        ..opts
+    })
+}
+
+/// A pull that worked: ctr says so, containerd lists the image, regdoc carried the registry in
+/// `mode` and logged no failure.
+fn assert_pulled(env: &Env, out: &Output, mode: &str) {
+    assert!(out.success, "ctr images pull failed:\n{}", env.dump());
+    let listed = env.ctr(&["images", "ls", "-q"]);
+    assert!(
+        listed.stdout.contains(&reference(REG_HOST)),
+        "containerd does not list the pulled image:\n{}",
+        listed.text()
+    );
+    assert_regdoc_saw(env, REG_HOST, Some(mode));
+    assert_regdoc_saw(env, DATA_HOST, Some("tunnel"));
+    assert_no_failures(env);
+}
+
+#[test]
+fn containerd_healthy_passthrough() {
+    if !ready("containerd_healthy_passthrough") {
+        return;
+    }
+    let env = start(Options::default());
+    // hosts.toml names the registry's own CA: regdoc leaves TLS alone.
+    assert_eq!(env.containerd_trust(REG_HOST), Some(Ca::Registry));
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
+    assert_pulled(&env, &out, "tunnel");
+}
+
+#[test]
+fn containerd_healthy_interception() {
+    if !ready("containerd_healthy_interception") {
+        return;
+    }
+    let env = start(Options {
+        mode: Mode::Intercept,
+        ..Options::default()
+    });
+    // hosts.toml names regdoc's CA alone for the registry: a pull that works took regdoc's
+    // certificate.
+    assert_eq!(env.containerd_trust(REG_HOST), Some(Ca::Regdoc));
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
+    assert_pulled(&env, &out, "intercept");
+}
+
+#[test]
+fn containerd_registry_name_does_not_resolve() {
+    if !ready("containerd_registry_name_does_not_resolve") {
+        return;
+    }
+    let env = start(Options::default());
+    let out = env.ctr_pull(&reference(NX_HOST), None);
+    assert!(
+        !out.success,
+        "a pull of a name that does not exist must fail"
+    );
+    assert_diagnosed_as(&env, &out, "registry_name", &[], SymptomMatch::Message);
+}
+
+fn wrong_password(auth: Auth) {
+    let env = start(Options {
+        mode: Mode::Intercept,
+        auth,
+        ..Options::default()
+    });
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, "not-the-password")));
+    assert!(!out.success, "a wrong password must fail");
+    assert_diagnosed_as(
+        &env,
+        &out,
+        "invalid_credentials",
+        &["expired_credentials"],
+        SymptomMatch::Message,
+    );
+}
+
+#[test]
+fn containerd_wrong_password_htpasswd() {
+    if !ready("containerd_wrong_password_htpasswd") {
+        return;
+    }
+    wrong_password(Auth::Htpasswd);
+}
+
+#[test]
+fn containerd_wrong_password_token_server() {
+    if !ready("containerd_wrong_password_token_server") {
+        return;
+    }
+    wrong_password(Auth::Token);
+}
+
+#[test]
+fn containerd_data_endpoint_unreachable_rest_works() {
+    if !ready("containerd_data_endpoint_unreachable_rest_works") {
+        return;
+    }
+    let env = start(Options {
+        data_endpoint_blocked: true,
+        ..Options::default()
+    });
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
+    assert!(
+        !out.success,
+        "a pull whose blobs cannot be fetched must fail"
+    );
+    let rec = assert_diagnosed_as(
+        &env,
+        &out,
+        "data_endpoint_firewall",
+        &[],
+        SymptomMatch::Message,
+    );
+    assert!(
+        rec.get("target")
+            .and_then(|v| v.as_str())
+            .is_some_and(|t| t.starts_with(DATA_HOST)),
+        "the record must name the data endpoint: {rec:#}"
+    );
+}
+
+#[test]
+fn containerd_interception_ca_not_trusted() {
+    if !ready("containerd_interception_ca_not_trusted") {
+        return;
+    }
+    let env = start(Options {
+        mode: Mode::Intercept,
+        client_trusts_regdoc: false,
+        ..Options::default()
+    });
+    assert_eq!(env.containerd_trust(REG_HOST), Some(Ca::Registry));
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
+    assert!(!out.success, "ctr must refuse regdoc's certificate");
+    assert_printed(&out, "x509: certificate signed by unknown authority");
+    assert_diagnosed_as(
+        &env,
+        &out,
+        "intercept_ca_untrusted",
+        &[],
+        SymptomMatch::Message,
+    );
+}
