@@ -1622,7 +1622,8 @@ impl Env {
                 d.join("hosts.toml"),
                 format!(
                     "# regdoc e2e: {h}, trusted through {ca_name}\n\
-                     [host.\"https://{h}\"]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n  ca = \"{ca}\"\n",
+                     server = \"https://{h}\"\nca = \"{ca}\"\n\n\
+                     # containerd 1.6.20 refuses a file without a host table.\n[host]\n",
                     ca_name = self.ca_for(h).file(),
                     ca = ca.display()
                 ),
