@@ -5,9 +5,13 @@
 //! regdoc is `ctr`'s `HTTPS_PROXY` and the registry's trust is containerd's `hosts.toml` layout
 //! (`--hosts-dir`, one `<host>/hosts.toml` with `ca = ...` per host).
 //!
-//! regdoc's `client_symptom` is worded as Docker prints it; `ctr` frames the same message its
-//! own way (`ctr: failed to resolve reference "<ref>": ...`), so only the message must match
-//! (`SymptomMatch::Message`). See tests/e2e/NOTES.md for what ctr printed.
+//! regdoc's `client_symptom` is worded as Docker prints it where containerd prints the same
+//! message (regdoc's own reason phrase, the x509 error, a data endpoint's failure): `ctr` frames
+//! it its own way (`ctr: failed to resolve reference "<ref>": failed to do request: Head
+//! "<manifest url>": ...`), so only the message must match (`SymptomMatch::Message`). Where
+//! containerd words a registry's answer itself (a refused manifest or token request), regdoc
+//! words it as containerd does, told by the `User-Agent`, and the whole line must match. See
+//! tests/e2e/NOTES.md for what ctr printed.
 
 mod common;
 mod e2e;
@@ -80,6 +84,7 @@ fn containerd_registry_name_does_not_resolve() {
         !out.success,
         "a pull of a name that does not exist must fail"
     );
+    assert_printed(&out, "ctr: failed to resolve reference \"regdoce2enx.azurecr.io/e2e/busybox:1\": failed to do request: Head \"https://regdoce2enx.azurecr.io/v2/e2e/busybox/manifests/1\": regdoc registry_name: regdoce2enx.azurecr.io does not exist (NXDOMAIN)");
     assert_diagnosed_as(&env, &out, "registry_name", &[], SymptomMatch::Message);
 }
 
@@ -91,13 +96,31 @@ fn wrong_password(auth: Auth) {
     });
     let out = env.ctr_pull(&reference(REG_HOST), Some((USER, "not-the-password")));
     assert!(!out.success, "a wrong password must fail");
-    assert_diagnosed_as(
+    assert_printed(
+        &out,
+        "ctr: failed to resolve reference \"regdoce2e.azurecr.io/e2e/busybox:1\": ",
+    );
+    // containerd frames these failures in its own words (not the registry's error, which
+    // Docker and skopeo print): regdoc words them as containerd does, from its User-Agent, so
+    // the whole predicted line must be in ctr's output.
+    let rec = assert_diagnosed_as(
         &env,
         &out,
         "invalid_credentials",
         &["expired_credentials"],
-        SymptomMatch::Message,
+        SymptomMatch::Whole,
     );
+    let said = client_symptom(&rec).unwrap_or_default();
+    match auth {
+        Auth::Htpasswd => assert_eq!(
+            said,
+            "pulling from host regdoce2e.azurecr.io failed with status code [manifests 1]: 401 Unauthorized"
+        ),
+        Auth::Token => assert_eq!(
+            said,
+            "failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized"
+        ),
+    }
 }
 
 #[test]
@@ -130,6 +153,8 @@ fn containerd_data_endpoint_unreachable_rest_works() {
         !out.success,
         "a pull whose blobs cannot be fetched must fail"
     );
+    // One attempt (dockerd makes six): ctr fails at regdoc's 8 s connect deadline.
+    assert_printed(&out, "ctr: failed to copy: httpReadSeeker: failed open: failed to do request: Get \"https://regdoce2e.eastus.data.azurecr.io/");
     let rec = assert_diagnosed_as(
         &env,
         &out,
