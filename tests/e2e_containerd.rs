@@ -86,6 +86,7 @@ fn containerd_registry_name_does_not_resolve() {
     );
     assert_printed(&out, "ctr: failed to resolve reference \"regdoce2enx.azurecr.io/e2e/busybox:1\": failed to do request: Head \"https://regdoce2enx.azurecr.io/v2/e2e/busybox/manifests/1\": regdoc registry_name: regdoce2enx.azurecr.io does not exist (NXDOMAIN)");
     assert_diagnosed_as(&env, &out, "registry_name", &[], SymptomMatch::Message);
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Message);
 }
 
 fn wrong_password(auth: Auth) {
@@ -110,6 +111,9 @@ fn wrong_password(auth: Auth) {
         &["expired_credentials"],
         SymptomMatch::Whole,
     );
+    // Every record (the token server's POST and the GET containerd retries with) says what ctr
+    // printed, not the registry's error body.
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
     let said = client_symptom(&rec).unwrap_or_default();
     match auth {
         Auth::Htpasswd => assert_eq!(
@@ -162,6 +166,7 @@ fn containerd_data_endpoint_unreachable_rest_works() {
         &[],
         SymptomMatch::Message,
     );
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Message);
     assert!(
         rec.get("target")
             .and_then(|v| v.as_str())
@@ -191,4 +196,5 @@ fn containerd_interception_ca_not_trusted() {
         &[],
         SymptomMatch::Message,
     );
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Message);
 }

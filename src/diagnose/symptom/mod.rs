@@ -366,15 +366,24 @@ fn containerd_symptom(ev: &FailureEvent, ex: &HttpExchange, op: Operation) -> Op
                 ),
             )
         }
-        // The token service refused the OAuth2 form (containerd posts user and password):
-        // containerd prints the status alone, not the service's error body.
-        "token" | "exchange" if ex.method == "POST" && ex.status >= 400 => known(
-            "containerd_oauth_token_status",
-            render(
+        // The token service refused the OAuth2 form (containerd posts user and password), or
+        // the GET with Basic credentials containerd 1.6 retries with after a POST refused with
+        // 400, 401 or 404: containerd prints the status alone, under the same words, not the
+        // service's error body. (An anonymous GET is worded otherwise, and not checked yet.)
+        "token" | "exchange"
+            if ex.status >= 400
+                && (ex.method == "POST"
+                    || (ex.method == "GET"
+                        && ex.auth.as_ref().is_some_and(|a| a.scheme == "basic"))) =>
+        {
+            known(
                 "containerd_oauth_token_status",
-                &[("status", &status), ("status_text", status_text)],
-            ),
-        ),
+                render(
+                    "containerd_oauth_token_status",
+                    &[("status", &status), ("status_text", status_text)],
+                ),
+            )
+        }
         _ => None,
     }
 }
@@ -759,7 +768,7 @@ mod tests {
             ..Default::default()
         };
         let s = client_symptom(
-            &http("auth.example", 443, token),
+            &http("auth.example", 443, token.clone()),
             None,
             &at(Operation::Pull),
         )
@@ -771,6 +780,33 @@ mod tests {
                 Basis::Known
             )
         );
+        // The GET with Basic credentials it retries with gets the same words; an anonymous GET
+        // keeps the registry's.
+        let basic = HttpExchange {
+            method: "GET".into(),
+            auth: Some(crate::http::credentials::CredentialFacts {
+                scheme: "basic".into(),
+                ..Default::default()
+            }),
+            ..token.clone()
+        };
+        let s = client_symptom(
+            &http("auth.example", 443, basic),
+            None,
+            &at(Operation::Pull),
+        )
+        .unwrap();
+        assert!(s.text.starts_with("failed to authorize: "), "{}", s.text);
+        let anonymous = HttpExchange {
+            method: "GET".into(),
+            ..token
+        };
+        let s = client_symptom(
+            &http("auth.example", 443, anonymous),
+            None,
+            &at(Operation::Pull),
+        );
+        assert!(s.is_none_or(|s| !s.text.starts_with("failed to authorize: ")));
     }
 
     #[test]
