@@ -1,5 +1,6 @@
 //! End-to-end harness: a real registry (distribution) in a network namespace, the real Docker
-//! daemon and skopeo as clients, squid as a corporate proxy, and regdoc between them.
+//! daemon, skopeo and containerd's `ctr` as clients, squid as a corporate proxy, and regdoc between
+//! them.
 //!
 //! Every piece is owned by an RAII guard, so whatever a test does (panic included) the processes
 //! are stopped, the namespace and its veth are deleted and the temporary tree is removed. Nothing
