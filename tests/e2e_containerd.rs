@@ -46,6 +46,34 @@ fn assert_pulled(env: &Env, out: &Output, mode: &str) {
 }
 
 #[test]
+fn containerd_harness_self_check_through_squid() {
+    // containerd, ctr, hosts.toml trust and the proxy settings, without regdoc.
+    if !ready("containerd_harness_self_check_through_squid") {
+        return;
+    }
+    let env = start(Options {
+        daemon_proxy: DaemonProxy::SquidOnly,
+        auth: Auth::Token,
+        ..Options::default()
+    });
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
+    assert!(
+        out.success,
+        "ctr images pull through squid failed:\n{}",
+        env.dump()
+    );
+    let bad = env.ctr_pull(&reference(REG_HOST), Some((USER, "not-the-password")));
+    assert!(!bad.success);
+    assert_printed(&bad, "401 Unauthorized");
+    assert!(
+        env.squid_access_log()
+            .contains(&format!("CONNECT {REG_HOST}:443")),
+        "squid carried no CONNECT to the registry:\n{}",
+        env.squid_access_log()
+    );
+}
+
+#[test]
 fn containerd_healthy_passthrough() {
     if !ready("containerd_healthy_passthrough") {
         return;
@@ -71,6 +99,24 @@ fn containerd_healthy_interception() {
     assert_eq!(env.containerd_trust(REG_HOST), Some(Ca::Regdoc));
     let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
     assert_pulled(&env, &out, "intercept");
+}
+
+#[test]
+fn containerd_healthy_interception_token_server() {
+    // containerd posts the OAuth2 form to the token server, through regdoc's interception.
+    if !ready("containerd_healthy_interception_token_server") {
+        return;
+    }
+    let env = start(Options {
+        mode: Mode::Intercept,
+        auth: Auth::Token,
+        ..Options::default()
+    });
+    assert_eq!(env.containerd_trust(REG_HOST), Some(Ca::Regdoc));
+    assert_eq!(env.containerd_trust(AUTH_HOST), Some(Ca::Regdoc));
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
+    assert_pulled(&env, &out, "intercept");
+    assert_regdoc_saw(&env, AUTH_HOST, Some("intercept"));
 }
 
 #[test]
@@ -111,8 +157,9 @@ fn wrong_password(auth: Auth) {
         &["expired_credentials"],
         SymptomMatch::Whole,
     );
-    // Every record (the token server's POST and the GET containerd retries with) says what ctr
-    // printed, not the registry's error body.
+    // Every record says what ctr printed, not the registry's error body. (The token server's
+    // refusal of containerd's OAuth2 POST is no failure: containerd retries with a Basic GET,
+    // whose refusal is the record.)
     assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
     let said = client_symptom(&rec).unwrap_or_default();
     match auth {

@@ -166,7 +166,7 @@ pub static FORMATS: &[Format] = &[
     Format {
         id: "containerd_oauth_token_status",
         operations: "pull (containerd 1.6)",
-        situation: "the token service refused containerd's OAuth2 form (POST), or the GET with Basic credentials containerd retries with after it; the service's error body is not printed",
+        situation: "the token service refused the GET with Basic credentials containerd retries with after its OAuth2 form (POST) was refused (that refusal is no failure); the service's error body is not printed",
         template: "failed to authorize: failed to fetch oauth token: unexpected status: {status} {status_text}",
         checked_by: "containerd_wrong_password_token_server",
     },

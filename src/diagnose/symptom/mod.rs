@@ -366,10 +366,11 @@ fn containerd_symptom(ev: &FailureEvent, ex: &HttpExchange, op: Operation) -> Op
                 ),
             )
         }
-        // The token service refused the OAuth2 form (containerd posts user and password), or
-        // the GET with Basic credentials containerd 1.6 retries with after a POST refused with
-        // 400, 401 or 404: containerd prints the status alone, under the same words, not the
-        // service's error body. (An anonymous GET is worded otherwise, and not checked yet.)
+        // The GET with Basic credentials containerd 1.6 retries with after its OAuth2 form
+        // (POST) was refused with 400, 401, 404 or 405 (that refusal is no failure, see
+        // `diagnose::containerd_retries_token`), or a POST refused otherwise: containerd prints
+        // the status alone, under these words, not the service's error body. (An anonymous GET
+        // is worded otherwise, and not checked yet.)
         "token" | "exchange"
             if ex.status >= 400
                 && (ex.method == "POST"
@@ -797,10 +798,13 @@ mod tests {
         )
         .unwrap();
         assert!(s.text.starts_with("failed to authorize: "), "{}", s.text);
+        // The refused POST itself is no failure: containerd retries with that GET.
+        assert!(crate::diagnose::containerd_retries_token(&token));
         let anonymous = HttpExchange {
             method: "GET".into(),
             ..token
         };
+        assert!(!crate::diagnose::containerd_retries_token(&anonymous));
         let s = client_symptom(
             &http("auth.example", 443, anonymous),
             None,
