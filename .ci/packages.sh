@@ -8,10 +8,13 @@
 # iproute2/iptables: the network namespace and its firewall; util-linux: unshare/mount;
 # systemd: systemd-analyze for the unit file checks; jq: reading JSON logs by hand;
 # prometheus: promtool (checks /metrics and the alerting rules) and a real Prometheus server
-# that scrapes regdoc in tests/e2e_prometheus.rs (its service is kept stopped like the others).
+# that scrapes regdoc in tests/e2e_prometheus.rs (its service is kept stopped like the others);
+# containerd: containerd 1.6 and its ctr client, the second real client of tests/e2e_containerd.rs
+# (a private containerd per test; docker.io depends on it too, listed for what it is used for).
 REGDOC_TEST_PACKAGES=(
     docker.io docker-registry skopeo squid mitmproxy apache2-utils busybox-static
     iproute2 iptables util-linux coreutils tar openssl ca-certificates jq systemd prometheus
+    containerd
 )
 
 # Install the packages that are missing. Services are kept from starting during installation by

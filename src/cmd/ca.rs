@@ -50,7 +50,8 @@ pub fn next_steps(paths: &CaPaths) -> String {
          \x20  cp {cert} /etc/docker/certs.d/<registry>.azurecr.io/ca.crt\n\
          \x20  (dockerd reads certs.d at each connection: no restart needed)\n\
          \x20  containerd (CRI, nerdctl): /etc/containerd/certs.d/<registry>.azurecr.io/hosts.toml with\n\
-         \x20  server = \"https://<registry>.azurecr.io\" and ca = \"{cert}\" under [host.\"https://<registry>.azurecr.io\"]\n"
+         \x20  server = \"https://<registry>.azurecr.io\" and ca = \"{cert}\" at the top, then an empty [host] table\n\
+         \x20  (containerd 1.6 needs one; a CA inside [host.\"...\"] leaves a CA-less retry of the server)\n"
     )
 }
 

@@ -101,6 +101,19 @@ pub struct Diagnoser {
     context: Context,
 }
 
+/// containerd 1.6 asks a token service with the OAuth2 form first (`POST`, `grant_type=password`)
+/// and, when that is refused with 400, 401, 404 or 405 (ACR answers 400, other services 401 or
+/// 404), asks again with `GET` and Basic credentials. Such a refusal is no failure: a healthy pull
+/// from those services goes through it every time, and a wrong password is judged on the `GET`.
+pub fn containerd_retries_token(ex: &HttpExchange) -> bool {
+    ex.user_agent
+        .as_deref()
+        .is_some_and(|ua| ua.starts_with("containerd/"))
+        && ex.method == "POST"
+        && ex.path_class == "token"
+        && matches!(ex.status, 400 | 401 | 404 | 405)
+}
+
 impl Diagnoser {
     pub fn new(cfg: &Config) -> Self {
         Diagnoser {
@@ -187,6 +200,10 @@ impl Diagnoser {
         // A registry that should be private, reached at a public address, answered from the
         // wrong endpoint: whatever it said, the name resolution is the cause.
         let misrouted = dns.and_then(|d| rules::resolution(target, d, &self.rules, None));
+        if misrouted.is_none() && containerd_retries_token(ex) {
+            // Not the client's last word: the GET it retries with is judged in its turn.
+            return Vec::new();
+        }
         rules::lead_with(misrouted, findings)
     }
 

@@ -1,5 +1,6 @@
 //! End-to-end harness: a real registry (distribution) in a network namespace, the real Docker
-//! daemon and skopeo as clients, squid as a corporate proxy, and regdoc between them.
+//! daemon, skopeo and containerd's `ctr` as clients, squid as a corporate proxy, and regdoc between
+//! them.
 //!
 //! Every piece is owned by an RAII guard, so whatever a test does (panic included) the processes
 //! are stopped, the namespace and its veth are deleted and the temporary tree is removed. Nothing
@@ -100,6 +101,24 @@ const REGISTRY_CA_FILE: &str = "registry-ca.crt";
 const PUBLIC_CA_FILE: &str = "public-ca.crt";
 const REGDOC_CA_FILE: &str = "regdoc-ca.crt";
 
+/// Every host a client of the test may name, each with its own trust directory
+/// (`certs.d/<host>`, containerd's `hosts.toml`).
+const CLIENT_HOSTS: &[&str] = &[
+    REG_HOST,
+    DATA_HOST,
+    AUTH_HOST,
+    DOWN_HOST,
+    DROP_HOST,
+    SILENT_HOST,
+    PRIVATE_HOST,
+    NX_HOST,
+    HOSTS_HOST,
+    SNI_HOST,
+    PRIVFW_HOST,
+];
+/// containerd's namespace for the test's images.
+pub const CTR_NAMESPACE: &str = "regdoc-e2e";
+
 /// Programs the harness runs. Checked before anything starts.
 const PROGRAMS: &[&str] = &[
     "ip",
@@ -114,6 +133,7 @@ const PROGRAMS: &[&str] = &[
     "busybox",
     "dockerd",
     "containerd",
+    "ctr",
     "runc",
     "docker",
     "docker-registry",
@@ -585,6 +605,11 @@ pub struct Options {
     /// More variables of the Docker daemon's environment, after `HTTPS_PROXY`/`HTTP_PROXY`
     /// (`("NO_PROXY", ".azurecr.io")`: a setting `regdoc doctor docker` must find wrong).
     pub daemon_env: Vec<(&'static str, String)>,
+    /// Start a private containerd (own root, state and socket under the test directory, its
+    /// CRI plugin disabled) for [`Env::ctr`]. `ctr images pull` resolves and fetches in the
+    /// `ctr` process itself, so the proxy settings and the `hosts.toml` trust apply there;
+    /// containerd stores the content and unpacks it.
+    pub containerd: bool,
 }
 
 impl Default for Options {
@@ -606,6 +631,7 @@ impl Default for Options {
             layer_bytes: 0,
             every_path: false,
             daemon_env: Vec::new(),
+            containerd: false,
         }
     }
 }
@@ -633,6 +659,7 @@ pub struct Env {
     regdoc_log: PathBuf,
     dockerd: Option<Proc>,
     dockerd_exec_root: PathBuf,
+    containerd: Option<Proc>,
     regdoc: Option<Proc>,
     squid: Option<Proc>,
     mitmproxy: Option<Proc>,
@@ -935,6 +962,7 @@ impl Env {
             regdoc_log: dir.join("regdoc.jsonl"),
             dockerd: None,
             dockerd_exec_root: dir.join("docker-exec"),
+            containerd: None,
             regdoc: None,
             squid: None,
             mitmproxy: None,
@@ -986,6 +1014,10 @@ impl Env {
         env.write_client_trust();
         if opts.docker {
             env.start_dockerd();
+        }
+        if opts.containerd {
+            env.write_containerd_hosts();
+            env.start_containerd();
         }
         env
     }
@@ -1372,19 +1404,7 @@ impl Env {
     fn write_client_trust(&self) {
         fs::copy(self.dir.join(Ca::Public.file()), self.system_roots()).unwrap();
         let etc = self.dir.join("etc-docker");
-        for h in [
-            REG_HOST,
-            DATA_HOST,
-            AUTH_HOST,
-            DOWN_HOST,
-            DROP_HOST,
-            SILENT_HOST,
-            PRIVATE_HOST,
-            NX_HOST,
-            HOSTS_HOST,
-            SNI_HOST,
-            PRIVFW_HOST,
-        ] {
+        for h in CLIENT_HOSTS {
             // `host:5443` is another registry to dockerd, with its own `certs.d` directory.
             for dir_name in [h.to_string(), format!("{h}:{ALT_PORT}")] {
                 let d = etc.join("certs.d").join(dir_name);
@@ -1591,6 +1611,175 @@ impl Env {
             .to_string()
     }
 
+    /// containerd's registry configuration for `ctr --hosts-dir` (docs/hosts.md), one
+    /// `<dir>/<host>/hosts.toml` per test host: one `[host."https://<host>"]` table whose `ca`
+    /// is the one CA of [`Env::ca_for`], as `certs.d/<host>/ca.crt` holds for dockerd. No
+    /// top-level `server`/`ca`: containerd 1.6.20 refuses a hosts.toml without a `[host]` table
+    /// (`failed to decode hosts.toml" error="invalid `host` tree"`, then it ignores the file),
+    /// and a `server` beside it would be a second, CA-less try of the same host. The `ca` is the
+    /// server's trust on top of the system roots (`SSL_CERT_FILE`, the public CA), and the one
+    /// TLS configuration `ctr` uses for every request of the pull, the 307 to the data endpoint
+    /// and the token request included.
+    fn write_containerd_hosts(&self) {
+        let root = self.containerd_hosts_dir();
+        for h in CLIENT_HOSTS {
+            let d = root.join(h);
+            fs::create_dir_all(&d).unwrap();
+            let ca = self.dir.join(self.ca_for(h).file());
+            fs::write(
+                d.join("hosts.toml"),
+                format!(
+                    "# regdoc e2e: {h}, trusted through {ca_name}\n\
+                     server = \"https://{h}\"\nca = \"{ca}\"\n\n\
+                     # containerd 1.6.20 refuses a file without a host table.\n[host]\n",
+                    ca_name = self.ca_for(h).file(),
+                    ca = ca.display()
+                ),
+            )
+            .unwrap();
+        }
+    }
+
+    /// `ctr --hosts-dir`: the root of the per-host `hosts.toml` files.
+    pub fn containerd_hosts_dir(&self) -> PathBuf {
+        self.dir.join("containerd-hosts")
+    }
+
+    /// Which CA `<hosts dir>/<host>/hosts.toml` names as `ca`, or `None` when it names none of
+    /// the run's CAs.
+    pub fn containerd_trust(&self, host: &str) -> Option<Ca> {
+        let text =
+            fs::read_to_string(self.containerd_hosts_dir().join(host).join("hosts.toml")).ok()?;
+        let ca = text.lines().find_map(|l| {
+            let v = l
+                .trim()
+                .strip_prefix("ca")?
+                .trim_start()
+                .strip_prefix('=')?;
+            Some(v.trim().trim_matches('"').to_string())
+        })?;
+        let have = fs::read(ca).ok()?;
+        [Ca::Registry, Ca::Public, Ca::Regdoc]
+            .into_iter()
+            .find(|c| fs::read(self.dir.join(c.file())).ok().as_ref() == Some(&have))
+    }
+
+    fn containerd_socket(&self) -> PathBuf {
+        self.dir.join("containerd/containerd.sock")
+    }
+
+    /// A private containerd: its own root, state and sockets under the test directory, the CRI
+    /// plugin disabled, in a private mount namespace with the test's hosts and resolver (like
+    /// dockerd) and regdoc as its proxy in its environment, as a node's drop-in gives it. `ctr
+    /// images pull` does not use that environment (the pull runs in `ctr`), but a containerd
+    /// that resolved anything would do it on the machine only.
+    fn start_containerd(&mut self) {
+        let d = self.dir.join("containerd");
+        for sub in ["root", "state", "opt"] {
+            fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\n\
+             [grpc]\n  address = \"{sock}\"\n\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n\n\
+             [debug]\n  address = \"\"\n\n[metrics]\n  address = \"\"\n\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n",
+            d = d.display(),
+            sock = self.containerd_socket().display(),
+        );
+        fs::write(d.join("config.toml"), config).unwrap();
+        let script = format!(
+            "set -e\nmount --make-rprivate /\n{mounts}exec {containerd} --config {d}/config.toml\n",
+            mounts = self.resolver_mounts(),
+            containerd = program("containerd").display(),
+            d = d.display(),
+        );
+        fs::write(self.dir.join("containerd.sh"), script).unwrap();
+        let mut cmd = Command::new(program("unshare"));
+        cmd.args(["-m", "--propagation", "private", "sh"])
+            .arg(self.dir.join("containerd.sh"))
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin",
+            )
+            .env("SSL_CERT_FILE", self.system_roots());
+        if self.opts.daemon_proxy != DaemonProxy::Direct {
+            let proxy = self.proxy_url();
+            cmd.env("HTTPS_PROXY", &proxy)
+                .env("HTTP_PROXY", &proxy)
+                .env("NO_PROXY", "localhost,127.0.0.1");
+        }
+        let mut p = Proc::spawn("containerd", &mut cmd, self.dir.join("containerd.log"));
+        let ok = wait_until(Duration::from_secs(60), || {
+            !matches!(p.child.try_wait(), Ok(None)) || self.ctr_raw(&["version"], 10).success
+        });
+        assert!(
+            ok && p.alive(),
+            "containerd did not start:\n{}",
+            fs::read_to_string(&p.log).unwrap_or_default()
+        );
+        self.containerd = Some(p);
+    }
+
+    /// `ctr --address <test socket> -n regdoc-e2e ARGS`, bounded to `secs`, in a private mount
+    /// namespace with the test's hosts and resolver, with regdoc as its proxy (`HTTPS_PROXY`,
+    /// `HTTP_PROXY`) and the public CA as its system roots.
+    fn ctr_raw(&self, args: &[&str], secs: u64) -> Output {
+        let mut cmd = Command::new(program("timeout"));
+        cmd.args(["-k", "5", &secs.to_string()])
+            .arg(program("unshare"))
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "set -e\nmount --make-rprivate /\n{}exec \"$@\"",
+                self.resolver_mounts()
+            ))
+            .arg("sh")
+            .arg(program("ctr"))
+            .arg("--address")
+            .arg(self.containerd_socket())
+            .args(["-n", CTR_NAMESPACE])
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", &self.dir)
+            .env("SSL_CERT_FILE", self.system_roots());
+        if self.opts.daemon_proxy != DaemonProxy::Direct {
+            let proxy = self.proxy_url();
+            cmd.env("HTTPS_PROXY", &proxy).env("HTTP_PROXY", &proxy);
+        }
+        run(cmd)
+    }
+
+    /// Run `ctr` against the test's containerd (bounded to 150 s).
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        self.register_credentials(args, &["--user", "-u"]);
+        let out = self.ctr_raw(args, 150);
+        eprintln!("$ ctr {}\n{}{}", args.join(" "), out.stdout, out.stderr);
+        out
+    }
+
+    /// `ctr images pull --hosts-dir <test hosts dir> --snapshotter native [--user USER:PASSWORD]
+    /// <reference>`: the pull runs in `ctr`, through regdoc. The `native` snapshotter unpacks
+    /// by copying, as dockerd's `vfs` here, where overlay mounts may not be available.
+    pub fn ctr_pull(&self, reference: &str, creds: Option<(&str, &str)>) -> Output {
+        let hosts = self.containerd_hosts_dir().display().to_string();
+        let user = creds.map(|(u, p)| format!("{u}:{p}"));
+        let mut args = vec![
+            "images",
+            "pull",
+            "--hosts-dir",
+            &hosts,
+            "--snapshotter",
+            "native",
+        ];
+        if let Some(u) = &user {
+            args.extend(["--user", u]);
+        }
+        args.push(reference);
+        self.ctr(&args)
+    }
+
     /// Every JSON record regdoc wrote so far.
     pub fn records(&self) -> Vec<serde_json::Value> {
         let markers = self.markers.lock().map(|m| m.clone()).unwrap_or_default();
@@ -1679,6 +1868,7 @@ impl Env {
             "regdoc.jsonl",
             "registry.log",
             "dockerd.log",
+            "containerd.log",
             "squid/cache.log",
             "squid/access.log",
             "mitmdump.log",
@@ -1759,6 +1949,7 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         self.stop_dockerd();
+        self.containerd.take();
         let scanned = self.regdoc.take().is_some();
         // regdoc has stopped: its log holds its last line.
         let leak = if scanned && !std::thread::panicking() {

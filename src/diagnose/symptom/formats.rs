@@ -18,7 +18,8 @@ pub struct Format {
     /// `{error}`, `{name}` (registry and repository), `{image}` (name with tag or digest)
     /// placeholders.
     pub template: &'static str,
-    /// The end-to-end test (tests/e2e_docker.rs) that checks the row against the real daemon,
+    /// The end-to-end test (tests/e2e_docker.rs, tests/e2e_containerd.rs for containerd's rows)
+    /// that checks the row against the real client,
     /// or `""` when no scenario produces it yet.
     pub checked_by: &'static str,
 }
@@ -154,6 +155,20 @@ pub static FORMATS: &[Format] = &[
         situation: "no response headers within the login's 15 s client timeout",
         template: "Get \"{url}\": net/http: request canceled while waiting for connection (Client.Timeout exceeded while awaiting headers)",
         checked_by: "",
+    },
+    Format {
+        id: "containerd_resolve_status",
+        operations: "pull (containerd 1.6: ctr, the CRI plugin)",
+        situation: "containerd's resolver got a 4xx other than 404 for the tag's manifest (its `User-Agent` is `containerd/…`); `ctr` prints it after `ctr: failed to resolve reference \"REF\": `",
+        template: "pulling from host {host} failed with status code [manifests {reference}]: {status} {status_text}",
+        checked_by: "containerd_wrong_password_htpasswd",
+    },
+    Format {
+        id: "containerd_oauth_token_status",
+        operations: "pull (containerd 1.6)",
+        situation: "the token service refused the GET with Basic credentials containerd retries with after its OAuth2 form (POST) was refused (that refusal is no failure); the service's error body is not printed",
+        template: "failed to authorize: failed to fetch oauth token: unexpected status: {status} {status_text}",
+        checked_by: "containerd_wrong_password_token_server",
     },
 ];
 

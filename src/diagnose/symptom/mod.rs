@@ -328,8 +328,74 @@ fn image_name(ev: &FailureEvent, repository: &str) -> String {
     }
 }
 
+/// Whether the request came from containerd's resolver (`containerd/1.6.20~ds1`: the CRI
+/// plugin's pulls and `ctr`), which frames registry errors in its own words.
+fn from_containerd(ex: &HttpExchange) -> bool {
+    ex.user_agent
+        .as_deref()
+        .is_some_and(|ua| ua.starts_with("containerd/"))
+}
+
+/// containerd 1.6's words for the registry's answers it frames itself, read from its resolver
+/// and checked against `ctr images pull` end to end. `None` where containerd prints the
+/// registry's own words, or where its line is not checked yet: the Docker wording then stands.
+fn containerd_symptom(ev: &FailureEvent, ex: &HttpExchange, op: Operation) -> Option<Symptom> {
+    let status = ex.status.to_string();
+    let status_text = distribution::status_text(ex.status);
+    match ex.path_class.as_str() {
+        // The tag's resolution (`HEAD /v2/NAME/manifests/TAG`) answered 4xx other than 404: the
+        // resolver keeps that status as its error, with the host as the reference names it.
+        "manifest"
+            if op == Operation::Pull
+                && matches!(ex.method.as_str(), "HEAD" | "GET")
+                && ex.status >= 400
+                && ex.status != 404 =>
+        {
+            let host = crate::config::authority(&ev.host, ev.port, 443);
+            let reference = ex.reference.as_deref()?;
+            known(
+                "containerd_resolve_status",
+                render(
+                    "containerd_resolve_status",
+                    &[
+                        ("host", &host),
+                        ("reference", reference),
+                        ("status", &status),
+                        ("status_text", status_text),
+                    ],
+                ),
+            )
+        }
+        // The GET with Basic credentials containerd 1.6 retries with after its OAuth2 form
+        // (POST) was refused with 400, 401, 404 or 405 (that refusal is no failure, see
+        // `diagnose::containerd_retries_token`), or a POST refused otherwise: containerd prints
+        // the status alone, under these words, not the service's error body. (An anonymous GET
+        // is worded otherwise, and not checked yet.)
+        "token" | "exchange"
+            if ex.status >= 400
+                && (ex.method == "POST"
+                    || (ex.method == "GET"
+                        && ex.auth.as_ref().is_some_and(|a| a.scheme == "basic"))) =>
+        {
+            known(
+                "containerd_oauth_token_status",
+                render(
+                    "containerd_oauth_token_status",
+                    &[("status", &status), ("status_text", status_text)],
+                ),
+            )
+        }
+        _ => None,
+    }
+}
+
 fn http_symptom(ev: &FailureEvent, ex: &HttpExchange, sit: &Situation) -> Option<Symptom> {
     let op = sit.operation.unwrap_or(Operation::Unknown);
+    if from_containerd(ex) {
+        if let Some(s) = containerd_symptom(ev, ex, op) {
+            return Some(s);
+        }
+    }
     let prefix = prefixed(op, Some(ex));
     let err = distribution::client_error(ex);
     let basis_of = |sure: bool| {
@@ -653,6 +719,98 @@ mod tests {
             s.text,
             "Error response from daemon: received unexpected HTTP status: 502 regdoc registry_error: closed"
         );
+    }
+
+    #[test]
+    fn containerd_frames_a_refused_resolution_and_token_its_own_way() {
+        let manifest = HttpExchange {
+            method: "HEAD".into(),
+            path_class: "manifest".into(),
+            status: 401,
+            repository: Some("e2e/busybox".into()),
+            reference: Some("1".into()),
+            user_agent: Some("containerd/1.6.20~ds1".into()),
+            registry_errors: vec![RegistryError {
+                code: "UNAUTHORIZED".into(),
+                message: "authentication required".into(),
+                has_detail: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let s = client_symptom(
+            &http(REG, 5443, manifest.clone()),
+            None,
+            &at(Operation::Pull),
+        )
+        .unwrap();
+        assert_eq!(s.basis, Basis::Known);
+        assert_eq!(
+            s.text,
+            "pulling from host myregistry.azurecr.io:5443 failed with status code [manifests 1]: 401 Unauthorized"
+        );
+        // Docker's words for the same answer stay Docker's.
+        let docker = HttpExchange {
+            user_agent: Some("docker/20.10.24+dfsg1 go/go1.19.8".into()),
+            ..manifest
+        };
+        let s = client_symptom(&http(REG, 443, docker), None, &at(Operation::Pull)).unwrap();
+        assert!(
+            s.text.starts_with("Error response from daemon: "),
+            "{}",
+            s.text
+        );
+
+        let token = HttpExchange {
+            method: "POST".into(),
+            path_class: "token".into(),
+            status: 401,
+            user_agent: Some("containerd/1.6.20~ds1".into()),
+            ..Default::default()
+        };
+        let s = client_symptom(
+            &http("auth.example", 443, token.clone()),
+            None,
+            &at(Operation::Pull),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.text.as_str(), s.basis),
+            (
+                "failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized",
+                Basis::Known
+            )
+        );
+        // The GET with Basic credentials it retries with gets the same words; an anonymous GET
+        // keeps the registry's.
+        let basic = HttpExchange {
+            method: "GET".into(),
+            auth: Some(crate::http::credentials::CredentialFacts {
+                scheme: "basic".into(),
+                ..Default::default()
+            }),
+            ..token.clone()
+        };
+        let s = client_symptom(
+            &http("auth.example", 443, basic),
+            None,
+            &at(Operation::Pull),
+        )
+        .unwrap();
+        assert!(s.text.starts_with("failed to authorize: "), "{}", s.text);
+        // The refused POST itself is no failure: containerd retries with that GET.
+        assert!(crate::diagnose::containerd_retries_token(&token));
+        let anonymous = HttpExchange {
+            method: "GET".into(),
+            ..token
+        };
+        assert!(!crate::diagnose::containerd_retries_token(&anonymous));
+        let s = client_symptom(
+            &http("auth.example", 443, anonymous),
+            None,
+            &at(Operation::Pull),
+        );
+        assert!(s.is_none_or(|s| !s.text.starts_with("failed to authorize: ")));
     }
 
     #[test]

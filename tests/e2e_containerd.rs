@@ -1,0 +1,247 @@
+//! End to end with containerd (Debian's containerd 1.6 and its `ctr` client) through regdoc.
+//!
+//! Same prerequisites and skipping rules as `e2e_docker.rs`; a private containerd is started
+//! instead of a Docker daemon. `ctr images pull` resolves and fetches in the `ctr` process, so
+//! regdoc is `ctr`'s `HTTPS_PROXY` and the registry's trust is containerd's `hosts.toml` layout
+//! (`--hosts-dir`, one `<host>/hosts.toml` with `ca = ...` per host).
+//!
+//! regdoc's `client_symptom` is worded as Docker prints it where containerd prints the same
+//! message (regdoc's own reason phrase, the x509 error, a data endpoint's failure): `ctr` frames
+//! it its own way (`ctr: failed to resolve reference "<ref>": failed to do request: Head
+//! "<manifest url>": ...`), so only the message must match (`SymptomMatch::Message`). Where
+//! containerd words a registry's answer itself (a refused manifest or token request), regdoc
+//! words it as containerd does, told by the `User-Agent`, and the whole line must match. See
+//! tests/e2e/NOTES.md for what ctr printed.
+
+mod common;
+mod e2e;
+
+use e2e::harness::*;
+
+fn reference(host: &str) -> String {
+    format!("{host}/{IMAGE_REPO}:{IMAGE_TAG}")
+}
+
+fn start(opts: Options) -> Env {
+    Env::start(Options {
+        docker: false,
+        containerd: true,
+        ..opts
+    })
+}
+
+/// A pull that worked: ctr says so, containerd lists the image, regdoc carried the registry in
+/// `mode` and logged no failure.
+fn assert_pulled(env: &Env, out: &Output, mode: &str) {
+    assert!(out.success, "ctr images pull failed:\n{}", env.dump());
+    let listed = env.ctr(&["images", "ls", "-q"]);
+    assert!(
+        listed.stdout.contains(&reference(REG_HOST)),
+        "containerd does not list the pulled image:\n{}",
+        listed.text()
+    );
+    assert_regdoc_saw(env, REG_HOST, Some(mode));
+    assert_regdoc_saw(env, DATA_HOST, Some("tunnel"));
+    assert_no_failures(env);
+}
+
+#[test]
+fn containerd_harness_self_check_through_squid() {
+    // containerd, ctr, hosts.toml trust and the proxy settings, without regdoc.
+    if !ready("containerd_harness_self_check_through_squid") {
+        return;
+    }
+    let env = start(Options {
+        daemon_proxy: DaemonProxy::SquidOnly,
+        auth: Auth::Token,
+        ..Options::default()
+    });
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
+    assert!(
+        out.success,
+        "ctr images pull through squid failed:\n{}",
+        env.dump()
+    );
+    let bad = env.ctr_pull(&reference(REG_HOST), Some((USER, "not-the-password")));
+    assert!(!bad.success);
+    assert_printed(&bad, "401 Unauthorized");
+    assert!(
+        env.squid_access_log()
+            .contains(&format!("CONNECT {REG_HOST}:443")),
+        "squid carried no CONNECT to the registry:\n{}",
+        env.squid_access_log()
+    );
+}
+
+#[test]
+fn containerd_healthy_passthrough() {
+    if !ready("containerd_healthy_passthrough") {
+        return;
+    }
+    let env = start(Options::default());
+    // hosts.toml names the registry's own CA: regdoc leaves TLS alone.
+    assert_eq!(env.containerd_trust(REG_HOST), Some(Ca::Registry));
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
+    assert_pulled(&env, &out, "tunnel");
+}
+
+#[test]
+fn containerd_healthy_interception() {
+    if !ready("containerd_healthy_interception") {
+        return;
+    }
+    let env = start(Options {
+        mode: Mode::Intercept,
+        ..Options::default()
+    });
+    // hosts.toml names regdoc's CA alone for the registry: a pull that works took regdoc's
+    // certificate.
+    assert_eq!(env.containerd_trust(REG_HOST), Some(Ca::Regdoc));
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
+    assert_pulled(&env, &out, "intercept");
+}
+
+#[test]
+fn containerd_healthy_interception_token_server() {
+    // containerd posts the OAuth2 form to the token server, through regdoc's interception.
+    if !ready("containerd_healthy_interception_token_server") {
+        return;
+    }
+    let env = start(Options {
+        mode: Mode::Intercept,
+        auth: Auth::Token,
+        ..Options::default()
+    });
+    assert_eq!(env.containerd_trust(REG_HOST), Some(Ca::Regdoc));
+    assert_eq!(env.containerd_trust(AUTH_HOST), Some(Ca::Regdoc));
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
+    assert_pulled(&env, &out, "intercept");
+    assert_regdoc_saw(&env, AUTH_HOST, Some("intercept"));
+}
+
+#[test]
+fn containerd_registry_name_does_not_resolve() {
+    if !ready("containerd_registry_name_does_not_resolve") {
+        return;
+    }
+    let env = start(Options::default());
+    let out = env.ctr_pull(&reference(NX_HOST), None);
+    assert!(
+        !out.success,
+        "a pull of a name that does not exist must fail"
+    );
+    assert_printed(&out, "ctr: failed to resolve reference \"regdoce2enx.azurecr.io/e2e/busybox:1\": failed to do request: Head \"https://regdoce2enx.azurecr.io/v2/e2e/busybox/manifests/1\": regdoc registry_name: regdoce2enx.azurecr.io does not exist (NXDOMAIN)");
+    assert_diagnosed_as(&env, &out, "registry_name", &[], SymptomMatch::Message);
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Message);
+}
+
+fn wrong_password(auth: Auth) {
+    let env = start(Options {
+        mode: Mode::Intercept,
+        auth,
+        ..Options::default()
+    });
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, "not-the-password")));
+    assert!(!out.success, "a wrong password must fail");
+    assert_printed(
+        &out,
+        "ctr: failed to resolve reference \"regdoce2e.azurecr.io/e2e/busybox:1\": ",
+    );
+    // containerd frames these failures in its own words (not the registry's error, which
+    // Docker and skopeo print): regdoc words them as containerd does, from its User-Agent, so
+    // the whole predicted line must be in ctr's output.
+    let rec = assert_diagnosed_as(
+        &env,
+        &out,
+        "invalid_credentials",
+        &["expired_credentials"],
+        SymptomMatch::Whole,
+    );
+    // Every record says what ctr printed, not the registry's error body. (The token server's
+    // refusal of containerd's OAuth2 POST is no failure: containerd retries with a Basic GET,
+    // whose refusal is the record.)
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
+    let said = client_symptom(&rec).unwrap_or_default();
+    match auth {
+        Auth::Htpasswd => assert_eq!(
+            said,
+            "pulling from host regdoce2e.azurecr.io failed with status code [manifests 1]: 401 Unauthorized"
+        ),
+        Auth::Token => assert_eq!(
+            said,
+            "failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized"
+        ),
+    }
+}
+
+#[test]
+fn containerd_wrong_password_htpasswd() {
+    if !ready("containerd_wrong_password_htpasswd") {
+        return;
+    }
+    wrong_password(Auth::Htpasswd);
+}
+
+#[test]
+fn containerd_wrong_password_token_server() {
+    if !ready("containerd_wrong_password_token_server") {
+        return;
+    }
+    wrong_password(Auth::Token);
+}
+
+#[test]
+fn containerd_data_endpoint_unreachable_rest_works() {
+    if !ready("containerd_data_endpoint_unreachable_rest_works") {
+        return;
+    }
+    let env = start(Options {
+        data_endpoint_blocked: true,
+        ..Options::default()
+    });
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
+    assert!(
+        !out.success,
+        "a pull whose blobs cannot be fetched must fail"
+    );
+    // One attempt (dockerd makes six): ctr fails at regdoc's 8 s connect deadline.
+    assert_printed(&out, "ctr: failed to copy: httpReadSeeker: failed open: failed to do request: Get \"https://regdoce2e.eastus.data.azurecr.io/");
+    let rec = assert_diagnosed_as(
+        &env,
+        &out,
+        "data_endpoint_firewall",
+        &[],
+        SymptomMatch::Message,
+    );
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Message);
+    assert!(
+        rec.get("target")
+            .and_then(|v| v.as_str())
+            .is_some_and(|t| t.starts_with(DATA_HOST)),
+        "the record must name the data endpoint: {rec:#}"
+    );
+}
+
+#[test]
+fn containerd_interception_ca_not_trusted() {
+    if !ready("containerd_interception_ca_not_trusted") {
+        return;
+    }
+    let env = start(Options {
+        mode: Mode::Intercept,
+        client_trusts_regdoc: false,
+        ..Options::default()
+    });
+    assert_eq!(env.containerd_trust(REG_HOST), Some(Ca::Registry));
+    let out = env.ctr_pull(&reference(REG_HOST), Some((USER, PASSWORD)));
+    assert!(!out.success, "ctr must refuse regdoc's certificate");
+    assert_printed(&out, "x509: certificate signed by unknown authority");
+    assert_diagnosed_as(
+        &env,
+        &out,
+        "intercept_ca_untrusted",
+        &[],
+        SymptomMatch::Message,
+    );
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Message);
+}
