@@ -399,7 +399,7 @@ fn systemd_unit_verifies() {
     }
     let unit = std::fs::read_to_string(repo_file("config/regdoc.service")).unwrap();
     assert!(unit.contains("\nType=notify\n"));
-    let exec = "ExecStart=/usr/local/bin/regdoc ";
+    let exec = "ExecStart=/usr/bin/regdoc ";
     assert!(unit.contains(exec), "ExecStart changed: update this test");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("regdoc.service");
