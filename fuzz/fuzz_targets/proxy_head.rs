@@ -103,6 +103,7 @@ fn check_reply(status: u16, error: String) {
         port: 0,
         endpoint: Default::default(),
         upstream_proxy: None,
+        metrics: None,
     };
     let ev = target.event(
         Phase::Request,
