@@ -7,4 +7,5 @@ pub mod ca;
 pub mod check;
 pub mod doctor;
 pub mod explain;
+pub mod outcome;
 pub mod report;

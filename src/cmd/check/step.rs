@@ -5,23 +5,7 @@ use crate::diagnose::{Cause, Finding};
 use serde::Serialize;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Ok,
-    Problem,
-    Skipped,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Problem => "problem",
-            Outcome::Skipped => "skipped",
-        }
-    }
-}
+pub use crate::cmd::outcome::Outcome;
 
 /// One step of the check.
 #[derive(Debug, Clone, Serialize)]

@@ -36,23 +36,7 @@ pub struct Facts {
     pub certs: Option<Result<Vec<(String, Trust)>, CaFileError>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Ok,
-    Problem,
-    Skipped,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Problem => "problem",
-            Outcome::Skipped => "skipped",
-        }
-    }
-}
+pub use crate::cmd::outcome::Outcome;
 
 /// One row of the report.
 #[derive(Debug, Clone, Serialize)]
