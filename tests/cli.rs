@@ -1,11 +1,13 @@
 //! The `regdoc` binary as an operator meets it: flags, exit codes, start-up line, signals, the
 //! shipped configuration and systemd unit.
 
+mod common;
+
+use common::child::{signal, wait_exit, wait_for_line, Running};
 use regdoc::config::Config;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_regdoc");
 
@@ -178,55 +180,6 @@ fn is_setting(rest: &str) -> bool {
     let bare = !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
     let quoted = key.len() > 2 && key.starts_with('"') && key.ends_with('"');
     bare || quoted
-}
-
-/// A running `regdoc run`, killed if the test fails half-way.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(child: &Child, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on our own child's pid touches no memory of ours.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-}
-
-/// Poll `path` until a line contains `needle`; bounded in time.
-fn wait_for_line(path: &Path, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(f) = std::fs::File::open(path) {
-            let found = std::io::BufReader::new(f)
-                .lines()
-                .map_while(Result::ok)
-                .find(|l| l.contains(needle));
-            if let Some(l) = found {
-                return l;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no line with {needle:?} in {}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "regdoc did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -2,52 +2,15 @@
 //! connections while an open tunnel keeps moving bytes; a broken file is refused with its line
 //! and the running configuration stays; a setting fixed at start is named, not half-applied.
 
-use std::io::{BufRead, Read, Write};
+mod common;
+
+use common::child::{signal, wait_for_line, Running};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_regdoc");
-
-/// A running `regdoc run`, killed if the test fails half-way.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(child: &Child, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on our own child's pid touches no memory of ours.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-}
-
-/// Poll the log until a line contains `needle`; bounded in time.
-fn wait_for_line(path: &Path, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(f) = std::fs::File::open(path) {
-            let found = std::io::BufReader::new(f)
-                .lines()
-                .map_while(Result::ok)
-                .find(|l| l.contains(needle));
-            if let Some(l) = found {
-                return l;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no line with {needle:?} in {}:\n{}",
-            path.display(),
-            std::fs::read_to_string(path).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// An echo server on a loopback port of its own (held, never freed), serving any number of
 /// connections until the test ends.
