@@ -489,18 +489,21 @@ impl Config {
                 "" => syntax_reason(text, start.unwrap_or(0)),
                 m => m.to_string(),
             };
+            let line = start.map(|s| line_of(text, s)).unwrap_or(1);
             ConfigError::Invalid {
                 path: path.to_path_buf(),
-                line: start.map(|s| line_of(text, s)).unwrap_or(1),
-                reason,
+                line,
+                reason: without_secret(text, line, &reason),
             }
         })?;
-        cfg.validate()
-            .map_err(|(key, reason)| ConfigError::Invalid {
+        cfg.validate().map_err(|(key, reason)| {
+            let line = find_key_line(text, &key).unwrap_or(1);
+            ConfigError::Invalid {
                 path: path.to_path_buf(),
-                line: find_key_line(text, &key).unwrap_or(1),
-                reason,
-            })?;
+                line,
+                reason: without_secret(text, line, &reason),
+            }
+        })?;
         Ok(cfg)
     }
 
@@ -633,6 +636,22 @@ fn check_credentials(a: &ProxyAuth) -> Result<(), (String, String)> {
 
 /// Line of a byte offset. Counted on bytes: an offset inside a multi-byte character (should a
 /// parser ever report one) must not panic.
+/// `reason` as it may be shown: the parser quotes the value it refused, and an error goes to
+/// standard error (the journal) and, on a reload, to the log. The value of a key that names a
+/// secret (`password = 12345` where a string belongs) is hidden, and so is URL userinfo.
+fn without_secret(text: &str, line: usize, reason: &str) -> String {
+    let mut shown = crate::redact::redact(reason);
+    let setting = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    if let Some((key, value)) = setting.split_once('=') {
+        let key = key.trim().trim_matches('"');
+        let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+        if crate::redact::is_secret_key(key) && !value.is_empty() {
+            shown = shown.replace(value, "<hidden>");
+        }
+    }
+    shown
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
@@ -690,6 +709,18 @@ mod tests {
         let c = Config::parse("", Path::new("x.toml")).unwrap();
         assert_eq!(c.listen, "127.0.0.1:3128".parse().unwrap());
         assert_eq!(c.allowed_ports, vec![443, 80]);
+    }
+
+    /// A refused value is quoted by the parser; a secret's never is, whatever its type.
+    #[test]
+    fn a_refused_secret_value_is_not_quoted() {
+        let text = "[auth]\nusername = \"docker\"\npassword = 918273645\n";
+        let e = Config::parse(text, Path::new("r.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.toml:3: "), "{e}");
+        assert!(!e.contains("918273645"), "{e}");
+        assert!(e.contains("<hidden>"), "{e}");
     }
 
     #[test]
