@@ -375,6 +375,33 @@ pub struct DiagnosisConfig {
     /// Clock difference beyond which clock skew is reported.
     #[serde(deserialize_with = "duration")]
     pub max_clock_skew: Duration,
+    /// Whose words a prediction uses when the traffic does not say which client sent it.
+    pub client: ClientKind,
+}
+
+/// The registry client on this host whose messages regdoc predicts where the wire cannot tell:
+/// a refused CONNECT or a tunnel regdoc does not decrypt carries no `User-Agent` of the client
+/// (Go's CONNECT says `Go-http-client/1.1` for dockerd and containerd alike). A request seen
+/// through interception or plain forwarding names its client itself, and that wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientKind {
+    /// The Docker daemon and CLI (and clients that print Go's errors the same way: skopeo,
+    /// podman).
+    #[default]
+    Docker,
+    /// containerd (`ctr`, the CRI plugin of a Kubernetes node), which frames errors its own way.
+    Containerd,
+}
+
+impl ClientKind {
+    /// The name the configuration uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKind::Docker => "docker",
+            ClientKind::Containerd => "containerd",
+        }
+    }
 }
 
 impl Default for DiagnosisConfig {
@@ -383,6 +410,7 @@ impl Default for DiagnosisConfig {
             context_window: Duration::from_secs(600),
             token_lifetime: Duration::from_secs(3 * 3600),
             max_clock_skew: Duration::from_secs(60),
+            client: ClientKind::Docker,
         }
     }
 }

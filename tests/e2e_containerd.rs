@@ -5,13 +5,14 @@
 //! regdoc is `ctr`'s `HTTPS_PROXY` and the registry's trust is containerd's `hosts.toml` layout
 //! (`--hosts-dir`, one `<host>/hosts.toml` with `ca = ...` per host).
 //!
-//! regdoc's `client_symptom` is worded as Docker prints it where containerd prints the same
-//! message (regdoc's own reason phrase, the x509 error, a data endpoint's failure): `ctr` frames
-//! it its own way (`ctr: failed to resolve reference "<ref>": failed to do request: Head
-//! "<manifest url>": ...`), so only the message must match (`SymptomMatch::Message`). Where
-//! containerd words a registry's answer itself (a refused manifest or token request), regdoc
-//! words it as containerd does, told by the `User-Agent`, and the whole line must match. See
-//! tests/e2e/NOTES.md for what ctr printed.
+//! regdoc runs as on a Kubernetes node, with `diagnosis.client = "containerd"`, and every
+//! `client_symptom` it writes must be in ctr's output whole (`SymptomMatch::Whole`). Before any
+//! exchange regdoc reads (a refused CONNECT, a tunnel), the wire does not say which client it
+//! is, and the configuration does: regdoc writes the error containerd prints after `failed to do
+//! request: Head "<manifest url>": ` (the manifest's URL never crosses regdoc in the clear).
+//! Where containerd words a registry's answer itself (a refused manifest or token request),
+//! the `User-Agent` tells regdoc, and it writes containerd's own line. See tests/e2e/NOTES.md
+//! for what ctr printed.
 
 mod common;
 mod e2e;
@@ -131,8 +132,13 @@ fn containerd_registry_name_does_not_resolve() {
         "a pull of a name that does not exist must fail"
     );
     assert_printed(&out, "ctr: failed to resolve reference \"regdoce2enx.azurecr.io/e2e/busybox:1\": failed to do request: Head \"https://regdoce2enx.azurecr.io/v2/e2e/busybox/manifests/1\": regdoc registry_name: regdoce2enx.azurecr.io does not exist (NXDOMAIN)");
-    assert_diagnosed_as(&env, &out, "registry_name", &[], SymptomMatch::Message);
-    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Message);
+    let rec = assert_diagnosed_as(&env, &out, "registry_name", &[], SymptomMatch::Whole);
+    assert_eq!(
+        client_symptom(&rec),
+        Some("regdoc registry_name: regdoce2enx.azurecr.io does not exist (NXDOMAIN)"),
+        "containerd's words, not Docker's `Get \"…/v2/\"`: {rec:#}"
+    );
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
 }
 
 fn wrong_password(auth: Auth) {
@@ -211,9 +217,9 @@ fn containerd_data_endpoint_unreachable_rest_works() {
         &out,
         "data_endpoint_firewall",
         &[],
-        SymptomMatch::Message,
+        SymptomMatch::Whole,
     );
-    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Message);
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
     assert!(
         rec.get("target")
             .and_then(|v| v.as_str())
@@ -241,7 +247,7 @@ fn containerd_interception_ca_not_trusted() {
         &out,
         "intercept_ca_untrusted",
         &[],
-        SymptomMatch::Message,
+        SymptomMatch::Whole,
     );
-    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Message);
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
 }

@@ -134,10 +134,11 @@ pub fn summary(cfg: &Config) -> String {
     };
     let _ = writeln!(s, "admin.listen      {admin}");
     let d = &cfg.diagnosis;
-    let _ = writeln!(
+    let _ =
+        writeln!(
         s,
-        "diagnosis         context_window={:?} token_lifetime={:?} max_clock_skew={:?}",
-        d.context_window, d.token_lifetime, d.max_clock_skew
+        "diagnosis         context_window={:?} token_lifetime={:?} max_clock_skew={:?} client={}",
+        d.context_window, d.token_lifetime, d.max_clock_skew, d.client.name()
     );
     for r in &cfg.registries {
         let cidrs: Vec<String> = r.expected_cidrs.iter().map(|c| c.to_string()).collect();

@@ -99,6 +99,8 @@ pub struct SuccessNote {
 pub struct Diagnoser {
     rules: RulesConfig,
     context: Context,
+    /// Whose words to predict where the traffic does not name its client.
+    client: crate::config::ClientKind,
 }
 
 /// containerd 1.6 asks a token service with the OAuth2 form first (`POST`, `grant_type=password`)
@@ -123,6 +125,7 @@ impl Diagnoser {
                 cfg.diagnosis.token_lifetime,
                 context::DEFAULT_CAPACITY,
             ),
+            client: cfg.diagnosis.client,
         }
     }
 
@@ -223,7 +226,10 @@ impl Diagnoser {
     /// the same exchange.
     pub fn situation(&self, ev: &FailureEvent) -> Situation {
         let Some(ex) = &ev.http else {
-            return Situation::default();
+            return Situation {
+                client: self.client,
+                ..Situation::default()
+            };
         };
         let target = crate::config::join_host_port(&ev.host, ev.port);
         let second_ping = ex.path_class == "ping"
@@ -235,6 +241,7 @@ impl Diagnoser {
             registry_target: matches!(ex.path_class.as_str(), "token" | "exchange")
                 .then(|| self.context.registry_for_realm(ev.client.ip(), &ev.host))
                 .flatten(),
+            client: self.client,
         }
     }
 

@@ -1314,6 +1314,10 @@ impl Env {
              [[registry]]\nhost = \"{PRIVFW_HOST}\"\nprivate_endpoint = true\nexpected_cidrs = [\"10.231.0.0/24\"]\n",
             log = self.regdoc_log.display()
         ));
+        if self.opts.containerd && !self.opts.docker {
+            // containerd is the only client: its words, as a Kubernetes node is configured.
+            text.push_str("\n[diagnosis]\nclient = \"containerd\"\n");
+        }
         if let Some(u) = upstream {
             text.push_str(&format!("\n[upstream]\nproxy = \"{u}\"\n"));
         }

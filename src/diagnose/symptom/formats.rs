@@ -170,6 +170,13 @@ pub static FORMATS: &[Format] = &[
         template: "failed to authorize: failed to fetch oauth token: unexpected status: {status} {status_text}",
         checked_by: "containerd_wrong_password_token_server",
     },
+    Format {
+        id: "containerd_request_error",
+        operations: "pull (containerd 1.6, with `diagnosis.client = \"containerd\"`)",
+        situation: "a request that failed before regdoc could read it (a refused CONNECT, a tunnel that ended): containerd prints `failed to do request: Head \"https://HOST/v2/NAME/manifests/TAG\": ERROR` after `ctr: failed to resolve reference \"REF\": `; NAME and TAG never cross regdoc in the clear, so the line is ERROR (regdoc's reason phrase for a refused CONNECT)",
+        template: "{error}",
+        checked_by: "containerd_registry_name_does_not_resolve",
+    },
 ];
 
 /// The row `id`. Panics on an unknown id: ids are literals of this module's callers, checked by

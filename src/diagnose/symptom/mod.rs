@@ -16,6 +16,7 @@ pub mod formats;
 pub mod operation;
 
 use super::text::redact;
+use crate::config::ClientKind;
 use crate::observe::{CertProblem, FailureEvent, FailureKind, HttpExchange};
 use formats::{render, DAEMON_PREFIX};
 pub use operation::Operation;
@@ -45,6 +46,8 @@ pub struct Situation {
     pub operation: Option<Operation>,
     /// `host:port` of the registry that sent the client to this token service.
     pub registry_target: Option<String>,
+    /// The client regdoc predicts for when the traffic does not name one (`diagnosis.client`).
+    pub client: ClientKind,
 }
 
 /// The URL a client names for the registry API at `host:port`, as Go writes it: the port is
@@ -112,6 +115,49 @@ pub enum Reply<'a> {
 /// The client's line for `ev`. `reply` is what regdoc answered the client itself, `None` when
 /// it closed the connection or the failure happened inside a tunnel.
 pub fn client_symptom(
+    ev: &FailureEvent,
+    reply: Option<Reply<'_>>,
+    situation: &Situation,
+) -> Option<Symptom> {
+    let docker = docker_symptom(ev, reply, situation)?;
+    // An exchange regdoc read is worded for the client its User-Agent names (`http_symptom`);
+    // before any exchange only the configuration says which client it is.
+    if ev.http.is_none() && situation.client == ClientKind::Containerd {
+        return Some(as_containerd(docker));
+    }
+    Some(docker)
+}
+
+/// containerd's line for a failure worded the Docker way. containerd's first request is the
+/// tag's `HEAD /v2/NAME/manifests/TAG`, not Docker's ping, and it frames an error as `failed to
+/// do request: Head "URL": ERROR`; regdoc saw no NAME or TAG inside a tunnel, so it keeps ERROR,
+/// the part after Docker's `Get "URL": `. A line without that framing (an x509 error, a data
+/// endpoint's reason) is the same for both clients.
+fn as_containerd(docker: Symptom) -> Symptom {
+    let text = docker.text.trim_start_matches(DAEMON_PREFIX);
+    let Some(error) = text
+        .strip_prefix("Get \"")
+        .and_then(|rest| rest.split_once("\": "))
+        .map(|(_, error)| error.to_string())
+    else {
+        return docker;
+    };
+    // Only regdoc's own refusal is checked against ctr end to end; the rest stays an
+    // expectation.
+    let basis = if docker.format == "proxy_refused" {
+        docker.basis
+    } else {
+        Basis::Expected
+    };
+    Symptom {
+        text: render("containerd_request_error", &[("error", &error)]),
+        basis,
+        format: "containerd_request_error",
+    }
+}
+
+/// [`client_symptom`] in the Docker daemon's words.
+fn docker_symptom(
     ev: &FailureEvent,
     reply: Option<Reply<'_>>,
     situation: &Situation,
@@ -539,7 +585,7 @@ mod tests {
     fn at(op: Operation) -> Situation {
         Situation {
             operation: Some(op),
-            registry_target: None,
+            ..Situation::default()
         }
     }
 
@@ -570,6 +616,64 @@ mod tests {
             s.text,
             "Get \"https://myregistry.azurecr.io:5443/v2/\": regdoc registry_name: x"
         );
+    }
+
+    #[test]
+    fn containerd_before_any_exchange_is_worded_without_dockers_url() {
+        let containerd = Situation {
+            client: ClientKind::Containerd,
+            ..Situation::default()
+        };
+        // ctr: `failed to do request: Head "…/manifests/TAG": <reason>`: the reason is the
+        // part regdoc knows, and it is known.
+        let ev = event(REG, 443, FailureKind::DnsNxDomain);
+        let s = client_symptom(
+            &ev,
+            Some(Reply::Connect("regdoc registry_name: x")),
+            &containerd,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.text.as_str(), s.basis, s.format),
+            (
+                "regdoc registry_name: x",
+                Basis::Known,
+                "containerd_request_error"
+            )
+        );
+        // A tunnel that ended: Go's error, only expected (no scenario checks it with ctr).
+        let ev = event(REG, 443, FailureKind::TlsServerClosed);
+        let s = client_symptom(&ev, None, &containerd).unwrap();
+        assert_eq!((s.text.as_str(), s.basis), ("EOF", Basis::Expected));
+        // Lines without Docker's framing are the same for both clients.
+        let ev = event(
+            REG,
+            443,
+            FailureKind::TlsClientRejected {
+                detail: "bad certificate".into(),
+            },
+        );
+        let s = client_symptom(&ev, None, &containerd).unwrap();
+        assert_eq!(
+            (s.text.as_str(), s.format),
+            ("x509: certificate signed by unknown authority", "x509")
+        );
+        // An exchange regdoc read names its client: Docker's words for Docker's request.
+        let ex = HttpExchange {
+            method: "GET".into(),
+            path_class: "ping".into(),
+            status: 401,
+            user_agent: Some("docker/20.10.24".into()),
+            ..Default::default()
+        };
+        let ev = http(REG, 443, ex);
+        let login = Situation {
+            operation: Some(Operation::Login),
+            client: ClientKind::Containerd,
+            ..Situation::default()
+        };
+        let s = client_symptom(&ev, None, &login).unwrap();
+        assert!(s.text.starts_with(DAEMON_PREFIX), "{}", s.text);
     }
 
     #[test]
@@ -683,6 +787,7 @@ mod tests {
         let sit = Situation {
             operation: Some(Operation::Login),
             registry_target: Some(format!("{REG}:5443")),
+            ..Situation::default()
         };
         let s = client_symptom(&ev, None, &sit).unwrap();
         assert_eq!(s.basis, Basis::Known);

@@ -161,15 +161,20 @@ fn acr_error(code: &str, message: &str) -> RegistryError {
     }
 }
 
-/// [`sym`] for an HTTP answer regdoc made itself inside interception.
-fn sym_own(ev: &FailureEvent, status: u16, reason: &str) -> String {
-    let situation = Situation {
+/// What a failure judged without context tells of itself: the operation read from its exchange.
+fn situation_without_context(ev: &FailureEvent) -> Situation {
+    Situation {
         operation: ev
             .http
             .as_ref()
             .map(|ex| symptom::operation::of_exchange(ex, false)),
-        registry_target: None,
-    };
+        ..Situation::default()
+    }
+}
+
+/// [`sym`] for an HTTP answer regdoc made itself inside interception.
+fn sym_own(ev: &FailureEvent, status: u16, reason: &str) -> String {
+    let situation = situation_without_context(ev);
     client_symptom(
         ev,
         Some(symptom::Reply::Http { status, reason }),
@@ -183,13 +188,7 @@ fn sym_own(ev: &FailureEvent, status: u16, reason: &str) -> String {
 /// failure judged without context: the operation is read from the exchange alone, and `reply`
 /// is the reason phrase of a refused CONNECT.
 fn sym(ev: &FailureEvent, reply: Option<&str>) -> String {
-    let situation = Situation {
-        operation: ev
-            .http
-            .as_ref()
-            .map(|ex| symptom::operation::of_exchange(ex, false)),
-        registry_target: None,
-    };
+    let situation = situation_without_context(ev);
     client_symptom(ev, reply.map(symptom::Reply::Connect), &situation)
         .map(|s| s.text)
         .unwrap_or_default()
