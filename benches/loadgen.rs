@@ -108,6 +108,10 @@ enum Cmd {
         /// Unmeasured seconds before (warms the proxy's allocator, caches and pools).
         #[arg(long, default_value_t = 0.3)]
         warmup: f64,
+        /// Stop after this many tunnels (warm-up included), if sooner than --duration: a fixed
+        /// amount of work, for counting the proxy's instructions per tunnel.
+        #[arg(long)]
+        tunnels: Option<u64>,
     },
     /// Open COUNT tunnels, exchange one byte on each, print `ready=`, then hold them open.
     Idle {
@@ -242,7 +246,8 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
             concurrency,
             duration,
             warmup,
-        } => setup(&path.route()?, concurrency, duration, warmup).await,
+            tunnels,
+        } => setup(&path.route()?, concurrency, duration, warmup, tunnels).await,
         Cmd::Idle {
             path,
             count,
@@ -667,7 +672,13 @@ async fn one_tunnel(route: &Route) -> Result<(TcpStream, Duration)> {
     Ok((s, t0.elapsed()))
 }
 
-async fn setup(route: &Route, concurrency: usize, duration: f64, warmup: f64) -> Result<()> {
+async fn setup(
+    route: &Route,
+    concurrency: usize,
+    duration: f64,
+    warmup: f64,
+    tunnels: Option<u64>,
+) -> Result<()> {
     if !(0.0..=600.0).contains(&duration) || !(0.0..=60.0).contains(&warmup) {
         return Err("--duration must be 0..600 s and --warmup 0..60 s".into());
     }
@@ -676,14 +687,17 @@ async fn setup(route: &Route, concurrency: usize, duration: f64, warmup: f64) ->
     let measure_from = start + Duration::from_secs_f64(warmup);
     let end = measure_from + Duration::from_secs_f64(duration);
     let errors = Arc::new(AtomicU64::new(0));
+    let begun = Arc::new(AtomicU64::new(0));
+    let limit = tunnels.unwrap_or(u64::MAX);
     let mut tasks = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         let route = route.clone();
         let errors = errors.clone();
+        let begun = begun.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 16);
             let mut last_err = None;
-            while Instant::now() < end {
+            while Instant::now() < end && begun.fetch_add(1, Ordering::Relaxed) < limit {
                 let began = Instant::now();
                 match tokio::time::timeout(Duration::from_secs(10), one_tunnel(&route)).await {
                     Ok(Ok((s, d))) => {
@@ -729,12 +743,17 @@ async fn setup(route: &Route, concurrency: usize, duration: f64, warmup: f64) ->
         println!("tunnels_per_s=0 p50_us=n/a p99_us=n/a mean_us=n/a count=0 errors=0");
         return Ok(());
     }
+    // The measured window: shorter than --duration when --tunnels ended it.
+    let measured = Instant::now()
+        .min(end)
+        .saturating_duration_since(measure_from)
+        .as_secs_f64();
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
     let mean = all.iter().map(|&ns| ns as f64).sum::<f64>() / all.len() as f64 / 1000.0;
     println!(
         "tunnels_per_s={:.0} p50_us={:.1} p99_us={:.1} mean_us={mean:.1} count={} errors={errors} self_cpu_s={:.2}",
-        all.len() as f64 / duration.max(1e-9),
+        all.len() as f64 / measured.max(1e-9),
         pct(0.50),
         pct(0.99),
         all.len(),

@@ -9,7 +9,11 @@
 #   SETUP_SECS=5       seconds per setup figure    IDLE_COUNT=9900 idle tunnels held
 #   PEERS="squid tinyproxy mitmproxy"             IDLE_PEERS="squid tinyproxy"
 #   SKIP_INSTALL=1     do not apt-get              OUT=target/bench-results.md
+#   RAW_OUT=FILE       also write every figure as key=value lines (for scripts)
 #   SECTIONS="throughput https setup idle"         (a subset reruns only those figures)
+#   ORDER="direct regdoc regdoc-metrics regdoc-nolog squid tinyproxy mitmproxy"
+#                      the order in which each throughput and set-up figure visits the proxies
+#                      (benches/metrics-cost.sh alternates it between rounds)
 #
 # Everything listens on 127.0.0.1; every client run is bounded by `timeout`. Processes started
 # here are stopped by their pid on exit.
@@ -22,6 +26,7 @@ IDLE_COUNT=${IDLE_COUNT:-9900}
 PEERS=${PEERS-"squid tinyproxy mitmproxy"}
 IDLE_PEERS=${IDLE_PEERS-"squid tinyproxy"}
 SECTIONS=${SECTIONS:-"throughput https setup idle"}
+ORDER=${ORDER:-"direct regdoc regdoc-metrics regdoc-nolog squid tinyproxy mitmproxy"}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/target/bench-results.md}
 GIB=1073741824
@@ -576,7 +581,7 @@ main() {
 
     local n c
     if want throughput; then
-        for n in direct regdoc regdoc-metrics regdoc-nolog squid tinyproxy mitmproxy; do run_throughput "$n"; done
+        for n in $ORDER; do run_throughput "$n"; done
     fi
     if want https; then
         run_https direct direct "$SINK_CA"
@@ -594,7 +599,7 @@ main() {
     fi
     if want setup; then
         for c in 1 64; do
-            for n in direct regdoc regdoc-metrics regdoc-nolog squid tinyproxy mitmproxy; do run_setup "$n" "$c"; done
+            for n in $ORDER; do run_setup "$n" "$c"; done
         done
     fi
     if want idle; then
@@ -604,6 +609,12 @@ main() {
     mkdir -p "$(dirname "$OUT")"
     report | tee "$OUT"
     log "written to $OUT"
+    if [ -n "${RAW_OUT:-}" ]; then
+        local k
+        for k in "${!R[@]}"; do
+            [[ $k == *.raw ]] || printf '%s=%s\n' "$k" "${R[$k]}"
+        done | sort >"$RAW_OUT"
+    fi
 }
 
 main "$@"

@@ -29,6 +29,16 @@ pub enum EndpointKind {
 }
 
 impl EndpointKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [EndpointKind; 6] = [
+        EndpointKind::RegistryRest,
+        EndpointKind::DataEndpoint,
+        EndpointKind::BlobStorage,
+        EndpointKind::Identity,
+        EndpointKind::Management,
+        EndpointKind::Other,
+    ];
+
     /// The snake_case name used in log records.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -85,6 +85,26 @@ impl TimedPhase {
     }
 }
 
+/// Every mode, in the order of [`mode_index`].
+pub const MODES: [Mode; 4] = [Mode::Refused, Mode::Tunnel, Mode::Intercept, Mode::Forward];
+
+/// The position of `mode` in [`MODES`].
+pub fn mode_index(mode: Mode) -> usize {
+    match mode {
+        Mode::Refused => 0,
+        Mode::Tunnel => 1,
+        Mode::Intercept => 2,
+        Mode::Forward => 3,
+    }
+}
+
+/// The position of an endpoint class's name (`EndpointKind::as_str`) in `EndpointKind::ALL`.
+pub fn endpoint_index(endpoint: &str) -> Option<usize> {
+    crate::endpoint::EndpointKind::ALL
+        .iter()
+        .position(|k| k.as_str() == endpoint)
+}
+
 /// The word a `connection` record writes for `mode` (a test holds the two together).
 pub fn mode(mode: Mode) -> &'static str {
     match mode {
@@ -130,13 +150,27 @@ impl RegistryNames {
         }
     }
 
-    /// The label of a connection or failure whose endpoint names `registry`. A linear scan:
-    /// `[[registry]]` lists a handful, and it saves hashing the name.
+    /// The label of a connection or failure whose endpoint names `registry`.
     pub fn label(&self, registry: Option<&str>) -> Arc<str> {
+        self.label_at(self.index(registry)).clone()
+    }
+
+    /// How many labels there are: the named registries and `other`.
+    pub fn len(&self) -> usize {
+        self.names.len() + 1
+    }
+
+    /// The position of `registry`'s label, `other` last. A linear scan: `[[registry]]` lists
+    /// a handful, and it saves hashing the name.
+    pub fn index(&self, registry: Option<&str>) -> usize {
         registry
-            .and_then(|r| self.names.iter().find(|n| ***n == *r))
-            .unwrap_or(&self.other)
-            .clone()
+            .and_then(|r| self.names.iter().position(|n| **n == *r))
+            .unwrap_or(self.names.len())
+    }
+
+    /// The label at `index` (from [`RegistryNames::index`]).
+    pub fn label_at(&self, index: usize) -> &Arc<str> {
+        self.names.get(index).unwrap_or(&self.other)
     }
 }
 
@@ -149,6 +183,17 @@ mod tests {
         for m in [Mode::Refused, Mode::Tunnel, Mode::Intercept, Mode::Forward] {
             assert_eq!(serde_json::to_value(m).unwrap(), mode(m));
         }
+    }
+
+    #[test]
+    fn every_mode_and_endpoint_class_has_its_own_index() {
+        for (i, m) in MODES.iter().enumerate() {
+            assert_eq!(mode_index(*m), i);
+        }
+        for (i, k) in crate::endpoint::EndpointKind::ALL.iter().enumerate() {
+            assert_eq!(endpoint_index(k.as_str()), Some(i));
+        }
+        assert_eq!(endpoint_index("made_up"), None);
     }
 
     #[test]
@@ -166,5 +211,8 @@ mod tests {
         );
         assert_eq!(&*names.label(Some("someone-elses")), OTHER);
         assert_eq!(&*names.label(None), OTHER);
+        assert_eq!(names.len(), 3);
+        assert_eq!(names.index(Some("registry.internal")), 1);
+        assert_eq!(names.index(None), 2);
     }
 }

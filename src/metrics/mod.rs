@@ -15,6 +15,7 @@
 pub mod admin;
 mod labels;
 mod registry;
+mod series;
 
 pub use admin::AdminError;
 pub use labels::TimedPhase;

@@ -4,7 +4,9 @@ use super::labels::{
     self, BuildLabels, BytesLabels, ConnectionLabels, DroppedLabels, FailureLabels, PhaseLabels,
     RegistryNames, TimedPhase,
 };
+use super::series::ConnectionSeries;
 use crate::config::Config;
+use crate::endpoint::EndpointKind;
 use crate::logging::LogHandle;
 use crate::observe::FailureEvent;
 use crate::record::{ConnectionRecord, PhaseOutcome};
@@ -39,6 +41,8 @@ pub struct Metrics {
     open: Gauge,
     dropped: Arc<DroppedRecords>,
     registries: RegistryNames,
+    /// Direct handles to the series of `connections` and `bytes`.
+    series: ConnectionSeries,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -103,6 +107,7 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             }),
         );
+        let registries = RegistryNames::from_config(cfg);
         Metrics {
             registry,
             connections,
@@ -111,30 +116,32 @@ impl Metrics {
             phases,
             open,
             dropped,
-            registries: RegistryNames::from_config(cfg),
+            series: ConnectionSeries::new(&registries),
+            registries,
         }
     }
 
     /// Count a connection that ended, from its `connection` record: whether or not the record
     /// itself is written.
     pub fn connection_ended(&self, rec: &ConnectionRecord) {
-        let registry = self.registries.label(rec.registry.as_deref());
-        self.connections
-            .get_or_create(&ConnectionLabels {
-                mode: labels::mode(rec.mode),
-                endpoint: rec.endpoint,
-                registry: registry.clone(),
-                outcome: labels::outcome(rec.failed),
-            })
+        let names = &self.registries;
+        let registry = names.index(rec.registry.as_deref());
+        // Endpoint names come from `EndpointKind::as_str`, so one is always found.
+        let endpoint = labels::endpoint_index(rec.endpoint).unwrap_or(EndpointKind::ALL.len() - 1);
+        self.series
+            .connection(
+                &self.connections,
+                names,
+                rec.mode,
+                endpoint,
+                registry,
+                rec.failed,
+            )
             .inc();
-        for (direction, n) in [("up", rec.bytes_up), ("down", rec.bytes_down)] {
+        for (direction, n) in [rec.bytes_up, rec.bytes_down].into_iter().enumerate() {
             if n > 0 {
-                self.bytes
-                    .get_or_create(&BytesLabels {
-                        direction,
-                        endpoint: rec.endpoint,
-                        registry: registry.clone(),
-                    })
+                self.series
+                    .bytes(&self.bytes, names, direction, endpoint, registry)
                     .inc_by(n);
             }
         }
