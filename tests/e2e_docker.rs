@@ -854,6 +854,16 @@ fn docker_pull_timing() {
 /// `regdoc check` with the scenario's own configuration (the file `run` was started with),
 /// `stdin` as its standard input; returns its exit status and JSON report.
 fn regdoc_check(env: &Env, args: &[&str], stdin: &str) -> (Option<i32>, serde_json::Value) {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (code, text) = regdoc_check_output(env, &all, stdin);
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (code, json)
+}
+
+/// `regdoc check ARGS` as a person runs it (the table, unless `--json` is among `args`): its
+/// exit status and standard output, printed for the test log.
+fn regdoc_check_output(env: &Env, args: &[&str], stdin: &str) -> (Option<i32>, String) {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let mut child = Command::new("timeout")
@@ -861,7 +871,6 @@ fn regdoc_check(env: &Env, args: &[&str], stdin: &str) -> (Option<i32>, serde_js
         .arg(env!("CARGO_BIN_EXE_regdoc"))
         .arg("check")
         .args(args)
-        .arg("--json")
         .arg("--config")
         .arg(env.dir.join("regdoc.toml"))
         .env_remove("REGDOC_CONFIG")
@@ -880,8 +889,7 @@ fn regdoc_check(env: &Env, args: &[&str], stdin: &str) -> (Option<i32>, serde_js
     eprintln!("$ regdoc check {}\n{text}{err}", args.join(" "));
     env.secrets.assert_absent("regdoc check output", &text);
     env.secrets.assert_absent("regdoc check stderr", &err);
-    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}{err}"));
-    (out.status.code(), json)
+    (out.status.code(), text)
 }
 
 /// What the test's Docker daemon trusts, as one PEM file: its system roots (the data
@@ -1084,6 +1092,88 @@ fn check_agrees_with_run_on_the_path_to_the_registry() {
             check_cause(&report, "data endpoint eastus"),
             run_cause,
             "{report:#}"
+        );
+    }
+}
+
+#[test]
+fn throttled_registry_pull_and_check_agree() {
+    // Issue 14: a registry past its request limits answers 429 `TOOMANYREQUESTS`. Docker
+    // prints the registry's error, `run` (which reads the exchange through interception) logs
+    // `throttled` with Docker's words, and `regdoc check` names the same cause at the first
+    // request it makes.
+    if !ready("throttled_registry_pull_and_check_agree") {
+        return;
+    }
+    let env = Env::start(Options {
+        mode: Mode::Intercept,
+        ..Options::default()
+    });
+    assert_eq!(env.client_trust(THROTTLE_HOST), Some(Ca::Regdoc));
+    let out = env.docker(&["pull", &image(THROTTLE_HOST)]);
+    assert!(!out.success, "a throttled pull must fail:\n{}", out.text());
+    // The tag's resolution is a HEAD: no body, so Docker prints the status's error code alone.
+    assert_printed(&out, "Error response from daemon: toomanyrequests");
+    assert_regdoc_saw(&env, THROTTLE_HOST, Some("intercept"));
+    // The tag's HEAD was refused first; Docker asked again with GET and printed that answer's
+    // error, so the HEAD's record rightly carries no words.
+    let rec = assert_diagnosed_expect(
+        &env,
+        &out,
+        Expect {
+            symptomless_records_ok: true,
+            ..Expect::cause("throttled")
+        },
+    );
+    for r in env.failures() {
+        if client_symptom(&r).is_none() && expected_client_symptom(&r).is_none() {
+            let error = r.get("error").and_then(|v| v.as_str()).unwrap_or("");
+            assert!(
+                error.contains("HEAD "),
+                "only the HEAD goes without words: {r:#}"
+            );
+        }
+    }
+    assert_eq!(
+        client_symptom(&rec),
+        Some("Error response from daemon: toomanyrequests"),
+        "{rec:#}"
+    );
+
+    let (code, report) = regdoc_check(&env, &[THROTTLE_HOST], "");
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(
+        check_cause(&report, "GET /v2/"),
+        cause_id(&rec),
+        "{report:#}"
+    );
+
+    // The table a person reads, for the healthy registry beside it and for two faults: the
+    // verdict, and each problem's cause on its step's row.
+    env.secrets.register(PASSWORD);
+    let image = format!("{IMAGE_REPO}:{IMAGE_TAG}");
+    let args = [
+        REG_HOST,
+        "--username",
+        USER,
+        "--password-stdin",
+        "--image",
+        &image,
+    ];
+    let (code, table) = regdoc_check_output(&env, &args, &format!("{PASSWORD}\n"));
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.contains("\nno problem found"), "{table}");
+    for (host, step, cause) in [
+        (THROTTLE_HOST, "GET /v2/", "throttled"),
+        (NX_HOST, "dns", "registry_name"),
+    ] {
+        let (code, table) = regdoc_check_output(&env, &[host], "");
+        assert_eq!(code, Some(1), "{table}");
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(step) && l.contains(cause)),
+            "the {step} row names {cause}:\n{table}"
         );
     }
 }

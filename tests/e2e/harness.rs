@@ -49,6 +49,9 @@ pub const SNI_HOST: &str = "regdoce2esni.azurecr.io";
 /// `expected_cidrs = ["10.231.0.0/24"]`) whose name resolves to a public address, where a server
 /// answers like ACR's firewall: 403 `DENIED ... not allowed access`.
 pub const PRIVFW_HOST: &str = "regdoce2eprivfw.azurecr.io";
+/// A registry past its service tier's request limits: every request is answered 429
+/// `TOOMANYREQUESTS`, as ACR answers any `/v2/` or `/oauth2/` call while it throttles.
+pub const THROTTLE_HOST: &str = "regdoce2ethrottle.azurecr.io";
 /// The registry's other port ([`Options::alt_port`]): `REG_HOST:5443` reaches the registry too.
 pub const ALT_PORT: u16 = 5443;
 
@@ -74,6 +77,7 @@ const DROP_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 6);
 const SILENT_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
 const SNI_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 8);
 const PRIVFW_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+const THROTTLE_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 /// The address that refuses connections (nothing listens there), for hosts-file pins.
 pub const REFUSING_IP: Ipv4Addr = DOWN_IP;
 /// The registry's address, for hosts-file entries.
@@ -92,7 +96,7 @@ const DIR_PREFIX: &str = "regdoc-e2e-";
 /// Hosts regdoc intercepts in [`Mode::Intercept`]: the registry's REST endpoint, its token
 /// server and the firewalled "private" registry. The data endpoint stays passthrough (regdoc's
 /// default for data endpoints).
-const INTERCEPTED_HOSTS: &[&str] = &[REG_HOST, AUTH_HOST, PRIVFW_HOST];
+const INTERCEPTED_HOSTS: &[&str] = &[REG_HOST, AUTH_HOST, PRIVFW_HOST, THROTTLE_HOST];
 /// File names, in the test directory, of the three CAs of a run. The registry's CA signs the
 /// REST endpoint and token server; the public CA signs the data endpoint and is the clients'
 /// only system root (`SSL_CERT_FILE`), as the public roots that sign the real data endpoints;
@@ -115,6 +119,7 @@ const CLIENT_HOSTS: &[&str] = &[
     HOSTS_HOST,
     SNI_HOST,
     PRIVFW_HOST,
+    THROTTLE_HOST,
 ];
 /// containerd's namespace for the test's images.
 pub const CTR_NAMESPACE: &str = "regdoc-e2e";
@@ -277,7 +282,16 @@ impl Netns {
         }
         sh(Command::new(&ip).args(["link", "set", VETH_HOST, "up"]));
         for a in [
-            REG_IP, DATA_IP, AUTH_IP, DOWN_IP, DROP_IP, SILENT_IP, SNI_IP, PRIVFW_IP, PRIVATE_IP,
+            REG_IP,
+            DATA_IP,
+            AUTH_IP,
+            DOWN_IP,
+            DROP_IP,
+            SILENT_IP,
+            SNI_IP,
+            PRIVFW_IP,
+            THROTTLE_IP,
+            PRIVATE_IP,
         ] {
             sh(Command::new(&ip).args([
                 "netns",
@@ -763,6 +777,7 @@ fn make_pki(dir: &Path) -> Pki {
             HOSTS_HOST,
             SNI_HOST,
             PRIVFW_HOST,
+            THROTTLE_HOST,
             "localhost",
         ],
         &ca,
@@ -882,6 +897,7 @@ fn zone() -> BTreeMap<String, Ipv4Addr> {
         (SILENT_HOST, SILENT_IP),
         (SNI_HOST, SNI_IP),
         (PRIVFW_HOST, PRIVFW_IP),
+        (THROTTLE_HOST, THROTTLE_IP),
         (PRIVATE_HOST, PRIVATE_IP),
     ]
     .into_iter()
@@ -1118,6 +1134,13 @@ impl Env {
             tls.clone(),
             "403 Forbidden",
             servers::ACR_FIREWALL_DENIED,
+        );
+        servers::spawn_fixed(
+            rt,
+            ns.listen(SocketAddr::from((THROTTLE_IP, 443))),
+            tls.clone(),
+            "429 Too Many Requests",
+            servers::ACR_TOO_MANY_REQUESTS,
         );
         if self.opts.auth == Auth::Token {
             // The registry trusts `token.crt` only; a rejected token is signed by another key.

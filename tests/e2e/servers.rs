@@ -411,8 +411,14 @@ pub fn spawn_closer(rt: &tokio::runtime::Runtime, l: std::net::TcpListener) {
 /// restricted, or disabled in favour of a private endpoint), from the host side of the veth.
 pub const ACR_FIREWALL_DENIED: &str = r#"{"errors":[{"code":"DENIED","message":"client with IP '203.0.113.1' is not allowed access. Refer https://aka.ms/acr/firewall to grant access."}]}"#;
 
+/// What a registry throttling its clients answers (distribution's `TOOMANYREQUESTS` error code
+/// and its message, which ACR sends with status 429).
+pub const ACR_TOO_MANY_REQUESTS: &str =
+    r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"too many requests"}]}"#;
+
 /// A registry-shaped server over TLS that answers every request with `status` and the JSON
-/// `body` (with the registry API version header, as distribution and ACR send it).
+/// `body` (with the registry API version header and a `Date`, as distribution and ACR send
+/// them).
 pub fn spawn_fixed(
     rt: &tokio::runtime::Runtime,
     l: std::net::TcpListener,
@@ -438,10 +444,17 @@ pub fn spawn_fixed(
                     &mut s,
                     status,
                     "application/json; charset=utf-8",
-                    &[(
-                        "Docker-Distribution-Api-Version",
-                        "registry/2.0".to_string(),
-                    )],
+                    &[
+                        (
+                            "Docker-Distribution-Api-Version",
+                            "registry/2.0".to_string(),
+                        ),
+                        // An origin server with a clock sends one (RFC 9110 §6.6.1); ACR does.
+                        (
+                            "Date",
+                            httpdate::fmt_http_date(std::time::SystemTime::now()),
+                        ),
+                    ],
                     body.as_bytes(),
                     req.method == "HEAD",
                 )

@@ -508,6 +508,11 @@ fn http_symptom(ev: &FailureEvent, ex: &HttpExchange, sit: &Situation) -> Option
                 sure && op == Operation::Login,
             )
         }
+        // distribution's client (dockerd's) resolves a tag with HEAD and, refused, asks again
+        // with GET to read the error's details: that GET's error is the one printed (judged in
+        // its own record), never the HEAD's. containerd, which prints the HEAD's status, was
+        // answered above.
+        "manifest" if op == Operation::Pull && ex.method == "HEAD" && ex.status >= 400 => None,
         "manifest" if op == Operation::Pull => {
             // A pull keeps the first error only; three registry codes get their own words, and
             // only when that error is a full one (a bare code prints as it is).
@@ -854,8 +859,9 @@ mod tests {
             s.text,
             "pulling from host myregistry.azurecr.io:5443 failed with status code [manifests 1]: 401 Unauthorized"
         );
-        // Docker's words for the same answer stay Docker's.
+        // Docker's words for the same answer (to the GET it asks again with) stay Docker's.
         let docker = HttpExchange {
+            method: "GET".into(),
             user_agent: Some("docker/20.10.24+dfsg1 go/go1.19.8".into()),
             ..manifest
         };
