@@ -107,7 +107,7 @@ impl FailureLog {
     /// Write the record of an already diagnosed `ev`, unless it repeats one written within
     /// the aggregation interval or the records budget of this second is spent (then it is only
     /// counted). `reply` is regdoc's own answer to the client, `shown` that answer as the
-    /// client reads it (see [`super::write_failure`]).
+    /// client reads it (see `record::write_failure`).
     pub fn write(
         &self,
         ev: &FailureEvent,

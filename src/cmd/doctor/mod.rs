@@ -3,7 +3,7 @@
 //!
 //! Everything is read under `--root` (default `/`) so tests run against fixture trees:
 //! [`systemd`] drop-ins, [`daemon_json`], the running daemon in [`proc`], [`certs`].d; then
-//! [`settings`] decides which value the daemon uses, [`checks`] judges, [`render`] prints.
+//! [`settings`] decides which value the daemon uses, [`checks`] judges, `render` prints.
 
 pub mod certs;
 pub mod checks;

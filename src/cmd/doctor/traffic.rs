@@ -13,7 +13,7 @@ pub struct LastConnection {
     pub client: String,
 }
 
-/// The last `connection` record in the final [`TAIL_BYTES`] of `path`; None when there is none.
+/// The last `connection` record in the final `TAIL_BYTES` of `path`; None when there is none.
 pub fn last_connection(path: &Path) -> Result<Option<LastConnection>, std::io::Error> {
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
