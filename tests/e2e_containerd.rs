@@ -251,3 +251,27 @@ fn containerd_interception_ca_not_trusted() {
     );
     assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
 }
+
+#[test]
+fn containerd_tag_not_found() {
+    // A tag the repository does not have: the registry answers the tag's HEAD 404 and
+    // containerd, with no other host to try, says the reference was not found.
+    if !ready("containerd_tag_not_found") {
+        return;
+    }
+    let env = start(Options {
+        mode: Mode::Intercept,
+        ..Options::default()
+    });
+    let reference = format!("{REG_HOST}/{IMAGE_REPO}:no-such-tag");
+    let out = env.ctr_pull(&reference, Some((USER, PASSWORD)));
+    assert!(!out.success, "a pull of a missing tag must fail");
+    let line = format!("{reference}: not found");
+    assert_printed(
+        &out,
+        &format!("ctr: failed to resolve reference \"{reference}\": {line}"),
+    );
+    let rec = assert_diagnosed_as(&env, &out, "not_found", &[], SymptomMatch::Whole);
+    assert_eq!(client_symptom(&rec), Some(line.as_str()), "{rec:#}");
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
+}

@@ -171,6 +171,13 @@ pub static FORMATS: &[Format] = &[
         checked_by: "containerd_wrong_password_token_server",
     },
     Format {
+        id: "containerd_not_found",
+        operations: "pull (containerd 1.6)",
+        situation: "the tag's manifest answered 404 and containerd had no other host to try; `ctr` prints it after `ctr: failed to resolve reference \"REF\": `",
+        template: "{image}: not found",
+        checked_by: "containerd_tag_not_found",
+    },
+    Format {
         id: "containerd_request_error",
         operations: "pull (containerd 1.6, with `diagnosis.client = \"containerd\"`)",
         situation: "a request that failed before regdoc could read it (a refused CONNECT, a tunnel that ended): containerd prints `failed to do request: Head \"https://HOST/v2/NAME/manifests/TAG\": ERROR` after `ctr: failed to resolve reference \"REF\": `; NAME and TAG never cross regdoc in the clear, so the line is ERROR (regdoc's reason phrase for a refused CONNECT)",

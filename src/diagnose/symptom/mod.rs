@@ -374,6 +374,16 @@ fn image_name(ev: &FailureEvent, repository: &str) -> String {
     }
 }
 
+/// The image as a reference names it: `name` with the exchange's tag after a colon, or its
+/// digest after an at sign.
+fn image_reference(name: &str, ex: &HttpExchange) -> String {
+    match ex.reference.as_deref() {
+        Some(r) if r.contains(':') => format!("{name}@{r}"),
+        Some(r) => format!("{name}:{r}"),
+        None => name.to_string(),
+    }
+}
+
 /// Whether the request came from containerd's resolver (`containerd/1.6.20~ds1`: the CRI
 /// plugin's pulls and `ctr`), which frames registry errors in its own words.
 fn from_containerd(ex: &HttpExchange) -> bool {
@@ -409,6 +419,23 @@ fn containerd_symptom(ev: &FailureEvent, ex: &HttpExchange, op: Operation) -> Op
                         ("status", &status),
                         ("status_text", status_text),
                     ],
+                ),
+            )
+        }
+        // The tag's resolution answered 404: containerd tries its next host, and with none left
+        // says the reference was not found (its `ErrNotFound`), naming it as the pull did.
+        "manifest"
+            if op == Operation::Pull
+                && matches!(ex.method.as_str(), "HEAD" | "GET")
+                && ex.status == 404 =>
+        {
+            let name = image_name(ev, ex.repository.as_deref()?);
+            ex.reference.as_deref()?;
+            known(
+                "containerd_not_found",
+                render(
+                    "containerd_not_found",
+                    &[("image", &image_reference(&name, ex))],
                 ),
             )
         }
@@ -517,12 +544,7 @@ fn http_symptom(ev: &FailureEvent, ex: &HttpExchange, sit: &Situation) -> Option
             // A pull keeps the first error only; three registry codes get their own words, and
             // only when that error is a full one (a bare code prints as it is).
             let name = image_name(ev, ex.repository.as_deref().unwrap_or(""));
-            // A tag follows a colon, a digest an at sign.
-            let image = match ex.reference.as_deref() {
-                Some(r) if r.contains(':') => format!("{name}@{r}"),
-                Some(r) => format!("{name}:{r}"),
-                None => name.clone(),
-            };
+            let image = image_reference(&name, ex);
             let first = err.first();
             let (format, line) = match err.first_full().map(|e| e.code) {
                 Some("DENIED") => (
@@ -858,6 +880,20 @@ mod tests {
         assert_eq!(
             s.text,
             "pulling from host myregistry.azurecr.io:5443 failed with status code [manifests 1]: 401 Unauthorized"
+        );
+        // A tag that does not exist: the reference, as the pull named it, was not found.
+        let missing = HttpExchange {
+            status: 404,
+            registry_errors: Vec::new(),
+            ..manifest.clone()
+        };
+        let s = client_symptom(&http(REG, 5443, missing), None, &at(Operation::Pull)).unwrap();
+        assert_eq!(
+            (s.text.as_str(), s.basis),
+            (
+                "myregistry.azurecr.io:5443/e2e/busybox:1: not found",
+                Basis::Known
+            )
         );
         // Docker's words for the same answer (to the GET it asks again with) stay Docker's.
         let docker = HttpExchange {
