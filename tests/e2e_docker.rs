@@ -1112,7 +1112,7 @@ fn throttled_registry_pull_and_check_agree() {
     assert_eq!(env.client_trust(THROTTLE_HOST), Some(Ca::Regdoc));
     let out = env.docker(&["pull", &image(THROTTLE_HOST)]);
     assert!(!out.success, "a throttled pull must fail:\n{}", out.text());
-    // The tag's resolution is a HEAD: no body, so Docker prints the status's error code alone.
+    // The error's message is its code's own ("too many requests"), so Docker prints the code alone.
     assert_printed(&out, "Error response from daemon: toomanyrequests");
     assert_regdoc_saw(&env, THROTTLE_HOST, Some("intercept"));
     // The tag's HEAD was refused first; Docker asked again with GET and printed that answer's
