@@ -275,3 +275,36 @@ fn containerd_tag_not_found() {
     assert_eq!(client_symptom(&rec), Some(line.as_str()), "{rec:#}");
     assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
 }
+
+#[test]
+fn containerd_anonymous_pull_of_a_private_registry() {
+    // No credentials for a registry that wants them (token auth): containerd asks the token
+    // service anonymously, as the challenge tells it to.
+    if !ready("containerd_anonymous_pull_of_a_private_registry") {
+        return;
+    }
+    let env = start(Options {
+        mode: Mode::Intercept,
+        auth: Auth::Token,
+        ..Options::default()
+    });
+    let out = env.ctr_pull(&reference(REG_HOST), None);
+    assert!(
+        !out.success,
+        "an anonymous pull of a private registry must fail"
+    );
+    let line =
+        "failed to authorize: failed to fetch anonymous token: unexpected status: 401 Unauthorized";
+    assert_printed(
+        &out,
+        &format!(
+            "ctr: failed to resolve reference \"{}\": {line}",
+            reference(REG_HOST)
+        ),
+    );
+    // containerd's words, not the token service's error body that Docker would print.
+    let rec = assert_diagnosed_as(&env, &out, "invalid_credentials", &[], SymptomMatch::Whole);
+    assert_eq!(client_symptom(&rec), Some(line), "{rec:#}");
+    eprintln!("{rec:#}");
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
+}

@@ -171,6 +171,13 @@ pub static FORMATS: &[Format] = &[
         checked_by: "containerd_wrong_password_token_server",
     },
     Format {
+        id: "containerd_anonymous_token_status",
+        operations: "pull (containerd 1.6)",
+        situation: "containerd had no credentials for the registry and the token service refused its anonymous GET; the service's error body is not printed",
+        template: "failed to authorize: failed to fetch anonymous token: unexpected status: {status} {status_text}",
+        checked_by: "containerd_anonymous_pull_of_a_private_registry",
+    },
+    Format {
         id: "containerd_not_found",
         operations: "pull (containerd 1.6)",
         situation: "the tag's manifest answered 404 and containerd had no other host to try; `ctr` prints it after `ctr: failed to resolve reference \"REF\": `",

@@ -442,8 +442,7 @@ fn containerd_symptom(ev: &FailureEvent, ex: &HttpExchange, op: Operation) -> Op
         // The GET with Basic credentials containerd 1.6 retries with after its OAuth2 form
         // (POST) was refused with 400, 401, 404 or 405 (that refusal is no failure, see
         // `diagnose::containerd_retries_token`), or a POST refused otherwise: containerd prints
-        // the status alone, under these words, not the service's error body. (An anonymous GET
-        // is worded otherwise, and not checked yet.)
+        // the status alone, under these words, not the service's error body.
         "token" | "exchange"
             if ex.status >= 400
                 && (ex.method == "POST"
@@ -458,6 +457,15 @@ fn containerd_symptom(ev: &FailureEvent, ex: &HttpExchange, op: Operation) -> Op
                 ),
             )
         }
+        // A GET without credentials: containerd had none for this registry and asked for an
+        // anonymous token, again printing the status alone.
+        "token" if ex.status >= 400 && ex.method == "GET" && ex.auth.is_none() => known(
+            "containerd_anonymous_token_status",
+            render(
+                "containerd_anonymous_token_status",
+                &[("status", &status), ("status_text", status_text)],
+            ),
+        ),
         _ => None,
     }
 }
@@ -880,6 +888,24 @@ mod tests {
         assert_eq!(
             s.text,
             "pulling from host myregistry.azurecr.io:5443 failed with status code [manifests 1]: 401 Unauthorized"
+        );
+        // No credentials at all: an anonymous token, refused.
+        let anonymous = HttpExchange {
+            method: "GET".into(),
+            path_class: "token".into(),
+            status: 401,
+            user_agent: Some("containerd/1.6.20~ds1".into()),
+            ..Default::default()
+        };
+        let s = client_symptom(
+            &http("auth.example", 443, anonymous),
+            None,
+            &at(Operation::Pull),
+        )
+        .unwrap();
+        assert_eq!(
+            s.text,
+            "failed to authorize: failed to fetch anonymous token: unexpected status: 401 Unauthorized"
         );
         // A tag that does not exist: the reference, as the pull named it, was not found.
         let missing = HttpExchange {
