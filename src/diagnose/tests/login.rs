@@ -49,6 +49,16 @@ fn login_article_anonymous_token_request_refused_needs_login() {
     let f = judge(&d, REG, &token_request(401));
     assert_eq!(ids(&f), vec!["invalid_credentials"]);
     assert!(evidence(&f, "invalid_credentials").contains("docker login"));
+    // containerd has no `docker login`: its caller brings the credentials.
+    let mut ctr = token_request(401);
+    ctr.user_agent = Some("containerd/1.6.20~ds1".into());
+    let f = judge(&d, REG, &ctr);
+    assert_eq!(ids(&f), vec!["invalid_credentials"]);
+    let e = evidence(&f, "invalid_credentials");
+    assert!(
+        !e.contains("docker login") && e.contains("imagePullSecrets"),
+        "{e}"
+    );
 }
 
 #[test]

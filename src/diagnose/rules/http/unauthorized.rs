@@ -28,7 +28,7 @@ pub(super) fn token_unauthorized(
         if ex.method.eq_ignore_ascii_case("POST") || ex.path_class == "exchange" {
             return body_token_unauthorized(ex, e, ctx, cfg, now);
         }
-        e.push("the client sent no credentials: anonymous pull is off, run docker login".into());
+        e.push(no_credentials(ex).into());
         return vec![find(&c::INVALID_CREDENTIALS, High, e)];
     };
     if let Some(claims) = &auth.claims {
@@ -328,4 +328,18 @@ fn username_fact(ex: &HttpExchange) -> Option<String> {
         }
         None => format!("credentials: {} scheme", redact(&auth.scheme)),
     })
+}
+
+/// Why a request without credentials was refused, and where that client gets them: `docker
+/// login` for Docker; for containerd (`ctr`, a Kubernetes node's CRI) its caller passes them.
+fn no_credentials(ex: &HttpExchange) -> &'static str {
+    if ex
+        .user_agent
+        .as_deref()
+        .is_some_and(|ua| ua.starts_with("containerd/"))
+    {
+        "the client (containerd) sent no credentials and anonymous pull is off: containerd gets them from its caller (`ctr images pull --user`; on a Kubernetes node the pod's imagePullSecrets or the kubelet's identity with AcrPull on the registry, which `az aks check-acr` verifies on AKS)"
+    } else {
+        "the client sent no credentials: anonymous pull is off, run docker login"
+    }
 }
