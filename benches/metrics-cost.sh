@@ -102,31 +102,32 @@ instructions() {
 }
 
 rates() {
-printf '| round | first | throughput MiB/s on / off | ratio | tunnels/s at 64 on / off | ratio | CPU µs/tunnel on / off | ratio |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
-for ((i = 1; i <= ROUNDS; i++)); do
-    if ((i % 2)); then
-        order="regdoc regdoc-metrics"
-    else
-        order="regdoc-metrics regdoc"
-    fi
-    raw=$TMP/round$i.txt
-    ORDER=$order PEERS="" IDLE_PEERS="" SECTIONS="throughput setup" SKIP_INSTALL=1 \
-        OUT=$TMP/round$i.md RAW_OUT=$raw bash "$ROOT/benches/peers.sh" >/dev/null 2>"$TMP/round$i.err" \
-        || { echo "round $i failed:" >&2; tail -20 "$TMP/round$i.err" >&2; exit 1; }
-    tp_on=$(val "$raw" tp.regdoc-metrics) tp_off=$(val "$raw" tp.regdoc)
-    rate_on=$(val "$raw" setup.regdoc-metrics.64.rate) rate_off=$(val "$raw" setup.regdoc.64.rate)
-    cpu_on=$(val "$raw" setup.regdoc-metrics.64.cpu_us) cpu_off=$(val "$raw" setup.regdoc.64.cpu_us)
-    r_tp=$(ratio "$tp_on" "$tp_off") r_rate=$(ratio "$rate_on" "$rate_off") r_cpu=$(ratio "$cpu_on" "$cpu_off")
-    echo "$r_tp" >>"$TMP/tp"
-    echo "$r_rate" >>"$TMP/rate"
-    echo "$r_cpu" >>"$TMP/cpu"
-    printf '| %d | %s | %s / %s | %s | %s / %s | %s | %s / %s | %s |\n' "$i" "${order%% *}" \
-        "$tp_on" "$tp_off" "$r_tp" "$rate_on" "$rate_off" "$r_rate" "$cpu_on" "$cpu_off" "$r_cpu"
-done
-printf '\nMedian of %d rounds, metrics on / off: throughput %s, tunnels/s at 64 clients %s, CPU per tunnel %s (load before: %s)\n' \
-    "$ROUNDS" "$(grep -v n/a "$TMP/tp" | median)" "$(grep -v n/a "$TMP/rate" | median)" \
-    "$(grep -v n/a "$TMP/cpu" | median)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    local i order raw tp_on tp_off rate_on rate_off cpu_on cpu_off r_tp r_rate r_cpu
+    printf '| round | first | throughput MiB/s on / off | ratio | tunnels/s at 64 on / off | ratio | CPU µs/tunnel on / off | ratio |\n'
+    printf '|---|---|---|---|---|---|---|---|\n'
+    for ((i = 1; i <= ROUNDS; i++)); do
+        if ((i % 2)); then
+            order="regdoc regdoc-metrics"
+        else
+            order="regdoc-metrics regdoc"
+        fi
+        raw=$TMP/round$i.txt
+        ORDER=$order PEERS="" IDLE_PEERS="" SECTIONS="throughput setup" SKIP_INSTALL=1 \
+            OUT=$TMP/round$i.md RAW_OUT=$raw bash "$ROOT/benches/peers.sh" >/dev/null 2>"$TMP/round$i.err" \
+            || { echo "round $i failed:" >&2; tail -20 "$TMP/round$i.err" >&2; exit 1; }
+        tp_on=$(val "$raw" tp.regdoc-metrics) tp_off=$(val "$raw" tp.regdoc)
+        rate_on=$(val "$raw" setup.regdoc-metrics.64.rate) rate_off=$(val "$raw" setup.regdoc.64.rate)
+        cpu_on=$(val "$raw" setup.regdoc-metrics.64.cpu_us) cpu_off=$(val "$raw" setup.regdoc.64.cpu_us)
+        r_tp=$(ratio "$tp_on" "$tp_off") r_rate=$(ratio "$rate_on" "$rate_off") r_cpu=$(ratio "$cpu_on" "$cpu_off")
+        echo "$r_tp" >>"$TMP/tp"
+        echo "$r_rate" >>"$TMP/rate"
+        echo "$r_cpu" >>"$TMP/cpu"
+        printf '| %d | %s | %s / %s | %s | %s / %s | %s | %s / %s | %s |\n' "$i" "${order%% *}" \
+            "$tp_on" "$tp_off" "$r_tp" "$rate_on" "$rate_off" "$r_rate" "$cpu_on" "$cpu_off" "$r_cpu"
+    done
+    printf '\nMedian of %d rounds, metrics on / off: throughput %s, tunnels/s at 64 clients %s, CPU per tunnel %s (load at the end: %s)\n' \
+        "$ROUNDS" "$(grep -v n/a "$TMP/tp" | median)" "$(grep -v n/a "$TMP/rate" | median)" \
+        "$(grep -v n/a "$TMP/cpu" | median)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 if want rates; then rates; fi
