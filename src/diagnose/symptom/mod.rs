@@ -429,8 +429,9 @@ fn containerd_symptom(ev: &FailureEvent, ex: &HttpExchange, op: Operation) -> Op
                 && matches!(ex.method.as_str(), "HEAD" | "GET")
                 && ex.status == 404 =>
         {
+            // Without the tag the reference cannot be written as containerd writes it.
+            ex.reference.as_ref()?;
             let name = image_name(ev, ex.repository.as_deref()?);
-            ex.reference.as_deref()?;
             known(
                 "containerd_not_found",
                 render(
