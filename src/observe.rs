@@ -418,6 +418,17 @@ pub struct HttpExchange {
     pub service: Option<String>,
 }
 
+impl HttpExchange {
+    /// Whether the request came from containerd's resolver (`containerd/1.6.20~ds1`: the CRI
+    /// plugin's pulls and `ctr`). containerd frames registry errors in its own words, asks token
+    /// services differently from Docker and gets its credentials from its caller.
+    pub fn from_containerd(&self) -> bool {
+        self.user_agent
+            .as_deref()
+            .is_some_and(|ua| ua.starts_with("containerd/"))
+    }
+}
+
 /// Words the tunnel's failure sentence uses when the client, not regdoc's deadline, ended a
 /// silent handshake. The fact itself is [`FailureEvent::client_gave_up`]; nothing reads it back
 /// from the sentence.

@@ -108,9 +108,7 @@ pub struct Diagnoser {
 /// 404), asks again with `GET` and Basic credentials. Such a refusal is no failure: a healthy pull
 /// from those services goes through it every time, and a wrong password is judged on the `GET`.
 pub fn containerd_retries_token(ex: &HttpExchange) -> bool {
-    ex.user_agent
-        .as_deref()
-        .is_some_and(|ua| ua.starts_with("containerd/"))
+    ex.from_containerd()
         && ex.method == "POST"
         && ex.path_class == "token"
         && matches!(ex.status, 400 | 401 | 404 | 405)

@@ -85,17 +85,13 @@ impl TimedPhase {
     }
 }
 
-/// Every mode, in the order of [`mode_index`].
+/// Every mode, in the order `Mode` declares them: [`mode_index`] is a position in this list.
 pub const MODES: [Mode; 4] = [Mode::Refused, Mode::Tunnel, Mode::Intercept, Mode::Forward];
 
-/// The position of `mode` in [`MODES`].
+/// The position of `mode` in [`MODES`], which lists the modes in the order `Mode` declares them
+/// (a unit test holds the two together).
 pub fn mode_index(mode: Mode) -> usize {
-    match mode {
-        Mode::Refused => 0,
-        Mode::Tunnel => 1,
-        Mode::Intercept => 2,
-        Mode::Forward => 3,
-    }
+    mode as usize
 }
 
 /// The position of an endpoint class's name (`EndpointKind::as_str`) in `EndpointKind::ALL`.

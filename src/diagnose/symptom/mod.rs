@@ -384,14 +384,6 @@ fn image_reference(name: &str, ex: &HttpExchange) -> String {
     }
 }
 
-/// Whether the request came from containerd's resolver (`containerd/1.6.20~ds1`: the CRI
-/// plugin's pulls and `ctr`), which frames registry errors in its own words.
-fn from_containerd(ex: &HttpExchange) -> bool {
-    ex.user_agent
-        .as_deref()
-        .is_some_and(|ua| ua.starts_with("containerd/"))
-}
-
 /// containerd 1.6's words for the registry's answers it frames itself, read from its resolver
 /// and checked against `ctr images pull` end to end. `None` where containerd prints the
 /// registry's own words, or where its line is not checked yet: the Docker wording then stands.
@@ -473,7 +465,7 @@ fn containerd_symptom(ev: &FailureEvent, ex: &HttpExchange, op: Operation) -> Op
 
 fn http_symptom(ev: &FailureEvent, ex: &HttpExchange, sit: &Situation) -> Option<Symptom> {
     let op = sit.operation.unwrap_or(Operation::Unknown);
-    if from_containerd(ex) {
+    if ex.from_containerd() {
         if let Some(s) = containerd_symptom(ev, ex, op) {
             return Some(s);
         }

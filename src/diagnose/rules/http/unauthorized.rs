@@ -333,11 +333,7 @@ fn username_fact(ex: &HttpExchange) -> Option<String> {
 /// Why a request without credentials was refused, and where that client gets them: `docker
 /// login` for Docker; for containerd (`ctr`, a Kubernetes node's CRI) its caller passes them.
 fn no_credentials(ex: &HttpExchange) -> &'static str {
-    if ex
-        .user_agent
-        .as_deref()
-        .is_some_and(|ua| ua.starts_with("containerd/"))
-    {
+    if ex.from_containerd() {
         "the client (containerd) sent no credentials and anonymous pull is off: containerd gets them from its caller (`ctr images pull --user`; on a Kubernetes node the pod's imagePullSecrets or the kubelet's identity with AcrPull on the registry, which `az aks check-acr` verifies on AKS)"
     } else {
         "the client sent no credentials: anonymous pull is off, run docker login"
