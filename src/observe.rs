@@ -409,6 +409,10 @@ pub struct HttpExchange {
     /// Claims of a token the server issued in this exchange (token endpoint replies).
     pub issued_token: Option<crate::http::jwt::Claims>,
     pub user_agent: Option<String>,
+    /// The request's `Accept`: which manifest media types the client takes, which also tells a
+    /// pull's lookup of a tag from a push's check that a manifest is already there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept: Option<String>,
     /// The upstream `Date` header minus local time, in seconds.
     pub date_skew_secs: Option<i64>,
     /// Query `scope` (token requests) requested by the client.
@@ -426,6 +430,23 @@ impl HttpExchange {
         self.user_agent
             .as_deref()
             .is_some_and(|ua| ua.starts_with("containerd/"))
+    }
+
+    /// Whether this is containerd's check, before it pushes a manifest, that the registry has
+    /// it already: a `HEAD` of the manifest accepting the one media type being pushed (its
+    /// resolver, looking up a tag to pull, accepts every manifest type). A 404 to it is the
+    /// expected answer.
+    pub fn is_push_existence_check(&self) -> bool {
+        self.from_containerd()
+            && self.method.eq_ignore_ascii_case("HEAD")
+            && self.path_class == "manifest"
+            && self.accept.as_deref().is_some_and(|a| {
+                a.split(',')
+                    .map(|t| t.split(';').next().unwrap_or_default().trim())
+                    .filter(|t| !t.is_empty() && *t != "*/*")
+                    .count()
+                    == 1
+            })
     }
 }
 

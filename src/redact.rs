@@ -426,8 +426,39 @@ fn looks_secret(word: &str) -> bool {
             .any(|c| c.is_ascii_digit() || matches!(c, '+' | '/' | '='))
             || (run.chars().any(|c| c.is_ascii_uppercase())
                 && run.chars().any(|c| c.is_ascii_lowercase()));
-        run.len() >= 32 && !uniform && !hex && random && !looks_like_host(run)
+        run.len() >= 32
+            && !uniform
+            && !hex
+            && random
+            && !looks_like_host(run)
+            && !looks_like_media_type(run)
     })
+}
+
+/// `application/vnd.docker.distribution.manifest.v2+json` is long, has a digit, a `/` and a
+/// `+`, but it is a media type the evidence must keep (an `Accept` list, a registry's "unsupported
+/// manifest media type"): a registered top-level type, then a lower-case subtype. Random
+/// base64 of that length is never all lower-case.
+fn looks_like_media_type(run: &str) -> bool {
+    const TOP_LEVEL: &[&str] = &[
+        "application",
+        "audio",
+        "font",
+        "image",
+        "message",
+        "model",
+        "multipart",
+        "text",
+        "video",
+    ];
+    let Some((top, sub)) = run.split_once('/') else {
+        return false;
+    };
+    TOP_LEVEL.contains(&top)
+        && !sub.is_empty()
+        && sub.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '+' | '-' | '_')
+        })
 }
 
 /// Whether a word holds a JWT, glued to dots or not (`...sig.` at the end of a sentence,
@@ -497,6 +528,22 @@ mod tests {
         }
         // The user name is an identity, not a secret.
         assert!(r.clean("user alice refused").contains("alice"));
+    }
+
+    #[test]
+    fn media_types_are_evidence_not_secrets() {
+        let accept = "application/vnd.docker.distribution.manifest.v2+json, \
+                      application/vnd.oci.image.index.v1+json, */*";
+        assert_eq!(redact(accept), accept);
+        let said = "unsupported manifest media type: application/vnd.oci.image.manifest.v1+json";
+        assert_eq!(redact(said), said);
+        // A token with a slash is still one: mixed case, and no registered top-level type.
+        let token = "application/Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZg+x";
+        assert_eq!(redact(token), MASK);
+        assert_eq!(
+            redact("xyzzy/zm9vyMfyymf6cxv4mti+zndu2nzg5mgfiy2rlzg"),
+            MASK
+        );
     }
 
     #[test]

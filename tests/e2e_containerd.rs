@@ -304,3 +304,33 @@ fn containerd_anonymous_pull_of_a_private_registry() {
         "invalid_credentials",
     );
 }
+
+#[test]
+fn containerd_push_without_push_rights() {
+    // A user the token service lets pull but not push. containerd first asks whether the
+    // manifest is there (HEAD, 404: no failure), then PUTs it with a token that grants pull
+    // only; the registry's challenge says `insufficient_scope`, and that word, not the status or
+    // the body, is what ctr prints.
+    if !ready("containerd_push_without_push_rights") {
+        return;
+    }
+    let env = start(Options {
+        mode: Mode::Intercept,
+        auth: Auth::Token,
+        ..Options::default()
+    });
+    let source = reference(REG_HOST);
+    let pull = env.ctr_pull(&source, Some((PULL_USER, PASSWORD)));
+    assert!(pull.success, "a pull-only user may pull:\n{}", env.dump());
+    let target = format!("{REG_HOST}/{IMAGE_REPO}:pushed");
+    let tag = env.ctr(&["images", "tag", &source, &target]);
+    assert!(tag.success, "{}", tag.text());
+    let out = env.ctr_push(&target, Some((PULL_USER, PASSWORD)));
+    assert!(!out.success, "a pull-only user must not push");
+    let line = "server message: insufficient_scope: authorization failed";
+    assert_printed(&out, &format!("\": {line}"));
+    assert_printed(&out, "ctr: failed commit on ref \"manifest-sha256:");
+    let rec = assert_diagnosed_as(&env, &out, "not_authorized", &[], SymptomMatch::Whole);
+    assert_eq!(client_symptom(&rec), Some(line), "{rec:#}");
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
+}

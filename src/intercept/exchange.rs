@@ -21,6 +21,8 @@ const TEXT_CAP: usize = 512;
 /// Cap of the path a `request` record shows: enough for any registry route (a repository name
 /// is at most 255 characters in ACR), short enough that a hostile path cannot bloat the log.
 const PATH_CAP: usize = 512;
+/// Cap of the `Accept` list kept: the manifest media types a client names fit well within it.
+const ACCEPT_CAP: usize = 600;
 
 /// Facts of the request, before it is sent, and the redactor of what its server will say.
 pub fn from_request(
@@ -30,6 +32,7 @@ pub fn from_request(
 ) -> (HttpExchange, Redactor) {
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let info = path::classify(method.as_str(), pq);
+    let redactor = Redactor::for_request(uri, headers);
     let ex = HttpExchange {
         method: method.as_str().to_string(),
         path_class: info.class.to_string(),
@@ -40,11 +43,26 @@ pub fn from_request(
             .and_then(|v| v.to_str().ok())
             .and_then(credentials::describe),
         user_agent: header_text(headers, http::header::USER_AGENT, 200),
+        accept: accept(headers).map(|a| redactor.clean(&a)),
         requested_scopes: info.scopes,
         service: info.service,
         ..HttpExchange::default()
     };
-    (ex, Redactor::for_request(uri, headers))
+    (ex, redactor)
+}
+
+/// Every `Accept` line of the request as one list (Docker sends one line per media type,
+/// containerd one line), capped: it is the client's text.
+fn accept(headers: &HeaderMap) -> Option<String> {
+    let mut out = String::new();
+    for v in headers.get_all(http::header::ACCEPT) {
+        let Ok(v) = v.to_str() else { continue };
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(v);
+    }
+    (!out.is_empty()).then(|| out.chars().take(ACCEPT_CAP).collect())
 }
 
 /// The request path as a `request` record shows it. Only the path: the query goes (token

@@ -1807,6 +1807,19 @@ impl Env {
         self.ctr(&args)
     }
 
+    /// `ctr images push --hosts-dir <test hosts dir> [--user USER:PASSWORD] <reference>`: the
+    /// push runs in `ctr`, through regdoc.
+    pub fn ctr_push(&self, reference: &str, creds: Option<(&str, &str)>) -> Output {
+        let hosts = self.containerd_hosts_dir().display().to_string();
+        let user = creds.map(|(u, p)| format!("{u}:{p}"));
+        let mut args = vec!["images", "push", "--hosts-dir", &hosts];
+        if let Some(u) = &user {
+            args.extend(["--user", u]);
+        }
+        args.push(reference);
+        self.ctr(&args)
+    }
+
     /// Every JSON record regdoc wrote so far.
     pub fn records(&self) -> Vec<serde_json::Value> {
         let markers = self.markers.lock().map(|m| m.clone()).unwrap_or_default();

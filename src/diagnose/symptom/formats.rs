@@ -185,6 +185,13 @@ pub static FORMATS: &[Format] = &[
         checked_by: "containerd_tag_not_found",
     },
     Format {
+        id: "containerd_bearer_error",
+        operations: "pull, push (containerd 1.6)",
+        situation: "the registry refused a request made with a bearer token, and its challenge names an error (`error=\"insufficient_scope\"`: the token does not grant the action); containerd asks once more and then prints the challenge's error, not the status or the body; `ctr images push` prints it after `ctr: failed commit on ref \"manifest-sha256:…\": `",
+        template: "server message: {error}: authorization failed",
+        checked_by: "containerd_push_without_push_rights",
+    },
+    Format {
         id: "containerd_request_error",
         operations: "pull (containerd 1.6, with `diagnosis.client = \"containerd\"`)",
         situation: "a request that failed before regdoc could read it (a refused CONNECT, a tunnel that ended): containerd prints `failed to do request: Head \"https://HOST/v2/NAME/manifests/TAG\": ERROR` after `ctr: failed to resolve reference \"REF\": `; NAME and TAG never cross regdoc in the clear, so the line is ERROR (regdoc's reason phrase for a refused CONNECT)",

@@ -384,12 +384,31 @@ fn image_reference(name: &str, ex: &HttpExchange) -> String {
     }
 }
 
+/// The `error` of a bearer challenge that refused a registry request (not the token service's,
+/// whose refusals containerd words as a failed token fetch).
+fn bearer_error(ex: &HttpExchange) -> Option<&str> {
+    if ex.status != 401 || matches!(ex.path_class.as_str(), "token" | "exchange") {
+        return None;
+    }
+    let c = ex.www_authenticate.as_ref().filter(|c| c.is_bearer())?;
+    c.error.as_deref().filter(|e| !e.is_empty())
+}
+
 /// containerd 1.6's words for the registry's answers it frames itself, read from its resolver
 /// and checked against `ctr images pull` end to end. `None` where containerd prints the
 /// registry's own words, or where its line is not checked yet: the Docker wording then stands.
 fn containerd_symptom(ev: &FailureEvent, ex: &HttpExchange, op: Operation) -> Option<Symptom> {
     let status = ex.status.to_string();
     let status_text = distribution::status_text(ex.status);
+    // A bearer token refused with an error in the challenge: containerd's authorizer retries
+    // the request once, and the second refusal ends the operation with the challenge's error
+    // (its `invalidAuthorization`), whatever the path.
+    if let Some(error) = bearer_error(ex) {
+        return known(
+            "containerd_bearer_error",
+            render("containerd_bearer_error", &[("error", error)]),
+        );
+    }
     match ex.path_class.as_str() {
         // The tag's resolution (`HEAD /v2/NAME/manifests/TAG`) answered 4xx other than 404: the
         // resolver keeps that status as its error, with the host as the reference names it.
@@ -852,6 +871,63 @@ mod tests {
             s.text,
             "Error response from daemon: received unexpected HTTP status: 502 regdoc registry_error: closed"
         );
+    }
+
+    #[test]
+    fn containerd_prints_a_bearer_challenges_error() {
+        // A push with a token that grants pull only: the manifest's PUT is refused with the
+        // challenge's `insufficient_scope`, which containerd prints instead of the status.
+        let put = HttpExchange {
+            method: "PUT".into(),
+            path_class: "manifest".into(),
+            status: 401,
+            repository: Some("e2e/busybox".into()),
+            reference: Some("pushed".into()),
+            user_agent: Some("containerd/1.6.20~ds1".into()),
+            www_authenticate: Some(Challenge {
+                scheme: "Bearer".into(),
+                error: Some("insufficient_scope".into()),
+                ..Default::default()
+            }),
+            registry_errors: vec![RegistryError {
+                code: "UNAUTHORIZED".into(),
+                message: "authentication required".into(),
+                has_detail: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let s = client_symptom(&http(REG, 443, put.clone()), None, &at(Operation::Push)).unwrap();
+        assert_eq!(
+            (s.text.as_str(), s.basis),
+            (
+                "server message: insufficient_scope: authorization failed",
+                Basis::Known
+            )
+        );
+        // The same refusal of a pull's manifest lookup: the same words.
+        let head = HttpExchange {
+            method: "HEAD".into(),
+            ..put.clone()
+        };
+        let s = client_symptom(&http(REG, 443, head), None, &at(Operation::Pull)).unwrap();
+        assert_eq!(
+            s.text,
+            "server message: insufficient_scope: authorization failed"
+        );
+        // A challenge without an error (Basic, or a bearer challenge to a request without a
+        // token) keeps the status line.
+        let basic = HttpExchange {
+            www_authenticate: Some(Challenge {
+                scheme: "Basic".into(),
+                error: Some("insufficient_scope".into()),
+                ..Default::default()
+            }),
+            method: "HEAD".into(),
+            ..put
+        };
+        let s = client_symptom(&http(REG, 443, basic), None, &at(Operation::Pull)).unwrap();
+        assert!(s.text.starts_with("pulling from host "), "{}", s.text);
     }
 
     #[test]

@@ -77,3 +77,32 @@ fn healthy_head_blob_404_during_push() {
     hm.auth = Some(bearer(access_token("app/web", &["pull"])));
     assert_eq!(ids(&judge(&d, REG, &hm)), vec!["not_found"]);
 }
+
+#[test]
+fn healthy_containerd_manifest_existence_check_before_a_push() {
+    // containerd asks for the manifest it is about to push, accepting its one media type; "no"
+    // is expected even with a token that does not grant push (the push's refusal is judged on
+    // the PUT).
+    let d = diagnoser(vec![]);
+    let mut hm = manifest("HEAD", 404, "app/web", "1.2");
+    hm.user_agent = Some("containerd/1.6.20~ds1".into());
+    hm.auth = Some(bearer(access_token("app/web", &["pull"])));
+    hm.accept = Some("application/vnd.docker.distribution.manifest.v2+json, */*".into());
+    assert!(hm.is_push_existence_check());
+    assert!(judge(&d, REG, &hm).is_empty());
+    // Its resolver, looking up a tag to pull, accepts every manifest type: a 404 there is a
+    // missing tag.
+    hm.accept = Some(
+        "application/vnd.docker.distribution.manifest.v2+json, \
+         application/vnd.docker.distribution.manifest.list.v2+json, \
+         application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, */*"
+            .into(),
+    );
+    assert!(!hm.is_push_existence_check());
+    assert_eq!(ids(&judge(&d, REG, &hm)), vec!["not_found"]);
+    // Another client's single-type HEAD is not taken for containerd's push.
+    hm.accept = Some("application/vnd.oci.image.manifest.v1+json".into());
+    hm.user_agent = Some("docker/20.10.24".into());
+    assert!(!hm.is_push_existence_check());
+    assert_eq!(ids(&judge(&d, REG, &hm)), vec!["not_found"]);
+}

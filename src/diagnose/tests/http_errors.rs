@@ -204,3 +204,21 @@ fn beyond_geo_replication_manifest_blob_unknown() {
         vec!["geo_replication", "not_found"]
     );
 }
+
+#[test]
+fn registry_error_detail_is_its_own_words_in_the_evidence() {
+    // distribution's 401 to a push without the scope names what was asked in `detail`.
+    let d = diagnoser(vec![]);
+    let mut put = manifest("PUT", 401, "app/web", "1.0");
+    put.auth = Some(bearer(access_token("app/web", &["pull"])));
+    put.registry_errors = vec![RegistryError {
+        detail: Some(serde_json::json!([{"Action": "push", "Name": "app/web"}])),
+        ..acr_error("UNAUTHORIZED", "authentication required")
+    }];
+    let f = judge(&d, REG, &put);
+    let e = evidence(&f, "not_authorized");
+    assert!(
+        e.contains("registry says 401 UNAUTHORIZED: authentication required detail [{"),
+        "{e}"
+    );
+}

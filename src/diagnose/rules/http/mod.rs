@@ -72,17 +72,17 @@ fn server_text(ex: &HttpExchange) -> String {
 
 fn registry_says(ex: &HttpExchange) -> Option<String> {
     if let Some(e) = ex.registry_errors.first() {
+        // `redact` trims, so the separator goes outside it.
         let detail = e
             .detail
             .as_ref()
-            .map(|d| format!(" detail {}", text::cap(&d.to_string(), 120)))
+            .map(|d| format!(" detail {}", redact(&text::cap(&d.to_string(), 120))))
             .unwrap_or_default();
         return Some(format!(
-            "registry says {} {}: {}{}",
+            "registry says {} {}: {}{detail}",
             ex.status,
             redact(&e.code),
             redact(&e.message),
-            redact(&detail)
         ));
     }
     ex.body_text
@@ -122,6 +122,8 @@ pub fn is_healthy(ex: &HttpExchange) -> bool {
         }
         // A push asks whether a blob exists before uploading it; "no" is expected.
         404 if ex.method.eq_ignore_ascii_case("HEAD") && ex.path_class == "blob" => true,
+        // containerd asks the same of a manifest before pushing it.
+        404 if ex.is_push_existence_check() => true,
         404 if ex.method.eq_ignore_ascii_case("HEAD") && ex.path_class == "manifest" => {
             let (Some(repo), Some(claims)) = (
                 ex.repository.as_deref(),
