@@ -873,22 +873,15 @@ mod tests {
         );
     }
 
-    #[test]
-    fn containerd_prints_a_bearer_challenges_error() {
-        // A push with a token that grants pull only: the manifest's PUT is refused with the
-        // challenge's `insufficient_scope`, which containerd prints instead of the status.
-        let put = HttpExchange {
-            method: "PUT".into(),
+    /// containerd's `HEAD` of the tag `e2e/busybox:1`, refused with distribution's 401.
+    fn containerd_manifest_refused() -> HttpExchange {
+        HttpExchange {
+            method: "HEAD".into(),
             path_class: "manifest".into(),
             status: 401,
             repository: Some("e2e/busybox".into()),
-            reference: Some("pushed".into()),
+            reference: Some("1".into()),
             user_agent: Some("containerd/1.6.20~ds1".into()),
-            www_authenticate: Some(Challenge {
-                scheme: "Bearer".into(),
-                error: Some("insufficient_scope".into()),
-                ..Default::default()
-            }),
             registry_errors: vec![RegistryError {
                 code: "UNAUTHORIZED".into(),
                 message: "authentication required".into(),
@@ -896,6 +889,22 @@ mod tests {
                 ..Default::default()
             }],
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn containerd_prints_a_bearer_challenges_error() {
+        // A push with a token that grants pull only: the manifest's PUT is refused with the
+        // challenge's `insufficient_scope`, which containerd prints instead of the status.
+        let put = HttpExchange {
+            method: "PUT".into(),
+            reference: Some("pushed".into()),
+            www_authenticate: Some(Challenge {
+                scheme: "Bearer".into(),
+                error: Some("insufficient_scope".into()),
+                ..Default::default()
+            }),
+            ..containerd_manifest_refused()
         };
         let s = client_symptom(&http(REG, 443, put.clone()), None, &at(Operation::Push)).unwrap();
         assert_eq!(
@@ -932,21 +941,7 @@ mod tests {
 
     #[test]
     fn containerd_frames_a_refused_resolution_and_token_its_own_way() {
-        let manifest = HttpExchange {
-            method: "HEAD".into(),
-            path_class: "manifest".into(),
-            status: 401,
-            repository: Some("e2e/busybox".into()),
-            reference: Some("1".into()),
-            user_agent: Some("containerd/1.6.20~ds1".into()),
-            registry_errors: vec![RegistryError {
-                code: "UNAUTHORIZED".into(),
-                message: "authentication required".into(),
-                has_detail: true,
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
+        let manifest = containerd_manifest_refused();
         let s = client_symptom(
             &http(REG, 5443, manifest.clone()),
             None,
