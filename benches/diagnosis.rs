@@ -90,6 +90,7 @@ fn bench(c: &mut Criterion) {
                 Some((502, "regdoc client_firewall: refused")),
                 None,
                 None,
+                regdoc::config::ClientKind::Docker,
             );
             black_box(serde_json::to_string(&rec).unwrap())
         })

@@ -179,7 +179,8 @@ pub struct FailureRecord<'a> {
     pub upstream_proxy: Option<&'a str>,
     pub cause: Option<&'static str>,
     pub cause_title: Option<&'static str>,
-    pub remedy: &'static [&'static str],
+    /// The steps for the client that failed (see `diagnose::remedy`).
+    pub remedy: Vec<&'static str>,
     pub doc: Option<&'static str>,
     /// The line the client printed, when regdoc knows the words (see `diagnose::symptom`).
     pub client_symptom: Option<String>,
@@ -212,6 +213,7 @@ pub fn failure_record<'a>(
     reply: Option<(u16, &'a str)>,
     symptom: Option<crate::diagnose::Symptom>,
     operation: Option<crate::diagnose::symptom::Operation>,
+    client: crate::config::ClientKind,
 ) -> FailureRecord<'a> {
     let top = findings.first();
     let (client_symptom, expected_client_symptom) = match symptom {
@@ -240,7 +242,9 @@ pub fn failure_record<'a>(
         upstream_proxy: ev.upstream_proxy.as_deref(),
         cause: top.map(|f| f.cause.id),
         cause_title: top.map(|f| f.cause.title),
-        remedy: top.map(|f| f.cause.remedy).unwrap_or(&[]),
+        remedy: top
+            .map(|f| crate::diagnose::remedy::for_client(f.cause, client))
+            .unwrap_or_default(),
         doc: top.map(|f| f.cause.doc),
         client_symptom,
         expected_client_symptom,
@@ -271,8 +275,9 @@ fn write_failure(
     reply: Option<(u16, &str)>,
     symptom: Option<crate::diagnose::symptom::Symptom>,
     operation: Option<crate::diagnose::symptom::Operation>,
+    client: crate::config::ClientKind,
 ) {
-    let rec = failure_record(ev, findings, reply, symptom, operation);
+    let rec = failure_record(ev, findings, reply, symptom, operation, client);
     emit("failure", &rec);
 }
 

@@ -1,6 +1,8 @@
 //! `regdoc explain CAUSE_ID` and `regdoc explain --list`: the catalog, for people.
 
+use crate::config::ClientKind;
 use crate::diagnose::catalog::{self, Cause};
+use crate::diagnose::remedy;
 use crate::diagnose::text::edit_distance;
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -87,6 +89,14 @@ pub fn render(c: &Cause) -> String {
     let _ = writeln!(out, "How to fix:");
     list_items(&mut out, c.remedy);
     let _ = writeln!(out);
+    let containerd = remedy::for_client(c, ClientKind::Containerd);
+    if containerd != c.remedy {
+        // What a containerd node's record says instead (`diagnosis.client`, or containerd's
+        // own requests).
+        let _ = writeln!(out, "How to fix, on a containerd node (Kubernetes, ctr):");
+        list_items(&mut out, &containerd);
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "Documentation: {}", c.doc);
     if c.observable {
         let _ = writeln!(
@@ -195,6 +205,18 @@ mod tests {
         let text = explain("data_endpoint_firewall").unwrap();
         assert!(text.contains("<name>.<region>.data.azurecr.io"));
         assert!(text.contains("*.blob.core.windows.net"));
+    }
+
+    #[test]
+    fn a_docker_step_has_its_containerd_counterpart() {
+        let text = explain("intercept_ca_untrusted").unwrap();
+        let (docker, containerd) = text.split_once("on a containerd node").unwrap();
+        assert!(docker.contains("/etc/docker/certs.d/"), "{text}");
+        assert!(containerd.contains("/etc/containerd/certs.d/"), "{text}");
+        assert!(!containerd.contains("/etc/docker/"), "{text}");
+        // A cause whose steps are the same for both clients shows them once.
+        let text = explain("geo_replication").unwrap();
+        assert!(!text.contains("on a containerd node"), "{text}");
     }
 
     #[test]

@@ -551,7 +551,7 @@ pub static PROXY_POLICY: Cause = Cause {
     remedy: &[
         "Port not allowed: add the port to allowed_ports in regdoc's configuration, or use the registry's standard port 443.",
         "Client not allowed: add the client's network to allowed_clients.",
-        "Connection limit (429 Too Many Requests): the client already holds max_connections_per_client connections to regdoc. Raise the setting if that client really needs more at once (one Docker host serving many parallel pulls, a CI runner), or find what keeps so many open.",
+        "Connection limit (429 Too Many Requests): the client already holds max_connections_per_client connections to regdoc. Raise the setting if that client really needs more at once (a build host serving many parallel pulls, a CI runner), or find what keeps so many open.",
         "Proxy authentication: put the user and password in the daemon's proxy URL (http://user:pass@host:3128) and restart the daemon.",
         "Destination not allowed: the name or address is refused by denied_destinations (by default link-local and cloud metadata addresses, loopback, and regdoc's own listen address). If the destination is legitimate (a registry on this host, say), add a more specific entry for it to allowed_destinations.",
         "Interception refused a name (the client got a TLS alert, `unrecognized name`): regdoc presents certificates only for the host of the CONNECT request, and only for names its CA's name constraints permit; fix the client's server name, or make a CA that permits the host (`regdoc ca init --force --permit <host>`) and trust it again.",

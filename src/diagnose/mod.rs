@@ -26,6 +26,7 @@
 pub mod aggregate;
 pub mod catalog;
 pub mod context;
+pub mod remedy;
 pub mod rules;
 pub mod symptom;
 pub mod text;

@@ -165,7 +165,8 @@ impl FailureLog {
             self.count_over_budget();
             return Logged::Counted;
         }
-        super::write_failure(ev, findings, reply, symptom, situation.operation);
+        let client = crate::diagnose::symptom::client_of(ev, &situation);
+        super::write_failure(ev, findings, reply, symptom, situation.operation, client);
         Logged::Full
     }
 

@@ -2228,6 +2228,9 @@ pub fn assert_diagnosed_expect(env: &Env, client: &Output, e: Expect) -> serde_j
             e.how
         );
     };
+    if env.opts.containerd && !env.opts.docker {
+        assert_containerd_remedies(&failures);
+    }
     eprintln!(
         "e2e: cause={} other_causes={:?} client_symptom={:?}",
         e.cause,
@@ -2235,6 +2238,27 @@ pub fn assert_diagnosed_expect(env: &Env, client: &Output, e: Expect) -> serde_j
         client_symptom(rec)
     );
     rec.clone()
+}
+
+/// A containerd node is told containerd's steps: no record's remedy names a step only a Docker
+/// host has (its daemon, `docker login`, /etc/docker/certs.d).
+fn assert_containerd_remedies(failures: &[serde_json::Value]) {
+    for r in failures {
+        let remedy = r.get("remedy").and_then(|v| v.as_array());
+        assert!(
+            remedy.is_some_and(|steps| !steps.is_empty()),
+            "a diagnosed failure has steps: {r:#}"
+        );
+        for step in remedy.into_iter().flatten() {
+            let step = step.as_str().unwrap_or_default().to_ascii_lowercase();
+            assert!(
+                !["docker", "daemon.json", "the daemon"]
+                    .iter()
+                    .any(|w| step.contains(w)),
+                "a Docker step in a containerd node's record: {step}\n{r:#}"
+            );
+        }
+    }
 }
 
 /// regdoc claims no words the client did not print: every failure record's `client_symptom`

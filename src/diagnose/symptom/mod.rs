@@ -128,6 +128,16 @@ pub fn client_symptom(
     Some(docker)
 }
 
+/// The client a failure is worded for: the one the exchange's `User-Agent` names when regdoc
+/// read one, else the configured one.
+pub fn client_of(ev: &FailureEvent, situation: &Situation) -> ClientKind {
+    match &ev.http {
+        Some(ex) if ex.from_containerd() => ClientKind::Containerd,
+        Some(_) => ClientKind::Docker,
+        None => situation.client,
+    }
+}
+
 /// containerd's line for a failure worded the Docker way. containerd's first request is the
 /// tag's `HEAD /v2/NAME/manifests/TAG`, not Docker's ping, and it frames an error as `failed to
 /// do request: Head "URL": ERROR`; regdoc saw no NAME or TAG inside a tunnel, so it keeps ERROR,
