@@ -934,8 +934,8 @@ mod tests {
             s.text,
             "server message: insufficient_scope: authorization failed"
         );
-        // A challenge without an error (Basic, or a bearer challenge to a request without a
-        // token) keeps the status line.
+        // containerd reads the error of a bearer challenge only: a Basic one keeps the status
+        // line.
         let basic = HttpExchange {
             www_authenticate: Some(Challenge {
                 scheme: "Basic".into(),
