@@ -305,13 +305,12 @@ fn containerd_anonymous_pull_of_a_private_registry() {
     );
 }
 
-#[test]
-fn containerd_push_without_push_rights() {
-    // A user the token service lets pull but not push. containerd first asks whether the
-    // manifest is there (HEAD, 404: no failure), then PUTs it with a token that grants pull
-    // only; the registry's challenge says `insufficient_scope`, and that word, not the status or
-    // the body, is what ctr prints.
-    if !ready("containerd_push_without_push_rights") {
+/// A user the token service lets pull `e2e/busybox` and nothing else pulls it, tags it as
+/// `target` and pushes. ctr's output must end with `printed`, and every record must say
+/// `not_authorized` with ctr's words: containerd prints the challenge's `insufficient_scope`,
+/// not the status or the body.
+fn push_refused(test: &str, target: &str, printed: &str) {
+    if !ready(test) {
         return;
     }
     let env = start(Options {
@@ -322,15 +321,35 @@ fn containerd_push_without_push_rights() {
     let source = reference(REG_HOST);
     let pull = env.ctr_pull(&source, Some((PULL_USER, PASSWORD)));
     assert!(pull.success, "a pull-only user may pull:\n{}", env.dump());
-    let target = format!("{REG_HOST}/{IMAGE_REPO}:pushed");
-    let tag = env.ctr(&["images", "tag", &source, &target]);
+    let tag = env.ctr(&["images", "tag", &source, target]);
     assert!(tag.success, "{}", tag.text());
-    let out = env.ctr_push(&target, Some((PULL_USER, PASSWORD)));
+    let out = env.ctr_push(target, Some((PULL_USER, PASSWORD)));
     assert!(!out.success, "a pull-only user must not push");
+    assert_printed(&out, printed);
     let line = "server message: insufficient_scope: authorization failed";
-    assert_printed(&out, &format!("\": {line}"));
-    assert_printed(&out, "ctr: failed commit on ref \"manifest-sha256:");
     let rec = assert_diagnosed_as(&env, &out, "not_authorized", &[], SymptomMatch::Whole);
     assert_eq!(client_symptom(&rec), Some(line), "{rec:#}");
     assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
+}
+
+#[test]
+fn containerd_push_without_push_rights() {
+    // Its own repository: the config blob is there already; containerd asks whether the
+    // manifest is (HEAD, 404: no failure), then PUTs it with a token that grants pull only.
+    push_refused(
+        "containerd_push_without_push_rights",
+        &format!("{REG_HOST}/{IMAGE_REPO}:pushed"),
+        "ctr: failed commit on ref \"manifest-sha256:",
+    );
+}
+
+#[test]
+fn containerd_push_to_a_repository_without_rights() {
+    // A repository it may not even pull: the blobs' existence checks are refused already
+    // (containerd goes on with the upload, which is refused the same way).
+    push_refused(
+        "containerd_push_to_a_repository_without_rights",
+        &format!("{REG_HOST}/e2e/elsewhere:pushed"),
+        "ctr: server message: insufficient_scope: authorization failed",
+    );
 }
