@@ -351,9 +351,10 @@ fn data_endpoint_unreachable_rest_works() {
     assert!(rec.to_string().contains(DATA_HOST), "{rec:#}");
 }
 
-#[test]
-fn push_without_push_rights() {
-    if !ready("push_without_push_rights") {
+/// A user the token service lets pull `e2e/busybox` and nothing else logs in, pulls it, tags it
+/// as `target` and pushes: refused, in Docker's words, and diagnosed `not_authorized`.
+fn push_refused(test: &str, target: &str) {
+    if !ready(test) {
         return;
     }
     let env = Env::start(Options {
@@ -365,12 +366,29 @@ fn push_without_push_rights() {
     assert!(login.success, "{}", env.dump());
     let pull = env.docker(&["pull", &image(REG_HOST)]);
     assert!(pull.success, "a pull-only user may pull:\n{}", env.dump());
-    let target = format!("{REG_HOST}/{IMAGE_REPO}:pushed");
-    assert!(env.docker(&["tag", &image(REG_HOST), &target]).success);
-    let out = env.docker(&["push", &target]);
+    assert!(env.docker(&["tag", &image(REG_HOST), target]).success);
+    let out = env.docker(&["push", target]);
     assert!(!out.success, "push must be refused");
     assert_printed(&out, "denied: requested access to the resource is denied");
     assert_diagnosed(&env, &out, "not_authorized");
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
+}
+
+#[test]
+fn push_without_push_rights() {
+    push_refused(
+        "push_without_push_rights",
+        &format!("{REG_HOST}/{IMAGE_REPO}:pushed"),
+    );
+}
+
+#[test]
+fn push_to_a_repository_without_rights() {
+    // Not even pull on the target: the blobs' existence checks are refused already.
+    push_refused(
+        "push_to_a_repository_without_rights",
+        &format!("{REG_HOST}/e2e/elsewhere:pushed"),
+    );
 }
 
 #[test]
