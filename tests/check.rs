@@ -10,7 +10,7 @@ use common::{acr, dns, net};
 use acr::{AcrFixture, Mode};
 use regdoc::cmd::check::args::{Credentials, Image, Secret};
 use regdoc::cmd::check::{check, Outcome, Plan, Report};
-use regdoc::config::Config;
+use regdoc::config::{ClientKind, Config};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -195,6 +195,48 @@ async fn a_misspelt_registry_is_nxdomain_and_registry_name() {
         assert_eq!(step(&r, later).result, Outcome::Skipped, "{later}");
     }
     assert!(dns.was_asked("myregistyr.azurecr.io"));
+    // Docker's words and Docker's step, as `run`'s record would give them.
+    let dns_step = step(&r, "dns");
+    assert_eq!(dns_step.client, ClientKind::Docker);
+    assert!(
+        r.table().contains(
+            "docker: Get \"https://myregistyr.azurecr.io/v2/\": regdoc registry_name: "
+        ),
+        "{}",
+        r.table()
+    );
+    assert!(dns_step
+        .remedy
+        .as_deref()
+        .is_some_and(|r| r.contains("docker login")));
+
+    // On a containerd node: containerd's words (no `Get "…/v2/":` framing) and its step.
+    let mut cfg = Config::default();
+    cfg.dns.nameservers = vec![dns.local_addr().to_string()];
+    cfg.diagnosis.client = ClientKind::Containerd;
+    let r = check(
+        cfg,
+        &plan("myregistyr.azurecr.io", Credentials::Anonymous, false),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let table = r.table();
+    eprintln!("{table}");
+    let dns_step = step(&r, "dns");
+    assert_eq!(dns_step.client, ClientKind::Containerd);
+    assert!(
+        table.contains(
+            "containerd: regdoc registry_name: myregistyr.azurecr.io does not exist (NXDOMAIN)"
+        ),
+        "{table}"
+    );
+    assert!(!table.contains("docker"), "{table}");
+    assert!(
+        r.json().contains("\"client\": \"containerd\""),
+        "{}",
+        r.json()
+    );
 }
 
 #[tokio::test]

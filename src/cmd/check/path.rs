@@ -8,7 +8,7 @@ use super::judge;
 use super::step::Step;
 use super::tls::{Handshake, TlsFailure, Trust};
 use crate::config::Config;
-use crate::diagnose::symptom::{client_symptom, Reply};
+use crate::diagnose::symptom::Reply;
 use crate::diagnose::{Diagnoser, SuccessNote};
 use crate::endpoint::Endpoint;
 use crate::intercept::upstream_tls::RootsError;
@@ -145,8 +145,7 @@ impl Net {
         );
         let reason = crate::proxy::reply::reason_phrase(ev, &findings);
         let reply = connect_phase.then_some(Reply::Connect(reason.as_str()));
-        step.client_symptom =
-            client_symptom(ev, reply, &self.diagnoser.situation(ev)).map(|s| s.text);
+        step.worded_for(ev, reply, &self.diagnoser);
         step
     }
 

@@ -5,7 +5,7 @@ use super::step::{Outcome, Step};
 use std::fmt::Write as _;
 
 /// Columns STEP, RESULT, TIME, CAUSE, DETAIL; under a problem, its one-line remedy and what
-/// Docker prints for it.
+/// the client (`docker:` or `containerd:`) prints for it.
 pub fn table(target: &str, steps: &[Step]) -> String {
     let cause = |s: &Step| s.cause.map(|c| c.id).unwrap_or("-");
     let time = |s: &Step| match s.ms {
@@ -47,7 +47,7 @@ pub fn table(target: &str, steps: &[Step]) -> String {
             let _ = writeln!(out, "{:indent$}fix: {r}", "");
         }
         if let Some(d) = &s.client_symptom {
-            let _ = writeln!(out, "{:indent$}docker: {d}", "");
+            let _ = writeln!(out, "{:indent$}{}: {d}", "", s.client.name());
         }
     }
     let problems = steps

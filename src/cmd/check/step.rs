@@ -1,7 +1,10 @@
 //! One row of the check's report: a step, what it found, how long it took, and the cause
 //! `run` would name for the same fault.
 
-use crate::diagnose::{Cause, Finding};
+use crate::config::ClientKind;
+use crate::diagnose::symptom::{client_of, client_symptom, Reply};
+use crate::diagnose::{Cause, Diagnoser, Finding};
+use crate::observe::FailureEvent;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -20,7 +23,7 @@ pub struct Step {
     /// The cause id `run` gives the same fault.
     #[serde(serialize_with = "cause_id")]
     pub cause: Option<&'static Cause>,
-    /// The cause's first remedy.
+    /// The cause's first remedy, for the client the step is worded for.
     pub remedy: Option<String>,
     /// The facts the diagnosis read, as `run` logs them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -28,9 +31,24 @@ pub struct Step {
     /// Other causes the rules found, less likely.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alternatives: Vec<&'static str>,
-    /// What the Docker client prints for this fault.
+    /// What the client prints for this fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_symptom: Option<String>,
+    /// The client `client_symptom` and `remedy` are for: `docker`, or `containerd` when the
+    /// configuration says so (`diagnosis.client`) and the fault comes before any exchange (the
+    /// check's own exchanges are Docker's requests).
+    #[serde(serialize_with = "client_name")]
+    pub client: ClientKind,
+}
+
+fn client_name<S: serde::Serializer>(c: &ClientKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.name())
+}
+
+fn first_step(cause: &Cause, client: ClientKind) -> Option<String> {
+    crate::diagnose::remedy::for_client(cause, client)
+        .first()
+        .map(|r| r.to_string())
 }
 
 fn cause_id<S: serde::Serializer>(c: &Option<&'static Cause>, s: S) -> Result<S::Ok, S::Error> {
@@ -52,6 +70,7 @@ impl Step {
             evidence: Vec::new(),
             alternatives: Vec::new(),
             client_symptom: None,
+            client: ClientKind::Docker,
         }
     }
 
@@ -85,8 +104,19 @@ impl Step {
 
     pub fn with_cause(mut self, cause: &'static Cause) -> Step {
         self.cause = Some(cause);
-        self.remedy = cause.remedy.first().map(|r| r.to_string());
+        self.remedy = first_step(cause, self.client);
         self
+    }
+
+    /// Word the step for the client that would meet `ev`, as `run`'s record of it would: what
+    /// that client prints (`reply`: what regdoc answered it) and that client's remedy.
+    pub fn worded_for(&mut self, ev: &FailureEvent, reply: Option<Reply<'_>>, d: &Diagnoser) {
+        let situation = d.situation(ev);
+        self.client = client_of(ev, &situation);
+        self.client_symptom = client_symptom(ev, reply, &situation).map(|s| s.text);
+        if let Some(c) = self.cause {
+            self.remedy = first_step(c, self.client);
+        }
     }
 
     pub fn is_problem(&self) -> bool {

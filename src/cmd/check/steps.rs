@@ -9,7 +9,6 @@ use super::manifest::{platform_manifest, short_digest, smallest_blob};
 use super::path::{unix_now, Conn, Net};
 use super::step::Step;
 use crate::diagnose::catalog as c;
-use crate::diagnose::symptom::client_symptom;
 use crate::http::challenge::Challenge;
 use crate::observe::{DnsAnswer, FailureKind, Phase};
 use bytes::Bytes;
@@ -638,8 +637,7 @@ impl Run<'_> {
         ev.dns = dns.cloned();
         ev.http = Some(a.ex.clone());
         let mut step = Step::diagnosed(name, a.took, ev.error.clone(), &findings);
-        step.client_symptom =
-            client_symptom(&ev, None, &net.diagnoser.situation(&ev)).map(|s| s.text);
+        step.worded_for(&ev, None, &net.diagnoser);
         self.steps.push(step);
         None
     }
