@@ -199,9 +199,8 @@ async fn a_misspelt_registry_is_nxdomain_and_registry_name() {
     let dns_step = step(&r, "dns");
     assert_eq!(dns_step.client, ClientKind::Docker);
     assert!(
-        r.table().contains(
-            "docker: Get \"https://myregistyr.azurecr.io/v2/\": regdoc registry_name: "
-        ),
+        r.table()
+            .contains("docker: Get \"https://myregistyr.azurecr.io/v2/\": regdoc registry_name: "),
         "{}",
         r.table()
     );

@@ -127,18 +127,32 @@ fn containerd_registry_name_does_not_resolve() {
     }
     let env = start(Options::default());
     let out = env.ctr_pull(&reference(NX_HOST), None);
-    assert!(
-        !out.success,
-        "a pull of a name that does not exist must fail"
+    // containerd's words, not Docker's `Get "…/v2/": …`.
+    assert_request_failed(
+        &env,
+        &out,
+        NX_HOST,
+        "regdoc registry_name: regdoce2enx.azurecr.io does not exist (NXDOMAIN)",
+        "registry_name",
     );
-    assert_printed(&out, "ctr: failed to resolve reference \"regdoce2enx.azurecr.io/e2e/busybox:1\": failed to do request: Head \"https://regdoce2enx.azurecr.io/v2/e2e/busybox/manifests/1\": regdoc registry_name: regdoce2enx.azurecr.io does not exist (NXDOMAIN)");
-    let rec = assert_diagnosed_as(&env, &out, "registry_name", &[], SymptomMatch::Whole);
-    assert_eq!(
-        client_symptom(&rec),
-        Some("regdoc registry_name: regdoce2enx.azurecr.io does not exist (NXDOMAIN)"),
-        "containerd's words, not Docker's `Get \"…/v2/\"`: {rec:#}"
+}
+
+/// ctr's first request, the tag's manifest on `host`, failed before regdoc could read it: ctr
+/// printed `error` in its request framing; every record names `cause`, one says `error`
+/// exactly (regdoc saw no path, so the framing is not its to predict), and none claims words
+/// ctr did not print.
+fn assert_request_failed(env: &Env, out: &Output, host: &str, error: &str, cause: &str) {
+    let reference = reference(host);
+    assert!(!out.success, "the pull of {reference} must fail");
+    assert_printed(
+        out,
+        &format!(
+            "ctr: failed to resolve reference \"{reference}\": failed to do request: Head \"https://{host}/v2/{IMAGE_REPO}/manifests/{IMAGE_TAG}\": {error}"
+        ),
     );
-    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
+    let rec = assert_diagnosed_as(env, out, cause, &[], SymptomMatch::Whole);
+    assert_eq!(client_symptom(&rec), Some(error), "{rec:#}");
+    assert_no_unprinted_symptom(env, out, SymptomMatch::Whole);
 }
 
 fn wrong_password(auth: Auth) {
@@ -352,4 +366,24 @@ fn containerd_push_to_a_repository_without_rights() {
         &format!("{REG_HOST}/e2e/elsewhere:pushed"),
         "ctr: server message: insufficient_scope: authorization failed",
     );
+}
+
+#[test]
+fn containerd_sni_filter_resets_client_hello() {
+    // A firewall that reads the ClientHello's server_name and answers it with a TCP reset,
+    // inside a passthrough tunnel: regdoc cannot read containerd's request, so its words come
+    // from the configuration (`client = "containerd"`): Go's error for the closed connection.
+    if !ready("containerd_sni_filter_resets_client_hello") {
+        return;
+    }
+    let env = start(Options {
+        sni_filter: true,
+        ..Options::default()
+    });
+    let out = env.ctr_pull(&reference(SNI_HOST), Some((USER, PASSWORD)));
+    assert!(
+        env.sni_filter_resets() > 0,
+        "the SNI filter reset nothing: the client met something else"
+    );
+    assert_request_failed(&env, &out, SNI_HOST, "EOF", "client_firewall");
 }

@@ -152,9 +152,9 @@ fn as_containerd(docker: Symptom) -> Symptom {
     else {
         return docker;
     };
-    // Only regdoc's own refusal is checked against ctr end to end; the rest stays an
-    // expectation.
-    let basis = if docker.format == "proxy_refused" {
+    // Checked against ctr end to end: regdoc's own refusal and a tunnel that ended before the
+    // server's TLS answer; the rest stays an expectation.
+    let basis = if matches!(docker.format, "proxy_refused" | "tunnel_eof") {
         docker.basis
     } else {
         Basis::Expected
@@ -698,10 +698,14 @@ mod tests {
                 "containerd_request_error"
             )
         );
-        // A tunnel that ended: Go's error, only expected (no scenario checks it with ctr).
+        // A tunnel that ended before the ServerHello: Go's error, as ctr prints it.
         let ev = event(REG, 443, FailureKind::TlsServerClosed);
         let s = client_symptom(&ev, None, &containerd).unwrap();
-        assert_eq!((s.text.as_str(), s.basis), ("EOF", Basis::Expected));
+        assert_eq!((s.text.as_str(), s.basis), ("EOF", Basis::Known));
+        // A server that does not speak TLS: Go's words, not checked with ctr, only expected.
+        let ev = event(REG, 443, FailureKind::TlsNotTls);
+        let s = client_symptom(&ev, None, &containerd).unwrap();
+        assert_eq!(s.basis, Basis::Expected, "{}", s.text);
         // Lines without Docker's framing are the same for both clients.
         let ev = event(
             REG,
