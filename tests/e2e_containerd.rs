@@ -387,3 +387,22 @@ fn containerd_sni_filter_resets_client_hello() {
     );
     assert_request_failed(&env, &out, SNI_HOST, "EOF", "client_firewall");
 }
+
+#[test]
+fn containerd_registry_accepts_tcp_and_never_answers() {
+    // A registry that accepts the connection and never answers the ClientHello: containerd's
+    // own TLS handshake timeout (10 s, Go's default transport's) ends the request before
+    // regdoc's deadline, and regdoc says so in Go's words.
+    if !ready("containerd_registry_accepts_tcp_and_never_answers") {
+        return;
+    }
+    let env = start(Options::default());
+    let out = env.ctr_pull(&reference(SILENT_HOST), None);
+    assert_request_failed(
+        &env,
+        &out,
+        SILENT_HOST,
+        "net/http: TLS handshake timeout",
+        "client_firewall",
+    );
+}

@@ -194,7 +194,7 @@ pub static FORMATS: &[Format] = &[
     Format {
         id: "containerd_request_error",
         operations: "pull (containerd 1.6, with `diagnosis.client = \"containerd\"`)",
-        situation: "a request that failed before regdoc could read it (a refused CONNECT, a tunnel that ended): containerd prints `failed to do request: Head \"https://HOST/v2/NAME/manifests/TAG\": ERROR` after `ctr: failed to resolve reference \"REF\": `; NAME and TAG never cross regdoc in the clear, so the line is ERROR (regdoc's reason phrase for a refused CONNECT; `EOF` for a tunnel that ended before the server's TLS answer, checked by `containerd_sni_filter_resets_client_hello`)",
+        situation: "a request that failed before regdoc could read it (a refused CONNECT, a tunnel that ended): containerd prints `failed to do request: Head \"https://HOST/v2/NAME/manifests/TAG\": ERROR` after `ctr: failed to resolve reference \"REF\": `; NAME and TAG never cross regdoc in the clear, so the line is ERROR (regdoc's reason phrase for a refused CONNECT; `EOF` for a tunnel that ended before the server's TLS answer and `net/http: TLS handshake timeout`, checked by `containerd_sni_filter_resets_client_hello` and `containerd_registry_accepts_tcp_and_never_answers`)",
         template: "{error}",
         checked_by: "containerd_registry_name_does_not_resolve",
     },

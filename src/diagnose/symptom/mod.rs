@@ -152,9 +152,12 @@ fn as_containerd(docker: Symptom) -> Symptom {
     else {
         return docker;
     };
-    // Checked against ctr end to end: regdoc's own refusal and a tunnel that ended before the
-    // server's TLS answer; the rest stays an expectation.
-    let basis = if matches!(docker.format, "proxy_refused" | "tunnel_eof") {
+    // Checked against ctr end to end: regdoc's own refusal, a tunnel that ended before the
+    // server's TLS answer and Go's handshake timeout; the rest stays an expectation.
+    let basis = if matches!(
+        docker.format,
+        "proxy_refused" | "tunnel_eof" | "tls_handshake_timeout"
+    ) {
         docker.basis
     } else {
         Basis::Expected
