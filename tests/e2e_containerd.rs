@@ -406,3 +406,37 @@ fn containerd_registry_accepts_tcp_and_never_answers() {
         "client_firewall",
     );
 }
+
+#[test]
+fn containerd_proxy_url_with_https_scheme() {
+    // containerd's HTTPS_PROXY says https:// while regdoc speaks plain HTTP: Go starts TLS with
+    // the proxy and reads regdoc's plain answer as a broken handshake. The remedy is
+    // containerd's drop-in, not Docker's (checked for every containerd record).
+    if !ready("containerd_proxy_url_with_https_scheme") {
+        return;
+    }
+    let env = start(Options {
+        daemon_proxy: DaemonProxy::RegdocHttpsScheme,
+        ..Options::default()
+    });
+    let out = env.ctr_pull(&reference(REG_HOST), None);
+    let error = "proxyconnect tcp: tls: first record does not look like a TLS handshake";
+    assert_printed(
+        &out,
+        &format!(
+            "ctr: failed to resolve reference \"{}\": failed to do request: Head \"https://{REG_HOST}/v2/{IMAGE_REPO}/manifests/{IMAGE_TAG}\": {error}",
+            reference(REG_HOST)
+        ),
+    );
+    let rec = assert_diagnosed_as(
+        &env,
+        &out,
+        "proxy_scheme_mismatch",
+        &["docker_config"],
+        SymptomMatch::Whole,
+    );
+    assert_eq!(client_symptom(&rec), Some(error), "{rec:#}");
+    let remedy = rec.get("remedy").map(|r| r.to_string()).unwrap_or_default();
+    assert!(remedy.contains("systemctl restart containerd"), "{rec:#}");
+    assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
+}
