@@ -177,11 +177,12 @@ async fn the_registry_firewall_is_public_access_rules_naming_the_ip_it_saw() {
     assert_eq!(step(&r, "clock").result, Outcome::Ok, "{table}");
 }
 
-#[tokio::test]
-async fn a_misspelt_registry_is_nxdomain_and_registry_name() {
-    let dns = dns::TestDns::start("127.0.0.1:0".parse().unwrap(), dns::Zone::new());
+/// `regdoc check myregistyr.azurecr.io` with the test DNS server (which knows no name), for
+/// `client`.
+async fn check_misspelt(dns: &dns::TestDns, client: ClientKind) -> Report {
     let mut cfg = Config::default();
     cfg.dns.nameservers = vec![dns.local_addr().to_string()];
+    cfg.diagnosis.client = client;
     let r = check(
         cfg,
         &plan("myregistyr.azurecr.io", Credentials::Anonymous, false),
@@ -190,6 +191,13 @@ async fn a_misspelt_registry_is_nxdomain_and_registry_name() {
     .await
     .unwrap();
     eprintln!("{}", r.table());
+    r
+}
+
+#[tokio::test]
+async fn a_misspelt_registry_is_nxdomain_and_registry_name() {
+    let dns = dns::TestDns::start("127.0.0.1:0".parse().unwrap(), dns::Zone::new());
+    let r = check_misspelt(&dns, ClientKind::Docker).await;
     assert_eq!(cause(&r, "dns"), Some("registry_name"), "{}", r.table());
     for later in ["tcp", "tls", "GET /v2/", "token"] {
         assert_eq!(step(&r, later).result, Outcome::Skipped, "{later}");
@@ -210,20 +218,9 @@ async fn a_misspelt_registry_is_nxdomain_and_registry_name() {
         .is_some_and(|r| r.contains("docker login")));
 
     // On a containerd node: containerd's words (no `Get "…/v2/":` framing) and its step.
-    let mut cfg = Config::default();
-    cfg.dns.nameservers = vec![dns.local_addr().to_string()];
-    cfg.diagnosis.client = ClientKind::Containerd;
-    let r = check(
-        cfg,
-        &plan("myregistyr.azurecr.io", Credentials::Anonymous, false),
-        TIMEOUT,
-    )
-    .await
-    .unwrap();
+    let r = check_misspelt(&dns, ClientKind::Containerd).await;
     let table = r.table();
-    eprintln!("{table}");
-    let dns_step = step(&r, "dns");
-    assert_eq!(dns_step.client, ClientKind::Containerd);
+    assert_eq!(step(&r, "dns").client, ClientKind::Containerd);
     assert!(
         table.contains(
             "containerd: regdoc registry_name: myregistyr.azurecr.io does not exist (NXDOMAIN)"
