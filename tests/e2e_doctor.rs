@@ -118,9 +118,14 @@ impl Doctor {
 /// a table and as JSON; the table goes to stderr for the test's output.
 fn doctor(env: &Env, root: &Path) -> Doctor {
     let pid = env.dockerd_pid().expect("the scenario runs a daemon");
+    doctor_of(env, root, "docker", pid)
+}
+
+/// `regdoc doctor DAEMON --root ROOT --config regdoc.toml --pid PID`.
+fn doctor_of(env: &Env, root: &Path, daemon: &str, pid: u32) -> Doctor {
     let run = |json: bool| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_regdoc"));
-        cmd.args(["doctor", "docker", "--root"])
+        cmd.args(["doctor", daemon, "--root"])
             .arg(root)
             .arg("--config")
             .arg(env.dir.join("regdoc.toml"))
@@ -139,7 +144,7 @@ fn doctor(env: &Env, root: &Path) -> Doctor {
     };
     let (code, table) = run(false);
     let (json_code, json) = run(true);
-    eprintln!("$ regdoc doctor docker (exit {code})\n{table}");
+    eprintln!("$ regdoc doctor {daemon} (exit {code})\n{table}");
     assert_eq!(
         code, json_code,
         "table and --json disagree:\n{table}\n{json}"
@@ -388,5 +393,115 @@ fn doctor_names_a_certs_d_without_regdocs_ca() {
         causes.iter().any(|c| c == "intercept_ca_untrusted"),
         "regdoc's causes {causes:?}:\n{}",
         env.dump()
+    );
+}
+
+const CONTAINERD_DROPIN: &str = "etc/systemd/system/containerd.service.d/http-proxy.conf";
+
+/// The fake `/` for `regdoc doctor containerd`: `proc` is the real one, `etc/containerd/certs.d`
+/// the hosts directory ctr pulls with, `tmp` the real `/tmp` (where the hosts.toml files' `ca`
+/// paths point), a containerd drop-in with the proxy the harness gave containerd, written an
+/// hour ago, and a CRI configuration pointing at the hosts directory.
+fn containerd_root(env: &Env) -> PathBuf {
+    let root = env.dir.join("host-root");
+    std::fs::create_dir_all(root.join("etc/containerd")).unwrap();
+    std::os::unix::fs::symlink("/proc", root.join("proc")).unwrap();
+    std::os::unix::fs::symlink("/tmp", root.join("tmp")).unwrap();
+    std::os::unix::fs::symlink(
+        env.containerd_hosts_dir(),
+        root.join("etc/containerd/certs.d"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/containerd/config.toml"),
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n",
+    )
+    .unwrap();
+    let p = root.join(CONTAINERD_DROPIN);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let url = env.proxy_url();
+    std::fs::write(
+        &p,
+        format!("[Service]\nEnvironment=\"HTTPS_PROXY={url}\" \"HTTP_PROXY={url}\" \"NO_PROXY=localhost,127.0.0.1\"\n"),
+    )
+    .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    root
+}
+
+fn containerd_env(client_trusts_regdoc: bool) -> Env {
+    Env::start(Options {
+        mode: Mode::Intercept,
+        docker: false,
+        containerd: true,
+        client_trusts_regdoc,
+        ..Options::default()
+    })
+}
+
+#[test]
+fn doctor_finds_nothing_wrong_with_a_healthy_containerd() {
+    // The harness's containerd, with regdoc as its proxy in its environment and regdoc's CA in
+    // the hosts directory; ctr pulls through regdoc first.
+    if !ready("doctor_finds_nothing_wrong_with_a_healthy_containerd") {
+        return;
+    }
+    let env = containerd_env(true);
+    let reference = format!("{REG_HOST}/{IMAGE_REPO}:{IMAGE_TAG}");
+    let pull = env.ctr_pull(&reference, Some((USER, PASSWORD)));
+    assert!(pull.success, "ctr images pull failed:\n{}", env.dump());
+    let root = containerd_root(&env);
+    let pid = env.containerd_pid().expect("the scenario runs containerd");
+    let d = doctor_of(&env, &root, "containerd", pid);
+    assert_eq!(d.code, 0, "{}", d.table);
+    assert_eq!(d.problems(), Vec::<(String, String)>::new());
+    assert_eq!(d.detail("containerd"), format!("running, pid {pid}"));
+    assert_eq!(
+        d.detail("https_proxy"),
+        format!(
+            "HTTPS_PROXY={} (environment of containerd pid {pid})",
+            env.proxy_url()
+        )
+    );
+    assert_eq!(d.result("restart"), "ok");
+    assert_eq!(d.result(&format!("hosts.toml/{REG_HOST}")), "ok");
+    assert_eq!(d.result("cri config_path"), "ok");
+    assert!(!d.table.contains("docker"), "{}", d.table);
+}
+
+#[test]
+fn doctor_names_a_hosts_toml_without_regdocs_ca() {
+    // The hosts directory names the registry's own CA: ctr refuses regdoc's certificate, and
+    // the doctor says which hosts.toml lacks regdoc's CA and how containerd takes it.
+    if !ready("doctor_names_a_hosts_toml_without_regdocs_ca") {
+        return;
+    }
+    let env = containerd_env(false);
+    let reference = format!("{REG_HOST}/{IMAGE_REPO}:{IMAGE_TAG}");
+    let pull = env.ctr_pull(&reference, Some((USER, PASSWORD)));
+    assert!(!pull.success, "ctr must refuse regdoc's certificate");
+    let root = containerd_root(&env);
+    let pid = env.containerd_pid().expect("the scenario runs containerd");
+    let d = doctor_of(&env, &root, "containerd", pid);
+    assert_eq!(d.code, 1, "{}", d.table);
+    let check = format!("hosts.toml/{REG_HOST}");
+    assert!(
+        d.problems()
+            .contains(&(check.clone(), "intercept_ca_untrusted".to_string())),
+        "{}",
+        d.table
+    );
+    let fix = d.row(&check)["remedy"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        fix.contains(&format!("/etc/containerd/certs.d/{REG_HOST}/hosts.toml")),
+        "{fix}"
     );
 }

@@ -1972,12 +1972,17 @@ impl Env {
     }
 }
 
-/// What `regdoc doctor docker` needs of the running daemon (tests/e2e_doctor.rs).
+/// What `regdoc doctor` needs of the running daemon (tests/e2e_doctor.rs).
 impl Env {
     /// The pid of the running Docker daemon: `unshare` and `sh` exec into `dockerd`, so the
     /// child the harness started is the daemon itself.
     pub fn dockerd_pid(&self) -> Option<u32> {
         self.dockerd.as_ref().map(Proc::pid)
+    }
+
+    /// The pid of the running containerd (`unshare` and `sh` exec into it, as for dockerd).
+    pub fn containerd_pid(&self) -> Option<u32> {
+        self.containerd.as_ref().map(Proc::pid)
     }
 
     /// The directory bind-mounted over the daemon's `/etc/docker` (certs.d, daemon.json).

@@ -18,9 +18,10 @@ pub enum Trust {
     NoDir,
 }
 
-/// Directory names under certs.d (`host` or `host:port`).
-pub fn hosts(root: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(root.join(DIR))
+/// Directory names under a per-registry directory (`host` or `host:port`): certs.d, or
+/// containerd's hosts directory, which names them the same way.
+pub fn hosts(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
                 .filter(|e| e.path().is_dir())
@@ -61,7 +62,7 @@ pub fn trust(root: &Path, host: &str, ca: &CertificateDer<'_>) -> Trust {
 
 /// Compare certificates by DER: the same CA re-encoded as PEM with other line breaks is the
 /// same CA, a CA with the same subject but another key is not.
-fn holds(file: &Path, ca: &CertificateDer<'_>) -> bool {
+pub(super) fn holds(file: &Path, ca: &CertificateDer<'_>) -> bool {
     let Ok(bytes) = std::fs::read(file) else {
         return false;
     };
@@ -121,6 +122,6 @@ mod tests {
             trust(&root, "r.azurecr.io", &ca),
             Trust::Trusted(host.join("regdoc.crt"))
         );
-        assert_eq!(hosts(&root), vec!["r.azurecr.io"]);
+        assert_eq!(hosts(&root.join(DIR)), vec!["r.azurecr.io"]);
     }
 }

@@ -3,10 +3,11 @@
 use super::certs::{CaFileError, Trust};
 use super::daemon_json::DaemonJson;
 use super::goproxy::{redact_url, NoProxy, ProxyUrl};
-use super::proc::Dockerd;
+use super::proc::Daemon as Process;
 use super::settings::{host_path, Effective, Value};
 use super::systemd::DropIns;
 use super::traffic::LastConnection;
+use super::{Daemon, TrustStore};
 use crate::diagnose::catalog::{self, Cause};
 use serde::Serialize;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -18,13 +19,18 @@ use std::time::SystemTime;
 pub struct Facts {
     /// The `--root` everything was read under.
     pub root: PathBuf,
-    /// `--pid`: the dockerd asked for, when not the one found by name.
+    /// The daemon checked.
+    pub daemon: &'static Daemon,
+    /// `--pid`: the daemon asked for, when not the one found by name.
     pub pid: Option<u32>,
     /// The last connection in regdoc's log file; None when it logs to standard output.
     pub traffic: Option<Result<Option<LastConnection>, String>>,
     pub dropins: DropIns,
     pub daemon_json: DaemonJson,
-    pub dockerd: Option<Dockerd>,
+    pub process: Option<Process>,
+    /// containerd only: the CRI plugin's registry `config_path` (`Err`: no configuration file
+    /// to read it from, with why).
+    pub cri_config_path: Option<Result<Option<String>, String>>,
     pub settings: Effective,
     /// What the daemon will use at its next start (daemon.json, then the drop-ins), when that
     /// was told apart from the running process's environment.
@@ -84,8 +90,6 @@ impl Finding {
     }
 }
 
-const RESTART: &str = "systemctl daemon-reload && systemctl restart docker";
-
 /// What regdoc's configuration says the daemon must use.
 pub struct Expect<'a> {
     pub listen: SocketAddr,
@@ -93,21 +97,21 @@ pub struct Expect<'a> {
 }
 
 pub fn run(f: &Facts, want: &Expect<'_>) -> Vec<Finding> {
-    let mut out = vec![daemon(f), environ(f), daemon_json(f)];
-    out.extend(settings(&f.root, "", &f.settings, None, want));
+    let mut out = vec![daemon(f), environ(f)];
+    if f.daemon.trust == TrustStore::CertsD {
+        out.push(daemon_json(f));
+    }
+    out.extend(settings(f, "", &f.settings, None, want));
     // The drop-ins apply at the next start: where they differ from what runs now, judge them
     // too, or a restart would bring a broken setting in silently.
     if let Some(next) = &f.next_start {
-        out.extend(settings(
-            &f.root,
-            " (next start)",
-            next,
-            Some(&f.settings),
-            want,
-        ));
+        out.extend(settings(f, " (next start)", next, Some(&f.settings), want));
     }
     out.push(restart(f));
     out.extend(certs(f));
+    if let Some(c) = &f.cri_config_path {
+        out.push(cri_config_path(f, c));
+    }
     out.push(traffic(f));
     out
 }
@@ -132,7 +136,7 @@ fn traffic(f: &Facts) -> Finding {
 
 /// The three variables of `e`; with `now`, only those whose value differs from it.
 fn settings(
-    root: &Path,
+    f: &Facts,
     suffix: &str,
     e: &Effective,
     now: Option<&Effective>,
@@ -145,7 +149,7 @@ fn settings(
     if differs(e.https.as_ref(), |n| n.https.as_ref()) {
         let check = format!("https_proxy{suffix}");
         out.push(proxy(
-            root,
+            f,
             &check,
             "HTTPS_PROXY",
             e.https.as_ref(),
@@ -155,52 +159,49 @@ fn settings(
     }
     if differs(e.http.as_ref(), |n| n.http.as_ref()) {
         let check = format!("http_proxy{suffix}");
-        out.push(proxy(
-            root,
-            &check,
-            "HTTP_PROXY",
-            e.http.as_ref(),
-            want,
-            false,
-        ));
+        out.push(proxy(f, &check, "HTTP_PROXY", e.http.as_ref(), want, false));
     }
     if differs(e.no_proxy.as_ref(), |n| n.no_proxy.as_ref()) {
         let check = format!("no_proxy{suffix}");
-        out.push(no_proxy(root, &check, e.no_proxy.as_ref(), want));
+        out.push(no_proxy(f, &check, e.no_proxy.as_ref(), want));
     }
     out
 }
 
 fn daemon(f: &Facts) -> Finding {
-    match &f.dockerd {
-        Some(d) if d.others.is_empty() => Finding::ok("dockerd", format!("running, pid {}", d.pid)),
+    let program = f.daemon.program;
+    match &f.process {
+        Some(d) if d.others.is_empty() => Finding::ok(program, format!("running, pid {}", d.pid)),
         Some(d) => Finding::ok(
-            "dockerd",
+            program,
             format!(
-                "running, pid {} (also dockerd pids {:?}, not checked)",
+                "running, pid {} (also {program} pids {:?}, not checked)",
                 d.pid, d.others
             ),
         ),
         None => match f.pid {
             Some(pid) => Finding::problem(
-                "dockerd",
+                program,
                 &catalog::DOCKER_CONFIG,
-                format!("pid {pid} is not a running dockerd"),
-                "name a running dockerd with --pid, or leave --pid out".into(),
+                format!("pid {pid} is not a running {program}"),
+                format!("name a running {program} with --pid, or leave --pid out"),
             ),
             None => Finding::problem(
-                "dockerd",
+                program,
                 &catalog::DOCKER_CONFIG,
-                "no dockerd process found in /proc".into(),
-                "start the daemon: systemctl start docker".into(),
+                format!("no {program} process found in /proc"),
+                format!(
+                    "start the daemon: systemctl start {}",
+                    f.daemon.unit.trim_end_matches(".service")
+                ),
             ),
         },
     }
 }
 
 fn environ(f: &Facts) -> Finding {
-    match f.dockerd.as_ref().map(|d| &d.environ) {
-        None => Finding::skipped("environ", "no dockerd process".into()),
+    match f.process.as_ref().map(|d| &d.environ) {
+        None => Finding::skipped("environ", format!("no {} process", f.daemon.program)),
         Some(Ok(_)) => Finding::ok("environ", "read; it is what the daemon uses now".into()),
         // Not root: judge the drop-ins instead, and say so rather than fail.
         Some(Err(why)) => Finding::skipped(
@@ -276,13 +277,14 @@ fn names_listen(url: &ProxyUrl, listen: SocketAddr) -> bool {
 }
 
 fn proxy(
-    root: &Path,
+    f: &Facts,
     check: &str,
     var: &str,
     v: Option<&Value>,
     want: &Expect<'_>,
     required: bool,
 ) -> Finding {
+    let (root, restart) = (f.root.as_path(), f.daemon.restart());
     let good = format!("http://{}", want.listen);
     let Some(v) = v else {
         return if required {
@@ -291,7 +293,8 @@ fn proxy(
                 &catalog::DOCKER_CONFIG,
                 format!("{var} is not set: the daemon reaches registries directly"),
                 format!(
-                    "set Environment=\"{var}={good}\" in a docker.service drop-in, then {RESTART}"
+                    "set Environment=\"{var}={good}\" in a {} drop-in, then {restart}",
+                    f.daemon.unit
                 ),
             )
         } else {
@@ -308,7 +311,7 @@ fn proxy(
                 check,
                 &catalog::DOCKER_CONFIG,
                 format!("{}: not a proxy URL: {why}", shown(v, root)),
-                format!("set {var}={good}, then {RESTART}"),
+                format!("set {var}={good}, then {restart}"),
             )
         }
     };
@@ -322,7 +325,7 @@ fn proxy(
                 want.listen
             ),
             format!(
-                "set {var}={good} (or point regdoc's upstream.proxy at {}), then {RESTART}",
+                "set {var}={good} (or point regdoc's upstream.proxy at {}), then {restart}",
                 url.display()
             ),
         );
@@ -339,7 +342,7 @@ fn proxy(
                 url.scheme
             ),
             format!(
-                "write {var}={good} (http://, not {}://), then {RESTART}",
+                "write {var}={good} (http://, not {}://), then {restart}",
                 url.scheme
             ),
         );
@@ -372,7 +375,8 @@ fn must_proxy(registries: &[String]) -> Vec<(String, String)> {
     v
 }
 
-fn no_proxy(root: &Path, check: &str, v: Option<&Value>, want: &Expect<'_>) -> Finding {
+fn no_proxy(f: &Facts, check: &str, v: Option<&Value>, want: &Expect<'_>) -> Finding {
+    let root = f.root.as_path();
     let Some(v) = v else {
         return Finding::ok(check, "NO_PROXY not set".into());
     };
@@ -397,20 +401,22 @@ fn no_proxy(root: &Path, check: &str, v: Option<&Value>, want: &Expect<'_>) -> F
             hits.join(", ")
         ),
         format!(
-            "remove those entries from {} (keep localhost,127.0.0.1), then {RESTART}",
-            v.name
+            "remove those entries from {} (keep localhost,127.0.0.1), then {}",
+            v.name,
+            f.daemon.restart()
         ),
     )
 }
 
 fn restart(f: &Facts) -> Finding {
-    let Some(d) = &f.dockerd else {
-        return Finding::skipped("restart", "no dockerd process".into());
+    let program = f.daemon.program;
+    let Some(d) = &f.process else {
+        return Finding::skipped("restart", format!("no {program} process"));
     };
     let Some(started) = d.started else {
         return Finding::skipped(
             "restart",
-            format!("start time of dockerd pid {} unknown", d.pid),
+            format!("start time of {program} pid {} unknown", d.pid),
         );
     };
     let newer: Vec<String> = f
@@ -428,67 +434,124 @@ fn restart(f: &Facts) -> Finding {
     if newer.is_empty() {
         return Finding::ok(
             "restart",
-            format!("dockerd started {at}, after its proxy settings last changed"),
+            format!("{program} started {at}, after its proxy settings last changed"),
         );
     }
     Finding::problem(
         "restart",
         &catalog::DOCKER_CONFIG,
-        format!("changed after dockerd started ({at}): {}", newer.join(", ")),
-        format!("the daemon still runs with the old settings: {RESTART}"),
+        format!(
+            "changed after {program} started ({at}): {}",
+            newer.join(", ")
+        ),
+        format!(
+            "the daemon still runs with the old settings: {}",
+            f.daemon.restart()
+        ),
     )
 }
 
 fn certs(f: &Facts) -> Vec<Finding> {
+    let (label, dir) = match f.daemon.trust {
+        TrustStore::CertsD => ("certs.d", "/etc/docker/certs.d"),
+        TrustStore::HostsToml => ("hosts.toml", "/etc/containerd/certs.d"),
+    };
     let remedy = |host: &str| {
-        format!("copy regdoc's CA (intercept.ca_cert) to /etc/docker/certs.d/{host}/ca.crt (no restart needed)")
+        match f.daemon.trust {
+        TrustStore::CertsD => format!(
+            "copy regdoc's CA (intercept.ca_cert) to {dir}/{host}/ca.crt (no restart needed)"
+        ),
+        TrustStore::HostsToml => format!(
+            "copy regdoc's CA (intercept.ca_cert) to {dir}/{host}/ca.crt and name it in {dir}/{host}/hosts.toml: server = \"https://{host}\", ca = \"{dir}/{host}/ca.crt\" and an empty [host] table, which containerd 1.6 requires (README, Interception; read at each pull, no restart needed)"
+        ),
+    }
     };
     match &f.certs {
         None => vec![Finding::skipped(
-            "certs.d",
+            label,
             "interception off (no [intercept] ca_cert)".into(),
         )],
         Some(Err(e)) => vec![Finding::problem(
-            "certs.d",
+            label,
             &catalog::INTERCEPT_CA_UNTRUSTED,
             e.to_string(),
-            "fix [intercept] ca_cert (`regdoc ca init`), then copy it to certs.d".into(),
+            format!("fix [intercept] ca_cert (`regdoc ca init`), then install it under {dir}"),
         )],
         Some(Ok(hosts)) if hosts.is_empty() => vec![Finding::problem(
-            "certs.d",
+            label,
             &catalog::INTERCEPT_CA_UNTRUSTED,
-            "interception on, but no intercepted registry has a certs.d directory".into(),
+            format!("interception on, but no intercepted registry has a directory in {dir}"),
             remedy("<registry>.azurecr.io"),
         )],
         Some(Ok(hosts)) => hosts
             .iter()
             .map(|(host, t)| {
-                let check = format!("certs.d/{host}");
+                let check = format!("{label}/{host}");
                 match t {
                     Trust::Trusted(file) => Finding::ok(
                         &check,
                         format!("{} holds regdoc's CA", host_path(&f.root, file)),
                     ),
-                    Trust::Missing { dirs } => Finding::problem(
-                        &check,
-                        &catalog::INTERCEPT_CA_UNTRUSTED,
-                        format!(
-                            "no *.crt in {} holds regdoc's CA",
-                            dirs.iter()
-                                .map(|d| host_path(&f.root, d))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                        remedy(host),
-                    ),
+                    Trust::Missing { dirs } => {
+                        let dirs = dirs
+                            .iter()
+                            .map(|d| host_path(&f.root, d))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        let what = match f.daemon.trust {
+                            TrustStore::CertsD => format!("no *.crt in {dirs} holds regdoc's CA"),
+                            TrustStore::HostsToml => {
+                                format!("no ca named by hosts.toml in {dirs} holds regdoc's CA")
+                            }
+                        };
+                        Finding::problem(
+                            &check,
+                            &catalog::INTERCEPT_CA_UNTRUSTED,
+                            what,
+                            remedy(host),
+                        )
+                    }
                     Trust::NoDir => Finding::problem(
                         &check,
                         &catalog::INTERCEPT_CA_UNTRUSTED,
-                        "no certs.d directory: the daemon will refuse regdoc's certificates".into(),
+                        format!(
+                            "no {dir}/{host} directory: the daemon will refuse regdoc's certificates"
+                        ),
                         remedy(host),
                     ),
                 }
             })
             .collect(),
+    }
+}
+
+/// containerd's CRI plugin (a Kubernetes node's pulls) reads the hosts directory only when its
+/// registry `config_path` names it; `ctr` is given it with `--hosts-dir`.
+fn cri_config_path(f: &Facts, c: &Result<Option<String>, String>) -> Finding {
+    const CHECK: &str = "cri config_path";
+    let dir = "/etc/containerd/certs.d";
+    if f.certs.is_none() {
+        return Finding::skipped(CHECK, "interception off: no CA to trust".into());
+    }
+    match c {
+        Err(why) => Finding::skipped(
+            CHECK,
+            format!("{why}: no CRI configuration to read (ctr takes --hosts-dir {dir})"),
+        ),
+        Ok(Some(path)) if path.split(':').any(|p| p.trim_end_matches('/') == dir) => {
+            Finding::ok(CHECK, format!("config_path = \"{path}\""))
+        }
+        Ok(found) => Finding::problem(
+            CHECK,
+            &catalog::INTERCEPT_CA_UNTRUSTED,
+            match found {
+                Some(path) => format!("config_path = \"{path}\" does not name {dir}: the CRI plugin does not read regdoc's CA there"),
+                None => format!("no config_path for the CRI plugin's registry: it does not read {dir}, so a pod's pull refuses regdoc's certificates"),
+            },
+            format!(
+                "set config_path = \"{dir}\" under [plugins.\"io.containerd.grpc.v1.cri\".registry] in /etc/containerd/config.toml, then {}",
+                f.daemon.restart()
+            ),
+        ),
     }
 }

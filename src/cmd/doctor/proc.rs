@@ -1,4 +1,5 @@
-//! The running `dockerd` as `/proc` shows it: its pid, its environment and when it started.
+//! The running daemon (`dockerd`, `containerd`) as `/proc` shows it: its pid, its environment and
+//! when it started.
 
 use super::daemon_json::Proxies;
 use std::collections::BTreeMap;
@@ -7,9 +8,9 @@ use std::time::{Duration, SystemTime};
 
 /// The running daemon.
 #[derive(Debug)]
-pub struct Dockerd {
+pub struct Daemon {
     pub pid: u32,
-    /// Other dockerd processes seen (rootless or test daemons), by pid.
+    /// Other processes of the same program seen (rootless or test daemons), by pid.
     pub others: Vec<u32>,
     /// Its environment, or why it could not be read (not root: readable by its owner only).
     pub environ: Result<BTreeMap<String, String>, String>,
@@ -19,9 +20,9 @@ pub struct Dockerd {
     pub flags: Proxies,
 }
 
-/// Find the `dockerd` process under `root/proc`; None when none runs. With `only`, that pid
-/// and no other, when it is a dockerd.
-pub fn find(root: &Path, only: Option<u32>) -> Option<Dockerd> {
+/// Find the `program` process (`dockerd`) under `root/proc`; None when none runs. With `only`,
+/// that pid and no other, when it runs `program`.
+pub fn find(root: &Path, program: &str, only: Option<u32>) -> Option<Daemon> {
     let proc_dir = root.join("proc");
     let mut pids: Vec<u32> = std::fs::read_dir(&proc_dir)
         .ok()?
@@ -30,7 +31,7 @@ pub fn find(root: &Path, only: Option<u32>) -> Option<Dockerd> {
         .filter(|pid| only.is_none_or(|o| o == *pid))
         .filter(|pid| {
             std::fs::read_to_string(proc_dir.join(pid.to_string()).join("comm"))
-                .map(|c| c.trim_end() == "dockerd")
+                .map(|c| c.trim_end() == program)
                 .unwrap_or(false)
         })
         .collect();
@@ -45,7 +46,7 @@ pub fn find(root: &Path, only: Option<u32>) -> Option<Dockerd> {
     }
     let pid = pids.remove(pos);
     let dir = proc_dir.join(pid.to_string());
-    Some(Dockerd {
+    Some(Daemon {
         pid,
         others: pids,
         environ: environ(&dir.join("environ"), &format!("/proc/{pid}/environ")),
@@ -188,6 +189,6 @@ mod tests {
     #[test]
     fn no_proc_no_daemon() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(find(dir.path(), None).is_none());
+        assert!(find(dir.path(), "dockerd", None).is_none());
     }
 }

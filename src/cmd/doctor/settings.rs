@@ -8,13 +8,20 @@ use super::systemd::DropIns;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// A running daemon: its program (`dockerd`, `containerd`) and pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pid {
+    pub program: &'static str,
+    pub pid: u32,
+}
+
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// dockerd's command line (`--https-proxy`), pid.
-    Flag(u32),
+    /// dockerd's command line (`--https-proxy`).
+    Flag(Pid),
     DaemonJson(PathBuf),
-    Process(u32),
+    Process(Pid),
     DropIn(PathBuf),
 }
 
@@ -23,8 +30,8 @@ impl Origin {
     pub fn describe(&self, root: &std::path::Path) -> String {
         match self {
             Origin::DaemonJson(p) | Origin::DropIn(p) => host_path(root, p),
-            Origin::Process(pid) => format!("environment of dockerd pid {pid}"),
-            Origin::Flag(pid) => format!("command line of dockerd pid {pid}"),
+            Origin::Process(p) => format!("environment of {} pid {}", p.program, p.pid),
+            Origin::Flag(p) => format!("command line of {} pid {}", p.program, p.pid),
         }
     }
 }
@@ -70,7 +77,7 @@ fn lookup<'a, V>(
 /// set one), first found wins.
 pub fn effective(
     overrides: &[(Origin, &Proxies)],
-    process: Option<(u32, &BTreeMap<String, String>)>,
+    process: Option<(Pid, &BTreeMap<String, String>)>,
     dropins: &DropIns,
 ) -> Effective {
     let one = |upper: &str, role: fn(&Proxies) -> Option<&String>, key: &str| -> Option<Value> {
@@ -108,6 +115,11 @@ pub fn effective(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DOCKERD_7: Pid = Pid {
+        program: "dockerd",
+        pid: 7,
+    };
     use crate::cmd::doctor::systemd::Setting;
 
     #[test]
@@ -126,8 +138,8 @@ mod tests {
 
         let env: BTreeMap<String, String> =
             [("https_proxy".to_string(), "http://proc:1".to_string())].into();
-        let e = effective(&[], Some((7, &env)), &d);
-        assert_eq!(e.https.unwrap().origin, Origin::Process(7));
+        let e = effective(&[], Some((DOCKERD_7, &env)), &d);
+        assert_eq!(e.https.unwrap().origin, Origin::Process(DOCKERD_7));
         // The process is the truth while it runs: no NO_PROXY there means none.
         assert!(e.no_proxy.is_none());
 
@@ -138,7 +150,7 @@ mod tests {
         let path = PathBuf::from("/etc/docker/daemon.json");
         let e = effective(
             &[(Origin::DaemonJson(path.clone()), &json)],
-            Some((7, &env)),
+            Some((DOCKERD_7, &env)),
             &d,
         );
         assert_eq!(e.https.as_ref().unwrap().name, "https-proxy");
@@ -150,11 +162,14 @@ mod tests {
             ..Proxies::default()
         };
         let e = effective(
-            &[(Origin::Flag(7), &flags), (Origin::DaemonJson(path), &json)],
-            Some((7, &env)),
+            &[
+                (Origin::Flag(DOCKERD_7), &flags),
+                (Origin::DaemonJson(path), &json),
+            ],
+            Some((DOCKERD_7, &env)),
             &d,
         );
         assert_eq!(e.https.as_ref().unwrap().name, "--https-proxy");
-        assert_eq!(e.https.unwrap().origin, Origin::Flag(7));
+        assert_eq!(e.https.unwrap().origin, Origin::Flag(DOCKERD_7));
     }
 }

@@ -1,16 +1,22 @@
-//! The environment systemd gives `docker.service` through its drop-ins: `Environment=` and
-//! `EnvironmentFile=` in `docker.service.d/*.conf`, read as systemd reads them.
+//! The environment systemd gives a daemon's unit (`docker.service`, `containerd.service`)
+//! through its drop-ins: `Environment=` and `EnvironmentFile=` in `<unit>.d/*.conf`, read as
+//! systemd reads them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Drop-in directories, most important first: a file in `/etc` masks one of the same name in
-/// `/run`, which masks one in `/usr/lib` (systemd.unit(5), "drop-in").
-pub const DROPIN_DIRS: &[&str] = &[
-    "etc/systemd/system/docker.service.d",
-    "run/systemd/system/docker.service.d",
-    "usr/lib/systemd/system/docker.service.d",
+/// Where drop-in directories live, most important first: a file in `/etc` masks one of the
+/// same name in `/run`, which masks one in `/usr/lib` (systemd.unit(5), "drop-in").
+pub const UNIT_DIRS: &[&str] = &[
+    "etc/systemd/system",
+    "run/systemd/system",
+    "usr/lib/systemd/system",
 ];
+
+/// The drop-in directories of `unit` (`docker.service`), most important first.
+pub fn dropin_dirs(unit: &str) -> Vec<String> {
+    UNIT_DIRS.iter().map(|d| format!("{d}/{unit}.d")).collect()
+}
 
 /// One variable as the drop-ins set it, with the file that set it last.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,13 +35,13 @@ pub struct DropIns {
     pub unreadable: Vec<(PathBuf, String)>,
 }
 
-/// Read the drop-ins of `docker.service` under `root`.
-pub fn read(root: &Path) -> DropIns {
+/// Read the drop-ins of `unit` (`docker.service`) under `root`.
+pub fn read(root: &Path, unit: &str) -> DropIns {
     let mut out = DropIns::default();
     // Drop-ins apply in file-name order across all directories, the first directory winning
     // for a name present in several.
     let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for dir in DROPIN_DIRS {
+    for dir in dropin_dirs(unit) {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
             continue;
         };
@@ -216,8 +222,9 @@ mod tests {
     #[test]
     fn dropins_in_name_order_etc_masks_usr_lib_and_files_override() {
         let root = tempfile::tempdir().unwrap();
-        let etc = root.path().join(DROPIN_DIRS[0]);
-        let usr = root.path().join(DROPIN_DIRS[2]);
+        let dirs = dropin_dirs("docker.service");
+        let etc = root.path().join(&dirs[0]);
+        let usr = root.path().join(&dirs[2]);
         std::fs::create_dir_all(&etc).unwrap();
         std::fs::create_dir_all(&usr).unwrap();
         std::fs::write(
@@ -243,7 +250,7 @@ mod tests {
             "# env\nNO_PROXY=\"from-file\"\n",
         )
         .unwrap();
-        let d = read(root.path());
+        let d = read(root.path(), "docker.service");
         assert_eq!(d.env["HTTPS_PROXY"].value, "http://a:1");
         assert_eq!(d.env["HTTP_PROXY"].value, "http://b:2");
         assert_eq!(d.env["NO_PROXY"].value, "from-file");

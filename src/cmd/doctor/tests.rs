@@ -36,9 +36,14 @@ impl Fixture {
 
     /// A running dockerd: comm, environ, stat (parent 1), and the boot time in proc/stat.
     pub fn dockerd(&self, pid: u32, env: &[&str], started_ago: Duration) {
+        self.process("dockerd", pid, env, started_ago);
+    }
+
+    /// A running `program`, as [`Fixture::dockerd`].
+    pub fn process(&self, program: &str, pid: u32, env: &[&str], started_ago: Duration) {
         let dir = self.root().join(format!("proc/{pid}"));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("comm"), "dockerd\n").unwrap();
+        std::fs::write(dir.join("comm"), format!("{program}\n")).unwrap();
         let environ: Vec<u8> = env
             .iter()
             .flat_map(|kv| [kv.as_bytes(), b"\0"].concat())
@@ -49,7 +54,7 @@ impl Fixture {
             .unwrap();
         let boot = now.as_secs() - 10 * 3600;
         let ticks = (now.as_secs() - started_ago.as_secs() - boot) * proc::clock_ticks();
-        let mut stat = format!("{pid} (dockerd) S 1 {pid} {pid} 0 -1 4194560");
+        let mut stat = format!("{pid} ({program}) S 1 {pid} {pid} 0 -1 4194560");
         for _ in 0..12 {
             stat.push_str(" 0");
         }
@@ -78,13 +83,23 @@ impl Fixture {
 
     /// [`Fixture::run`] with `--pid`.
     pub fn run_pid(&self, config: &Path, pid: Option<u32>) -> (Vec<Finding>, u8) {
-        let args = DockerArgs {
+        self.run_daemon(config, pid, &DOCKERD)
+    }
+
+    /// [`Fixture::run_pid`] for `daemon`.
+    pub fn run_daemon(
+        &self,
+        config: &Path,
+        pid: Option<u32>,
+        daemon: &'static Daemon,
+    ) -> (Vec<Finding>, u8) {
+        let args = DoctorArgs {
             root: self.root().to_path_buf(),
             config: Some(config.to_path_buf()),
             json: false,
             pid,
         };
-        let findings = docker(&args).unwrap();
+        let findings = diagnose(&args, daemon).unwrap();
         let code = exit_status(&findings);
         (findings, code)
     }
@@ -331,13 +346,16 @@ fn no_daemon_and_no_proxy_are_docker_config() {
 fn bad_config_is_an_error() {
     let fx = Fixture::new();
     let cfg = fx.config("listen = 3\n");
-    let args = DockerArgs {
+    let args = DoctorArgs {
         root: fx.root().to_path_buf(),
         config: Some(cfg),
         json: true,
         pid: None,
     };
-    assert!(matches!(docker(&args), Err(DoctorError::Config(_))));
+    assert!(matches!(
+        diagnose(&args, &DOCKERD),
+        Err(DoctorError::Config(_))
+    ));
 }
 
 #[test]
@@ -436,4 +454,127 @@ fn pid_names_the_daemon_to_check_among_several() {
         assert_eq!(d.cause.map(|c| c.id), Some("docker_config"));
         assert_eq!(row(&f, "restart").result, Outcome::Skipped);
     }
+}
+
+const CONTAINERD_DROPIN: &str = "etc/systemd/system/containerd.service.d/http-proxy.conf";
+
+/// A containerd node: its drop-in two hours old, containerd started an hour ago with it.
+fn containerd_node() -> Fixture {
+    let fx = Fixture::new();
+    fx.file(CONTAINERD_DROPIN, GOOD_DROPIN, 2 * HOUR);
+    fx.process("containerd", 655, GOOD_ENV, HOUR);
+    fx
+}
+
+#[test]
+fn containerd_healthy_setup_exits_0_with_containerds_own_rows() {
+    let fx = containerd_node();
+    // A dockerd beside it, set up wrongly: not what `doctor containerd` checks.
+    fx.process("dockerd", 812, &["PATH=/usr/bin"], HOUR);
+    let (f, code) = fx.run_daemon(&fx.config(CONFIG), None, &CONTAINERD);
+    assert_eq!(problems(&f), vec![], "{}", render::table(&f));
+    assert_eq!(code, 0);
+    assert_eq!(row(&f, "containerd").detail, "running, pid 655");
+    assert!(row(&f, "https_proxy").detail.contains("containerd pid 655"));
+    assert!(
+        !f.iter()
+            .any(|r| r.check == "daemon.json" || r.check == "dockerd"),
+        "{}",
+        render::table(&f)
+    );
+    assert_eq!(row(&f, "hosts.toml").result, Outcome::Skipped);
+}
+
+#[test]
+fn containerd_without_its_proxy_or_restarted_late_is_told_containerds_steps() {
+    // No drop-in at all, and none in the environment: containerd reaches registries directly.
+    let fx = Fixture::new();
+    fx.process("containerd", 655, &["PATH=/usr/bin"], HOUR);
+    let (f, code) = fx.run_daemon(&fx.config(CONFIG), None, &CONTAINERD);
+    assert_eq!(problems(&f), vec![("https_proxy".into(), "docker_config")]);
+    assert_eq!(code, 1);
+    let fix = row(&f, "https_proxy").remedy.clone().unwrap();
+    assert!(fix.contains("containerd.service drop-in"), "{fix}");
+    assert!(fix.contains("systemctl restart containerd"), "{fix}");
+
+    // A drop-in newer than the process, whose NO_PROXY sends ACR around regdoc.
+    let fx = Fixture::new();
+    fx.file(
+        CONTAINERD_DROPIN,
+        "[Service]\nEnvironment=\"HTTPS_PROXY=http://127.0.0.1:3128\" \"NO_PROXY=.azurecr.io\"\n",
+        Duration::from_secs(60),
+    );
+    fx.process("containerd", 655, GOOD_ENV, HOUR);
+    let (f, _) = fx.run_daemon(&fx.config(CONFIG), None, &CONTAINERD);
+    assert_eq!(
+        problems(&f),
+        vec![
+            ("no_proxy (next start)".into(), "no_proxy_bypass"),
+            ("restart".into(), "docker_config")
+        ],
+        "{}",
+        render::table(&f)
+    );
+    for r in f.iter().filter(|r| r.result == Outcome::Problem) {
+        let fix = r.remedy.as_deref().unwrap_or_default();
+        assert!(fix.contains("systemctl restart containerd"), "{fix}");
+        assert!(!fix.contains("docker"), "{fix}");
+    }
+}
+
+#[test]
+fn containerd_trusts_regdocs_ca_through_hosts_toml_and_the_cri_config_path() {
+    let fx = containerd_node();
+    let (ca, cfg) = intercepting(&fx);
+    let dir = "etc/containerd/certs.d/myreg.azurecr.io";
+    // No directory for the registry, no CRI configuration.
+    let (f, code) = fx.run_daemon(&cfg, None, &CONTAINERD);
+    assert_eq!(
+        problems(&f),
+        vec![(
+            "hosts.toml/myreg.azurecr.io".into(),
+            "intercept_ca_untrusted"
+        )],
+        "{}",
+        render::table(&f)
+    );
+    assert_eq!(code, 1);
+    assert_eq!(row(&f, "cri config_path").result, Outcome::Skipped);
+    let fix = row(&f, "hosts.toml/myreg.azurecr.io")
+        .remedy
+        .clone()
+        .unwrap();
+    assert!(
+        fix.contains("/etc/containerd/certs.d/myreg.azurecr.io/hosts.toml"),
+        "{fix}"
+    );
+
+    // regdoc's CA in the directory and named by hosts.toml; a CRI configuration that does
+    // not point at the directory.
+    let pem = std::fs::read_to_string(ca).unwrap();
+    fx.file(&format!("{dir}/regdoc-ca.crt"), &pem, HOUR);
+    fx.file(
+        &format!("{dir}/hosts.toml"),
+        "server = \"https://myreg.azurecr.io\"\nca = \"regdoc-ca.crt\"\n",
+        HOUR,
+    );
+    fx.file(hosts_toml::CONFIG, "version = 2\n", HOUR);
+    let (f, _) = fx.run_daemon(&cfg, None, &CONTAINERD);
+    assert_eq!(
+        problems(&f),
+        vec![("cri config_path".into(), "intercept_ca_untrusted")],
+        "{}",
+        render::table(&f)
+    );
+    assert_eq!(row(&f, "hosts.toml/myreg.azurecr.io").result, Outcome::Ok);
+
+    // Pointed at it: healthy.
+    fx.file(
+        hosts_toml::CONFIG,
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n",
+        HOUR,
+    );
+    let (f, code) = fx.run_daemon(&cfg, None, &CONTAINERD);
+    assert_eq!(problems(&f), vec![], "{}", render::table(&f));
+    assert_eq!(code, 0);
 }

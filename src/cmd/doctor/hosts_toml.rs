@@ -1,0 +1,156 @@
+//! containerd's hosts directory: `/etc/containerd/certs.d/<host>[:port]/hosts.toml`, whose `ca`
+//! (a path or a list of paths, at the top or in a `[host."…"]` table) names the CAs containerd
+//! adds to the system roots for that registry. An intercepting regdoc's CA must be among them
+//! for each host it intercepts. containerd reads the file at each pull: no restart needed. The
+//! CRI plugin reads the directory only when its registry `config_path` points at it.
+
+use super::certs::{holds, Trust};
+use rustls::pki_types::CertificateDer;
+use std::path::{Path, PathBuf};
+
+pub const DIR: &str = "etc/containerd/certs.d";
+
+/// containerd's configuration, where the CRI plugin's `config_path` is set.
+pub const CONFIG: &str = "etc/containerd/config.toml";
+
+/// Whether containerd trusts `ca` for `host` (port 443: `host` or `host:443`).
+pub fn trust(root: &Path, host: &str, ca: &CertificateDer<'_>) -> Trust {
+    let dirs: Vec<PathBuf> = [host.to_string(), format!("{host}:443")]
+        .into_iter()
+        .map(|d| root.join(DIR).join(d))
+        .filter(|d| d.is_dir())
+        .collect();
+    if dirs.is_empty() {
+        return Trust::NoDir;
+    }
+    for dir in &dirs {
+        let Ok(text) = std::fs::read_to_string(dir.join("hosts.toml")) else {
+            continue;
+        };
+        let Ok(doc) = text.parse::<toml::Table>() else {
+            continue;
+        };
+        if let Some(f) = ca_files(&doc, root, dir).into_iter().find(|f| holds(f, ca)) {
+            return Trust::Trusted(f);
+        }
+    }
+    Trust::Missing { dirs }
+}
+
+/// Every `ca` the file names, as paths under `root`: absolute ones are the host's, relative
+/// ones are relative to the host's directory (as containerd resolves them).
+fn ca_files(doc: &toml::Table, root: &Path, dir: &Path) -> Vec<PathBuf> {
+    fn add<'a>(names: &mut Vec<&'a str>, v: Option<&'a toml::Value>) {
+        match v {
+            Some(toml::Value::String(s)) => names.push(s),
+            Some(toml::Value::Array(items)) => {
+                names.extend(items.iter().filter_map(|i| i.as_str()))
+            }
+            _ => {}
+        }
+    }
+    let mut names: Vec<&str> = Vec::new();
+    add(&mut names, doc.get("ca"));
+    if let Some(hosts) = doc.get("host").and_then(|h| h.as_table()) {
+        for table in hosts.values().filter_map(|t| t.as_table()) {
+            add(&mut names, table.get("ca"));
+        }
+    }
+    names
+        .into_iter()
+        .map(|n| match n.strip_prefix('/') {
+            Some(abs) => root.join(abs),
+            None => dir.join(n),
+        })
+        .collect()
+}
+
+/// What the CRI plugin's registry `config_path` is, in containerd's configuration under
+/// `root`: `Ok(None)` when the file is there without it, `Err` when the file is absent or
+/// unreadable (with why). containerd 1.x names the plugin `io.containerd.grpc.v1.cri`,
+/// containerd 2.x `io.containerd.cri.v1.images`.
+pub fn cri_config_path(root: &Path) -> Result<Option<String>, String> {
+    let path = root.join(CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("/{CONFIG}: {e}"))?;
+    let doc = text
+        .parse::<toml::Table>()
+        .map_err(|e| format!("/{CONFIG}: {}", e.message()))?;
+    let plugins = doc.get("plugins").and_then(|p| p.as_table());
+    Ok(["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images"]
+        .iter()
+        .filter_map(|name| plugins?.get(*name)?.get("registry")?.get("config_path"))
+        .filter_map(|v| v.as_str())
+        .find(|s| !s.is_empty())
+        .map(str::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca() -> (CertificateDer<'static>, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["regdoc test CA".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.der().clone(), cert.pem())
+    }
+
+    #[test]
+    fn a_ca_named_at_the_top_or_in_a_host_table_relative_or_absolute() {
+        let (der, pem) = ca();
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(DIR).join("myreg.azurecr.io");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(matches!(
+            trust(root.path(), "myreg.azurecr.io", &der),
+            Trust::Missing { .. }
+        ));
+        std::fs::write(dir.join("regdoc.crt"), &pem).unwrap();
+        std::fs::write(
+            dir.join("hosts.toml"),
+            "server = \"https://myreg.azurecr.io\"\nca = \"regdoc.crt\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            trust(root.path(), "myreg.azurecr.io", &der),
+            Trust::Trusted(dir.join("regdoc.crt"))
+        );
+        std::fs::write(
+            dir.join("hosts.toml"),
+            "[host.\"https://myreg.azurecr.io\"]\nca = [\"/etc/other.crt\", \"/etc/containerd/certs.d/myreg.azurecr.io/regdoc.crt\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            trust(root.path(), "myreg.azurecr.io", &der),
+            Trust::Trusted(dir.join("regdoc.crt"))
+        );
+        // Another CA in the file: not trusted; no directory at all: said apart.
+        let (other, _) = ca();
+        assert!(matches!(
+            trust(root.path(), "myreg.azurecr.io", &other),
+            Trust::Missing { .. }
+        ));
+        assert_eq!(trust(root.path(), "other.azurecr.io", &der), Trust::NoDir);
+    }
+
+    #[test]
+    fn the_cri_plugin_config_path_of_containerd_1_and_2() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(cri_config_path(root.path()).is_err());
+        let conf = root.path().join(CONFIG);
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        std::fs::write(&conf, "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n").unwrap();
+        assert_eq!(
+            cri_config_path(root.path()).unwrap().as_deref(),
+            Some("/etc/containerd/certs.d")
+        );
+        std::fs::write(&conf, "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\nconfig_path = '/etc/containerd/certs.d:/etc/docker/certs.d'\n").unwrap();
+        assert!(cri_config_path(root.path()).unwrap().is_some());
+        std::fs::write(&conf, "version = 2\n").unwrap();
+        assert_eq!(cri_config_path(root.path()).unwrap(), None);
+        std::fs::write(&conf, "version = [\n").unwrap();
+        assert!(cri_config_path(root.path()).is_err());
+    }
+}
