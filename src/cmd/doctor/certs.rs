@@ -33,13 +33,19 @@ pub fn hosts(dir: &Path) -> Vec<String> {
     v
 }
 
+/// The directories of `host` under `base` (certs.d or containerd's hosts directory) that
+/// exist: `host` and `host:443`, which both name the registry on port 443.
+pub(super) fn host_dirs(base: &Path, host: &str) -> Vec<PathBuf> {
+    [host.to_string(), format!("{host}:443")]
+        .into_iter()
+        .map(|d| base.join(d))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
 /// Whether dockerd trusts `ca` for `host` (port 443: `host` or `host:443`).
 pub fn trust(root: &Path, host: &str, ca: &CertificateDer<'_>) -> Trust {
-    let dirs: Vec<PathBuf> = [host.to_string(), format!("{host}:443")]
-        .into_iter()
-        .map(|d| root.join(DIR).join(d))
-        .filter(|d| d.is_dir())
-        .collect();
+    let dirs = host_dirs(&root.join(DIR), host);
     if dirs.is_empty() {
         return Trust::NoDir;
     }

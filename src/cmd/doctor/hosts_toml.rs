@@ -4,7 +4,7 @@
 //! for each host it intercepts. containerd reads the file at each pull: no restart needed. The
 //! CRI plugin reads the directory only when its registry `config_path` points at it.
 
-use super::certs::{holds, Trust};
+use super::certs::{holds, host_dirs, Trust};
 use rustls::pki_types::CertificateDer;
 use std::path::{Path, PathBuf};
 
@@ -15,11 +15,7 @@ pub const CONFIG: &str = "etc/containerd/config.toml";
 
 /// Whether containerd trusts `ca` for `host` (port 443: `host` or `host:443`).
 pub fn trust(root: &Path, host: &str, ca: &CertificateDer<'_>) -> Trust {
-    let dirs: Vec<PathBuf> = [host.to_string(), format!("{host}:443")]
-        .into_iter()
-        .map(|d| root.join(DIR).join(d))
-        .filter(|d| d.is_dir())
-        .collect();
+    let dirs = host_dirs(&root.join(DIR), host);
     if dirs.is_empty() {
         return Trust::NoDir;
     }
