@@ -437,8 +437,9 @@ fn looks_secret(word: &str) -> bool {
 
 /// `application/vnd.docker.distribution.manifest.v2+json` is long, has a digit, a `/` and a
 /// `+`, but it is a media type the evidence must keep (an `Accept` list, a registry's "unsupported
-/// manifest media type"): a registered top-level type, then a lower-case subtype. Random
-/// base64 of that length is never all lower-case.
+/// manifest media type"): a registered top-level type, then a lower-case subtype in the vendor
+/// tree (`vnd.`, where every long registry type lives). A lower-case base32 secret would need
+/// that very prefix to pass.
 fn looks_like_media_type(run: &str) -> bool {
     const TOP_LEVEL: &[&str] = &[
         "application",
@@ -455,7 +456,7 @@ fn looks_like_media_type(run: &str) -> bool {
         return false;
     };
     TOP_LEVEL.contains(&top)
-        && !sub.is_empty()
+        && sub.starts_with("vnd.")
         && sub.chars().all(|c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '+' | '-' | '_')
         })
@@ -542,6 +543,11 @@ mod tests {
         assert_eq!(redact(token), MASK);
         assert_eq!(
             redact("xyzzy/zm9vyMfyymf6cxv4mti+zndu2nzg5mgfiy2rlzg"),
+            MASK
+        );
+        // Lower-case random text under a real top-level type, outside the vendor tree.
+        assert_eq!(
+            redact("text/mfrggzdfmztwq2lknnwg23tpobyxe43uov3ho6dz"),
             MASK
         );
     }

@@ -410,8 +410,9 @@ fn containerd_registry_accepts_tcp_and_never_answers() {
 #[test]
 fn containerd_proxy_url_with_https_scheme() {
     // containerd's HTTPS_PROXY says https:// while regdoc speaks plain HTTP: Go starts TLS with
-    // the proxy and reads regdoc's plain answer as a broken handshake. The remedy is
-    // containerd's drop-in, not Docker's (checked for every containerd record).
+    // the proxy and reads regdoc's plain answer as a broken handshake. The remedy names where
+    // containerd's pulls take the proxy, not Docker's daemon (checked for every containerd
+    // record).
     if !ready("containerd_proxy_url_with_https_scheme") {
         return;
     }
@@ -437,6 +438,12 @@ fn containerd_proxy_url_with_https_scheme() {
     );
     assert_eq!(client_symptom(&rec), Some(error), "{rec:#}");
     let remedy = rec.get("remedy").map(|r| r.to_string()).unwrap_or_default();
+    // ctr pulls in its own process: its shell's HTTPS_PROXY is the one to fix; the CRI
+    // plugin's is containerd's drop-in.
     assert!(remedy.contains("systemctl restart containerd"), "{rec:#}");
+    assert!(
+        remedy.contains("the HTTPS_PROXY of the shell that runs it"),
+        "{rec:#}"
+    );
     assert_no_unprinted_symptom(&env, &out, SymptomMatch::Whole);
 }

@@ -15,11 +15,11 @@ use crate::config::ClientKind;
 static CONTAINERD: &[(&str, &[&str])] = &[
     (
         "Behind an HTTPS proxy, configure both the Docker client and the Docker daemon for the proxy, and restart the daemon after changing its proxy settings.",
-        &["Behind an HTTPS proxy, set containerd's proxy in its systemd drop-in (/etc/systemd/system/containerd.service.d/http-proxy.conf) and restart containerd after changing it: `systemctl daemon-reload && systemctl restart containerd` (running containers keep running)."],
+        &["Behind an HTTPS proxy, give containerd's pulls the proxy: the CRI plugin's in containerd's systemd drop-in (/etc/systemd/system/containerd.service.d/http-proxy.conf), applied with `systemctl daemon-reload && systemctl restart containerd` (running containers keep running); `ctr` pulls in its own process, with the HTTPS_PROXY of the shell that runs it."],
     ),
     (
         "If the daemon bypasses the proxy through NO_PROXY, list the data endpoint hosts there as well as the REST host.",
-        &["If containerd bypasses the proxy through NO_PROXY (its systemd drop-in), list the data endpoint hosts there as well as the REST host."],
+        &["If containerd's pulls bypass the proxy through NO_PROXY (containerd's systemd drop-in for the CRI plugin, the shell's for `ctr`), list the data endpoint hosts there as well as the REST host."],
     ),
     (
         "Both the Docker CLI and the daemon must be running; the client must be version 18.03 or later (`docker version`).",
@@ -27,7 +27,7 @@ static CONTAINERD: &[(&str, &[&str])] = &[
     ),
     (
         "Set the daemon's proxy in a systemd drop-in (Environment=\"HTTPS_PROXY=http://<proxy>:3128\") or in daemon.json \"proxies\" (Engine 23.0+), then `systemctl daemon-reload && systemctl restart docker`; check with `systemctl show --property=Environment docker`.",
-        &["Set containerd's proxy in a systemd drop-in (Environment=\"HTTPS_PROXY=http://<proxy>:3128\", as config/containerd-http-proxy.conf), then `systemctl daemon-reload && systemctl restart containerd`; check with `systemctl show --property=Environment containerd`."],
+        &["Set containerd's proxy in a systemd drop-in (Environment=\"HTTPS_PROXY=http://<proxy>:3128\", as config/containerd-http-proxy.conf), then `systemctl daemon-reload && systemctl restart containerd`; check with `systemctl show --property=Environment containerd` or `regdoc doctor containerd`. `ctr` pulls in its own process: export HTTPS_PROXY in the shell that runs it."],
     ),
     (
         "Configure the Docker client's proxy too (~/.docker/config.json \"proxies\") when builds or containers need it.",
@@ -39,11 +39,11 @@ static CONTAINERD: &[(&str, &[&str])] = &[
     ),
     (
         "Change it where the daemon reads it (systemd drop-in, daemon.json \"proxies\" or dockerd --https-proxy), then `systemctl daemon-reload && systemctl restart docker`.",
-        &["Change it in containerd's systemd drop-in, then `systemctl daemon-reload && systemctl restart containerd`."],
+        &["Change it where the pull takes it: containerd's systemd drop-in for the CRI plugin, then `systemctl daemon-reload && systemctl restart containerd`; for `ctr`, the HTTPS_PROXY of the shell that runs it."],
     ),
     (
         "Remove from the daemon's NO_PROXY every entry that covers the registry, its data endpoints or blob storage (`.azurecr.io`, `azurecr.io`, `.windows.net`, `*.blob.core.windows.net`, `*`); keep `localhost,127.0.0.1` and internal hosts.",
-        &["Remove from containerd's NO_PROXY every entry that covers the registry, its data endpoints or blob storage (`.azurecr.io`, `azurecr.io`, `.windows.net`, `*.blob.core.windows.net`, `*`); keep `localhost,127.0.0.1`, the cluster's service and pod ranges and internal hosts."],
+        &["Remove from the NO_PROXY of containerd's pulls (its systemd drop-in for the CRI plugin, the shell's for `ctr`) every entry that covers the registry, its data endpoints or blob storage (`.azurecr.io`, `azurecr.io`, `.windows.net`, `*.blob.core.windows.net`, `*`); keep `localhost,127.0.0.1`, the cluster's service and pod ranges and internal hosts."],
     ),
     (
         "Change it where the daemon reads it (systemd drop-in, daemon.json \"proxies\" \"no-proxy\"), then `systemctl daemon-reload && systemctl restart docker`.",
@@ -67,7 +67,7 @@ static CONTAINERD: &[(&str, &[&str])] = &[
     ),
     (
         "To trust an inspecting CA per registry, place it at /etc/docker/certs.d/<host>/ca.crt (it is added to the system roots).",
-        &["To trust an inspecting CA per registry, name it as `ca` in /etc/containerd/certs.d/<host>/hosts.toml (it is added to the system roots; the CRI plugin reads that directory when its registry config_path points there)."],
+        &["To trust an inspecting CA per registry, name it as `ca` in /etc/containerd/certs.d/<host>/hosts.toml (it is added to the system roots; the CRI plugin reads that directory when its registry config_path points there, `ctr` when given `--hosts-dir /etc/containerd/certs.d`)."],
     ),
     (
         "Install or update the CA bundle on the Docker host (`ca-certificates` on Debian and Ubuntu, `ca-certificates` plus `update-ca-trust` on RHEL), then restart the Docker daemon so it reloads the roots.",
@@ -79,7 +79,7 @@ static CONTAINERD: &[(&str, &[&str])] = &[
     ),
     (
         "Copy regdoc's CA certificate to /etc/docker/certs.d/<host>/ca.crt for every intercepted registry host (no daemon restart needed).",
-        &["Name regdoc's CA certificate as `ca` in /etc/containerd/certs.d/<host>/hosts.toml for every intercepted registry host (the README's hosts.toml form; containerd reads it at each pull, no restart needed)."],
+        &["Name regdoc's CA certificate as `ca` in /etc/containerd/certs.d/<host>/hosts.toml for every intercepted registry host (the README's hosts.toml form; read at each pull, no restart needed: by the CRI plugin when its config_path names that directory, by `ctr` with `--hosts-dir /etc/containerd/certs.d`); `regdoc doctor containerd` checks both."],
     ),
     (
         "Lower the daemon's max-concurrent-downloads / max-concurrent-uploads, reduce the number of layers, or spread pulls over time.",
@@ -87,7 +87,7 @@ static CONTAINERD: &[(&str, &[&str])] = &[
     ),
     (
         "Proxy authentication: put the user and password in the daemon's proxy URL (http://user:pass@host:3128) and restart the daemon.",
-        &["Proxy authentication: put the user and password in containerd's proxy URL (http://user:pass@host:3128, in its systemd drop-in) and restart containerd."],
+        &["Proxy authentication: put the user and password in the proxy URL of containerd's pulls (http://user:pass@host:3128: its systemd drop-in for the CRI plugin, then restart containerd; the shell's HTTPS_PROXY for `ctr`)."],
     ),
 ];
 

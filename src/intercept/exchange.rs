@@ -43,7 +43,8 @@ pub fn from_request(
             .and_then(|v| v.to_str().ok())
             .and_then(credentials::describe),
         user_agent: header_text(headers, http::header::USER_AGENT, 200),
-        accept: accept(headers).map(|a| redactor.clean(&a)),
+        // Cleaned whole, then capped: a cut credential would no longer match its value.
+        accept: accept(headers).map(|a| redactor.clean(&a).chars().take(ACCEPT_CAP).collect()),
         requested_scopes: info.scopes,
         service: info.service,
         ..HttpExchange::default()
@@ -52,7 +53,7 @@ pub fn from_request(
 }
 
 /// Every `Accept` line of the request as one list (Docker sends one line per media type,
-/// containerd one line), capped: it is the client's text.
+/// containerd one line). Bounded by the request head's own limit.
 fn accept(headers: &HeaderMap) -> Option<String> {
     let mut out = String::new();
     for v in headers.get_all(http::header::ACCEPT) {
@@ -62,7 +63,7 @@ fn accept(headers: &HeaderMap) -> Option<String> {
         }
         out.push_str(v);
     }
-    (!out.is_empty()).then(|| out.chars().take(ACCEPT_CAP).collect())
+    (!out.is_empty()).then_some(out)
 }
 
 /// The request path as a `request` record shows it. Only the path: the query goes (token

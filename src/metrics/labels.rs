@@ -85,13 +85,18 @@ impl TimedPhase {
     }
 }
 
-/// Every mode, in the order `Mode` declares them: [`mode_index`] is a position in this list.
+/// Every mode, in the order of [`mode_index`].
 pub const MODES: [Mode; 4] = [Mode::Refused, Mode::Tunnel, Mode::Intercept, Mode::Forward];
 
-/// The position of `mode` in [`MODES`], which lists the modes in the order `Mode` declares them
-/// (a unit test holds the two together).
+/// The position of `mode` in [`MODES`]. A match, not `mode as usize`: a new `Mode` fails to
+/// compile here until it has a position (and a unit test checks it is its place in `MODES`).
 pub fn mode_index(mode: Mode) -> usize {
-    mode as usize
+    match mode {
+        Mode::Refused => 0,
+        Mode::Tunnel => 1,
+        Mode::Intercept => 2,
+        Mode::Forward => 3,
+    }
 }
 
 /// The position of an endpoint class's name (`EndpointKind::as_str`) in `EndpointKind::ALL`.

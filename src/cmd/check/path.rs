@@ -345,6 +345,8 @@ impl Net {
                 );
                 ev.dns = Some(resolved.answer.clone());
                 let mut s = Step::diagnosed(&name("dns"), took, ev.error.clone(), &[finding]);
+                // The client's fix, but no words: the pull goes on, as under `run`.
+                s.worded_for(&ev, None, &self.diagnoser);
                 s.client_symptom = None;
                 s
             }

@@ -16,6 +16,9 @@ pub enum Trust {
     Missing { dirs: Vec<PathBuf> },
     /// No directory for the host.
     NoDir,
+    /// The file that says which CAs count cannot be used (containerd ignores a hosts.toml it
+    /// cannot decode), with why.
+    Unusable { file: PathBuf, reason: String },
 }
 
 /// Directory names under a per-registry directory (`host` or `host:port`): certs.d, or
@@ -35,7 +38,7 @@ pub fn hosts(dir: &Path) -> Vec<String> {
 
 /// The directories of `host` under `base` (certs.d or containerd's hosts directory) that
 /// exist: `host` and `host:443`, which both name the registry on port 443.
-pub(super) fn host_dirs(base: &Path, host: &str) -> Vec<PathBuf> {
+fn host_dirs(base: &Path, host: &str) -> Vec<PathBuf> {
     [host.to_string(), format!("{host}:443")]
         .into_iter()
         .map(|d| base.join(d))
@@ -69,6 +72,13 @@ pub fn trust(root: &Path, host: &str, ca: &CertificateDer<'_>) -> Trust {
 /// Compare certificates by DER: the same CA re-encoded as PEM with other line breaks is the
 /// same CA, a CA with the same subject but another key is not.
 pub(super) fn holds(file: &Path, ca: &CertificateDer<'_>) -> bool {
+    // A configuration may name any path: only a regular file of a certificate bundle's size is
+    // read (not a FIFO, a device or /proc/kcore).
+    const MAX_BYTES: u64 = 4 * 1024 * 1024;
+    let regular = std::fs::metadata(file).is_ok_and(|m| m.is_file() && m.len() <= MAX_BYTES);
+    if !regular {
+        return false;
+    }
     let Ok(bytes) = std::fs::read(file) else {
         return false;
     };

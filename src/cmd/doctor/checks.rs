@@ -511,6 +511,15 @@ fn certs(f: &Facts) -> Vec<Finding> {
                             remedy(host),
                         )
                     }
+                    Trust::Unusable { file, reason } => Finding::problem(
+                        &check,
+                        &catalog::INTERCEPT_CA_UNTRUSTED,
+                        format!(
+                            "{}: {reason}; the daemon ignores it",
+                            host_path(&f.root, file)
+                        ),
+                        remedy(host),
+                    ),
                     Trust::NoDir => Finding::problem(
                         &check,
                         &catalog::INTERCEPT_CA_UNTRUSTED,

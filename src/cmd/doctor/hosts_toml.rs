@@ -1,10 +1,16 @@
-//! containerd's hosts directory: `/etc/containerd/certs.d/<host>[:port]/hosts.toml`, whose `ca`
-//! (a path or a list of paths, at the top or in a `[host."…"]` table) names the CAs containerd
-//! adds to the system roots for that registry. An intercepting regdoc's CA must be among them
-//! for each host it intercepts. containerd reads the file at each pull: no restart needed. The
-//! CRI plugin reads the directory only when its registry `config_path` points at it.
+//! containerd's hosts directory: `/etc/containerd/certs.d/<host>/hosts.toml`, whose `ca` (a
+//! path or a list of paths, at the top or in a `[host."…"]` table) names the CAs containerd adds
+//! to the system roots for that registry. An intercepting regdoc's CA must be among them for each
+//! host it intercepts. containerd reads the file at each pull: no restart needed. The CRI plugin
+//! reads the directory only when its registry `config_path` points at it; `ctr` when given
+//! `--hosts-dir`.
+//!
+//! As containerd looks (its `hostDirectory`, `loadHostDir`): the first of `<host>` and
+//! `_default` that exists; in it, `hosts.toml`, or without one the directory's `*.crt` files as
+//! CAs. A file it cannot decode is ignored (containerd logs it and goes on without it), so it is
+//! reported rather than trusted.
 
-use super::certs::{holds, host_dirs, Trust};
+use super::certs::{holds, Trust};
 use rustls::pki_types::CertificateDer;
 use std::path::{Path, PathBuf};
 
@@ -13,24 +19,52 @@ pub const DIR: &str = "etc/containerd/certs.d";
 /// containerd's configuration, where the CRI plugin's `config_path` is set.
 pub const CONFIG: &str = "etc/containerd/config.toml";
 
-/// Whether containerd trusts `ca` for `host` (port 443: `host` or `host:443`).
+/// Whether containerd trusts `ca` for `host` (a registry on port 443).
 pub fn trust(root: &Path, host: &str, ca: &CertificateDer<'_>) -> Trust {
-    let dirs = host_dirs(&root.join(DIR), host);
-    if dirs.is_empty() {
+    let Some(dir) = [host, "_default"]
+        .into_iter()
+        .map(|d| root.join(DIR).join(d))
+        .find(|d| d.is_dir())
+    else {
         return Trust::NoDir;
-    }
-    for dir in &dirs {
-        let Ok(text) = std::fs::read_to_string(dir.join("hosts.toml")) else {
-            continue;
-        };
-        let Ok(doc) = text.parse::<toml::Table>() else {
-            continue;
-        };
-        if let Some(f) = ca_files(&doc, root, dir).into_iter().find(|f| holds(f, ca)) {
-            return Trust::Trusted(f);
+    };
+    let file = dir.join("hosts.toml");
+    let cas = match std::fs::read_to_string(&file) {
+        Ok(text) => match text.parse::<toml::Table>() {
+            Ok(doc) => ca_files(&doc, root, &dir),
+            Err(e) => {
+                return Trust::Unusable {
+                    file,
+                    reason: e.message().to_string(),
+                }
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => crt_files(&dir),
+        Err(e) => {
+            return Trust::Unusable {
+                file,
+                reason: e.to_string(),
+            }
         }
+    };
+    match cas.into_iter().find(|f| holds(f, ca)) {
+        Some(f) => Trust::Trusted(f),
+        None => Trust::Missing { dirs: vec![dir] },
     }
-    Trust::Missing { dirs }
+}
+
+/// The `*.crt` files of a host directory without hosts.toml, in name order.
+fn crt_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
 }
 
 /// Every `ca` the file names, as paths under `root`: absolute ones are the host's, relative
@@ -129,6 +163,20 @@ mod tests {
             Trust::Missing { .. }
         ));
         assert_eq!(trust(root.path(), "other.azurecr.io", &der), Trust::NoDir);
+        // A file containerd cannot decode is named, not trusted.
+        std::fs::write(dir.join("hosts.toml"), "ca = [\n").unwrap();
+        assert!(matches!(
+            trust(root.path(), "myreg.azurecr.io", &der),
+            Trust::Unusable { .. }
+        ));
+        // `_default` serves every host without a directory of its own.
+        let default = root.path().join(DIR).join("_default");
+        std::fs::create_dir_all(&default).unwrap();
+        std::fs::write(default.join("regdoc.crt"), &pem).unwrap();
+        assert_eq!(
+            trust(root.path(), "other.azurecr.io", &der),
+            Trust::Trusted(default.join("regdoc.crt"))
+        );
     }
 
     #[test]
@@ -143,7 +191,10 @@ mod tests {
             Some("/etc/containerd/certs.d")
         );
         std::fs::write(&conf, "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\nconfig_path = '/etc/containerd/certs.d:/etc/docker/certs.d'\n").unwrap();
-        assert!(cri_config_path(root.path()).unwrap().is_some());
+        assert_eq!(
+            cri_config_path(root.path()).unwrap().as_deref(),
+            Some("/etc/containerd/certs.d:/etc/docker/certs.d")
+        );
         std::fs::write(&conf, "version = 2\n").unwrap();
         assert_eq!(cri_config_path(root.path()).unwrap(), None);
         std::fs::write(&conf, "version = [\n").unwrap();

@@ -208,6 +208,10 @@ pub fn gather(root: &Path, cfg: &Config, pid: Option<u32>, daemon: &'static Daem
     if let DaemonJson::Read { path, .. } | DaemonJson::Invalid { path, .. } = &daemon_json {
         files.push(path.clone());
     }
+    if daemon.trust == TrustStore::HostsToml {
+        // The CRI plugin's config_path is read at start too.
+        files.push(root.join(hosts_toml::CONFIG));
+    }
     let setting_files = files
         .into_iter()
         .filter_map(|p| {

@@ -558,7 +558,7 @@ fn containerd_trusts_regdocs_ca_through_hosts_toml_and_the_cri_config_path() {
         "server = \"https://myreg.azurecr.io\"\nca = \"regdoc-ca.crt\"\n",
         HOUR,
     );
-    fx.file(hosts_toml::CONFIG, "version = 2\n", HOUR);
+    fx.file(hosts_toml::CONFIG, "version = 2\n", 2 * HOUR);
     let (f, _) = fx.run_daemon(&cfg, None, &CONTAINERD);
     assert_eq!(
         problems(&f),
@@ -568,13 +568,22 @@ fn containerd_trusts_regdocs_ca_through_hosts_toml_and_the_cri_config_path() {
     );
     assert_eq!(row(&f, "hosts.toml/myreg.azurecr.io").result, Outcome::Ok);
 
-    // Pointed at it: healthy.
-    fx.file(
-        hosts_toml::CONFIG,
-        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n",
-        HOUR,
-    );
+    // Pointed at it: healthy once containerd has started with it.
+    let pointed = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n";
+    fx.file(hosts_toml::CONFIG, pointed, 2 * HOUR);
     let (f, code) = fx.run_daemon(&cfg, None, &CONTAINERD);
     assert_eq!(problems(&f), vec![], "{}", render::table(&f));
     assert_eq!(code, 0);
+    // Changed after containerd started: the running one still has the old configuration.
+    fx.file(hosts_toml::CONFIG, pointed, Duration::from_secs(60));
+    let (f, _) = fx.run_daemon(&cfg, None, &CONTAINERD);
+    assert_eq!(
+        problems(&f),
+        vec![("restart".into(), "docker_config")],
+        "{}",
+        render::table(&f)
+    );
+    assert!(row(&f, "restart")
+        .detail
+        .contains("/etc/containerd/config.toml"));
 }

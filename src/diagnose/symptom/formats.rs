@@ -186,7 +186,7 @@ pub static FORMATS: &[Format] = &[
     },
     Format {
         id: "containerd_bearer_error",
-        operations: "pull, push (containerd 1.6)",
+        operations: "push (containerd 1.6; a pull's resolution: expected only)",
         situation: "the registry refused a request made with a bearer token, and its challenge names an error (`error=\"insufficient_scope\"`: the token does not grant the action); containerd asks once more and then prints the challenge's error, not the status or the body; `ctr images push` prints it after `ctr: failed commit on ref \"manifest-sha256:…\": ` (a refused manifest) or `ctr: ` (a refused blob)",
         template: "server message: {error}: authorization failed",
         checked_by: "containerd_push_without_push_rights",
