@@ -400,8 +400,8 @@ const CONTAINERD_DROPIN: &str = "etc/systemd/system/containerd.service.d/http-pr
 
 /// The fake `/` for `regdoc doctor containerd`: `proc` is the real one, `etc/containerd/certs.d`
 /// the hosts directory ctr pulls with, `tmp` the real `/tmp` (where the hosts.toml files' `ca`
-/// paths point), a containerd drop-in with the proxy the harness gave containerd, written an
-/// hour ago, and a CRI configuration pointing at the hosts directory.
+/// paths point), a containerd drop-in with the proxy the harness gave containerd and a CRI
+/// configuration pointing at the hosts directory, both written an hour ago.
 fn containerd_root(env: &Env) -> PathBuf {
     let root = env.dir.join("host-root");
     std::fs::create_dir_all(root.join("etc/containerd")).unwrap();
@@ -412,8 +412,9 @@ fn containerd_root(env: &Env) -> PathBuf {
         root.join("etc/containerd/certs.d"),
     )
     .unwrap();
+    let config = root.join("etc/containerd/config.toml");
     std::fs::write(
-        root.join("etc/containerd/config.toml"),
+        &config,
         "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n",
     )
     .unwrap();
@@ -425,12 +426,15 @@ fn containerd_root(env: &Env) -> PathBuf {
         format!("[Service]\nEnvironment=\"HTTPS_PROXY={url}\" \"HTTP_PROXY={url}\" \"NO_PROXY=localhost,127.0.0.1\"\n"),
     )
     .unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_modified(SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
+    // Both as on a node where containerd started after they were written.
+    for f in [&p, &config] {
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+    }
     root
 }
 
