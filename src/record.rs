@@ -181,6 +181,8 @@ pub struct FailureRecord<'a> {
     pub cause_title: Option<&'static str>,
     /// The steps for the client that failed (see `diagnose::remedy`).
     pub remedy: Vec<&'static str>,
+    /// Which client `remedy` and the symptom are worded for: `docker` or `containerd`.
+    pub client_kind: &'static str,
     pub doc: Option<&'static str>,
     /// The line the client printed, when regdoc knows the words (see `diagnose::symptom`).
     pub client_symptom: Option<String>,
@@ -245,6 +247,7 @@ pub fn failure_record<'a>(
         remedy: top
             .map(|f| crate::diagnose::remedy::for_client(f.cause, client))
             .unwrap_or_default(),
+        client_kind: client.name(),
         doc: top.map(|f| f.cause.doc),
         client_symptom,
         expected_client_symptom,

@@ -58,10 +58,19 @@ pub struct CauseReport {
     pub targets: Vec<(String, u64)>,
     pub phases: Vec<(String, u64)>,
     pub clients: Vec<(String, u64)>,
+    /// The steps, for the client of the first record that gave them (`remedy_client`).
     pub remedy: Vec<String>,
+    /// `docker` or `containerd`; None for records older than `client_kind`.
+    pub remedy_client: Option<String>,
+    /// The steps for the other client, when records of both had this cause (a fleet of Docker
+    /// hosts and containerd nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_remedy: Option<(String, Vec<String>)>,
     pub doc: Option<String>,
-    /// What the Docker client printed, from the first record that said.
+    /// What the client printed, from the first record that said.
     pub client_symptom: Option<String>,
+    /// Which client printed it (`docker`, `containerd`), when the record said.
+    pub symptom_client: Option<String>,
 }
 
 #[derive(Default)]
@@ -70,9 +79,10 @@ struct Tally {
     first: Option<(i128, String)>,
     last: Option<(i128, String)>,
     title: Option<String>,
-    remedy: Vec<String>,
+    /// (client, steps) of the first record of each client, in order of appearance.
+    remedies: Vec<(Option<String>, Vec<String>)>,
     doc: Option<String>,
-    symptom: Option<String>,
+    symptom: Option<(Option<String>, String)>,
     endpoints: HashMap<String, u64>,
     registries: HashMap<String, u64>,
     regions: HashMap<String, u64>,
@@ -275,8 +285,13 @@ impl Builder {
         if t.title.is_none() {
             t.title = str_field(v, "cause_title").map(|s| cap(s, 200));
         }
-        if t.remedy.is_empty() {
-            t.remedy = strings(v, "remedy");
+        let client = str_field(v, "client_kind").map(|s| cap(s, 20));
+        let steps = strings(v, "remedy");
+        if !steps.is_empty()
+            && t.remedies.len() < 2
+            && !t.remedies.iter().any(|(c, _)| *c == client)
+        {
+            t.remedies.push((client.clone(), steps));
         }
         if t.doc.is_none() {
             t.doc = str_field(v, "doc").map(|s| cap(s, 300));
@@ -288,7 +303,8 @@ impl Builder {
                 .or_else(|| {
                     str_field(v, "expected_client_symptom")
                         .map(|s| format!("(expected) {}", shown(s, 500)))
-                });
+                })
+                .map(|s| (client, s));
         }
         bump(&mut t.endpoints, str_field(v, "endpoint"), n);
         bump(&mut t.registries, str_field(v, "registry"), n);
@@ -325,15 +341,20 @@ impl Builder {
                     targets: sorted(t.targets),
                     phases: sorted(t.phases),
                     clients: sorted(t.clients),
-                    remedy: if t.remedy.is_empty() {
-                        known
+                    remedy_client: t.remedies.first().and_then(|(c, _)| c.clone()),
+                    other_remedy: t
+                        .remedies
+                        .get(1)
+                        .and_then(|(c, steps)| Some((c.clone()?, steps.clone()))),
+                    remedy: match t.remedies.into_iter().next() {
+                        Some((_, steps)) => steps,
+                        None => known
                             .map(|c| c.remedy.iter().map(|s| s.to_string()).collect())
-                            .unwrap_or_default()
-                    } else {
-                        t.remedy
+                            .unwrap_or_default(),
                     },
                     doc: t.doc.or_else(|| known.map(|c| c.doc.to_string())),
-                    client_symptom: t.symptom,
+                    symptom_client: t.symptom.as_ref().and_then(|(c, _)| c.clone()),
+                    client_symptom: t.symptom.map(|(_, s)| s),
                     cause,
                 }
             })
@@ -461,11 +482,24 @@ impl Report {
             breakdown(&mut out, "phases", &c.phases);
             breakdown(&mut out, "clients", &c.clients);
             if let Some(s) = &c.client_symptom {
-                let _ = writeln!(out, "    docker shows: {s}");
+                let who = c.symptom_client.as_deref().unwrap_or("the client");
+                let _ = writeln!(out, "    {who} shows: {s}");
             }
-            if !c.remedy.is_empty() {
-                let _ = writeln!(out, "    fix:");
-                for (i, r) in c.remedy.iter().enumerate() {
+            let mut fixes = vec![(c.remedy_client.as_deref(), &c.remedy)];
+            if let Some((client, steps)) = &c.other_remedy {
+                fixes.push((Some(client.as_str()), steps));
+            }
+            let several = fixes.len() > 1;
+            for (client, steps) in fixes.into_iter().filter(|(_, s)| !s.is_empty()) {
+                match client.filter(|_| several) {
+                    Some(k) => {
+                        let _ = writeln!(out, "    fix ({k}):");
+                    }
+                    None => {
+                        let _ = writeln!(out, "    fix:");
+                    }
+                }
+                for (i, r) in steps.iter().enumerate() {
                     let _ = writeln!(out, "      {}. {r}", i + 1);
                 }
             }
@@ -535,6 +569,43 @@ mod tests {
         assert_eq!(r.causes[0].cause, "throttled");
         assert_eq!(r.causes[0].title, catalog::THROTTLED.title);
         assert!(!r.causes[0].remedy.is_empty(), "remedy from the catalog");
+    }
+
+    #[test]
+    fn a_fleet_of_both_clients_gets_each_clients_steps() {
+        let log = concat!(
+            r#"{"event":"failure","cause":"intercept_ca_untrusted","client_kind":"containerd","client_symptom":"x509: certificate signed by unknown authority","remedy":["Name regdoc's CA as ca in hosts.toml"]}"#,
+            "\n",
+            r#"{"event":"failure","cause":"intercept_ca_untrusted","client_kind":"containerd","remedy":["Name regdoc's CA as ca in hosts.toml"]}"#,
+            "\n",
+            r#"{"event":"failure","cause":"intercept_ca_untrusted","client_kind":"docker","remedy":["Copy regdoc's CA to certs.d"]}"#,
+            "\n",
+        );
+        let r = report(log.as_bytes());
+        let c = &r.causes[0];
+        assert_eq!(c.remedy_client.as_deref(), Some("containerd"));
+        assert_eq!(
+            c.other_remedy,
+            Some(("docker".into(), vec!["Copy regdoc's CA to certs.d".into()]))
+        );
+        let text = r.render_text();
+        assert!(text.contains("containerd shows: x509:"), "{text}");
+        assert!(
+            text.contains("fix (containerd):\n      1. Name regdoc's CA"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fix (docker):\n      1. Copy regdoc's CA"),
+            "{text}"
+        );
+        // One client only: one plain list, as before.
+        let one = report(
+            br#"{"event":"failure","cause":"throttled","client_kind":"docker","remedy":["Wait"]}"#
+                .as_slice(),
+        );
+        let text = one.render_text();
+        assert!(text.contains("    fix:\n      1. Wait"), "{text}");
+        assert!(!text.contains("fix ("), "{text}");
     }
 
     /// A summary's `count` is the log's word, not regdoc's: absurd counts saturate instead of
