@@ -31,6 +31,9 @@ pub struct Facts {
     /// containerd only: the CRI plugin's registry `config_path` (`Err`: no configuration file
     /// to read it from, with why).
     pub cri_config_path: Option<Result<Option<String>, String>>,
+    /// containerd only: each intercepted host's trust in the directories that `config_path`
+    /// names, as the CRI plugin looks (empty when it is unset or regdoc's CA is unreadable).
+    pub cri_trust: Vec<(String, Trust)>,
     pub settings: Effective,
     /// What the daemon will use at its next start (daemon.json, then the drop-ins), when that
     /// was told apart from the running process's environment.
@@ -534,33 +537,93 @@ fn certs(f: &Facts) -> Vec<Finding> {
     }
 }
 
-/// containerd's CRI plugin (a Kubernetes node's pulls) reads the hosts directory only when its
-/// registry `config_path` names it; `ctr` is given it with `--hosts-dir`.
+/// containerd's CRI plugin (a Kubernetes node's pulls) reads a hosts directory only when its
+/// registry `config_path` names it; `ctr` is given it with `--hosts-dir`. With several
+/// directories in `config_path`, the first holding `<host>` or `_default` is the one read, so
+/// an earlier directory can hide regdoc's CA in a later one.
 fn cri_config_path(f: &Facts, c: &Result<Option<String>, String>) -> Finding {
     const CHECK: &str = "cri config_path";
     let dir = "/etc/containerd/certs.d";
     if f.certs.is_none() {
         return Finding::skipped(CHECK, "interception off: no CA to trust".into());
     }
-    match c {
-        Err(why) => Finding::skipped(
-            CHECK,
-            format!("{why}: no CRI configuration to read (ctr takes --hosts-dir {dir})"),
-        ),
-        Ok(Some(path)) if path.split(':').any(|p| p.trim_end_matches('/') == dir) => {
-            Finding::ok(CHECK, format!("config_path = \"{path}\""))
+    let fix = format!(
+        "set config_path = \"{dir}\" under [plugins.\"io.containerd.grpc.v1.cri\".registry] in /etc/containerd/config.toml, then {}",
+        f.daemon.restart()
+    );
+    let path = match c {
+        Err(why) => {
+            return Finding::skipped(
+                CHECK,
+                format!("{why}: no CRI configuration to read (ctr takes --hosts-dir {dir})"),
+            )
         }
-        Ok(found) => Finding::problem(
+        Ok(None) => {
+            return Finding::problem(
+                CHECK,
+                &catalog::INTERCEPT_CA_UNTRUSTED,
+                format!("no config_path for the CRI plugin's registry: it does not read {dir}, so a pod's pull refuses regdoc's certificates"),
+                fix,
+            )
+        }
+        Ok(Some(path)) => path,
+    };
+    // The CA could not be read, or no host is known yet: whether the path names the directory
+    // is all there is to judge.
+    if f.cri_trust.is_empty() {
+        return if path.split(':').any(|p| p.trim_end_matches('/') == dir) {
+            Finding::ok(CHECK, format!("config_path = \"{path}\""))
+        } else {
+            Finding::problem(
+                CHECK,
+                &catalog::INTERCEPT_CA_UNTRUSTED,
+                format!("config_path = \"{path}\" does not name {dir}: the CRI plugin does not read regdoc's CA there"),
+                fix,
+            )
+        };
+    }
+    // Where the CRI plugin reads the same directory as the hosts.toml row, that row judges it;
+    // this one speaks of another directory read first, or of a path without the default one.
+    let default = f.root.join(super::hosts_toml::DIR);
+    let names_default = path.split(':').any(|p| p.trim_end_matches('/') == dir);
+    let untrusted = f.cri_trust.iter().find_map(|(host, t)| match t {
+        Trust::Trusted(_) => None,
+        Trust::Missing { dirs } if dirs.iter().all(|d| d.starts_with(&default)) => None,
+        Trust::Unusable { file, .. } if file.starts_with(&default) => None,
+        Trust::NoDir if names_default => None,
+        Trust::Missing { dirs } => Some(format!(
+            "{host} is read from {}, where no ca holds regdoc's CA",
+            dirs.iter()
+                .map(|d| host_path(&f.root, d))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Trust::Unusable { file, reason } => Some(format!(
+            "{host} is read from {}, which containerd ignores ({reason})",
+            host_path(&f.root, file)
+        )),
+        Trust::NoDir => Some(format!("none of its directories has {host} or _default")),
+    });
+    match untrusted {
+        None => Finding::ok(
+            CHECK,
+            format!(
+                "config_path = \"{path}\"; {}",
+                f.cri_trust
+                    .iter()
+                    .filter_map(|(host, t)| match t {
+                        Trust::Trusted(file) => Some(format!("{host}: {}", host_path(&f.root, file))),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Some(why) => Finding::problem(
             CHECK,
             &catalog::INTERCEPT_CA_UNTRUSTED,
-            match found {
-                Some(path) => format!("config_path = \"{path}\" does not name {dir}: the CRI plugin does not read regdoc's CA there"),
-                None => format!("no config_path for the CRI plugin's registry: it does not read {dir}, so a pod's pull refuses regdoc's certificates"),
-            },
-            format!(
-                "set config_path = \"{dir}\" under [plugins.\"io.containerd.grpc.v1.cri\".registry] in /etc/containerd/config.toml, then {}",
-                f.daemon.restart()
-            ),
+            format!("config_path = \"{path}\": {why}, so a pod's pull refuses regdoc's certificates"),
+            format!("put regdoc's CA in the hosts.toml of the directory the CRI plugin reads first for the registry, or {fix}"),
         ),
     }
 }

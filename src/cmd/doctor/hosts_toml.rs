@@ -19,11 +19,20 @@ pub const DIR: &str = "etc/containerd/certs.d";
 /// containerd's configuration, where the CRI plugin's `config_path` is set.
 pub const CONFIG: &str = "etc/containerd/config.toml";
 
-/// Whether containerd trusts `ca` for `host` (a registry on port 443).
+/// Whether containerd trusts `ca` for `host` (a registry on port 443), looking in its default
+/// hosts directory (what `ctr --hosts-dir /etc/containerd/certs.d` reads).
 pub fn trust(root: &Path, host: &str, ca: &CertificateDer<'_>) -> Trust {
-    let Some(dir) = [host, "_default"]
-        .into_iter()
-        .map(|d| root.join(DIR).join(d))
+    trust_in(root, &[&format!("/{DIR}")], host, ca)
+}
+
+/// Whether containerd trusts `ca` for `host` when its hosts directories are `dirs`, in order
+/// (the CRI plugin's `config_path`, split at `:`): the first directory holding `<host>` or
+/// `_default` is the only one read, as containerd's `hostDirFromRoots` does.
+pub fn trust_in(root: &Path, dirs: &[&str], host: &str, ca: &CertificateDer<'_>) -> Trust {
+    let Some(dir) = dirs
+        .iter()
+        .map(|d| root.join(d.trim_start_matches('/')))
+        .flat_map(|d| [d.join(host), d.join("_default")])
         .find(|d| d.is_dir())
     else {
         return Trust::NoDir;
@@ -176,6 +185,38 @@ mod tests {
         assert_eq!(
             trust(root.path(), "other.azurecr.io", &der),
             Trust::Trusted(default.join("regdoc.crt"))
+        );
+    }
+
+    #[test]
+    fn the_first_of_several_directories_with_the_host_or_a_default_is_the_one_read() {
+        let (der, pem) = ca();
+        let root = tempfile::tempdir().unwrap();
+        let mine = root.path().join(DIR).join("myreg.azurecr.io");
+        std::fs::create_dir_all(&mine).unwrap();
+        std::fs::write(mine.join("regdoc.crt"), &pem).unwrap();
+        let dirs = ["/etc/containerd/certs.d", "/etc/docker/certs.d"];
+        assert_eq!(
+            trust_in(root.path(), &dirs, "myreg.azurecr.io", &der),
+            Trust::Trusted(mine.join("regdoc.crt"))
+        );
+        // An earlier directory's `_default` wins over a later one's `<host>`.
+        let first = ["/srv/hosts", "/etc/containerd/certs.d"];
+        assert_eq!(
+            trust_in(root.path(), &first, "myreg.azurecr.io", &der),
+            Trust::Trusted(mine.join("regdoc.crt"))
+        );
+        let default = root.path().join("srv/hosts/_default");
+        std::fs::create_dir_all(&default).unwrap();
+        assert_eq!(
+            trust_in(root.path(), &first, "myreg.azurecr.io", &der),
+            Trust::Missing {
+                dirs: vec![default.clone()]
+            }
+        );
+        assert_eq!(
+            trust_in(root.path(), &["/srv/none"], "myreg.azurecr.io", &der),
+            Trust::NoDir
         );
     }
 

@@ -219,9 +219,24 @@ pub fn gather(root: &Path, cfg: &Config, pid: Option<u32>, daemon: &'static Daem
             Some((p, m))
         })
         .collect();
-    let certs = cfg.intercept.ca_cert.as_ref().map(|ca| {
-        let ca = certs::load_ca(ca)?;
-        Ok(intercepted_hosts(root, cfg, daemon)
+    let ca = cfg.intercept.ca_cert.as_ref().map(|ca| certs::load_ca(ca));
+    let hosts = intercepted_hosts(root, cfg, daemon);
+    let cri_config_path =
+        (daemon.trust == TrustStore::HostsToml).then(|| hosts_toml::cri_config_path(root));
+    // Where the CRI plugin itself looks: its config_path's directories, in order.
+    let cri_trust = match (&cri_config_path, &ca) {
+        (Some(Ok(Some(path))), Some(Ok(ca))) => {
+            let dirs: Vec<&str> = path.split(':').filter(|d| !d.is_empty()).collect();
+            hosts
+                .iter()
+                .map(|h| (h.clone(), hosts_toml::trust_in(root, &dirs, h, ca)))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let certs = ca.map(|ca| {
+        let ca = ca?;
+        Ok(hosts
             .into_iter()
             .map(|h| {
                 let t = match daemon.trust {
@@ -232,8 +247,6 @@ pub fn gather(root: &Path, cfg: &Config, pid: Option<u32>, daemon: &'static Daem
             })
             .collect())
     });
-    let cri_config_path =
-        (daemon.trust == TrustStore::HostsToml).then(|| hosts_toml::cri_config_path(root));
     let traffic =
         cfg.log.file.as_ref().map(|log| {
             traffic::last_connection(log).map_err(|e| format!("{}: {e}", log.display()))
@@ -247,6 +260,7 @@ pub fn gather(root: &Path, cfg: &Config, pid: Option<u32>, daemon: &'static Daem
         daemon_json,
         process,
         cri_config_path,
+        cri_trust,
         settings,
         next_start,
         setting_files,

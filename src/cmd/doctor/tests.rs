@@ -587,3 +587,86 @@ fn containerd_trusts_regdocs_ca_through_hosts_toml_and_the_cri_config_path() {
         .detail
         .contains("/etc/containerd/config.toml"));
 }
+
+#[test]
+fn containerd_cri_reads_the_first_of_its_config_path_directories() {
+    let fx = containerd_node();
+    let (ca, cfg) = intercepting(&fx);
+    let pem = std::fs::read_to_string(ca).unwrap();
+    let dir = "etc/containerd/certs.d/myreg.azurecr.io";
+    fx.file(&format!("{dir}/regdoc-ca.crt"), &pem, HOUR);
+    fx.file(
+        &format!("{dir}/hosts.toml"),
+        "server = \"https://myreg.azurecr.io\"\nca = \"regdoc-ca.crt\"\n",
+        HOUR,
+    );
+    let config = |path: &str| {
+        format!("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"{path}\"\n")
+    };
+    // An earlier directory whose `_default` has no CA of regdoc's hides the one that has it.
+    fx.file(
+        hosts_toml::CONFIG,
+        &config("/srv/hosts:/etc/containerd/certs.d"),
+        2 * HOUR,
+    );
+    fx.file(
+        "srv/hosts/_default/hosts.toml",
+        "server = \"https://registry-1.docker.io\"\n",
+        HOUR,
+    );
+    let (f, code) = fx.run_daemon(&cfg, None, &CONTAINERD);
+    assert_eq!(
+        problems(&f),
+        vec![("cri config_path".into(), "intercept_ca_untrusted")],
+        "{}",
+        render::table(&f)
+    );
+    assert_eq!(code, 1);
+    let cri = row(&f, "cri config_path");
+    assert!(
+        cri.detail
+            .contains("myreg.azurecr.io is read from /srv/hosts/_default"),
+        "{}",
+        cri.detail
+    );
+    // ctr with --hosts-dir /etc/containerd/certs.d is not affected.
+    assert_eq!(row(&f, "hosts.toml/myreg.azurecr.io").result, Outcome::Ok);
+
+    // Another directory alone, holding regdoc's CA for the registry: the CRI plugin trusts it.
+    fx.file(hosts_toml::CONFIG, &config("/srv/hosts"), 2 * HOUR);
+    fx.file("srv/hosts/myreg.azurecr.io/regdoc-ca.crt", &pem, HOUR);
+    fx.file(
+        "srv/hosts/myreg.azurecr.io/hosts.toml",
+        "server = \"https://myreg.azurecr.io\"\nca = \"regdoc-ca.crt\"\n",
+        HOUR,
+    );
+    let (f, code) = fx.run_daemon(&cfg, None, &CONTAINERD);
+    assert_eq!(problems(&f), vec![], "{}", render::table(&f));
+    assert_eq!(code, 0);
+    assert!(
+        row(&f, "cri config_path")
+            .detail
+            .contains("myreg.azurecr.io: /srv/hosts/myreg.azurecr.io/regdoc-ca.crt"),
+        "{}",
+        row(&f, "cri config_path").detail
+    );
+
+    // The default directory named, but the registry has no directory yet: the hosts.toml row
+    // says so once, not this one again.
+    fx.file(
+        hosts_toml::CONFIG,
+        &config("/etc/containerd/certs.d"),
+        2 * HOUR,
+    );
+    std::fs::remove_dir_all(fx.root().join(dir)).unwrap();
+    let (f, _) = fx.run_daemon(&cfg, None, &CONTAINERD);
+    assert_eq!(
+        problems(&f),
+        vec![(
+            "hosts.toml/myreg.azurecr.io".into(),
+            "intercept_ca_untrusted"
+        )],
+        "{}",
+        render::table(&f)
+    );
+}
