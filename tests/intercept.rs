@@ -1150,6 +1150,65 @@ async fn client_that_does_not_trust_the_ca_is_recorded() {
     assert!(ids.iter().any(|i| i == "intercept_ca_untrusted"), "{ids:?}");
 }
 
+/// A client that trusts regdoc's CA, sends its ClientHello, reads the start of regdoc's answer
+/// and hangs up without an alert, as Go does when the request the connection was for has been
+/// cancelled.
+async fn hang_up_mid_handshake(h: &Harness) -> (u64, InterceptOutcome) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut io, conn_id, served) = h.start();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(h.regdoc_ca.clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), HOST.try_into().unwrap()).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    io.write_all(&hello).await.unwrap();
+    let mut first = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(30), io.read_exact(&mut first))
+        .await
+        .expect("regdoc answered the ClientHello")
+        .unwrap();
+    assert_eq!(first[0], 22, "a handshake record");
+    drop(io);
+    let out = tokio::time::timeout(Duration::from_secs(30), served)
+        .await
+        .unwrap()
+        .unwrap();
+    (conn_id, out)
+}
+
+/// A hang-up in the middle of the handshake is a refusal of regdoc's certificate from a client
+/// never seen to accept it, and no refusal from one whose calls to the registry just worked
+/// through regdoc under the same certificate (containerd, whose push had failed, dropped its
+/// other connection this way, and regdoc had claimed its CA was not trusted).
+#[tokio::test]
+async fn a_hang_up_is_a_refusal_only_from_a_client_not_seen_to_trust_regdoc() {
+    let h = harness().await;
+    let (first, out) = hang_up_mid_handshake(&h).await;
+    assert_eq!(out.close_reason, CloseReason::ClientRejectedCertificate);
+    let mut ids = Vec::new();
+    failures_of(first)
+        .iter()
+        .for_each(|r| values_of(r, "cause", &mut ids));
+    assert_eq!(ids, vec!["intercept_ca_untrusted"]);
+
+    let mut c = h.client(false).await;
+    let r = c.send(c.req("GET", "/v2/").body(empty()).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    body(r).await;
+    c.finish().await;
+
+    let (second, out) = hang_up_mid_handshake(&h).await;
+    assert_eq!(out.close_reason, CloseReason::ClientHandshakeFailed);
+    assert_eq!(failures_of(second), Vec::<serde_json::Value>::new());
+}
+
 #[tokio::test]
 async fn bodies_stream_through_and_large_error_bodies_replay_whole() {
     let h = harness().await;

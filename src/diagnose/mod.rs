@@ -165,6 +165,13 @@ impl Diagnoser {
         rules::evaluate(ev, &view, &self.rules)
     }
 
+    /// Whether `client` hanging up in the middle of its handshake under regdoc's certificate
+    /// for `host` refused that certificate ([`rules::hang_up_is_refusal`]).
+    pub fn hang_up_is_refusal(&self, client: IpAddr, host: &str, endpoint: &Endpoint) -> bool {
+        let view = self.context.view(client, host, endpoint, SystemTime::now());
+        rules::hang_up_is_refusal(&view, endpoint.kind)
+    }
+
     /// Judge one HTTP exchange seen through interception or plain forwarding. Empty means
     /// healthy (the success is remembered as context); otherwise the causes, most likely first.
     pub fn judge_exchange(

@@ -19,6 +19,7 @@ use tls::*;
 
 pub use dns::{name_hints, pinned_address, resolution};
 pub use http::{denied_client_ip, exchange, is_healthy, old_docker};
+pub use path::hang_up_is_refusal;
 
 use super::catalog::{self as c, Cause};
 use super::context::ContextView;

@@ -293,6 +293,17 @@ pub(super) fn upstream_certificate(
     }
 }
 
+/// Whether a client that hung up in the middle of its handshake under regdoc's certificate
+/// (no alert) refused that certificate. Not when the same client's calls to this registry's
+/// REST endpoint worked through regdoc within the context window: it accepted the same
+/// certificate moments ago, so the hang-up is the client dropping a connection it no longer
+/// wants (Go cancels a push's or pull's other connections once one request has failed). A
+/// client that refuses a certificate says so with an alert (Go, OpenSSL and rustls do), which
+/// is a refusal whatever came before.
+pub fn hang_up_is_refusal(ctx: &ContextView, kind: EndpointKind) -> bool {
+    !(kind == EndpointKind::RegistryRest && ctx.rest_ok_age.is_some())
+}
+
 pub(super) fn client_rejected(detail: &str, t: Target<'_>) -> Vec<Finding> {
     vec![find(
         &c::INTERCEPT_CA_UNTRUSTED,

@@ -182,3 +182,23 @@ fn client_refusal_without_a_probe_reads_the_alert() {
     assert_eq!(ids(&f)[0], "tls_interception");
     assert!(evidence(&f, "tls_interception").contains("failed: no TLS answer within 5000 ms"));
 }
+
+#[test]
+fn a_hang_up_is_no_refusal_from_a_client_whose_rest_calls_just_worked() {
+    use crate::diagnose::context::ContextView;
+    use crate::endpoint::EndpointKind;
+    let mut view = ContextView::empty(SystemTime::UNIX_EPOCH + Duration::from_secs(NOW));
+    assert!(rules::hang_up_is_refusal(&view, EndpointKind::RegistryRest));
+    // Another client's success says nothing of this client's trust store.
+    view.rest_ok_any_age = Some(Duration::from_secs(5));
+    assert!(rules::hang_up_is_refusal(&view, EndpointKind::RegistryRest));
+    // This client's own REST calls worked through regdoc moments ago: it gave up the
+    // connection, it did not refuse the certificate it accepted then.
+    view.rest_ok_age = Some(Duration::from_secs(5));
+    assert!(!rules::hang_up_is_refusal(
+        &view,
+        EndpointKind::RegistryRest
+    ));
+    // Trust is per host (dockerd's certs.d): the REST endpoint's says nothing of a data host.
+    assert!(rules::hang_up_is_refusal(&view, EndpointKind::DataEndpoint));
+}

@@ -240,11 +240,22 @@ impl Interceptor {
         let client_tls = match tokio::time::timeout(self.tls_timeout, start.into_stream(cfg)).await
         {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) if is_rejection(&e) => {
+            Ok(Err(e)) => {
+                let refused = match ending(&e) {
+                    Some(Ending::Alert) => true,
+                    Some(Ending::HangUp) => ctx.failures.diagnoser().hang_up_is_refusal(
+                        ctx.client.ip(),
+                        &ctx.host,
+                        &ctx.endpoint,
+                    ),
+                    None => false,
+                };
+                if !refused {
+                    return outcome(tls, 0, 0, CloseReason::ClientHandshakeFailed);
+                }
                 self.client_rejected(&ctx, &tls, e.to_string(), started);
                 return outcome(tls, 0, 1, CloseReason::ClientRejectedCertificate);
             }
-            Ok(Err(_)) => return outcome(tls, 0, 0, CloseReason::ClientHandshakeFailed),
             Err(_) => return outcome(tls, 0, 0, CloseReason::ClientHandshakeTimeout),
         };
 
@@ -366,17 +377,25 @@ impl Interceptor {
     }
 }
 
-/// Whether a failed client handshake means the client refused regdoc's certificate: it sent an
-/// alert (Go sends `bad_certificate` for an unknown authority), or hung up right after seeing
-/// the certificate, as some clients do instead.
-fn is_rejection(e: &io::Error) -> bool {
+/// How a client's handshake under regdoc's certificate ended, where it may mean a refusal.
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    /// The client sent an alert (Go sends `bad_certificate` for an unknown authority).
+    Alert,
+    /// The client closed or reset the connection without one: some clients refuse this way,
+    /// and every client does when it gives the connection up.
+    HangUp,
+}
+
+fn ending(e: &io::Error) -> Option<Ending> {
     if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        return matches!(tls, rustls::Error::AlertReceived(_));
+        return matches!(tls, rustls::Error::AlertReceived(_)).then_some(Ending::Alert);
     }
     matches!(
         e.kind(),
         io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
     )
+    .then_some(Ending::HangUp)
 }
 
 /// Whether the client side ended because it sent no next request head in time.
@@ -399,17 +418,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rejection_is_an_alert_or_a_hang_up() {
+    fn a_handshake_ends_in_an_alert_a_hang_up_or_neither() {
         let alert = io::Error::new(
             io::ErrorKind::InvalidData,
             rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate),
         );
-        assert!(is_rejection(&alert));
-        assert!(is_rejection(&io::Error::from(io::ErrorKind::UnexpectedEof)));
+        assert_eq!(ending(&alert), Some(Ending::Alert));
+        assert_eq!(
+            ending(&io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Some(Ending::HangUp)
+        );
+        assert_eq!(
+            ending(&io::Error::from(io::ErrorKind::ConnectionReset)),
+            Some(Ending::HangUp)
+        );
         let garbage = io::Error::new(
             io::ErrorKind::InvalidData,
             rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
         );
-        assert!(!is_rejection(&garbage));
+        assert_eq!(ending(&garbage), None);
     }
 }
