@@ -175,6 +175,24 @@ struct Harness {
 
 static CONN_IDS: AtomicU64 = AtomicU64::new(1000);
 
+/// A client's TLS configuration trusting `trust` alone, offering `alpn`.
+fn client_config(
+    alpn: Vec<Vec<u8>>,
+    trust: &rustls::pki_types::CertificateDer<'static>,
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trust.clone()).unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = alpn;
+    cfg
+}
+
 async fn harness() -> Harness {
     harness_with(true, Duration::from_secs(20)).await
 }
@@ -352,17 +370,7 @@ impl Harness {
         alpn: Vec<Vec<u8>>,
         trust: &rustls::pki_types::CertificateDer<'static>,
     ) -> tokio_rustls::TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(trust.clone()).unwrap();
-        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        cfg.alpn_protocols = alpn;
-        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        tokio_rustls::TlsConnector::from(Arc::new(client_config(alpn, trust)))
     }
 
     async fn client(&self, h2: bool) -> Client {
@@ -1156,15 +1164,7 @@ async fn client_that_does_not_trust_the_ca_is_recorded() {
 async fn hang_up_mid_handshake(h: &Harness) -> (u64, InterceptOutcome) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut io, conn_id, served) = h.start();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(h.regdoc_ca.clone()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let cfg = client_config(Vec::new(), &h.regdoc_ca);
     let mut conn = rustls::ClientConnection::new(Arc::new(cfg), HOST.try_into().unwrap()).unwrap();
     let mut hello = Vec::new();
     conn.write_tls(&mut hello).unwrap();

@@ -568,10 +568,12 @@ fn cri_config_path(f: &Facts, c: &Result<Option<String>, String>) -> Finding {
         }
         Ok(Some(path)) => path,
     };
+    let names_default =
+        super::hosts_toml::config_path_dirs(path).any(|p| p.trim_end_matches('/') == dir);
     // The CA could not be read, or no host is known yet: whether the path names the directory
     // is all there is to judge.
     if f.cri_trust.is_empty() {
-        return if path.split(':').any(|p| p.trim_end_matches('/') == dir) {
+        return if names_default {
             Finding::ok(CHECK, format!("config_path = \"{path}\""))
         } else {
             Finding::problem(
@@ -585,7 +587,6 @@ fn cri_config_path(f: &Facts, c: &Result<Option<String>, String>) -> Finding {
     // Where the CRI plugin reads the same directory as the hosts.toml row, that row judges it;
     // this one speaks of another directory read first, or of a path without the default one.
     let default = f.root.join(super::hosts_toml::DIR);
-    let names_default = path.split(':').any(|p| p.trim_end_matches('/') == dir);
     let untrusted = f.cri_trust.iter().find_map(|(host, t)| match t {
         Trust::Trusted(_) => None,
         Trust::Missing { dirs } if dirs.iter().all(|d| d.starts_with(&default)) => None,

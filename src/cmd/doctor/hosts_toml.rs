@@ -104,6 +104,12 @@ fn ca_files(doc: &toml::Table, root: &Path, dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The directories a `config_path` names, in order (containerd splits it at `:`, as Go's
+/// `filepath.SplitList` does; empty entries name nothing).
+pub fn config_path_dirs(path: &str) -> impl Iterator<Item = &str> {
+    path.split(':').filter(|d| !d.is_empty())
+}
+
 /// What the CRI plugin's registry `config_path` is, in containerd's configuration under
 /// `root`: `Ok(None)` when the file is there without it, `Err` when the file is absent or
 /// unreadable (with why). containerd 1.x names the plugin `io.containerd.grpc.v1.cri`,

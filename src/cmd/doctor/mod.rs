@@ -226,7 +226,7 @@ pub fn gather(root: &Path, cfg: &Config, pid: Option<u32>, daemon: &'static Daem
     // Where the CRI plugin itself looks: its config_path's directories, in order.
     let cri_trust = match (&cri_config_path, &ca) {
         (Some(Ok(Some(path))), Some(Ok(ca))) => {
-            let dirs: Vec<&str> = path.split(':').filter(|d| !d.is_empty()).collect();
+            let dirs: Vec<&str> = hosts_toml::config_path_dirs(path).collect();
             hosts
                 .iter()
                 .map(|h| (h.clone(), hosts_toml::trust_in(root, &dirs, h, ca)))

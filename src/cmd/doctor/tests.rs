@@ -522,6 +522,17 @@ fn containerd_without_its_proxy_or_restarted_late_is_told_containerds_steps() {
     }
 }
 
+/// regdoc's CA as `regdoc-ca.crt` in the registry's host directory `dir`, named by its
+/// hosts.toml (the form the README gives).
+fn ca_named_by_hosts_toml(fx: &Fixture, dir: &str, pem: &str) {
+    fx.file(&format!("{dir}/regdoc-ca.crt"), pem, HOUR);
+    fx.file(
+        &format!("{dir}/hosts.toml"),
+        "server = \"https://myreg.azurecr.io\"\nca = \"regdoc-ca.crt\"\n",
+        HOUR,
+    );
+}
+
 #[test]
 fn containerd_trusts_regdocs_ca_through_hosts_toml_and_the_cri_config_path() {
     let fx = containerd_node();
@@ -552,12 +563,7 @@ fn containerd_trusts_regdocs_ca_through_hosts_toml_and_the_cri_config_path() {
     // regdoc's CA in the directory and named by hosts.toml; a CRI configuration that does
     // not point at the directory.
     let pem = std::fs::read_to_string(ca).unwrap();
-    fx.file(&format!("{dir}/regdoc-ca.crt"), &pem, HOUR);
-    fx.file(
-        &format!("{dir}/hosts.toml"),
-        "server = \"https://myreg.azurecr.io\"\nca = \"regdoc-ca.crt\"\n",
-        HOUR,
-    );
+    ca_named_by_hosts_toml(&fx, dir, &pem);
     fx.file(hosts_toml::CONFIG, "version = 2\n", 2 * HOUR);
     let (f, _) = fx.run_daemon(&cfg, None, &CONTAINERD);
     assert_eq!(
@@ -594,12 +600,7 @@ fn containerd_cri_reads_the_first_of_its_config_path_directories() {
     let (ca, cfg) = intercepting(&fx);
     let pem = std::fs::read_to_string(ca).unwrap();
     let dir = "etc/containerd/certs.d/myreg.azurecr.io";
-    fx.file(&format!("{dir}/regdoc-ca.crt"), &pem, HOUR);
-    fx.file(
-        &format!("{dir}/hosts.toml"),
-        "server = \"https://myreg.azurecr.io\"\nca = \"regdoc-ca.crt\"\n",
-        HOUR,
-    );
+    ca_named_by_hosts_toml(&fx, dir, &pem);
     let config = |path: &str| {
         format!("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"{path}\"\n")
     };
@@ -634,12 +635,7 @@ fn containerd_cri_reads_the_first_of_its_config_path_directories() {
 
     // Another directory alone, holding regdoc's CA for the registry: the CRI plugin trusts it.
     fx.file(hosts_toml::CONFIG, &config("/srv/hosts"), 2 * HOUR);
-    fx.file("srv/hosts/myreg.azurecr.io/regdoc-ca.crt", &pem, HOUR);
-    fx.file(
-        "srv/hosts/myreg.azurecr.io/hosts.toml",
-        "server = \"https://myreg.azurecr.io\"\nca = \"regdoc-ca.crt\"\n",
-        HOUR,
-    );
+    ca_named_by_hosts_toml(&fx, "srv/hosts/myreg.azurecr.io", &pem);
     let (f, code) = fx.run_daemon(&cfg, None, &CONTAINERD);
     assert_eq!(problems(&f), vec![], "{}", render::table(&f));
     assert_eq!(code, 0);
