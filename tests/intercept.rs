@@ -10,6 +10,7 @@ mod common;
 use base64::Engine;
 use bytes::Bytes;
 use common::acr::{self, AcrFixture, Mode, NULL_GUID};
+use common::tls::client_config;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -174,24 +175,6 @@ struct Harness {
 }
 
 static CONN_IDS: AtomicU64 = AtomicU64::new(1000);
-
-/// A client's TLS configuration trusting `trust` alone, offering `alpn`.
-fn client_config(
-    alpn: Vec<Vec<u8>>,
-    trust: &rustls::pki_types::CertificateDer<'static>,
-) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(trust.clone()).unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = alpn;
-    cfg
-}
 
 async fn harness() -> Harness {
     harness_with(true, Duration::from_secs(20)).await

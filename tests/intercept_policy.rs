@@ -58,16 +58,7 @@ async fn open(
 ) -> Result<Sender, std::io::Error> {
     let (tcp, status, reason) = proxy::connect(s.proxy.addr, &format!("{host}:443"), "").await;
     assert_eq!(status, 200, "{reason}");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(trust.clone()).unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let cfg = common::tls::client_config(vec![b"http/1.1".to_vec()], trust);
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(host.to_string().try_into().unwrap(), tcp)
         .await?;

@@ -20,16 +20,7 @@ async fn client(
 ) -> hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>> {
     let (s, status, reason) = connect(proxy, &format!("{host}:443"), "").await;
     assert_eq!(status, 200, "{reason}");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca).unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let cfg = common::tls::client_config(vec![b"http/1.1".to_vec()], &ca);
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(host.try_into().unwrap(), s)
         .await
